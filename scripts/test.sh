@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine as root: installs what the tests need,
+# then runs the Rust tests (cargo-nextest) and the Python interop tests (pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+need_apt=()
+command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+command -v mosquitto >/dev/null 2>&1 || need_apt+=(mosquitto)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi
+
+# Python interop clients live in a venv so the system Python stays untouched.
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The fuzz crate is outside the workspace; building it proves the targets still compile.
+if [ -d fuzz ]; then
+  (cd fuzz && CARGO_TARGET_DIR=../target/fuzz-check cargo check --locked --quiet)
+fi
+cargo build --release --locked -p junction
+cargo nextest run --workspace --locked --no-fail-fast
+
+JUNCTION_BIN="$PWD/target/release/junction" .venv/bin/python -m pytest -q tests/python
