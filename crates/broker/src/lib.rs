@@ -1,0 +1,520 @@
+//! Junction's routing core.
+//!
+//! The [`Broker`] owns the session registry (client id → [`SessionCell`]), the [`Router`]
+//! (filter trie with plain and shared subscribers), the retained-message table, the
+//! broker-wide [`Metrics`] and the `$SYS` publisher. Protocol front ends (the MQTT listener
+//! and, later, the gateways) open sessions, publish and subscribe through it.
+//!
+//! Lock order (see docs/ARCHITECTURE.md): registry → cell → router / retained. The router
+//! lock is never held while a cell is locked by the publish path: targets are collected
+//! under the router's read lock, which is released before any cell is locked.
+
+pub mod cell;
+pub mod metrics;
+pub mod retained;
+pub mod router;
+pub mod sys;
+
+pub use cell::{CellState, ConnLink, KickReason, SessionCell};
+pub use metrics::Metrics;
+pub use retained::Retained;
+pub use router::{Router, SharedStrategy, Subscriber};
+
+use ahash::AHashMap;
+use bytestring::ByteString;
+use junction_session::{Delivery, Session, SessionLimits, SubOptions};
+use junction_topic::{parse_filter, TopicError};
+use junction_types::{now_ms, Message, QoS, SharedMessage};
+use parking_lot::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Broker-wide settings (from `mqtt.*`, `sys_topics.*` and `node.*`).
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    /// Node name, used in `$SYS/brokers/<node>/…`.
+    pub node_name: String,
+    /// `mqtt.shared_subscription_strategy`.
+    pub shared_strategy: SharedStrategy,
+    /// `mqtt.upgrade_qos`: deliver at the subscription's QoS rather than the lower one.
+    pub upgrade_qos: bool,
+    /// `mqtt.ignore_loop_deliver`: never deliver a client's own messages back to it.
+    pub ignore_loop_deliver: bool,
+    /// `sys_topics.sys_msg_interval`; `None` disables the periodic `$SYS` messages.
+    pub sys_msg_interval: Option<Duration>,
+    /// `sys_topics.sys_heartbeat_interval`; `None` disables uptime/datetime heartbeats.
+    pub sys_heartbeat_interval: Option<Duration>,
+    /// `sys_topics.sys_event_messages.client_connected`.
+    pub sys_event_client_connected: bool,
+    /// `sys_topics.sys_event_messages.client_disconnected`.
+    pub sys_event_client_disconnected: bool,
+    /// Upper bound of QoS 0 messages buffered for one connected client.
+    pub max_outbox_qos0: usize,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        BrokerSettings {
+            node_name: "junction@127.0.0.1".into(),
+            shared_strategy: SharedStrategy::RoundRobin,
+            upgrade_qos: false,
+            ignore_loop_deliver: false,
+            sys_msg_interval: Some(Duration::from_secs(60)),
+            sys_heartbeat_interval: Some(Duration::from_secs(30)),
+            sys_event_client_connected: true,
+            sys_event_client_disconnected: true,
+            max_outbox_qos0: 10_000,
+        }
+    }
+}
+
+/// A will message waiting for its connection to end.
+#[derive(Debug, Clone)]
+pub struct Will {
+    /// The message to publish (its `id` is assigned when it is published).
+    pub message: Message,
+    /// Will delay interval in seconds (MQTT 5.0; 0 for 3.x).
+    pub delay_secs: u32,
+}
+
+/// What a connection asks for when it opens a session.
+#[derive(Debug)]
+pub struct OpenSession {
+    /// Client id (already assigned if the client sent none).
+    pub client_id: ByteString,
+    /// Clean start / clean session.
+    pub clean_start: bool,
+    /// Session expiry interval in seconds (`u32::MAX` never expires).
+    pub expiry_interval_secs: u32,
+    /// Limits for the session.
+    pub limits: SessionLimits,
+    /// The connection's id.
+    pub conn_id: u64,
+    /// Where to tell the connection to go away.
+    pub kick: oneshot::Sender<KickReason>,
+}
+
+/// The session a connection got.
+#[derive(Debug)]
+pub struct Opened {
+    /// The session.
+    pub cell: Arc<SessionCell>,
+    /// True if an existing session was resumed (CONNACK session present).
+    pub session_present: bool,
+}
+
+/// What a connection leaves behind when it closes.
+#[derive(Debug, Default)]
+pub struct Close {
+    /// Session expiry interval in force at close (may be changed by DISCONNECT).
+    pub expiry_interval_secs: u32,
+    /// The will, unless the client disconnected normally.
+    pub will: Option<Will>,
+}
+
+/// The routing core. Cheap to share: wrap it in an `Arc`.
+#[derive(Debug)]
+pub struct Broker {
+    /// Settings in force.
+    pub settings: BrokerSettings,
+    router: RwLock<Router>,
+    sessions: Mutex<AHashMap<ByteString, Arc<SessionCell>>>,
+    retained: RwLock<Retained>,
+    /// Broker-wide metrics.
+    pub metrics: Metrics,
+    next_message_id: AtomicU64,
+    next_session_id: AtomicU64,
+    next_conn_id: AtomicU64,
+    started: Instant,
+}
+
+impl Broker {
+    /// A new broker with no sessions.
+    pub fn new(settings: BrokerSettings) -> Arc<Self> {
+        Arc::new(Broker {
+            settings,
+            router: RwLock::new(Router::default()),
+            sessions: Mutex::new(AHashMap::new()),
+            retained: RwLock::new(Retained::default()),
+            metrics: Metrics::default(),
+            next_message_id: AtomicU64::new(1),
+            next_session_id: AtomicU64::new(1),
+            next_conn_id: AtomicU64::new(1),
+            started: Instant::now(),
+        })
+    }
+
+    /// Time since the broker started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// A fresh message id.
+    pub fn next_message_id(&self) -> u64 {
+        self.next_message_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Number of sessions (online and offline).
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Number of distinct subscribed filters and of subscriptions.
+    pub fn subscription_counts(&self) -> (usize, usize) {
+        let r = self.router.read();
+        (r.filter_count(), r.subscription_count())
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.retained.read().len()
+    }
+
+    /// The session of a client id, if any.
+    pub fn lookup(&self, client_id: &str) -> Option<Arc<SessionCell>> {
+        self.sessions.lock().get(client_id).cloned()
+    }
+
+    /// Route a message to every matching subscription; returns how many deliveries were made.
+    /// A message with the retain flag also replaces (or, with an empty payload, clears) the
+    /// retained message of its topic.
+    pub fn publish(&self, mut msg: Message) -> usize {
+        if msg.id == 0 {
+            msg.id = self.next_message_id();
+        }
+        let msg: SharedMessage = Arc::new(msg);
+        Metrics::inc(&self.metrics.messages_publish);
+        if msg.retain {
+            let changed = self.retained.write().put(msg.clone());
+            if changed && !msg.payload.is_empty() {
+                Metrics::inc(&self.metrics.messages_retained);
+            }
+        }
+        let mut targets: Vec<(Arc<SessionCell>, SubOptions, bool)> = Vec::new();
+        self.router.read().route(
+            &msg.topic,
+            &msg.from,
+            self.settings.shared_strategy,
+            |sub, shared| targets.push((sub.cell.clone(), sub.opts, shared)),
+        );
+        let now = now_ms();
+        let mut delivered = 0;
+        for (cell, opts, shared) in targets {
+            let own = !msg.from.is_empty() && cell.client_id == msg.from;
+            if own && !shared && (opts.no_local || self.settings.ignore_loop_deliver) {
+                continue;
+            }
+            let qos = if self.settings.upgrade_qos {
+                opts.qos
+            } else {
+                msg.qos.min(opts.qos)
+            };
+            let delivery = Delivery {
+                message: msg.clone(),
+                qos,
+                // Retain As Published: keep the flag, else clear it on normal delivery
+                // [MQTT-3.3.1-12], [MQTT-3.3.1-13].
+                retain: msg.retain && opts.retain_as_published,
+                subscription_ids: opts.subscription_id.into_iter().collect(),
+            };
+            cell.deliver(delivery, now, &self.metrics);
+            delivered += 1;
+        }
+        if delivered == 0 {
+            Metrics::inc(&self.metrics.messages_dropped_no_subscribers);
+        }
+        delivered
+    }
+
+    /// Subscribe a session to `raw_filter` (which may be `$share/<group>/…` or `$queue/…`).
+    /// Returns whether the subscription already existed. Retained messages are delivered
+    /// per Retain Handling (never for shared subscriptions [MQTT-3.8.4-?/4.8.2]).
+    pub fn subscribe(
+        &self,
+        cell: &Arc<SessionCell>,
+        raw_filter: &str,
+        opts: SubOptions,
+    ) -> Result<bool, TopicError> {
+        let parsed = parse_filter(raw_filter)?;
+        let existed;
+        {
+            let mut st = cell.lock();
+            st.session
+                .subscriptions
+                .insert(raw_filter.to_string(), opts);
+            existed = self.router.write().add(
+                parsed.filter,
+                parsed.group,
+                Subscriber {
+                    cell: cell.clone(),
+                    opts,
+                },
+            );
+        }
+        let send_retained = parsed.group.is_none()
+            && match opts.retain_handling {
+                0 => true,
+                1 => !existed,
+                _ => false,
+            };
+        if send_retained {
+            let now = now_ms();
+            let msgs = self.retained.read().matching(parsed.filter, now);
+            for m in msgs {
+                let qos = m.qos.min(opts.qos);
+                cell.deliver(
+                    Delivery {
+                        message: m,
+                        qos,
+                        // Retained messages sent on subscribe keep RETAIN=1 [MQTT-3.3.1-8].
+                        retain: true,
+                        subscription_ids: opts.subscription_id.into_iter().collect(),
+                    },
+                    now,
+                    &self.metrics,
+                );
+            }
+        }
+        Ok(existed)
+    }
+
+    /// Remove a subscription; returns whether it existed.
+    pub fn unsubscribe(&self, cell: &Arc<SessionCell>, raw_filter: &str) -> bool {
+        let Ok(parsed) = parse_filter(raw_filter) else {
+            return false;
+        };
+        let mut st = cell.lock();
+        let had = st.session.subscriptions.remove(raw_filter).is_some();
+        let removed = self
+            .router
+            .write()
+            .remove(parsed.filter, parsed.group, cell.id);
+        had || removed
+    }
+
+    /// Open (or resume, or take over) the session of a connecting client.
+    pub fn open_session(self: &Arc<Self>, req: OpenSession) -> Opened {
+        let now = now_ms();
+        let mut registry = self.sessions.lock();
+        if let Some(old) = registry.get(&req.client_id).cloned() {
+            let mut st = old.lock();
+            if let Some(mut link) = st.conn.take() {
+                if let Some(kick) = link.kick.take() {
+                    let _ = kick.send(KickReason::TakenOver);
+                }
+                Metrics::inc(&self.metrics.session_takenover);
+            }
+            st.generation += 1;
+            if !req.clean_start && !st.discarded {
+                st.session.limits = req.limits;
+                st.session.expiry_interval_secs = req.expiry_interval_secs;
+                st.conn = Some(ConnLink {
+                    conn_id: req.conn_id,
+                    kick: Some(req.kick),
+                });
+                old.set_online(true);
+                let st = &mut *st;
+                let mut dropped = Vec::new();
+                st.outbox.clear();
+                st.session.resume(now, &mut st.outbox, &mut dropped);
+                cell::count_dropped(&self.metrics, &dropped);
+                Metrics::inc(&self.metrics.session_resumed);
+                old.wake();
+                drop(registry);
+                return Opened {
+                    cell: old.clone(),
+                    session_present: true,
+                };
+            }
+            self.discard_locked(&old, &mut st);
+            registry.remove(&req.client_id);
+        }
+        let mut session = Session::new(req.client_id.clone(), req.limits, now);
+        session.expiry_interval_secs = req.expiry_interval_secs;
+        let cell = Arc::new(SessionCell::new(
+            self.next_session_id.fetch_add(1, Ordering::Relaxed),
+            session,
+            self.settings.max_outbox_qos0,
+        ));
+        cell.lock().conn = Some(ConnLink {
+            conn_id: req.conn_id,
+            kick: Some(req.kick),
+        });
+        cell.set_online(true);
+        registry.insert(req.client_id, cell.clone());
+        Metrics::inc(&self.metrics.session_created);
+        Opened {
+            cell,
+            session_present: false,
+        }
+    }
+
+    /// End a session: remove its subscriptions. The caller holds the cell's lock.
+    fn discard_locked(&self, cell: &SessionCell, st: &mut CellState) {
+        if st.discarded {
+            return;
+        }
+        st.discarded = true;
+        st.generation += 1;
+        let mut router = self.router.write();
+        for filter in st.session.subscriptions.keys() {
+            if let Ok(p) = parse_filter(filter) {
+                router.remove(p.filter, p.group, cell.id);
+            }
+        }
+        drop(router);
+        st.session.subscriptions.clear();
+        let lost = st.session.drain_all();
+        if !lost.is_empty() {
+            Metrics::add(&self.metrics.messages_dropped, lost.len() as u64);
+        }
+        st.outbox.clear();
+        Metrics::inc(&self.metrics.session_discarded);
+    }
+
+    /// Remove a session from the registry if it is still the registered one for its id.
+    fn unregister(&self, cell: &Arc<SessionCell>) {
+        let mut registry = self.sessions.lock();
+        if registry
+            .get(&cell.client_id)
+            .is_some_and(|c| Arc::ptr_eq(c, cell))
+        {
+            registry.remove(&cell.client_id);
+        }
+    }
+
+    fn publish_will(&self, mut will: Message) {
+        will.id = 0;
+        will.received_at_ms = now_ms();
+        self.publish(will);
+    }
+
+    /// A connection ended. Keeps the session for its expiry interval or ends it, and
+    /// publishes or schedules the will.
+    pub fn close_session(self: &Arc<Self>, cell: &Arc<SessionCell>, conn_id: u64, close: Close) {
+        let mut st = cell.lock();
+        let owner = st.conn.as_ref().is_some_and(|c| c.conn_id == conn_id);
+        if !owner {
+            // Taken over or kicked: the session now belongs to someone else (or is gone).
+            let ended = st.discarded;
+            drop(st);
+            if let Some(will) = close.will {
+                if ended || will.delay_secs == 0 {
+                    self.publish_will(will.message);
+                }
+            }
+            return;
+        }
+        st.conn = None;
+        cell.set_online(false);
+        st.generation += 1;
+        let generation = st.generation;
+        st.session.expiry_interval_secs = close.expiry_interval_secs;
+        // Anything not yet written goes back through the session on resume.
+        st.outbox.clear();
+        if close.expiry_interval_secs == 0 {
+            self.discard_locked(cell, &mut st);
+            drop(st);
+            self.unregister(cell);
+            Metrics::inc(&self.metrics.session_terminated);
+            if let Some(will) = close.will {
+                self.publish_will(will.message);
+            }
+            return;
+        }
+        drop(st);
+        if let Some(will) = close.will {
+            let delay = will.delay_secs.min(close.expiry_interval_secs);
+            if delay == 0 {
+                self.publish_will(will.message);
+            } else {
+                let broker = self.clone();
+                let cell = cell.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(delay as u64)).await;
+                    let current = cell.lock().generation;
+                    // A reconnect before the delay elapsed cancels the will [MQTT-3.1.3-9].
+                    if current == generation {
+                        broker.publish_will(will.message);
+                    }
+                });
+            }
+        }
+        if close.expiry_interval_secs != u32::MAX {
+            let broker = self.clone();
+            let cell = cell.clone();
+            let secs = close.expiry_interval_secs as u64;
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+                broker.expire(&cell, generation);
+            });
+        }
+    }
+
+    /// Session expiry timer fired.
+    fn expire(&self, cell: &Arc<SessionCell>, generation: u64) {
+        let mut st = cell.lock();
+        if st.generation != generation || st.conn.is_some() {
+            return;
+        }
+        self.discard_locked(cell, &mut st);
+        drop(st);
+        self.unregister(cell);
+        Metrics::inc(&self.metrics.session_terminated);
+    }
+
+    /// Kick a client off (administrative action). Returns true if it was connected.
+    pub fn kick(&self, client_id: &str, reason: KickReason) -> bool {
+        let Some(cell) = self.lookup(client_id) else {
+            return false;
+        };
+        let mut st = cell.lock();
+        match st.conn.as_mut().and_then(|l| l.kick.take()) {
+            Some(k) => k.send(reason).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Kick every connected client (shutdown).
+    pub fn kick_all(&self, reason: KickReason) {
+        let cells: Vec<Arc<SessionCell>> = self.sessions.lock().values().cloned().collect();
+        for cell in cells {
+            let mut st = cell.lock();
+            if let Some(k) = st.conn.as_mut().and_then(|l| l.kick.take()) {
+                let _ = k.send(reason);
+            }
+        }
+    }
+
+    /// Clear expired retained messages.
+    pub fn sweep_retained(&self) -> usize {
+        self.retained.write().sweep_expired(now_ms())
+    }
+
+    /// A snapshot of the retained messages.
+    pub fn retained_messages(&self) -> Vec<SharedMessage> {
+        self.retained.read().all().cloned().collect()
+    }
+}
+
+/// Build a broker-originated message (e.g. `$SYS`).
+pub fn system_message(topic: String, payload: impl Into<bytes::Bytes>, retain: bool) -> Message {
+    Message {
+        id: 0,
+        topic: topic.into(),
+        payload: payload.into(),
+        qos: QoS::AtMostOnce,
+        retain,
+        properties: Default::default(),
+        expires_at_ms: None,
+        received_at_ms: now_ms(),
+        from: ByteString::new(),
+    }
+}

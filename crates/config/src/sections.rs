@@ -1,0 +1,185 @@
+//! The small sections: `node`, `broker`, `sys_topics`, `log` and `dashboard`.
+
+use crate::units::{disabled_or, Bind, Duration};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// This broker node, `node { … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node name, `<name>@<host>`. Default `"junction@127.0.0.1"`.
+    pub name: String,
+    /// Directory for persistent data (relative paths are relative to the working
+    /// directory). Default `"data"`.
+    pub data_dir: PathBuf,
+    /// Erlang distribution cookie. Accepted so EMQX's stock `emqx.conf` loads;
+    /// Junction does not use it. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: "junction@127.0.0.1".to_string(),
+            data_dir: PathBuf::from("data"),
+            cookie: None,
+        }
+    }
+}
+
+/// Broker internals, `broker { … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Whether sessions are registered by client ID so a reconnect takes over the
+    /// old session. Default `true`.
+    pub enable_session_registry: bool,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            enable_session_registry: true,
+        }
+    }
+}
+
+/// `$SYS` topics, `sys_topics { … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SysTopicsConfig {
+    /// How often `$SYS/brokers/…` statistics are published; `None` is `"disabled"`.
+    /// Default `"1m"`.
+    #[serde(with = "disabled_or")]
+    pub sys_msg_interval: Option<Duration>,
+    /// How often the `$SYS/brokers/<node>/uptime` and `datetime` heartbeat is
+    /// published; `None` is `"disabled"`. Default `"30s"`.
+    #[serde(with = "disabled_or")]
+    pub sys_heartbeat_interval: Option<Duration>,
+    /// Which client events are published under `$SYS/brokers/<node>/clients/…`.
+    pub sys_event_messages: SysEventMessages,
+}
+
+impl Default for SysTopicsConfig {
+    fn default() -> Self {
+        SysTopicsConfig {
+            sys_msg_interval: Some(Duration::from_secs(60)),
+            sys_heartbeat_interval: Some(Duration::from_secs(30)),
+            sys_event_messages: SysEventMessages::default(),
+        }
+    }
+}
+
+/// Client events published as `$SYS` messages, `sys_topics.sys_event_messages { … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SysEventMessages {
+    /// Publish `…/clients/<clientid>/connected`. Default `true`.
+    pub client_connected: bool,
+    /// Publish `…/clients/<clientid>/disconnected`. Default `true`.
+    pub client_disconnected: bool,
+    /// Publish `…/clients/<clientid>/subscribed`. Default `false`.
+    pub client_subscribed: bool,
+    /// Publish `…/clients/<clientid>/unsubscribed`. Default `false`.
+    pub client_unsubscribed: bool,
+}
+
+impl Default for SysEventMessages {
+    fn default() -> Self {
+        SysEventMessages {
+            client_connected: true,
+            client_disconnected: true,
+            client_subscribed: false,
+            client_unsubscribed: false,
+        }
+    }
+}
+
+/// Logging, `log { … }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Logging to standard output. Default: enabled at `warning`.
+    pub console: ConsoleLog,
+}
+
+/// Console logging, `log.console { … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleLog {
+    /// Whether log lines are written to standard output. Default `true`.
+    pub enable: bool,
+    /// Least severe level written. Default `"warning"`.
+    pub level: LogLevel,
+}
+
+impl Default for ConsoleLog {
+    fn default() -> Self {
+        ConsoleLog {
+            enable: true,
+            level: LogLevel::Warning,
+        }
+    }
+}
+
+/// Log severity, least to most severe (syslog levels, as EMQX uses).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    /// Debugging detail.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Normal but significant.
+    Notice,
+    /// Something looks wrong.
+    #[default]
+    Warning,
+    /// An operation failed.
+    Error,
+    /// A component failed.
+    Critical,
+    /// Action needed now.
+    Alert,
+    /// The system is unusable.
+    Emergency,
+}
+
+/// The HTTP dashboard and management API, `dashboard { … }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Dashboard listeners. Default: HTTP on `0.0.0.0:18083`.
+    pub listeners: DashboardListeners,
+}
+
+/// Dashboard listeners, `dashboard.listeners { … }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardListeners {
+    /// The plain HTTP listener. Default: enabled on `0.0.0.0:18083`.
+    pub http: DashboardHttpListener,
+}
+
+/// The dashboard's HTTP listener, `dashboard.listeners.http { … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardHttpListener {
+    /// Whether the HTTP listener is started. Default `true`.
+    pub enable: bool,
+    /// Address to listen on: a port or `"ip:port"`. Default `18083` (`0.0.0.0:18083`).
+    pub bind: Bind,
+}
+
+impl Default for DashboardHttpListener {
+    fn default() -> Self {
+        DashboardHttpListener {
+            enable: true,
+            bind: Bind::any(18083),
+        }
+    }
+}

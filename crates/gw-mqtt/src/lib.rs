@@ -1,0 +1,71 @@
+//! Junction's MQTT front end: one task per connection runs the MQTT 3.1 / 3.1.1 / 5.0
+//! protocol between a [`junction_transport::Stream`] and the [`junction_broker::Broker`].
+
+mod connection;
+
+pub use connection::serve;
+
+use junction_session::SessionLimits;
+use junction_types::QoS;
+use std::time::Duration;
+
+/// MQTT protocol settings (`mqtt.*` in the config).
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    /// `mqtt.max_packet_size`: largest packet accepted, bytes.
+    pub max_packet_size: u32,
+    /// `mqtt.max_clientid_len`.
+    pub max_clientid_len: usize,
+    /// `mqtt.max_topic_levels` (0: unlimited).
+    pub max_topic_levels: usize,
+    /// `mqtt.max_qos_allowed`.
+    pub max_qos_allowed: QoS,
+    /// `mqtt.max_topic_alias` (0 disables topic aliases from clients).
+    pub max_topic_alias: u16,
+    /// `mqtt.retain_available`.
+    pub retain_available: bool,
+    /// `mqtt.wildcard_subscription`.
+    pub wildcard_subscription: bool,
+    /// `mqtt.shared_subscription`.
+    pub shared_subscription: bool,
+    /// `mqtt.idle_timeout`: time allowed between TCP accept and CONNECT.
+    pub idle_timeout: Duration,
+    /// `mqtt.keepalive_multiplier`: a client is dropped after keepalive × this of silence.
+    pub keepalive_multiplier: f64,
+    /// `mqtt.server_keepalive`: keepalive imposed on MQTT 5.0 clients.
+    pub server_keepalive: Option<u16>,
+    /// `mqtt.session_expiry_interval`: expiry of MQTT 3.x sessions with clean session 0, s.
+    pub session_expiry_interval_v3: u32,
+    /// `mqtt.max_subscriptions` (`None`: unlimited).
+    pub max_subscriptions: Option<usize>,
+    /// `mqtt.max_inflight`, `max_mqueue_len`, `mqueue_store_qos0`, `retry_interval`,
+    /// `max_awaiting_rel`, `await_rel_timeout`.
+    pub session: SessionLimits,
+    /// `mqtt.response_information`, sent when a 5.0 client requests it (empty: none).
+    pub response_information: String,
+    /// `mqtt.message_expiry_interval`: expiry applied to messages that set none, seconds.
+    pub message_expiry_interval: Option<u32>,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            max_packet_size: 1024 * 1024,
+            max_clientid_len: 65535,
+            max_topic_levels: 128,
+            max_qos_allowed: QoS::ExactlyOnce,
+            max_topic_alias: 65535,
+            retain_available: true,
+            wildcard_subscription: true,
+            shared_subscription: true,
+            idle_timeout: Duration::from_secs(15),
+            keepalive_multiplier: 1.5,
+            server_keepalive: None,
+            session_expiry_interval_v3: 2 * 3600,
+            max_subscriptions: None,
+            session: SessionLimits::default(),
+            response_information: String::new(),
+            message_expiry_interval: None,
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The Junction server: wires the configuration, the broker and the listeners together.
+//!
+//! The `junction` binary is a thin command line over [`Server`]; integration tests start a
+//! [`Server`] on port 0 the same way.
+
+pub mod bench;
+
+use anyhow::Context;
+use junction_broker::{Broker, BrokerSettings, KickReason, SharedStrategy};
+use junction_config::{Config, ListenerKind as CfgKind, SharedSubscriptionStrategy, SslVerify};
+use junction_gw_mqtt::MqttSettings;
+use junction_session::SessionLimits;
+use junction_transport::{ListenerHandle, ListenerKind, ListenerOptions, TlsOptions, WsOptions};
+use junction_types::QoS;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    /// The broker.
+    pub broker: Arc<Broker>,
+    listeners: Vec<ListenerHandle>,
+}
+
+impl Server {
+    /// Start everything the configuration enables.
+    pub async fn start(config: &Config) -> anyhow::Result<Server> {
+        let broker = Broker::new(broker_settings(config));
+        broker.start_sys();
+        let mqtt = Arc::new(mqtt_settings(config));
+        let mut listeners = Vec::new();
+        for (kind, name, l) in config.listeners.enabled() {
+            let opts = listener_options(kind, name, l)?;
+            let b = broker.clone();
+            let m = mqtt.clone();
+            let handle = junction_transport::start(opts, move |accepted| {
+                junction_gw_mqtt::serve(b.clone(), m.clone(), accepted)
+            })
+            .await?;
+            tracing::info!(listener = %handle.id, addr = %handle.local_addr, "listening");
+            listeners.push(handle);
+        }
+        Ok(Server { broker, listeners })
+    }
+
+    /// The address a listener (`"tcp:default"`, `"ws:default"`, …) is bound to.
+    pub fn local_addr(&self, id: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| l.id == id)
+            .map(|l| l.local_addr)
+    }
+
+    /// Every listener with its bound address.
+    pub fn listeners(&self) -> impl Iterator<Item = (&str, SocketAddr)> {
+        self.listeners.iter().map(|l| (l.id.as_str(), l.local_addr))
+    }
+
+    /// Stop accepting and disconnect every client (5.0 clients get reason 0x8B).
+    pub async fn shutdown(self) {
+        for l in &self.listeners {
+            l.stop();
+        }
+        self.broker.kick_all(KickReason::Shutdown);
+        // Give connection tasks a moment to say goodbye.
+        for _ in 0..50 {
+            if self
+                .broker
+                .metrics
+                .connections_count
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn broker_settings(config: &Config) -> BrokerSettings {
+    let sys = &config.sys_topics;
+    BrokerSettings {
+        node_name: config.node.name.clone(),
+        shared_strategy: match config.mqtt.shared_subscription_strategy {
+            SharedSubscriptionStrategy::Random => SharedStrategy::Random,
+            SharedSubscriptionStrategy::RoundRobin => SharedStrategy::RoundRobin,
+            SharedSubscriptionStrategy::RoundRobinPerGroup => SharedStrategy::RoundRobinPerGroup,
+            SharedSubscriptionStrategy::Sticky => SharedStrategy::Sticky,
+            SharedSubscriptionStrategy::Local => SharedStrategy::Local,
+            SharedSubscriptionStrategy::HashTopic => SharedStrategy::HashTopic,
+            SharedSubscriptionStrategy::HashClientid => SharedStrategy::HashClientid,
+        },
+        upgrade_qos: config.mqtt.upgrade_qos,
+        ignore_loop_deliver: config.mqtt.ignore_loop_deliver,
+        sys_msg_interval: sys.sys_msg_interval.map(|d| d.as_std()),
+        sys_heartbeat_interval: sys.sys_heartbeat_interval.map(|d| d.as_std()),
+        sys_event_client_connected: sys.sys_event_messages.client_connected,
+        sys_event_client_disconnected: sys.sys_event_messages.client_disconnected,
+        max_outbox_qos0: config
+            .mqtt
+            .max_mqueue_len
+            .map_or(10_000, |n| (n as usize).max(1000)),
+    }
+}
+
+fn mqtt_settings(config: &Config) -> MqttSettings {
+    let m = &config.mqtt;
+    MqttSettings {
+        max_packet_size: m.max_packet_size.as_u64().min(u32::MAX as u64) as u32,
+        max_clientid_len: m.max_clientid_len as usize,
+        max_topic_levels: m.max_topic_levels as usize,
+        max_qos_allowed: QoS::from_u8(m.max_qos_allowed).unwrap_or(QoS::ExactlyOnce),
+        max_topic_alias: m.max_topic_alias,
+        retain_available: m.retain_available,
+        wildcard_subscription: m.wildcard_subscription,
+        shared_subscription: m.shared_subscription,
+        idle_timeout: m.idle_timeout.as_std(),
+        keepalive_multiplier: m.keepalive_multiplier,
+        server_keepalive: m.server_keepalive,
+        session_expiry_interval_v3: m.session_expiry_interval.as_secs().min(u32::MAX as u64) as u32,
+        max_subscriptions: m.max_subscriptions.map(|n| n as usize),
+        session: SessionLimits {
+            max_inflight: m.max_inflight.max(1),
+            max_mqueue_len: m.max_mqueue_len.map_or(0, |n| n as usize),
+            mqueue_store_qos0: m.mqueue_store_qos0,
+            retry_interval_ms: m.retry_interval.as_millis(),
+            max_awaiting_rel: m.max_awaiting_rel.map_or(0, |n| n as usize),
+            await_rel_timeout_ms: m.await_rel_timeout.as_millis(),
+        },
+        response_information: m.response_information.clone(),
+        message_expiry_interval: m
+            .message_expiry_interval
+            .map(|d| d.as_secs().min(u32::MAX as u64) as u32),
+    }
+}
+
+fn listener_options(
+    kind: CfgKind,
+    name: &str,
+    l: &junction_config::Listener,
+) -> anyhow::Result<ListenerOptions> {
+    let tkind = match kind {
+        CfgKind::Tcp => ListenerKind::Tcp,
+        CfgKind::Ssl => ListenerKind::Ssl,
+        CfgKind::Ws => ListenerKind::Ws,
+        CfgKind::Wss => ListenerKind::Wss,
+    };
+    let id = format!("{}:{}", kind.as_str(), name);
+    let mut opts = ListenerOptions::new(id.clone(), tkind, l.bind.0);
+    opts.max_connections = l.max_connections.map(|n| n as usize);
+    opts.max_conn_rate = l.max_conn_rate.map(|n| n.min(u32::MAX as u64) as u32);
+    opts.nodelay = l.tcp_options.nodelay;
+    opts.backlog = l.tcp_options.backlog;
+    if let Some(ssl) = &l.ssl_options {
+        let certfile = ssl.certfile.clone().with_context(|| {
+            format!(
+                "listeners.{}.{name}.ssl_options.certfile is required",
+                kind.as_str()
+            )
+        })?;
+        let keyfile = ssl.keyfile.clone().with_context(|| {
+            format!(
+                "listeners.{}.{name}.ssl_options.keyfile is required",
+                kind.as_str()
+            )
+        })?;
+        opts.tls = Some(TlsOptions {
+            certfile: certfile.into(),
+            keyfile: keyfile.into(),
+            cacertfile: ssl.cacertfile.clone().map(Into::into),
+            verify_peer: ssl.verify == SslVerify::VerifyPeer,
+            fail_if_no_peer_cert: ssl.fail_if_no_peer_cert,
+        });
+        opts.handshake_timeout = ssl.handshake_timeout.as_std();
+    }
+    if let Some(ws) = &l.websocket {
+        opts.ws = WsOptions {
+            path: ws.mqtt_path.clone(),
+            subprotocols: ws.subprotocols().map(String::from).collect(),
+            fail_if_no_subprotocol: ws.fail_if_no_subprotocol,
+        };
+    }
+    Ok(opts)
+}

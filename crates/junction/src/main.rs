@@ -1,0 +1,90 @@
+//! The `junction` command.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use junction::Server;
+use junction_config::Config;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "junction",
+    version,
+    about = "One broker for every IoT protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start the broker.
+    Start {
+        /// Configuration file (HOCON, EMQX keys). Default: etc/junction.conf if it exists.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Load tool: connect, publish and subscribe against an MQTT broker.
+    Bench(junction::bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Start { config } => start(config),
+        Command::Bench(args) => junction::bench::run(args),
+    }
+}
+
+fn start(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = config_path.or_else(|| {
+        let default = PathBuf::from("etc/junction.conf");
+        default.exists().then_some(default)
+    });
+    let config = Config::load(path.as_deref(), std::env::vars())
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let level = format!("{:?}", config.log.console.level).to_lowercase();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| match level.as_str() {
+        "debug" => "debug".into(),
+        "info" | "notice" => "info".into(),
+        "warning" => "warn".into(),
+        _ => "error".into(),
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    std::fs::create_dir_all(&config.node.data_dir)
+        .with_context(|| format!("node.data_dir {}", config.node.data_dir.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let server = Server::start(&config).await?;
+        for (id, addr) in server.listeners() {
+            // One line per listener on stderr, so scripts can wait for readiness.
+            eprintln!("junction: listener {id} on {addr}");
+        }
+        eprintln!("junction: started");
+        shutdown_signal().await;
+        eprintln!("junction: stopping");
+        server.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,356 @@
+//! Listeners for Junction: TCP, TLS, WebSocket and secure WebSocket.
+//!
+//! A listener binds, accepts within its `max_connections` and `max_conn_rate` limits, runs
+//! the TLS handshake and the WebSocket upgrade in the connection's own task (so a slow
+//! handshake never holds up the accept loop) and hands a ready [`Stream`] to the protocol's
+//! handler. Every listener stops the same way: [`ListenerHandle::stop`].
+
+mod stream;
+mod tls;
+
+pub use stream::Stream;
+pub use tls::{load_server_config, TlsOptions};
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Errors setting up a listener.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The address could not be bound.
+    #[error("listener {name}: cannot bind {bind}: {source}")]
+    Bind {
+        /// Listener id, e.g. `tcp:default`.
+        name: String,
+        /// Address.
+        bind: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Certificate or key could not be loaded.
+    #[error("listener {name}: TLS: {message}")]
+    Tls {
+        /// Listener id.
+        name: String,
+        /// What went wrong, naming the file.
+        message: String,
+    },
+}
+
+/// The kind of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenerKind {
+    /// Plain TCP.
+    Tcp,
+    /// TLS over TCP.
+    Ssl,
+    /// WebSocket.
+    Ws,
+    /// WebSocket over TLS.
+    Wss,
+}
+
+impl ListenerKind {
+    /// Config name of the kind (`tcp`, `ssl`, `ws`, `wss`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerKind::Tcp => "tcp",
+            ListenerKind::Ssl => "ssl",
+            ListenerKind::Ws => "ws",
+            ListenerKind::Wss => "wss",
+        }
+    }
+
+    fn is_tls(self) -> bool {
+        matches!(self, ListenerKind::Ssl | ListenerKind::Wss)
+    }
+
+    fn is_ws(self) -> bool {
+        matches!(self, ListenerKind::Ws | ListenerKind::Wss)
+    }
+}
+
+/// WebSocket options (`listeners.ws.<name>.websocket`).
+#[derive(Debug, Clone)]
+pub struct WsOptions {
+    /// Path the upgrade must ask for (`mqtt_path`, default `/mqtt`).
+    pub path: String,
+    /// Subprotocols accepted, in order of preference.
+    pub subprotocols: Vec<String>,
+    /// Refuse an upgrade that offers no subprotocol (`fail_if_no_subprotocol`).
+    pub fail_if_no_subprotocol: bool,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            path: "/mqtt".into(),
+            subprotocols: ["mqtt", "mqtt-v3", "mqtt-v3.1.1", "mqtt-v5"]
+                .map(String::from)
+                .to_vec(),
+            fail_if_no_subprotocol: true,
+        }
+    }
+}
+
+/// Options of one listener.
+#[derive(Debug, Clone)]
+pub struct ListenerOptions {
+    /// Listener id, `<kind>:<name>`.
+    pub id: String,
+    /// Kind.
+    pub kind: ListenerKind,
+    /// Address to bind.
+    pub bind: SocketAddr,
+    /// Maximum concurrent connections (`None`: unlimited).
+    pub max_connections: Option<usize>,
+    /// Maximum new connections per second (`None`: unlimited).
+    pub max_conn_rate: Option<u32>,
+    /// TLS options, for ssl and wss.
+    pub tls: Option<TlsOptions>,
+    /// WebSocket options, for ws and wss.
+    pub ws: WsOptions,
+    /// Time allowed for the TLS handshake and WebSocket upgrade.
+    pub handshake_timeout: Duration,
+    /// TCP_NODELAY.
+    pub nodelay: bool,
+    /// Listen backlog.
+    pub backlog: u32,
+}
+
+impl ListenerOptions {
+    /// Options with defaults for a kind and address.
+    pub fn new(id: impl Into<String>, kind: ListenerKind, bind: SocketAddr) -> Self {
+        ListenerOptions {
+            id: id.into(),
+            kind,
+            bind,
+            max_connections: None,
+            max_conn_rate: None,
+            tls: None,
+            ws: WsOptions::default(),
+            handshake_timeout: Duration::from_secs(15),
+            nodelay: true,
+            backlog: 1024,
+        }
+    }
+}
+
+/// A connection that passed the listener's limits and handshakes.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The byte stream.
+    pub stream: Stream,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// Listener id.
+    pub listener: Arc<str>,
+    /// Holds a slot of `max_connections` until dropped.
+    pub permit: ConnPermit,
+}
+
+/// A slot in a listener's connection count, released on drop.
+#[derive(Debug)]
+pub struct ConnPermit {
+    count: Arc<AtomicUsize>,
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A running listener.
+#[derive(Debug)]
+pub struct ListenerHandle {
+    /// Listener id.
+    pub id: String,
+    /// The address actually bound (port 0 resolved).
+    pub local_addr: SocketAddr,
+    /// Live connection count.
+    pub connections: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl ListenerHandle {
+    /// Stop accepting; the port is closed. Live connections are not touched.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for ListenerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn bind_socket(opts: &ListenerOptions) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(opts.bind);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if opts.bind.is_ipv6() {
+        socket.set_only_v6(false).ok();
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&opts.bind.into())?;
+    socket.listen(opts.backlog.min(i32::MAX as u32) as i32)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// A token bucket for `max_conn_rate`: when empty the accept loop waits, so new
+/// connections wait in the kernel's backlog rather than being refused.
+struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl RateLimiter {
+    fn new(per_sec: u32) -> Self {
+        RateLimiter {
+            rate: per_sec.max(1) as f64,
+            tokens: per_sec.max(1) as f64,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    async fn acquire(&mut self) {
+        loop {
+            let now = tokio::time::Instant::now();
+            let elapsed = now.duration_since(self.last).as_secs_f64();
+            self.last = now;
+            self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+            if self.tokens >= 1.0 {
+                self.tokens -= 1.0;
+                return;
+            }
+            let wait = (1.0 - self.tokens) / self.rate;
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+    }
+}
+
+/// Bind a listener and serve it: every accepted connection that passes the limits and
+/// handshakes is handed to `handler` in a task of its own.
+pub async fn start<H, F>(
+    opts: ListenerOptions,
+    handler: H,
+) -> Result<ListenerHandle, TransportError>
+where
+    H: Fn(Accepted) -> F + Send + Sync + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let tls = match (&opts.tls, opts.kind.is_tls()) {
+        (Some(t), true) => Some(tls::acceptor(t).map_err(|message| TransportError::Tls {
+            name: opts.id.clone(),
+            message,
+        })?),
+        (None, true) => {
+            return Err(TransportError::Tls {
+                name: opts.id.clone(),
+                message: "ssl_options.certfile and ssl_options.keyfile are required".into(),
+            })
+        }
+        _ => None,
+    };
+    let listener = bind_socket(&opts).map_err(|source| TransportError::Bind {
+        name: opts.id.clone(),
+        bind: opts.bind,
+        source,
+    })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| TransportError::Bind {
+            name: opts.id.clone(),
+            bind: opts.bind,
+            source,
+        })?;
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    let handler = Arc::new(handler);
+    let opts = Arc::new(opts);
+    let id: Arc<str> = opts.id.as_str().into();
+    let handle_id = opts.id.clone();
+    let task = tokio::spawn(async move {
+        let mut limiter = opts.max_conn_rate.map(RateLimiter::new);
+        loop {
+            if let Some(l) = limiter.as_mut() {
+                l.acquire().await;
+            }
+            let (sock, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off rather than spin.
+                    tracing::warn!(listener = %opts.id, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+            let permit = ConnPermit {
+                count: count.clone(),
+            };
+            if opts.max_connections.is_some_and(|max| n > max) {
+                tracing::debug!(listener = %opts.id, %peer, "max_connections reached, closing");
+                drop(sock);
+                drop(permit);
+                continue;
+            }
+            let _ = sock.set_nodelay(opts.nodelay);
+            let handler = handler.clone();
+            let opts = opts.clone();
+            let tls = tls.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let ready =
+                    tokio::time::timeout(opts.handshake_timeout, handshake(sock, tls, &opts)).await;
+                match ready {
+                    Ok(Ok(stream)) => {
+                        handler(Accepted {
+                            stream,
+                            peer,
+                            listener: id,
+                            permit,
+                        })
+                        .await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(listener = %opts.id, %peer, error = %e, "handshake failed")
+                    }
+                    Err(_) => tracing::debug!(listener = %opts.id, %peer, "handshake timed out"),
+                }
+            });
+        }
+    });
+    Ok(ListenerHandle {
+        id: handle_id,
+        local_addr,
+        connections,
+        task,
+    })
+}
+
+async fn handshake(
+    sock: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    opts: &ListenerOptions,
+) -> std::io::Result<Stream> {
+    let raw = match tls {
+        Some(acceptor) => stream::Raw::Tls(Box::new(acceptor.accept(sock).await?)),
+        None => stream::Raw::Tcp(sock),
+    };
+    if opts.kind.is_ws() {
+        stream::ws_accept(raw, &opts.ws).await
+    } else {
+        Ok(match raw {
+            stream::Raw::Tcp(s) => Stream::Tcp(s),
+            stream::Raw::Tls(s) => Stream::Tls(s),
+        })
+    }
+}

@@ -1,0 +1,182 @@
+//! The byte stream a protocol reads and writes, whatever the listener kind.
+
+use crate::WsOptions;
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// TCP or TLS under a WebSocket.
+#[derive(Debug)]
+pub enum Raw {
+    /// Plain TCP.
+    Tcp(TcpStream),
+    /// TLS.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Raw {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Raw::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Raw::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Raw {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Raw::Tcp(s) => Pin::new(s).poll_write(cx, data),
+            Raw::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Raw::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Raw::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Raw::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Raw::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// An accepted connection's byte stream.
+#[derive(Debug)]
+pub enum Stream {
+    /// Plain TCP.
+    Tcp(TcpStream),
+    /// TLS.
+    Tls(Box<TlsStream<TcpStream>>),
+    /// WebSocket (binary messages carry the bytes), over TCP or TLS.
+    Ws(Box<WebSocketStream<Raw>>),
+}
+
+impl Stream {
+    /// Read more bytes into `buf`; `Ok(0)` means the peer closed. Cancel-safe.
+    pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read_buf(buf).await,
+            Stream::Tls(s) => s.read_buf(buf).await,
+            Stream::Ws(ws) => loop {
+                match ws.next().await {
+                    None | Some(Ok(Message::Close(_))) => return Ok(0),
+                    Some(Ok(Message::Binary(data))) => {
+                        if data.is_empty() {
+                            continue;
+                        }
+                        buf.extend_from_slice(&data);
+                        return Ok(data.len());
+                    }
+                    // MQTT over WebSocket uses binary frames only [MQTT-6.0.0-1].
+                    Some(Ok(Message::Text(_))) => {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, "text frame"))
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(io::Error::other(e)),
+                }
+            },
+        }
+    }
+
+    /// Write all of `data` (one WebSocket binary message for ws).
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(data).await,
+            Stream::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Stream::Ws(ws) => ws
+                .send(Message::Binary(Bytes::copy_from_slice(data)))
+                .await
+                .map_err(io::Error::other),
+        }
+    }
+
+    /// Close the stream politely (TLS close_notify, WebSocket close frame, TCP FIN).
+    pub async fn shutdown(&mut self) {
+        match self {
+            Stream::Tcp(s) => {
+                let _ = s.shutdown().await;
+            }
+            Stream::Tls(s) => {
+                let _ = s.shutdown().await;
+            }
+            Stream::Ws(ws) => {
+                let _ = ws.close(None).await;
+            }
+        }
+    }
+
+    /// Short name of the transport, for client info (`tcp`, `ssl`, `ws`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Stream::Tcp(_) => "tcp",
+            Stream::Tls(_) => "ssl",
+            Stream::Ws(_) => "ws",
+        }
+    }
+}
+
+/// Run the WebSocket upgrade: the path must match and a supported subprotocol is echoed.
+pub(crate) async fn ws_accept(raw: Raw, opts: &WsOptions) -> io::Result<Stream> {
+    let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() != opts.path {
+            let mut err = ErrorResponse::new(Some("not found".into()));
+            *err.status_mut() = StatusCode::NOT_FOUND;
+            return Err(err);
+        }
+        let offered: Vec<&str> = req
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let chosen = offered
+            .iter()
+            .find(|p| opts.subprotocols.iter().any(|s| s.eq_ignore_ascii_case(p)));
+        match chosen {
+            Some(p) => {
+                if let Ok(v) = HeaderValue::from_str(p) {
+                    resp.headers_mut().insert("sec-websocket-protocol", v);
+                }
+            }
+            None if opts.fail_if_no_subprotocol => {
+                let mut err = ErrorResponse::new(Some("unsupported subprotocol".into()));
+                *err.status_mut() = StatusCode::BAD_REQUEST;
+                return Err(err);
+            }
+            None => {}
+        }
+        Ok(resp)
+    };
+    let ws = tokio_tungstenite::accept_hdr_async(raw, callback)
+        .await
+        .map_err(io::Error::other)?;
+    Ok(Stream::Ws(Box::new(ws)))
+}
