@@ -58,9 +58,7 @@ pub(crate) fn decode(version: ProtocolVersion, body: &Bytes) -> Result<ConnAck, 
                     prop::RECEIVE_MAXIMUM => p.receive_maximum = Some(nonzero_u16(id, r)?),
                     prop::MAXIMUM_QOS => p.maximum_qos = Some(flag_value(id, r)?),
                     prop::RETAIN_AVAILABLE => p.retain_available = Some(flag_value(id, r)? == 1),
-                    prop::MAXIMUM_PACKET_SIZE => {
-                        p.maximum_packet_size = Some(nonzero_u32(id, r)?)
-                    }
+                    prop::MAXIMUM_PACKET_SIZE => p.maximum_packet_size = Some(nonzero_u32(id, r)?),
                     prop::ASSIGNED_CLIENT_IDENTIFIER => {
                         p.assigned_client_identifier = Some(r.string()?)
                     }
@@ -120,7 +118,11 @@ impl ConnAckProperties {
 
     fn write(&self, len: usize, buf: &mut BytesMut) {
         wire::put_varint(buf, len);
-        props::put_u32(buf, prop::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
+        props::put_u32(
+            buf,
+            prop::SESSION_EXPIRY_INTERVAL,
+            self.session_expiry_interval,
+        );
         props::put_u16(buf, prop::RECEIVE_MAXIMUM, self.receive_maximum);
         props::put_u8(buf, prop::MAXIMUM_QOS, self.maximum_qos);
         props::put_u8(

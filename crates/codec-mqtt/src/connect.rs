@@ -127,8 +127,7 @@ pub(crate) fn decode(body: &Bytes) -> Result<Connect, DecodeError> {
             }
             Ok(())
         })?;
-        if properties.authentication_data.is_some() && properties.authentication_method.is_none()
-        {
+        if properties.authentication_data.is_some() && properties.authentication_method.is_none() {
             return Err(DecodeError::AuthDataWithoutMethod);
         }
     }
@@ -206,7 +205,11 @@ impl ConnectProperties {
 
     fn write(&self, len: usize, buf: &mut BytesMut) {
         wire::put_varint(buf, len);
-        props::put_u32(buf, prop::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
+        props::put_u32(
+            buf,
+            prop::SESSION_EXPIRY_INTERVAL,
+            self.session_expiry_interval,
+        );
         props::put_u16(buf, prop::RECEIVE_MAXIMUM, self.receive_maximum);
         props::put_u32(buf, prop::MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
         props::put_u16(buf, prop::TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
@@ -415,15 +418,15 @@ mod tests {
         // "MQTT" 5, flags: user name, will retain, will qos 2, will, clean start = 0xB6.
         let bytes = [
             0x10, 0x29, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0xB6, 0x00, 0x1E, // header
-            0x08, 0x11, 0x00, 0x00, 0x0E, 0x10, 0x21, 0x00, 0x14, // session expiry 3600, rx max 20
+            0x08, 0x11, 0x00, 0x00, 0x0E, 0x10, 0x21, 0x00,
+            0x14, // session expiry 3600, rx max 20
             0x00, 0x01, b'c', // client id
             0x05, 0x18, 0x00, 0x00, 0x00, 0x05, // will delay 5
             0x00, 0x03, b'w', b'/', b't', // will topic
             0x00, 0x02, b'h', b'i', // will payload
             0x00, 0x02, b'u', b'1', // user name
         ];
-        let crate::Packet::Connect(c) = decode_one(ProtocolVersion::V3_1_1, &bytes).unwrap()
-        else {
+        let crate::Packet::Connect(c) = decode_one(ProtocolVersion::V3_1_1, &bytes).unwrap() else {
             panic!("not a connect");
         };
         assert_eq!(c.protocol, ProtocolVersion::V5);
@@ -463,7 +466,10 @@ mod tests {
         let mut c = minimal(ProtocolVersion::V3_1_1);
         c.password = Some(Bytes::from_static(b"pw"));
         assert_eq!(
-            encode_one(ProtocolVersion::V3_1_1, &crate::Packet::Connect(Box::new(c))),
+            encode_one(
+                ProtocolVersion::V3_1_1,
+                &crate::Packet::Connect(Box::new(c))
+            ),
             Err(EncodeError::PasswordWithoutUsername)
         );
     }
@@ -485,7 +491,10 @@ mod tests {
     fn unknown_protocol_level_is_unsupported_version_and_says_how_to_answer() {
         let err = decode_one(ProtocolVersion::V5, &connect_with(b"MQTT", 6, 0x02)).unwrap_err();
         assert_eq!(err, DecodeError::UnsupportedProtocolVersion { level: 6 });
-        assert_eq!(err.reason_code(), crate::reason::UNSUPPORTED_PROTOCOL_VERSION);
+        assert_eq!(
+            err.reason_code(),
+            crate::reason::UNSUPPORTED_PROTOCOL_VERSION
+        );
         assert_eq!(err.connack_version(), Some(ProtocolVersion::V3_1_1));
         // A name/level mismatch is unsupported too.
         let err = decode_one(ProtocolVersion::V5, &connect_with(b"MQIsdp", 5, 0x02)).unwrap_err();
@@ -497,7 +506,10 @@ mod tests {
     fn unknown_protocol_name_is_reported_with_its_level() {
         let err = decode_one(ProtocolVersion::V5, &connect_with(b"MQTX", 4, 0x02)).unwrap_err();
         assert_eq!(err, DecodeError::InvalidProtocolName { level: Some(4) });
-        assert_eq!(err.reason_code(), crate::reason::UNSUPPORTED_PROTOCOL_VERSION);
+        assert_eq!(
+            err.reason_code(),
+            crate::reason::UNSUPPORTED_PROTOCOL_VERSION
+        );
         assert_eq!(
             decode_one(ProtocolVersion::V5, &[0x10, 0x02, 0x00, 0x00]),
             Err(DecodeError::InvalidProtocolName { level: None })
@@ -533,8 +545,11 @@ mod tests {
             retain: false,
             properties: WillProperties::default(),
         });
-        let bytes = encode_one(ProtocolVersion::V3_1_1, &crate::Packet::Connect(Box::new(c)))
-            .unwrap();
+        let bytes = encode_one(
+            ProtocolVersion::V3_1_1,
+            &crate::Packet::Connect(Box::new(c)),
+        )
+        .unwrap();
         assert_eq!(
             decode_one(ProtocolVersion::V3_1_1, &bytes),
             Err(DecodeError::WildcardInTopicName)

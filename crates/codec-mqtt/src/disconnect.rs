@@ -4,9 +4,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::{DecodeError, EncodeError};
 use crate::packet::{Disconnect, DisconnectProperties, ProtocolVersion};
-use crate::wire::{
-    self, not_allowed, opt_str, prop, props, read_properties, PropertySet, Reader,
-};
+use crate::wire::{self, not_allowed, opt_str, prop, props, read_properties, PropertySet, Reader};
 
 const PROPERTIES: PropertySet = PropertySet {
     packet: "DISCONNECT",
@@ -62,7 +60,11 @@ impl DisconnectProperties {
 
     fn write(&self, len: usize, buf: &mut BytesMut) {
         wire::put_varint(buf, len);
-        props::put_u32(buf, prop::SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
+        props::put_u32(
+            buf,
+            prop::SESSION_EXPIRY_INTERVAL,
+            self.session_expiry_interval,
+        );
         props::put_field(buf, prop::REASON_STRING, opt_str(&self.reason_string));
         props::put_field(buf, prop::SERVER_REFERENCE, opt_str(&self.server_reference));
         props::put_user(buf, &self.user_properties);
@@ -119,7 +121,11 @@ mod tests {
     #[test]
     fn v5_disconnect_short_forms() {
         assert_eq!(
-            encode_one(ProtocolVersion::V5, &Packet::Disconnect(Disconnect::default())).unwrap(),
+            encode_one(
+                ProtocolVersion::V5,
+                &Packet::Disconnect(Disconnect::default())
+            )
+            .unwrap(),
             vec![0xE0, 0x00]
         );
         let bytes = [0xE0, 0x01, 0x04];
@@ -155,7 +161,10 @@ mod tests {
             bytes.to_vec()
         );
         assert_eq!(
-            decode_one(ProtocolVersion::V5, &[0xE0, 0x05, 0x00, 0x03, 0x24, 0x00, 0x00]),
+            decode_one(
+                ProtocolVersion::V5,
+                &[0xE0, 0x05, 0x00, 0x03, 0x24, 0x00, 0x00]
+            ),
             Err(DecodeError::PropertyNotAllowed {
                 property: 0x24,
                 packet: "DISCONNECT"

@@ -9,7 +9,9 @@ use crate::reason;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// The Remaining Length (or another Variable Byte Integer) runs past 4 bytes.
-    #[error("malformed variable byte integer: more than 4 bytes [MQTT 5.0 §1.5.5, MQTT 3.1.1 §2.2.3]")]
+    #[error(
+        "malformed variable byte integer: more than 4 bytes [MQTT 5.0 §1.5.5, MQTT 3.1.1 §2.2.3]"
+    )]
     MalformedRemainingLength,
     /// The packet (fixed header + remaining length) exceeds the maximum packet size.
     #[error("packet of {size} bytes exceeds the maximum packet size {max} [MQTT 5.0 §3.1.2.11.4, MQTT-3.2.2-15]")]
@@ -97,7 +99,9 @@ pub enum DecodeError {
     #[error("reserved CONNECT flag set [MQTT-3.1.2-3]")]
     ReservedConnectFlag,
     /// Will QoS / Will Retain set without the Will Flag, or Will QoS 3.
-    #[error("inconsistent will flags [MQTT-3.1.2-11, MQTT-3.1.2-13, MQTT-3.1.2-14, MQTT-3.1.2-15]")]
+    #[error(
+        "inconsistent will flags [MQTT-3.1.2-11, MQTT-3.1.2-13, MQTT-3.1.2-14, MQTT-3.1.2-15]"
+    )]
     InvalidWillFlags,
     /// Password flag without user name flag (MQTT 3.x; allowed in 5.0).
     #[error("password flag set without user name flag [MQTT-3.1.2-22 (3.1.1)]")]

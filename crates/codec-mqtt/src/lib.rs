@@ -168,7 +168,10 @@ pub(crate) mod test_util {
 
     /// Decodes exactly one packet from `bytes`, checking on the way that every strict
     /// prefix is either incomplete (nothing consumed) or fails with the same error.
-    pub(crate) fn decode_one(version: ProtocolVersion, bytes: &[u8]) -> Result<Packet, DecodeError> {
+    pub(crate) fn decode_one(
+        version: ProtocolVersion,
+        bytes: &[u8],
+    ) -> Result<Packet, DecodeError> {
         let codec = Codec::new(version, u32::MAX);
         let mut buf = BytesMut::from(bytes);
         let result = codec.decode(&mut buf);
@@ -186,7 +189,10 @@ pub(crate) mod test_util {
     }
 
     /// Encodes `packet` for `version`.
-    pub(crate) fn encode_one(version: ProtocolVersion, packet: &Packet) -> Result<Vec<u8>, EncodeError> {
+    pub(crate) fn encode_one(
+        version: ProtocolVersion,
+        packet: &Packet,
+    ) -> Result<Vec<u8>, EncodeError> {
         let mut buf = BytesMut::new();
         Codec::new(version, u32::MAX).encode(packet, &mut buf)?;
         Ok(buf.to_vec())
@@ -212,7 +218,10 @@ mod tests {
         assert_eq!(codec.decode(&mut buf), Ok(None));
         assert_eq!(buf.len(), 4);
         buf.extend_from_slice(b"txy");
-        assert!(matches!(codec.decode(&mut buf), Ok(Some(Packet::Publish(_)))));
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Ok(Some(Packet::Publish(_)))
+        ));
         assert!(buf.is_empty());
     }
 
@@ -232,7 +241,13 @@ mod tests {
         // PUBLISH announcing 200 bytes, none of the body present.
         let mut buf = BytesMut::from(&[0x30, 0xC8, 0x01][..]);
         let err = codec.decode(&mut buf).unwrap_err();
-        assert_eq!(err, DecodeError::PacketTooLarge { size: 203, max: 100 });
+        assert_eq!(
+            err,
+            DecodeError::PacketTooLarge {
+                size: 203,
+                max: 100
+            }
+        );
         assert_eq!(err.reason_code(), reason::PACKET_TOO_LARGE);
         // The limit counts the whole packet: 98 bytes of body + 2 of header fit.
         let mut buf = BytesMut::from(&[0x30, 0x62][..]);
@@ -262,11 +277,21 @@ mod tests {
 
     #[test]
     fn ping_packets_are_empty_with_zero_flags() {
-        for version in [ProtocolVersion::V3_1, ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        for version in [
+            ProtocolVersion::V3_1,
+            ProtocolVersion::V3_1_1,
+            ProtocolVersion::V5,
+        ] {
             assert_eq!(decode_one(version, &[0xC0, 0x00]), Ok(Packet::PingReq));
             assert_eq!(decode_one(version, &[0xD0, 0x00]), Ok(Packet::PingResp));
-            assert_eq!(encode_one(version, &Packet::PingReq).unwrap(), vec![0xC0, 0x00]);
-            assert_eq!(encode_one(version, &Packet::PingResp).unwrap(), vec![0xD0, 0x00]);
+            assert_eq!(
+                encode_one(version, &Packet::PingReq).unwrap(),
+                vec![0xC0, 0x00]
+            );
+            assert_eq!(
+                encode_one(version, &Packet::PingResp).unwrap(),
+                vec![0xD0, 0x00]
+            );
             assert_eq!(
                 decode_one(version, &[0xC0, 0x01, 0x00]),
                 Err(DecodeError::TrailingBytes(1))

@@ -6,9 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::{DecodeError, EncodeError};
 use crate::packet::{AckProperties, ProtocolVersion, PubAck};
-use crate::wire::{
-    self, not_allowed, opt_str, prop, props, read_properties, PropertySet, Reader,
-};
+use crate::wire::{self, not_allowed, opt_str, prop, props, read_properties, PropertySet, Reader};
 
 /// The property set of an ack packet: Reason String and User Property.
 pub(crate) const fn ack_property_set(packet: &'static str) -> PropertySet {
@@ -44,7 +42,8 @@ impl AckProperties {
 
     /// Size of the property contents (without the length prefix).
     pub(crate) fn encoded_len(&self) -> Result<usize, EncodeError> {
-        Ok(props::len_field(opt_str(&self.reason_string))? + props::len_user(&self.user_properties)?)
+        Ok(props::len_field(opt_str(&self.reason_string))?
+            + props::len_user(&self.user_properties)?)
     }
 
     /// Writes the length prefix and the properties.
@@ -99,7 +98,11 @@ pub(crate) fn encode(
     ack: &PubAck,
     buf: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    let flags = if packet_type == wire::PUBREL { 0b0010 } else { 0 };
+    let flags = if packet_type == wire::PUBREL {
+        0b0010
+    } else {
+        0
+    };
     let first = (packet_type << 4) | flags;
     if !version.is_v5() || (ack.reason_code == 0 && ack.properties.is_empty()) {
         wire::put_fixed_header(buf, first, 2)?;
@@ -240,8 +243,7 @@ mod tests {
     #[test]
     fn v5_ack_round_trips_with_properties() {
         let mut a = ack(65_535, 0x97);
-        a.properties.user_properties =
-            vec![("z".into(), "1".into()), ("a".into(), "2".into())];
+        a.properties.user_properties = vec![("z".into(), "1".into()), ("a".into(), "2".into())];
         round_trip(ProtocolVersion::V5, &Packet::PubAck(a));
     }
 }

@@ -246,9 +246,7 @@ mod tests {
 
     #[test]
     fn v3_qos1_retained_dup_publish_carries_a_packet_id() {
-        let bytes = [
-            0x3B, 0x07, 0x00, 0x01, b't', 0x00, 0x0A, b'h', b'i',
-        ];
+        let bytes = [0x3B, 0x07, 0x00, 0x01, b't', 0x00, 0x0A, b'h', b'i'];
         let packet = decode_one(ProtocolVersion::V3_1_1, &bytes).unwrap();
         let mut want = publish(QoS::AtLeastOnce, "t", b"hi");
         want.dup = true;
@@ -278,10 +276,7 @@ mod tests {
         assert_eq!(p.properties.message_expiry_interval, Some(60));
         assert_eq!(p.properties.topic_alias, Some(3));
         assert_eq!(p.properties.subscription_identifiers, vec![1, 128]);
-        assert_eq!(
-            p.properties.user_properties,
-            vec![("k".into(), "v".into())]
-        );
+        assert_eq!(p.properties.user_properties, vec![("k".into(), "v".into())]);
         assert_eq!(&p.payload[..], b"x");
         assert_eq!(
             encode_one(ProtocolVersion::V5, &Packet::Publish(p)).unwrap(),
@@ -318,9 +313,8 @@ mod tests {
     #[test]
     fn wildcards_in_topic_names_are_rejected() {
         for topic in [b'+', b'#'] {
-            let err =
-                decode_one(ProtocolVersion::V5, &[0x30, 0x04, 0x00, 0x01, topic, 0x00])
-                    .unwrap_err();
+            let err = decode_one(ProtocolVersion::V5, &[0x30, 0x04, 0x00, 0x01, topic, 0x00])
+                .unwrap_err();
             assert_eq!(err, DecodeError::WildcardInTopicName);
             assert_eq!(err.reason_code(), crate::reason::TOPIC_NAME_INVALID);
         }

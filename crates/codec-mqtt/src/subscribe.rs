@@ -9,8 +9,8 @@ use junction_types::QoS;
 use crate::error::{DecodeError, EncodeError};
 use crate::packet::{ProtocolVersion, Subscribe, SubscriptionOptions};
 use crate::wire::{
-    self, field_len, not_allowed, prop, props, put_field, read_properties,
-    subscription_identifier, PropertySet, Reader,
+    self, field_len, not_allowed, prop, props, put_field, read_properties, subscription_identifier,
+    PropertySet, Reader,
 };
 
 const PROPERTIES: PropertySet = PropertySet {
@@ -111,8 +111,8 @@ pub(crate) fn encode(
     let mut remaining = 2;
     let mut props_len = 0;
     if version.is_v5() {
-        props_len = props::len_varint(s.subscription_identifier)?
-            + props::len_user(&s.user_properties)?;
+        props_len =
+            props::len_varint(s.subscription_identifier)? + props::len_user(&s.user_properties)?;
         remaining += props::block_len(props_len)?;
     }
     for (filter, _) in &s.filters {
@@ -122,7 +122,11 @@ pub(crate) fn encode(
     buf.put_u16(s.packet_id);
     if version.is_v5() {
         wire::put_varint(buf, props_len);
-        props::put_varint(buf, prop::SUBSCRIPTION_IDENTIFIER, s.subscription_identifier);
+        props::put_varint(
+            buf,
+            prop::SUBSCRIPTION_IDENTIFIER,
+            s.subscription_identifier,
+        );
         props::put_user(buf, &s.user_properties);
     }
     for (filter, options) in &s.filters {
@@ -241,10 +245,7 @@ mod tests {
         );
         // And through the packet decoder.
         assert_eq!(
-            decode_one(
-                v5,
-                &[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x30]
-            ),
+            decode_one(v5, &[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x30]),
             Err(DecodeError::InvalidRetainHandling)
         );
     }

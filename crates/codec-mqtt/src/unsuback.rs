@@ -90,7 +90,10 @@ mod tests {
             properties: AckProperties::default(),
         });
         assert_eq!(decode_one(ProtocolVersion::V5, &bytes).unwrap(), want);
-        assert_eq!(encode_one(ProtocolVersion::V5, &want).unwrap(), bytes.to_vec());
+        assert_eq!(
+            encode_one(ProtocolVersion::V5, &want).unwrap(),
+            bytes.to_vec()
+        );
         round_trip(ProtocolVersion::V5, &want);
     }
 }

@@ -104,7 +104,10 @@ mod tests {
             user_properties: vec![("k".into(), "v".into())],
         });
         assert_eq!(decode_one(ProtocolVersion::V5, &bytes).unwrap(), want);
-        assert_eq!(encode_one(ProtocolVersion::V5, &want).unwrap(), bytes.to_vec());
+        assert_eq!(
+            encode_one(ProtocolVersion::V5, &want).unwrap(),
+            bytes.to_vec()
+        );
         round_trip(ProtocolVersion::V5, &want);
     }
 

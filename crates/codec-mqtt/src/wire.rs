@@ -501,7 +501,9 @@ pub fn nonzero_u32(id: u8, r: &mut Reader<'_>) -> Result<u32, DecodeError> {
 #[inline]
 pub fn subscription_identifier(r: &mut Reader<'_>) -> Result<u32, DecodeError> {
     match r.varint()? {
-        0 => Err(DecodeError::InvalidPropertyValue(prop::SUBSCRIPTION_IDENTIFIER)),
+        0 => Err(DecodeError::InvalidPropertyValue(
+            prop::SUBSCRIPTION_IDENTIFIER,
+        )),
         v => Ok(v),
     }
 }
@@ -654,14 +656,7 @@ mod tests {
     #[test]
     fn varint_round_trips_at_the_byte_boundaries() {
         for v in [
-            0,
-            127,
-            128,
-            16_383,
-            16_384,
-            2_097_151,
-            2_097_152,
-            MAX_VARINT,
+            0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, MAX_VARINT,
         ] {
             let mut buf = BytesMut::new();
             put_varint(&mut buf, v);

@@ -62,8 +62,8 @@ fn publish_properties() -> impl Strategy<Value = PublishProperties> {
         vec(1..=MAX_REMAINING_LENGTH as u32, 0..3),
         of(string()),
     )
-        .prop_map(|(pfi, expiry, alias, response, correlation, user, ids, content)| {
-            PublishProperties {
+        .prop_map(
+            |(pfi, expiry, alias, response, correlation, user, ids, content)| PublishProperties {
                 payload_format_indicator: pfi,
                 message_expiry_interval: expiry,
                 topic_alias: alias,
@@ -72,8 +72,8 @@ fn publish_properties() -> impl Strategy<Value = PublishProperties> {
                 user_properties: user,
                 subscription_identifiers: ids,
                 content_type: content,
-            }
-        })
+            },
+        )
 }
 
 fn publish(version: ProtocolVersion) -> impl Strategy<Value = Publish> {
@@ -166,8 +166,14 @@ fn connect_properties() -> impl Strategy<Value = ConnectProperties> {
 }
 
 fn connect(version: ProtocolVersion) -> impl Strategy<Value = Connect> {
-    let will = (topic_name(), binary(), qos(), any::<bool>(), will_properties()).prop_map(
-        move |(topic, payload, qos, retain, properties)| LastWill {
+    let will = (
+        topic_name(),
+        binary(),
+        qos(),
+        any::<bool>(),
+        will_properties(),
+    )
+        .prop_map(move |(topic, payload, qos, retain, properties)| LastWill {
             topic,
             payload,
             qos,
@@ -177,8 +183,7 @@ fn connect(version: ProtocolVersion) -> impl Strategy<Value = Connect> {
             } else {
                 WillProperties::default()
             },
-        },
-    );
+        });
     (
         any::<bool>(),
         any::<u16>(),
@@ -450,7 +455,9 @@ fn versioned_packet() -> impl Strategy<Value = (ProtocolVersion, Packet)> {
 fn encode_decode(version: ProtocolVersion, packet: &Packet) -> (Packet, usize) {
     let codec = Codec::new(version, u32::MAX);
     let mut buf = BytesMut::new();
-    codec.encode(packet, &mut buf).expect("valid packet encodes");
+    codec
+        .encode(packet, &mut buf)
+        .expect("valid packet encodes");
     let len = buf.len();
     let decoded = codec
         .decode(&mut buf)

@@ -96,7 +96,8 @@ fn validate_listeners(config: &Config) -> Result<(), ConfigError> {
                 ));
             }
         }
-        if listener.enable {
+        // Port 0 asks the OS for a free port, so it never clashes.
+        if listener.enable && listener.bind.port() != 0 {
             if let Some(other) = binds.insert(listener.bind.addr(), path(&[])) {
                 return Err(ConfigError::invalid(
                     path(&["bind"]),
