@@ -126,7 +126,7 @@ impl Stream {
                 let _ = s.shutdown().await;
             }
             Stream::Ws(ws) => {
-                let _ = ws.close(None).await;
+                let _ = (**ws).close(None).await;
             }
         }
     }

@@ -1,0 +1,6 @@
+//! Integration tests: a real Junction server on port 0, real MQTT clients (rumqttc v4/v5)
+//! and a raw-socket client for byte-level edge cases. One binary for the whole crate keeps
+//! link time down.
+
+mod common;
+mod protocol;

@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# Junction vs Mosquitto vs rumqttd, measured in the same run on the same machine with the
+# same load tool (`junction bench pubsub|conn`).
+#
+#   scripts/bench.sh                      # everything, ~8 minutes of scenarios on 2 cores
+#   BENCH_BROKERS="junction mosquitto" scripts/bench.sh
+#   BENCH_SCENARIOS="p2p-q0 idle-10k" scripts/bench.sh
+#   BENCH_DURATION=5 scripts/bench.sh     # shorter timed scenarios
+#
+# Every broker listens on loopback on its own port and is restarted for each scenario, so
+# each scenario starts from an empty broker. The load tool reads the broker's CPU time
+# (/proc/<pid>/stat utime+stime ÷ CLK_TCK) at the start and the end of the measured phase
+# (first publish → last delivery) and its VmRSS around the idle-connection hold.
+# Results: a Markdown table on stdout and in target/bench/results.md; raw JSON and logs
+# in target/bench/.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT="$ROOT/target/bench"
+WORK=$(mktemp -d /tmp/junction-bench.XXXXXX)
+BROKERS=${BENCH_BROKERS:-"junction mosquitto rumqttd"}
+SCENARIOS=${BENCH_SCENARIOS:-"p2p-q0 p2p-q1 p2p-max-q0 p2p-max-q1 fanout-q0 fanin-q0 fanin-q1 idle-10k"}
+DURATION=${BENCH_DURATION:-10}
+# Cap of the unthrottled scenarios: they stop after BENCH_MAX_MESSAGES or this many seconds.
+MAX_DURATION=${BENCH_MAX_DURATION:-20}
+MAX_MESSAGES=${BENCH_MAX_MESSAGES:-500000}
+IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-10000}
+CLK_TCK=$(getconf CLK_TCK)
+JUNCTION="$ROOT/target/release/junction"
+declare -A PORT=([junction]=18831 [mosquitto]=18832 [rumqttd]=18833)
+
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.log
+BROKER_PID=""
+BROKER_LOG=/dev/null
+NOTES=()
+
+log() { echo "bench: $*" >&2; }
+
+stop_broker() {
+    if [[ -n "$BROKER_PID" ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
+        kill -TERM "$BROKER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$BROKER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$BROKER_PID" 2>/dev/null || true
+        wait "$BROKER_PID" 2>/dev/null || true
+    fi
+    BROKER_PID=""
+}
+cleanup() {
+    stop_broker
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# 10,000 connections need 10,000 descriptors in the broker and in the load tool.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if (($(ulimit -n) < IDLE_CONNECTIONS + 100)); then
+    NOTES+=("open files limit is $(ulimit -n): the idle scenario may fail to open $IDLE_CONNECTIONS connections")
+fi
+
+# ---------------------------------------------------------------- tools
+log "building junction (release)"
+(cd "$ROOT" && cargo build --release -p junction) >&2
+
+if ! command -v mosquitto >/dev/null; then
+    log "installing mosquitto"
+    (apt-get update && apt-get install -y mosquitto) >&2 || true
+fi
+if [[ " $BROKERS " == *" mosquitto "* ]] && ! command -v mosquitto >/dev/null; then
+    NOTES+=("mosquitto could not be installed: skipped")
+    BROKERS=${BROKERS/mosquitto/}
+fi
+
+export PATH="$HOME/.cargo/bin:$PATH"
+if [[ " $BROKERS " == *" rumqttd "* ]] && ! command -v rumqttd >/dev/null; then
+    log "installing rumqttd (cargo install rumqttd --locked)"
+    # rumqttd 0.20's lock file pins metrics 0.22.1, which newer compilers reject; without
+    # --locked cargo picks the fixed patch release.
+    cargo install rumqttd --locked >&2 || cargo install rumqttd >&2 || true
+    if ! command -v rumqttd >/dev/null; then
+        NOTES+=("rumqttd could not be installed (cargo install rumqttd failed): skipped")
+        BROKERS=${BROKERS/rumqttd/}
+    fi
+fi
+
+# ---------------------------------------------------------------- brokers
+wait_port() { # port seconds
+    local deadline=$((SECONDS + $2))
+    while ((SECONDS < deadline)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# Settings chosen so that no broker drops messages in these scenarios: queues of 100,000
+# messages per client, 32 QoS 1/2 messages in flight per client (Junction's and EMQX's
+# default; Mosquitto's default is 20), no persistence, errors-only logging.
+start_junction() {
+    local port=$1
+    mkdir -p "$WORK/junction-data"
+    RUST_LOG=warn \
+        JUNCTION_NODE__DATA_DIR="$WORK/junction-data" \
+        JUNCTION_LISTENERS__TCP__DEFAULT__BIND="127.0.0.1:$port" \
+        JUNCTION_LISTENERS__WS__DEFAULT__ENABLE=false \
+        JUNCTION_SYS_TOPICS__SYS_MSG_INTERVAL=disabled \
+        JUNCTION_MQTT__MAX_MQUEUE_LEN=100000 \
+        JUNCTION_MQTT__MAX_INFLIGHT=32 \
+        "$JUNCTION" start >"$BROKER_LOG" 2>&1 &
+    BROKER_PID=$!
+    local deadline=$((SECONDS + 20))
+    until grep -q "junction: started" "$BROKER_LOG" 2>/dev/null; do
+        kill -0 "$BROKER_PID" 2>/dev/null || return 1
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
+start_mosquitto() {
+    local port=$1
+    cat >"$WORK/mosquitto.conf" <<EOF
+listener $port 127.0.0.1
+allow_anonymous true
+persistence false
+max_connections -1
+max_queued_messages 100000
+max_queued_bytes 0
+max_inflight_messages 32
+set_tcp_nodelay true
+log_dest stderr
+log_type error
+log_type warning
+EOF
+    mosquitto -c "$WORK/mosquitto.conf" >"$BROKER_LOG" 2>&1 &
+    BROKER_PID=$!
+    wait_port "$port" 10
+}
+
+start_rumqttd() {
+    local port=$1
+    # rumqttd 0.20 (rumqttd/rumqttd.toml): one v4 (MQTT 3.1.1) listener. Segments of
+    # 100 MB × 10 per filter keep every message in these runs; a client may have 32
+    # messages in flight and 200 outgoing packets buffered per router iteration.
+    cat >"$WORK/rumqttd.toml" <<EOF
+id = 0
+
+[router]
+id = 0
+max_connections = 20010
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$port"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 32
+    dynamic_filters = true
+EOF
+    RUST_LOG=error rumqttd -c "$WORK/rumqttd.toml" >"$BROKER_LOG" 2>&1 &
+    BROKER_PID=$!
+    wait_port "$port" 10
+}
+
+# ---------------------------------------------------------------- scenarios
+# Prints the `junction bench` arguments of a scenario.
+scenario_args() {
+    case $1 in
+    p2p-q0 | p2p-q1)
+        echo "pubsub --pubs 100 --subs 100 -t bench/p2p/%i -s 64 -q ${1: -1} --rate 10000 --duration $DURATION" ;;
+    p2p-max-q0 | p2p-max-q1)
+        echo "pubsub --pubs 100 --subs 100 -t bench/p2p/%i -s 64 -q ${1: -1} -I 0 -L $MAX_MESSAGES --duration $MAX_DURATION" ;;
+    fanout-q0)
+        echo "pubsub --pubs 1 --subs 1000 -t bench/fanout -s 64 -q 0 --rate 50 --duration $DURATION" ;;
+    fanin-q0 | fanin-q1)
+        echo "pubsub --pubs 1000 --subs 1 -t bench/fanin/%i --sub-topic bench/fanin/+ -s 64 -q ${1: -1} --rate 10000 --duration $DURATION" ;;
+    idle-10k)
+        echo "conn -c $IDLE_CONNECTIONS --duration $DURATION" ;;
+    *) return 1 ;;
+    esac
+}
+
+run_scenario() { # broker scenario
+    local broker=$1 scenario=$2 port=${PORT[$1]} args
+    args=$(scenario_args "$scenario") || { log "unknown scenario $scenario"; return 1; }
+    BROKER_LOG="$OUT/$broker.$scenario.log"
+    if ! "start_$broker" "$port"; then
+        NOTES+=("$broker did not start for $scenario (see target/bench/$broker.$scenario.log)")
+        stop_broker
+        return 0
+    fi
+    log "$broker: $scenario"
+    local json="$OUT/$broker.$scenario.json"
+    # shellcheck disable=SC2086 # args is a word list on purpose
+    if ! "$JUNCTION" bench $args -p "$port" --name "$scenario" \
+        --broker-pid "$BROKER_PID" --clk-tck "$CLK_TCK" \
+        >"$json" 2> >(tee -a "$OUT/bench-client.log" | sed "s/^/  [$broker] /" >&2); then
+        NOTES+=("$broker $scenario: the load tool failed (see target/bench/bench-client.log)")
+    fi
+    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+        NOTES+=("$broker exited during $scenario (see target/bench/$broker.$scenario.log)")
+    fi
+    stop_broker
+}
+
+for scenario in $SCENARIOS; do
+    for broker in $BROKERS; do
+        run_scenario "$broker" "$scenario"
+    done
+done
+
+# ---------------------------------------------------------------- report
+versions() {
+    echo "- junction: $("$JUNCTION" --version 2>/dev/null || echo unknown) ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo no git))"
+    if command -v mosquitto >/dev/null; then
+        echo "- mosquitto: $(mosquitto -h 2>/dev/null | head -1)"
+    fi
+    if command -v rumqttd >/dev/null; then
+        echo "- rumqttd: $(rumqttd --version 2>/dev/null || echo installed)"
+    fi
+}
+
+{
+    echo "# Junction benchmark results"
+    echo
+    echo "- command: \`scripts/bench.sh\` (BENCH_DURATION=$DURATION, BENCH_MAX_MESSAGES=$MAX_MESSAGES, BENCH_MAX_DURATION=$MAX_DURATION)"
+    echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "- machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -m | awk '/^Mem:/{print $2}') MiB RAM, Linux $(uname -r)"
+    versions
+    for note in "${NOTES[@]+"${NOTES[@]}"}"; do echo "- note: $note"; done
+    echo
+    python3 - "$OUT" "$BROKERS" "$SCENARIOS" <<'PY'
+import json, os, sys
+
+out, brokers, scenarios = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+titles = {
+    "p2p-q0": "p2p: 100 publisher/subscriber pairs, QoS 0, 64 B, 10,000 msgs/s total",
+    "p2p-q1": "p2p: 100 publisher/subscriber pairs, QoS 1, 64 B, 10,000 msgs/s total",
+    "p2p-max-q0": "p2p max throughput: 100 pairs, QoS 0, 64 B, unthrottled, fixed count",
+    "p2p-max-q1": "p2p max throughput: 100 pairs, QoS 1, 64 B, unthrottled, fixed count",
+    "fanout-q0": "fan-out: 1 publisher → 1,000 subscribers, QoS 0, 50 msgs/s published",
+    "fanin-q0": "fan-in: 1,000 publishers → 1 subscriber, QoS 0, 10,000 msgs/s total",
+    "fanin-q1": "fan-in: 1,000 publishers → 1 subscriber, QoS 1, 10,000 msgs/s total",
+    "idle-10k": "10,000 idle connections",
+}
+
+def load(broker, scenario):
+    try:
+        with open(os.path.join(out, f"{broker}.{scenario}.json")) as f:
+            lines = [l for l in f.read().splitlines() if l.strip().startswith("{")]
+        return json.loads(lines[-1]) if lines else None
+    except (OSError, ValueError):
+        return None
+
+def num(v, fmt="{:,.0f}"):
+    return "–" if v is None else fmt.format(v)
+
+def ratio(a, b):
+    return "–" if not a or not b else f"{a / b:.2f}×"
+
+for s in scenarios:
+    print(f"## {titles.get(s, s)}\n")
+    rows = {b: load(b, s) for b in brokers}
+    base = rows.get("mosquitto") or {}
+    if s.startswith("idle"):
+        print("| broker | connected | failed | connects/s | RSS before (KiB) | RSS after (KiB) | KiB per connection | ÷ Mosquitto |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for b, r in rows.items():
+            if r is None:
+                print(f"| {b} | no result | | | | | | |")
+                continue
+            print(f"| {b} | {num(r.get('connected'))} | {num(r.get('connect_failures'))} | {num(r.get('connects_per_sec'))} "
+                  f"| {num(r.get('rss_before_kib'))} | {num(r.get('rss_after_kib'))} | {num(r.get('rss_kib_per_conn'), '{:.2f}')} "
+                  f"| {ratio(r.get('rss_kib_per_conn'), base.get('rss_kib_per_conn'))} |")
+    else:
+        print("| broker | delivered msgs/s | p50 ms | p99 ms | max ms | sent | delivered | lost | dup | msgs per read | broker CPU s (user / sys) | msgs per broker CPU-s | ÷ Mosquitto (msgs/CPU-s) | load tool CPU s |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for b, r in rows.items():
+            if r is None:
+                print(f"| {b} | no result | | | | | | | | | | | | |")
+                continue
+            ms = lambda k: None if r.get(k) is None else r[k] / 1000
+            cpu = num(r.get('broker_cpu_s'), '{:.2f}')
+            if r.get('broker_user_s') is not None:
+                cpu += f" ({r['broker_user_s']:.2f} / {r['broker_sys_s']:.2f})"
+            print(f"| {b} | {num(r.get('msgs_per_sec'))} | {num(ms('p50_us'), '{:.2f}')} | {num(ms('p99_us'), '{:.2f}')} "
+                  f"| {num(ms('max_us'), '{:.1f}')} | {num(r.get('sent'))} | {num(r.get('unique'))} | {num(r.get('lost'))} "
+                  f"| {num(r.get('dup'))} | {num(r.get('msgs_per_read'), '{:.1f}')} | {cpu} | {num(r.get('msgs_per_broker_cpu_s'))} "
+                  f"| {ratio(r.get('msgs_per_broker_cpu_s'), base.get('msgs_per_broker_cpu_s'))} | {num(r.get('client_cpu_s'), '{:.2f}')} |")
+    errors = [(b, r.get("error")) for b, r in rows.items() if r and r.get("error")]
+    for b, e in errors:
+        print(f"\n{b}: {e}")
+    print()
+PY
+} | tee "$OUT/results.md"
+log "results written to target/bench/results.md"
