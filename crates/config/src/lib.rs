@@ -372,6 +372,16 @@ mod tests {
     }
 
     #[test]
+    fn env_variables_naming_no_config_section_are_ignored() {
+        let config = Config::from_str_with_env(
+            "",
+            env(&[("JUNCTION_BIN", "/usr/bin/junction"), ("JUNCTION_LOG_DIR", "/tmp")]),
+        )
+        .expect("unrelated JUNCTION_* variables do not stop the start");
+        assert_eq!(config, Config::from_str_with_env("", env(&[])).unwrap());
+    }
+
+    #[test]
     fn env_overrides_nested_keys_split_on_double_underscore() {
         let config = Config::from_str_with_env(
             "listeners.tcp.default { bind = 1884 }",

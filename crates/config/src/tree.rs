@@ -86,6 +86,28 @@ pub(crate) fn render_path<'a>(segments: impl IntoIterator<Item = &'a str>) -> St
         .join(".")
 }
 
+/// Top-level config sections. A `JUNCTION_*` variable whose first segment is none of
+/// these (`JUNCTION_BIN`, `JUNCTION_LOG_DIR`, …) belongs to something else and is ignored,
+/// as EMQX ignores `EMQX_*` variables that name no config root.
+pub(crate) const ROOT_KEYS: &[&str] = &[
+    "node",
+    "mqtt",
+    "listeners",
+    "broker",
+    "sys_topics",
+    "log",
+    "dashboard",
+    "gateway",
+];
+
+fn names_a_root(variable: &str) -> bool {
+    let first = variable[ENV_PREFIX.len()..]
+        .split(ENV_SEPARATOR)
+        .next()
+        .unwrap_or("");
+    ROOT_KEYS.iter().any(|k| k.eq_ignore_ascii_case(first))
+}
+
 /// Apply `JUNCTION_A__B__C=value` variables over `root`, in name order. Segments
 /// match existing keys case-insensitively; a segment matching nothing becomes a new
 /// lowercase key, which serde then rejects if the schema does not know it.
@@ -95,7 +117,7 @@ pub(crate) fn apply_env(
 ) -> Result<Vec<EnvOrigin>, ConfigError> {
     let mut overrides: Vec<(&String, &String)> = vars
         .iter()
-        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && names_a_root(name))
         .collect();
     overrides.sort();
     let mut origins = Vec::with_capacity(overrides.len());
