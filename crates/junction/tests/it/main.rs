@@ -5,3 +5,4 @@
 mod common;
 mod protocol;
 mod routing;
+mod load;
