@@ -375,7 +375,10 @@ mod tests {
     fn env_variables_naming_no_config_section_are_ignored() {
         let config = Config::from_str_with_env(
             "",
-            env(&[("JUNCTION_BIN", "/usr/bin/junction"), ("JUNCTION_LOG_DIR", "/tmp")]),
+            env(&[
+                ("JUNCTION_BIN", "/usr/bin/junction"),
+                ("JUNCTION_LOG_DIR", "/tmp"),
+            ]),
         )
         .expect("unrelated JUNCTION_* variables do not stop the start");
         assert_eq!(config, Config::from_str_with_env("", env(&[])).unwrap());

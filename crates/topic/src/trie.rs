@@ -240,6 +240,8 @@ fn match_node<'a, T>(
 mod smallvec_levels {
     const INLINE: usize = 16;
 
+    // Lives on the stack for one lookup; the inline variant is the point.
+    #[allow(clippy::large_enum_variant)]
     pub(crate) enum Levels<'a> {
         Inline([&'a str; INLINE], usize),
         Heap(Vec<&'a str>),

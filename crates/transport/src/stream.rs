@@ -142,6 +142,8 @@ impl Stream {
 }
 
 /// Run the WebSocket upgrade: the path must match and a supported subprotocol is echoed.
+// The callback's error type is fixed by tungstenite's handshake API.
+#[allow(clippy::result_large_err)]
 pub(crate) async fn ws_accept(raw: Raw, opts: &WsOptions) -> io::Result<Stream> {
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() != opts.path {

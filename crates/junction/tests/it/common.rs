@@ -293,7 +293,7 @@ pub mod v5 {
                 .wait_for("SUBACK", |p| matches!(p, Packet::SubAck(_)))
                 .await
             {
-                Packet::SubAck(s) => s.return_codes.iter().map(|c| suback_code(c)).collect(),
+                Packet::SubAck(s) => s.return_codes.iter().map(suback_code).collect(),
                 _ => unreachable!(),
             }
         }

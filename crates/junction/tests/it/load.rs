@@ -18,7 +18,8 @@ async fn thousand_clients_exchange_100k_qos1_messages_without_loss() {
         let mut o = v4::options(s.tcp, &format!("load-sub-{i}"));
         o.set_inflight(100);
         let mut c = v4::connect(o).await;
-        c.subscribe(&format!("load/{i}"), v4::QoS::AtLeastOnce).await;
+        c.subscribe(&format!("load/{i}"), v4::QoS::AtLeastOnce)
+            .await;
         subscribers.push(c);
     }
     // Each subscriber is drained by its own task that records the sequence numbers.
@@ -79,7 +80,10 @@ async fn thousand_clients_exchange_100k_qos1_messages_without_loss() {
     let mut dups = 0;
     for (i, t) in counters.into_iter().enumerate() {
         let (n, d, c) = t.await.unwrap();
-        assert_eq!(n, PER_PUBLISHER, "subscriber {i} received {n} distinct messages");
+        assert_eq!(
+            n, PER_PUBLISHER,
+            "subscriber {i} received {n} distinct messages"
+        );
         total += n;
         dups += d;
         keep.push(c);

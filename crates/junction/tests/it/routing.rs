@@ -16,7 +16,10 @@ async fn plus_and_hash_wildcards_route_to_matching_subscribers() {
     let s = TestServer::start().await;
     let cases: [(&str, &[&str]); 4] = [
         ("home/+/temp", &["home/kitchen/temp", "home/bath/temp"]),
-        ("home/#", &["home", "home/kitchen/temp", "home/bath/temp", "home/a/b/c"]),
+        (
+            "home/#",
+            &["home", "home/kitchen/temp", "home/bath/temp", "home/a/b/c"],
+        ),
         ("+", &["home"]),
         ("home/kitchen/temp", &["home/kitchen/temp"]),
     ];
@@ -27,7 +30,13 @@ async fn plus_and_hash_wildcards_route_to_matching_subscribers() {
         subs.push(c);
     }
     let publisher = v4::simple(s.tcp, "wild-pub").await;
-    let topics = ["home", "home/kitchen/temp", "home/bath/temp", "home/a/b/c", "other/x"];
+    let topics = [
+        "home",
+        "home/kitchen/temp",
+        "home/bath/temp",
+        "home/a/b/c",
+        "other/x",
+    ];
     for t in topics {
         publisher
             .client
@@ -42,7 +51,10 @@ async fn plus_and_hash_wildcards_route_to_matching_subscribers() {
         }
         let want: HashSet<String> = expected.iter().map(|s| s.to_string()).collect();
         assert_eq!(got, want, "filter {filter}");
-        assert!(sub.maybe_publish(QUIET).await.is_none(), "nothing extra for {filter}");
+        assert!(
+            sub.maybe_publish(QUIET).await.is_none(),
+            "nothing extra for {filter}"
+        );
     }
 }
 
@@ -53,8 +65,13 @@ async fn overlapping_subscriptions_deliver_once_per_subscription() {
     c.subscribe(pk::subscribe(1, "ov/#", QoS::AtMostOnce)).await;
     c.subscribe(pk::subscribe(2, "ov/+", QoS::AtMostOnce)).await;
     let (mut p, _) = Raw::open(s.tcp, V5, "overlap-pub", true).await;
-    p.send(&Packet::Publish(pk::publish("ov/x", QoS::AtMostOnce, None, "x")))
-        .await;
+    p.send(&Packet::Publish(pk::publish(
+        "ov/x",
+        QoS::AtMostOnce,
+        None,
+        "x",
+    )))
+    .await;
     assert!(c.next_publish().await.is_some());
     assert!(c.next_publish().await.is_some());
     assert!(c.next_publish_within(QUIET).await.is_none());
@@ -74,7 +91,10 @@ async fn sys_topics_are_not_matched_by_hash() {
     let p = sys.publish_in().await;
     assert!(p.topic.starts_with("$SYS/brokers/"));
     // Heartbeats keep coming every 100 ms; none reaches `#` or `+/…`.
-    assert!(all.maybe_publish(Duration::from_millis(400)).await.is_none());
+    assert!(all
+        .maybe_publish(Duration::from_millis(400))
+        .await
+        .is_none());
     assert!(plus.maybe_publish(QUIET).await.is_none());
 }
 
@@ -82,26 +102,37 @@ async fn sys_topics_are_not_matched_by_hash() {
 async fn sys_version_and_uptime_are_published() {
     let s = TestServer::start_with("sys_topics.sys_heartbeat_interval = 100ms").await;
     let mut c = v4::simple(s.tcp, "sys-reader").await;
-    c.subscribe("$SYS/brokers/+/version", v4::QoS::AtMostOnce).await;
+    c.subscribe("$SYS/brokers/+/version", v4::QoS::AtMostOnce)
+        .await;
     let v = c.publish_in().await;
     assert!(v.retain, "version is retained");
     assert_eq!(v.payload, Bytes::from(env!("CARGO_PKG_VERSION")));
-    c.subscribe("$SYS/brokers/+/uptime", v4::QoS::AtMostOnce).await;
+    c.subscribe("$SYS/brokers/+/uptime", v4::QoS::AtMostOnce)
+        .await;
     let up = c.publish_in().await;
-    assert!(std::str::from_utf8(&up.payload).unwrap().parse::<u64>().is_ok());
+    assert!(std::str::from_utf8(&up.payload)
+        .unwrap()
+        .parse::<u64>()
+        .is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sys_stats_and_metrics_are_published() {
     let s = TestServer::start_with("sys_topics.sys_msg_interval = 100ms").await;
     let mut c = v4::simple(s.tcp, "sys-stats").await;
-    c.subscribe("$SYS/brokers/+/stats/connections/count", v4::QoS::AtMostOnce)
-        .await;
+    c.subscribe(
+        "$SYS/brokers/+/stats/connections/count",
+        v4::QoS::AtMostOnce,
+    )
+    .await;
     let p = c.publish_in().await;
     let n: u64 = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
     assert!(n >= 1);
-    c.subscribe("$SYS/brokers/+/metrics/messages/received", v4::QoS::AtMostOnce)
-        .await;
+    c.subscribe(
+        "$SYS/brokers/+/metrics/messages/received",
+        v4::QoS::AtMostOnce,
+    )
+    .await;
     c.publish_in().await;
 }
 
@@ -109,16 +140,25 @@ async fn sys_stats_and_metrics_are_published() {
 async fn sys_client_connected_and_disconnected_events() {
     let s = TestServer::start().await;
     let mut w = v4::simple(s.tcp, "sys-watch").await;
-    w.subscribe("$SYS/brokers/+/clients/#", v4::QoS::AtMostOnce).await;
+    w.subscribe("$SYS/brokers/+/clients/#", v4::QoS::AtMostOnce)
+        .await;
     let (mut c, _) = Raw::open(s.tcp, V5, "evented", true).await;
     let p = w.publish_in().await;
-    assert!(p.topic.ends_with("/clients/evented/connected"), "{}", p.topic);
+    assert!(
+        p.topic.ends_with("/clients/evented/connected"),
+        "{}",
+        p.topic
+    );
     let body: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
     assert_eq!(body["clientid"], "evented");
     assert_eq!(body["proto_ver"], 5);
     c.send(&Packet::Disconnect(Default::default())).await;
     let p = w.publish_in().await;
-    assert!(p.topic.ends_with("/clients/evented/disconnected"), "{}", p.topic);
+    assert!(
+        p.topic.ends_with("/clients/evented/disconnected"),
+        "{}",
+        p.topic
+    );
     let body: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
     assert_eq!(body["reason"], "normal");
 }
@@ -129,8 +169,13 @@ async fn clients_cannot_publish_to_sys_topics() {
     let mut w = v4::simple(s.tcp, "sys-forge-watch").await;
     w.subscribe("$SYS/forged", v4::QoS::AtMostOnce).await;
     let (mut c, _) = Raw::open(s.tcp, V5, "forger", true).await;
-    c.send(&Packet::Publish(pk::publish("$SYS/forged", QoS::AtLeastOnce, Some(1), "x")))
-        .await;
+    c.send(&Packet::Publish(pk::publish(
+        "$SYS/forged",
+        QoS::AtLeastOnce,
+        Some(1),
+        "x",
+    )))
+    .await;
     match c.recv().await {
         Some(Packet::PubAck(a)) => assert_eq!(a.reason_code, reason::NOT_AUTHORIZED),
         other => panic!("expected PUBACK 0x87, got {other:?}"),
@@ -168,7 +213,11 @@ async fn retained_message_is_delivered_to_later_subscribers_with_retain_flag() {
         assert!(p.retain, "RETAIN=1 on messages sent because of a subscribe");
         got.insert(p.topic.clone(), p.payload.clone());
     }
-    assert_eq!(got["ret/a"], Bytes::from("A2"), "the newest retained message replaces");
+    assert_eq!(
+        got["ret/a"],
+        Bytes::from("A2"),
+        "the newest retained message replaces"
+    );
     assert_eq!(got["ret/b"], Bytes::from("B"));
     assert!(sub.maybe_publish(QUIET).await.is_none());
     // A live publish with retain is forwarded with RETAIN=0 (no retain-as-published).
@@ -221,7 +270,8 @@ async fn retained_message_expires_with_its_message_expiry() {
     eventually("stored", || retained_has(&s, "retexp/t")).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (mut c, _) = Raw::open(s.tcp, V5, "ret-exp-sub", true).await;
-    c.subscribe(pk::subscribe(1, "retexp/t", QoS::AtMostOnce)).await;
+    c.subscribe(pk::subscribe(1, "retexp/t", QoS::AtMostOnce))
+        .await;
     assert!(c.next_publish_within(QUIET).await.is_none());
 }
 
@@ -254,7 +304,10 @@ async fn collect_members(members: &mut [v5::Client], total: usize) -> Vec<Vec<us
     let mut count = 0;
     let deadline = tokio::time::Instant::now() + WAIT * 3;
     while count < total {
-        assert!(tokio::time::Instant::now() < deadline, "only {count} of {total} arrived");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {count} of {total} arrived"
+        );
         for (i, m) in members.iter_mut().enumerate() {
             while let Ok(p) = m.events.try_recv() {
                 if let v5::Packet::Publish(p) = p {
@@ -280,7 +333,11 @@ async fn collect_members(members: &mut [v5::Client], total: usize) -> Vec<Vec<us
 fn assert_exactly_once(per: &[Vec<usize>], n: usize) {
     let mut all: Vec<usize> = per.iter().flatten().copied().collect();
     all.sort_unstable();
-    assert_eq!(all, (0..n).collect::<Vec<_>>(), "every message exactly once");
+    assert_eq!(
+        all,
+        (0..n).collect::<Vec<_>>(),
+        "every message exactly once"
+    );
 }
 
 async fn members(s: &TestServer, filter: &str, n: usize, prefix: &str) -> Vec<v5::Client> {
@@ -302,7 +359,11 @@ async fn shared_subscription_spreads_1000_messages_over_3_members_without_loss_o
     assert_exactly_once(&per, 1000);
     for (i, got) in per.iter().enumerate() {
         // round_robin: an even split.
-        assert!((333..=334).contains(&got.len()), "member {i} got {}", got.len());
+        assert!(
+            (333..=334).contains(&got.len()),
+            "member {i} got {}",
+            got.len()
+        );
     }
 }
 
@@ -323,7 +384,10 @@ async fn shared_strategy_random_delivers_each_message_once() {
     publish_numbered(&s, "rand-pub", "rand/t", 300).await;
     let per = collect_members(&mut m, 300).await;
     assert_exactly_once(&per, 300);
-    assert!(per.iter().all(|p| !p.is_empty()), "random spreads over members");
+    assert!(
+        per.iter().all(|p| !p.is_empty()),
+        "random spreads over members"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,10 +430,7 @@ async fn shared_subscription_skips_members_that_left() {
     let s = TestServer::start().await;
     let mut m = members(&s, "$share/g/leave/t", 3, "leave").await;
     let gone = m.pop().unwrap();
-    gone.client
-        .unsubscribe("$share/g/leave/t")
-        .await
-        .unwrap();
+    gone.client.unsubscribe("$share/g/leave/t").await.unwrap();
     let mut gone = gone;
     gone.wait_for("UNSUBACK", |p| matches!(p, v5::Packet::UnsubAck(_)))
         .await;
@@ -401,15 +462,21 @@ async fn full_message_queue_drops_qos0_first_and_counts_dropped() {
     let c = pk::connect(V4, "mq-sub", false, 60);
     let mut sub = Raw::connect(s.tcp, V4).await;
     sub.handshake(c.clone()).await;
-    sub.subscribe(pk::subscribe(1, "mq/t", QoS::AtLeastOnce)).await;
+    sub.subscribe(pk::subscribe(1, "mq/t", QoS::AtLeastOnce))
+        .await;
     drop(sub);
     eventually("offline", || {
         s.broker().lookup("mq-sub").is_some_and(|c| !c.is_online())
     })
     .await;
     let (mut p, _) = Raw::open(s.tcp, V4, "mq-pub", true).await;
-    p.send(&Packet::Publish(pk::publish("mq/t", QoS::AtMostOnce, None, "q0")))
-        .await;
+    p.send(&Packet::Publish(pk::publish(
+        "mq/t",
+        QoS::AtMostOnce,
+        None,
+        "q0",
+    )))
+    .await;
     for (i, m) in ["a", "b", "c"].iter().enumerate() {
         p.send(&Packet::Publish(pk::publish(
             "mq/t",
@@ -427,8 +494,12 @@ async fn full_message_queue_drops_qos0_first_and_counts_dropped() {
     let mut got = Vec::new();
     for _ in 0..3 {
         let m = sub.next_publish().await.unwrap();
-        sub.send(&Packet::PubAck(pk::ack(m.packet_id.unwrap()))).await;
+        sub.send(&Packet::PubAck(pk::ack(m.packet_id.unwrap())))
+            .await;
         got.push(m.payload);
     }
-    assert_eq!(got, vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("c")]);
+    assert_eq!(
+        got,
+        vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("c")]
+    );
 }
