@@ -3,6 +3,6 @@
 //! link time down.
 
 mod common;
+mod load;
 mod protocol;
 mod routing;
-mod load;
