@@ -412,6 +412,11 @@ impl Conn {
         if let Err(e) = self.process_input() {
             return e;
         }
+        if let Err(e) = self.flush().await {
+            return e;
+        }
+        // Most devices go quiet after connecting: hold no buffers until they speak.
+        self.shrink_idle_buffers();
         let ka = self.keepalive_timeout();
         let far = Duration::from_secs(86400 * 365);
         let keepalive = tokio::time::sleep(ka.unwrap_or(far));

@@ -14,6 +14,15 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+/// Make room for one read: enough that a busy connection reads in large chunks.
+fn reserve_read_space(buf: &mut BytesMut) {
+    const LOW_WATER: usize = 2048;
+    const CHUNK: usize = 16 * 1024;
+    if buf.capacity() - buf.len() < LOW_WATER {
+        buf.reserve(CHUNK);
+    }
+}
+
 /// TCP or TLS under a WebSocket.
 #[derive(Debug)]
 pub enum Raw {
@@ -76,10 +85,24 @@ pub enum Stream {
 
 impl Stream {
     /// Read more bytes into `buf`; `Ok(0)` means the peer closed. Cancel-safe.
+    ///
+    /// A plain TCP connection waits for readability before it reserves any buffer space,
+    /// so an idle connection holds no read buffer at all.
     pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.read_buf(buf).await,
-            Stream::Tls(s) => s.read_buf(buf).await,
+            Stream::Tcp(s) => loop {
+                s.readable().await?;
+                reserve_read_space(buf);
+                match s.try_read_buf(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            },
+            Stream::Tls(s) => {
+                reserve_read_space(buf);
+                s.read_buf(buf).await
+            }
             Stream::Ws(ws) => loop {
                 match ws.next().await {
                     None | Some(Ok(Message::Close(_))) => return Ok(0),
