@@ -3,6 +3,7 @@
 //! link time down.
 
 mod common;
+mod listeners;
 mod load;
 mod protocol;
 mod routing;
