@@ -103,9 +103,14 @@ impl SessionCell {
         self.notify.notify_one();
     }
 
-    /// Move everything waiting in the outbox into `into`.
-    pub fn take_outbox(&self, into: &mut Vec<Outbound>) {
+    /// Move everything waiting in the outbox into `into`, if connection `conn_id` still
+    /// owns the session: a connection that has just been taken over must not drain what
+    /// belongs to its successor.
+    pub fn take_outbox(&self, conn_id: u64, into: &mut Vec<Outbound>) {
         let mut st = self.state.lock();
+        if st.conn.as_ref().is_none_or(|c| c.conn_id != conn_id) {
+            return;
+        }
         if into.is_empty() {
             std::mem::swap(into, &mut st.outbox);
         } else {

@@ -518,3 +518,140 @@ pub fn system_message(topic: String, payload: impl Into<bytes::Bytes>, retain: b
         from: ByteString::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use junction_session::Outbound;
+
+    fn open(b: &Arc<Broker>, id: &str, clean: bool) -> (Opened, oneshot::Receiver<KickReason>) {
+        let (tx, rx) = oneshot::channel();
+        let opened = b.open_session(OpenSession {
+            client_id: id.into(),
+            clean_start: clean,
+            expiry_interval_secs: 60,
+            limits: SessionLimits::default(),
+            conn_id: b.next_conn_id(),
+            kick: tx,
+        });
+        (opened, rx)
+    }
+
+    fn msg(topic: &str, qos: QoS, from: &str) -> Message {
+        Message {
+            qos,
+            from: from.into(),
+            ..system_message(topic.to_string(), "p", false)
+        }
+    }
+
+    fn outbox_len(cell: &SessionCell) -> usize {
+        cell.lock().outbox.len()
+    }
+
+    #[tokio::test]
+    async fn publish_reaches_online_subscribers_and_queues_for_offline_ones() {
+        let b = Broker::new(BrokerSettings::default());
+        let (a, _ka) = open(&b, "a", true);
+        let (c, _kc) = open(&b, "c", false);
+        let sub = SubOptions {
+            qos: QoS::AtLeastOnce,
+            ..SubOptions::default()
+        };
+        b.subscribe(&a.cell, "t/+", sub).unwrap();
+        b.subscribe(&c.cell, "t/#", sub).unwrap();
+        let conn_id = c.cell.lock().conn.as_ref().unwrap().conn_id;
+        b.close_session(
+            &c.cell,
+            conn_id,
+            Close {
+                expiry_interval_secs: 60,
+                will: None,
+            },
+        );
+        assert_eq!(b.publish(msg("t/x", QoS::AtLeastOnce, "p")), 2);
+        assert_eq!(outbox_len(&a.cell), 1);
+        assert_eq!(outbox_len(&c.cell), 0);
+        assert_eq!(c.cell.lock().session.mqueue_len(), 1);
+    }
+
+    #[tokio::test]
+    async fn takeover_kicks_the_old_connection_and_keeps_the_session() {
+        let b = Broker::new(BrokerSettings::default());
+        let (first, kick) = open(&b, "x", false);
+        b.subscribe(&first.cell, "a", SubOptions::default())
+            .unwrap();
+        let (second, _k2) = open(&b, "x", false);
+        assert_eq!(kick.await, Ok(KickReason::TakenOver));
+        assert!(second.session_present);
+        assert!(Arc::ptr_eq(&first.cell, &second.cell));
+        assert_eq!(b.publish(msg("a", QoS::AtMostOnce, "p")), 1);
+        assert_eq!(b.metrics.session_takenover.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn clean_start_takeover_discards_the_old_subscriptions() {
+        let b = Broker::new(BrokerSettings::default());
+        let (first, _k) = open(&b, "y", false);
+        b.subscribe(&first.cell, "a", SubOptions::default())
+            .unwrap();
+        let (second, _k2) = open(&b, "y", true);
+        assert!(!second.session_present);
+        assert!(!Arc::ptr_eq(&first.cell, &second.cell));
+        assert_eq!(b.publish(msg("a", QoS::AtMostOnce, "p")), 0);
+        assert_eq!(b.subscription_counts(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn taken_over_connection_cannot_drain_the_new_outbox() {
+        let b = Broker::new(BrokerSettings::default());
+        let (first, _k) = open(&b, "z", false);
+        let old_conn = first.cell.lock().conn.as_ref().unwrap().conn_id;
+        b.subscribe(&first.cell, "a", SubOptions::default())
+            .unwrap();
+        let (_second, _k2) = open(&b, "z", false);
+        b.publish(msg("a", QoS::AtMostOnce, "p"));
+        let mut out: Vec<Outbound> = Vec::new();
+        first.cell.take_outbox(old_conn, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(outbox_len(&first.cell), 1);
+    }
+
+    #[tokio::test]
+    async fn shared_group_prefers_connected_members() {
+        let b = Broker::new(BrokerSettings::default());
+        let (on, _k1) = open(&b, "on", true);
+        let (off, _k2) = open(&b, "off", false);
+        for cell in [&on.cell, &off.cell] {
+            b.subscribe(cell, "$share/g/s", SubOptions::default())
+                .unwrap();
+        }
+        let off_conn = off.cell.lock().conn.as_ref().unwrap().conn_id;
+        b.close_session(
+            &off.cell,
+            off_conn,
+            Close {
+                expiry_interval_secs: 60,
+                will: None,
+            },
+        );
+        for _ in 0..10 {
+            b.publish(msg("s", QoS::AtMostOnce, "p"));
+        }
+        assert_eq!(outbox_len(&on.cell), 10);
+        assert_eq!(off.cell.lock().session.mqueue_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn no_local_skips_the_publisher_itself() {
+        let b = Broker::new(BrokerSettings::default());
+        let (me, _k) = open(&b, "me", true);
+        let opts = SubOptions {
+            no_local: true,
+            ..SubOptions::default()
+        };
+        b.subscribe(&me.cell, "loop", opts).unwrap();
+        assert_eq!(b.publish(msg("loop", QoS::AtMostOnce, "me")), 0);
+        assert_eq!(b.publish(msg("loop", QoS::AtMostOnce, "other")), 1);
+    }
+}

@@ -819,7 +819,7 @@ impl Conn {
     /// Take what the session has for the client and encode it into the write buffer.
     fn drain_outbox(&mut self) {
         let mut out = std::mem::take(&mut self.scratch);
-        self.cell.take_outbox(&mut out);
+        self.cell.take_outbox(self.conn_id, &mut out);
         if out.is_empty() {
             self.scratch = out;
             return;
