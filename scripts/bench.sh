@@ -65,6 +65,11 @@ fi
 # ---------------------------------------------------------------- tools
 log "building junction (release)"
 (cd "$ROOT" && cargo build --release -p junction) >&2
+# The revision measured, taken when it is built (read-only git commands).
+JUNCTION_REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo "no git")
+if ! (cd "$ROOT" && git --no-optional-locks diff --quiet HEAD -- 'crates/*/src' 'crates/*/Cargo.toml' Cargo.toml Cargo.lock) 2>/dev/null; then
+    JUNCTION_REV="$JUNCTION_REV + uncommitted changes"
+fi
 
 if ! command -v mosquitto >/dev/null; then
     log "installing mosquitto"
@@ -219,7 +224,7 @@ done
 
 # ---------------------------------------------------------------- report
 versions() {
-    echo "- junction: $("$JUNCTION" --version 2>/dev/null || echo unknown) ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo no git))"
+    echo "- junction: $("$JUNCTION" --version 2>/dev/null || echo unknown) ($JUNCTION_REV)"
     if command -v mosquitto >/dev/null; then
         echo "- mosquitto: $(mosquitto -h 2>/dev/null | head -1)"
     fi
