@@ -94,6 +94,12 @@ async fn read_connect(
     let codec = Codec::new(ProtocolVersion::V3_1_1, settings.max_packet_size);
     let deadline = Instant::now() + settings.idle_timeout;
     loop {
+        // The first packet must be CONNECT [MQTT-3.1.0-1]: refuse anything else from its
+        // first byte, before buffering a body that may be up to max_packet_size.
+        if rbuf.first().is_some_and(|b| b >> 4 != 1) {
+            tracing::debug!("first packet is not CONNECT");
+            return None;
+        }
         match codec.decode(rbuf) {
             Ok(Some(Packet::Connect(c))) => {
                 Metrics::inc(&broker.metrics.packets_connect);

@@ -5,5 +5,6 @@
 mod common;
 mod listeners;
 mod load;
+mod malformed;
 mod protocol;
 mod routing;
