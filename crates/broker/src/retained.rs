@@ -17,6 +17,8 @@ impl Retained {
         if msg.payload.is_empty() {
             self.by_topic.remove(&msg.topic).is_some()
         } else {
+            // Retained messages live long: keep them out of the publishers' read buffers.
+            let msg = SharedMessage::new(msg.detached());
             self.by_topic.insert(msg.topic.clone(), msg);
             true
         }

@@ -203,7 +203,8 @@ impl Conn {
                 properties: ConnAckProperties::default(),
             })
         };
-        let mut client_id = connect.client_id.clone();
+        // Long-lived fields are copied out of the read buffer so they do not pin it.
+        let mut client_id = detach(&connect.client_id);
         let mut assigned = false;
         let refusal = if client_id.len() > settings.max_clientid_len {
             Some(reason::CLIENT_IDENTIFIER_NOT_VALID)
@@ -285,7 +286,8 @@ impl Conn {
                 expires_at_ms: None,
                 received_at_ms: 0,
                 from: client_id.clone(),
-            },
+            }
+            .detached(),
             delay_secs: if v5 {
                 w.properties.delay_interval.unwrap_or(0)
             } else {
@@ -332,7 +334,7 @@ impl Conn {
             codec,
             conn_id,
             client_id,
-            username: connect.username.clone(),
+            username: connect.username.as_ref().map(detach),
             clean_start: connect.clean_start,
             keep_alive,
             cell: opened.cell,
@@ -963,6 +965,11 @@ fn ack(packet_id: u16, reason_code: u8) -> PubAck {
         reason_code,
         properties: AckProperties::default(),
     }
+}
+
+/// A copy of `s` in its own allocation (not a slice of the connection's read buffer).
+fn detach(s: &ByteString) -> ByteString {
+    ByteString::from(String::from(&s[..]))
 }
 
 fn too_deep(topic: &str, max_levels: usize) -> bool {

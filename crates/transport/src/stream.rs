@@ -15,10 +15,17 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 /// Make room for one read: enough that a busy connection reads in large chunks.
+///
+/// A buffer with no capacity (a fresh or idle connection) gets a small one first: the
+/// first read is usually one small packet (CONNECT, a PINGREQ), and whatever is decoded
+/// from it may keep the allocation alive.
 fn reserve_read_space(buf: &mut BytesMut) {
+    const FIRST: usize = 512;
     const LOW_WATER: usize = 2048;
     const CHUNK: usize = 16 * 1024;
-    if buf.capacity() - buf.len() < LOW_WATER {
+    if buf.capacity() == 0 {
+        buf.reserve(FIRST);
+    } else if buf.capacity() - buf.len() < LOW_WATER {
         buf.reserve(CHUNK);
     }
 }
@@ -90,15 +97,13 @@ impl Stream {
     /// so an idle connection holds no read buffer at all.
     pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => loop {
+            Stream::Tcp(s) => {
                 s.readable().await?;
                 reserve_read_space(buf);
-                match s.try_read_buf(buf) {
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
-                }
-            },
+                // `read_buf` (unlike `try_read_buf`) clears readiness after a short read, so
+                // the next wait goes straight to epoll instead of costing an EAGAIN read.
+                s.read_buf(buf).await
+            }
             Stream::Tls(s) => {
                 reserve_read_space(buf);
                 s.read_buf(buf).await

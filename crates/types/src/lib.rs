@@ -104,6 +104,37 @@ impl Message {
     }
 }
 
+impl Message {
+    /// A copy whose topic, payload and properties live in allocations of their own.
+    ///
+    /// Messages decoded from the network share the connection's read buffer; one that is
+    /// kept for long (a retained message, a will) is detached so that it does not keep a
+    /// whole read buffer alive.
+    pub fn detached(&self) -> Message {
+        fn s(v: &ByteString) -> ByteString {
+            ByteString::from(String::from(&v[..]))
+        }
+        let p = &self.properties;
+        Message {
+            topic: s(&self.topic),
+            payload: Bytes::copy_from_slice(&self.payload),
+            properties: MessageProperties {
+                payload_format_indicator: p.payload_format_indicator,
+                content_type: p.content_type.as_ref().map(s),
+                response_topic: p.response_topic.as_ref().map(s),
+                correlation_data: p.correlation_data.as_deref().map(Bytes::copy_from_slice),
+                user_properties: p
+                    .user_properties
+                    .iter()
+                    .map(|(k, v)| (s(k), s(v)))
+                    .collect(),
+            },
+            from: s(&self.from),
+            ..self.clone()
+        }
+    }
+}
+
 /// A shared message.
 pub type SharedMessage = Arc<Message>;
 
