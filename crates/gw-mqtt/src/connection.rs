@@ -49,7 +49,9 @@ pub async fn serve(broker: Arc<Broker>, settings: Arc<MqttSettings>, accepted: A
     } = accepted;
     Metrics::inc(&broker.metrics.connections_count);
     let mut rbuf = BytesMut::new();
-    let connect = match read_connect(&broker, &settings, &mut stream, &mut rbuf).await {
+    // The handshake and the goodbye run in boxed futures of their own: they are short-lived,
+    // and keeping their state out of the long-lived task keeps idle connections small.
+    let connect = match Box::pin(read_connect(&broker, &settings, &mut stream, &mut rbuf)).await {
         Some(c) => c,
         None => {
             stream.shutdown().await;
@@ -59,7 +61,7 @@ pub async fn serve(broker: Arc<Broker>, settings: Arc<MqttSettings>, accepted: A
     };
     let conn_id = broker.next_conn_id();
     let (kick_tx, kick_rx) = oneshot::channel();
-    let mut conn = match Conn::accept(
+    let mut conn = match Box::pin(Conn::accept(
         broker.clone(),
         settings,
         stream,
@@ -68,7 +70,7 @@ pub async fn serve(broker: Arc<Broker>, settings: Arc<MqttSettings>, accepted: A
         *connect,
         conn_id,
         kick_tx,
-    )
+    ))
     .await
     {
         Some(c) => c,
@@ -79,7 +81,7 @@ pub async fn serve(broker: Arc<Broker>, settings: Arc<MqttSettings>, accepted: A
     };
     tracing::debug!(client_id = %conn.client_id, %peer, %listener, "client connected");
     let exit = conn.run(kick_rx).await;
-    conn.finish(exit).await;
+    Box::pin(conn.finish(exit)).await;
     Metrics::dec(&broker.metrics.connections_count);
     drop(permit);
 }
@@ -993,4 +995,27 @@ fn _assert_send() {
     fn is_send<T: Send>(_: T) {}
     let _ = |b: Arc<Broker>, s: Arc<MqttSettings>, a: Accepted| is_send(serve(b, s, a));
     let _ = Ordering::Relaxed;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connection_task_state_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        let accepted = Accepted::standalone(Stream::Tcp(server), peer, "tcp:test");
+        let fut = serve(
+            Broker::new(Default::default()),
+            Arc::new(MqttSettings::default()),
+            accepted,
+        );
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("connection future: {size} bytes; Conn: {}; Sleep: {}; Stream: {}", std::mem::size_of::<Conn>(), std::mem::size_of::<tokio::time::Sleep>(), std::mem::size_of::<Stream>());
+        drop(client);
+        assert!(size < 2048, "connection future is {size} bytes");
+    }
 }

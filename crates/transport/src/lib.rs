@@ -153,6 +153,20 @@ pub struct Accepted {
     pub permit: ConnPermit,
 }
 
+impl Accepted {
+    /// A connection that did not come through a listener (tests, in-process clients): it
+    /// counts against no `max_connections`.
+    pub fn standalone(stream: Stream, peer: SocketAddr, listener: &str) -> Accepted {
+        let count = Arc::new(AtomicUsize::new(1));
+        Accepted {
+            stream,
+            peer,
+            listener: listener.into(),
+            permit: ConnPermit { count },
+        }
+    }
+}
+
 /// A slot in a listener's connection count, released on drop.
 #[derive(Debug)]
 pub struct ConnPermit {
