@@ -2,7 +2,7 @@
 # Junction vs Mosquitto vs rumqttd, measured in the same run on the same machine with the
 # same load tool (`junction bench pubsub|conn`).
 #
-#   scripts/bench.sh                      # everything, ~8 minutes of scenarios on 2 cores
+#   scripts/bench.sh                      # everything: about 6 minutes on 2 cores, plus the build
 #   BENCH_BROKERS="junction mosquitto" scripts/bench.sh
 #   BENCH_SCENARIOS="p2p-q0 idle-10k" scripts/bench.sh
 #   BENCH_DURATION=5 scripts/bench.sh     # shorter timed scenarios
@@ -23,7 +23,7 @@ SCENARIOS=${BENCH_SCENARIOS:-"p2p-q0 p2p-q1 p2p-max-q0 p2p-max-q1 fanout-q0 fani
 DURATION=${BENCH_DURATION:-10}
 # Cap of the unthrottled scenarios: they stop after BENCH_MAX_MESSAGES or this many seconds.
 MAX_DURATION=${BENCH_MAX_DURATION:-20}
-MAX_MESSAGES=${BENCH_MAX_MESSAGES:-500000}
+MAX_MESSAGES=${BENCH_MAX_MESSAGES:-2000000}
 IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-10000}
 CLK_TCK=$(getconf CLK_TCK)
 JUNCTION="$ROOT/target/release/junction"
