@@ -18,7 +18,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT="$ROOT/target/bench"
 WORK=$(mktemp -d /tmp/junction-bench.XXXXXX)
-BROKERS=${BENCH_BROKERS:-"junction mosquitto rumqttd"}
+BROKERS=${BENCH_BROKERS:-"junction junction_1t mosquitto rumqttd"}
 SCENARIOS=${BENCH_SCENARIOS:-"p2p-q0 p2p-q1 p2p-max-q0 p2p-max-q1 fanout-q0 fanin-q0 fanin-q1 idle-10k"}
 DURATION=${BENCH_DURATION:-10}
 # Cap of the unthrottled scenarios: they stop after BENCH_MAX_MESSAGES or this many seconds.
@@ -27,7 +27,7 @@ MAX_MESSAGES=${BENCH_MAX_MESSAGES:-2000000}
 IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-10000}
 CLK_TCK=$(getconf CLK_TCK)
 JUNCTION="$ROOT/target/release/junction"
-declare -A PORT=([junction]=18831 [mosquitto]=18832 [rumqttd]=18833)
+declare -A PORT=([junction]=18831 [mosquitto]=18832 [rumqttd]=18833 [junction_1t]=18834)
 
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.log
@@ -123,6 +123,12 @@ start_junction() {
         ((SECONDS < deadline)) || return 1
         sleep 0.1
     done
+}
+
+# The same binary on one worker thread (node.worker_threads = 1), as Mosquitto runs: the
+# fairest per-CPU comparison on a 2-core machine that also runs the load tool.
+start_junction_1t() {
+    JUNCTION_NODE__WORKER_THREADS=1 start_junction "$@"
 }
 
 start_mosquitto() {

@@ -372,6 +372,20 @@ mod tests {
     }
 
     #[test]
+    fn worker_threads_is_auto_or_a_number() {
+        let auto = Config::from_str_with_env("", env(&[])).unwrap();
+        assert_eq!(auto.node.worker_threads, None);
+        let one = Config::from_str_with_env("node.worker_threads = 1", env(&[])).unwrap();
+        assert_eq!(one.node.worker_threads, Some(1));
+        let back = Config::from_str_with_env(
+            "node.worker_threads = auto",
+            env(&[("JUNCTION_NODE__WORKER_THREADS", "4")]),
+        )
+        .unwrap();
+        assert_eq!(back.node.worker_threads, Some(4));
+    }
+
+    #[test]
     fn env_variables_naming_no_config_section_are_ignored() {
         let config = Config::from_str_with_env(
             "",

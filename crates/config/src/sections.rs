@@ -1,6 +1,6 @@
 //! The small sections: `node`, `broker`, `sys_topics`, `log` and `dashboard`.
 
-use crate::units::{disabled_or, Bind, Duration};
+use crate::units::{auto_or, disabled_or, Bind, Duration};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -17,6 +17,10 @@ pub struct NodeConfig {
     /// Junction does not use it. Default unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cookie: Option<String>,
+    /// Threads that run connections and routing: `"auto"` (one per CPU) or a number.
+    /// A Junction extension (EMQX sets its schedulers in vm.args). Default `"auto"`.
+    #[serde(with = "auto_or")]
+    pub worker_threads: Option<u64>,
 }
 
 impl Default for NodeConfig {
@@ -25,6 +29,7 @@ impl Default for NodeConfig {
             name: "junction@127.0.0.1".to_string(),
             data_dir: PathBuf::from("data"),
             cookie: None,
+            worker_threads: None,
         }
     }
 }

@@ -143,6 +143,27 @@ pub(crate) mod disabled_or {
     }
 }
 
+/// `#[serde(with = "auto_or")]`: `"auto"` (None) or a value.
+pub(crate) mod auto_or {
+    use super::*;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, T: FromScalar>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        deserialize_keyword_or(d, "auto")
+    }
+
+    pub(crate) fn serialize<S: Serializer, T: Serialize>(
+        value: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => value.serialize(s),
+            None => s.serialize_str("auto"),
+        }
+    }
+}
+
 /// `#[serde(with = "rate_or_infinity")]` for a per-second rate `Option<u64>`:
 /// `"infinity"`, `1000` or `"1000/s"`.
 pub(crate) mod rate_or_infinity {

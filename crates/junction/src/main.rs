@@ -57,9 +57,11 @@ fn start(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         .init();
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("node.data_dir {}", config.node.data_dir.display()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.node.worker_threads {
+        runtime.worker_threads(n.clamp(1, 1024) as usize);
+    }
+    let rt = runtime.enable_all().build()?;
     rt.block_on(async move {
         let server = Server::start(&config).await?;
         for (id, addr) in server.listeners() {
