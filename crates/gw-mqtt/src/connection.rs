@@ -1014,7 +1014,12 @@ mod tests {
             accepted,
         );
         let size = std::mem::size_of_val(&fut);
-        eprintln!("connection future: {size} bytes; Conn: {}; Sleep: {}; Stream: {}", std::mem::size_of::<Conn>(), std::mem::size_of::<tokio::time::Sleep>(), std::mem::size_of::<Stream>());
+        eprintln!(
+            "connection future: {size} bytes; Conn: {}; Sleep: {}; Stream: {}",
+            std::mem::size_of::<Conn>(),
+            std::mem::size_of::<tokio::time::Sleep>(),
+            std::mem::size_of::<Stream>()
+        );
         drop(client);
         assert!(size < 2048, "connection future is {size} bytes");
     }
