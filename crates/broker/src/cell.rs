@@ -52,6 +52,8 @@ pub struct SessionCell {
     pub id: u64,
     /// The client id.
     pub client_id: ByteString,
+    /// Client-id namespace: empty for MQTT, the gateway name for gateway clients.
+    pub namespace: ByteString,
     online: AtomicBool,
     state: Mutex<CellState>,
     notify: Notify,
@@ -61,10 +63,16 @@ pub struct SessionCell {
 }
 
 impl SessionCell {
-    pub(crate) fn new(id: u64, session: Session, max_outbox_qos0: usize) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        namespace: ByteString,
+        session: Session,
+        max_outbox_qos0: usize,
+    ) -> Self {
         SessionCell {
             id,
             client_id: session.client_id.clone(),
+            namespace,
             online: AtomicBool::new(false),
             state: Mutex::new(CellState {
                 session,

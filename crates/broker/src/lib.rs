@@ -82,6 +82,8 @@ pub struct Will {
 /// What a connection asks for when it opens a session.
 #[derive(Debug)]
 pub struct OpenSession {
+    /// Client-id namespace: empty for MQTT, the gateway name for gateway clients.
+    pub namespace: ByteString,
     /// Client id (already assigned if the client sent none).
     pub client_id: ByteString,
     /// Clean start / clean session.
@@ -120,7 +122,7 @@ pub struct Broker {
     /// Settings in force.
     pub settings: BrokerSettings,
     router: RwLock<Router>,
-    sessions: Mutex<AHashMap<ByteString, Arc<SessionCell>>>,
+    sessions: Mutex<AHashMap<SessionKey, Arc<SessionCell>>>,
     retained: RwLock<Retained>,
     /// Broker-wide metrics.
     pub metrics: Metrics,
@@ -177,9 +179,15 @@ impl Broker {
         self.retained.read().len()
     }
 
-    /// The session of a client id, if any.
+    /// The session of an MQTT client id, if any.
     pub fn lookup(&self, client_id: &str) -> Option<Arc<SessionCell>> {
-        self.sessions.lock().get(client_id).cloned()
+        self.lookup_in("", client_id)
+    }
+
+    /// The session of a client id in a namespace (`""` for MQTT, a gateway name otherwise).
+    pub fn lookup_in(&self, namespace: &str, client_id: &str) -> Option<Arc<SessionCell>> {
+        let key = SessionKey(namespace.into(), client_id.into());
+        self.sessions.lock().get(&key).cloned()
     }
 
     /// Route a message to every matching subscription; returns how many deliveries were made.
@@ -207,7 +215,9 @@ impl Broker {
         let now = now_ms();
         let mut delivered = 0;
         for (cell, opts, shared) in targets {
-            let own = !msg.from.is_empty() && cell.client_id == msg.from;
+            let own = !msg.from.is_empty()
+                && cell.client_id == msg.from
+                && cell.namespace == msg.namespace;
             if own && !shared && (opts.no_local || self.settings.ignore_loop_deliver) {
                 continue;
             }
@@ -303,7 +313,8 @@ impl Broker {
     pub fn open_session(self: &Arc<Self>, req: OpenSession) -> Opened {
         let now = now_ms();
         let mut registry = self.sessions.lock();
-        if let Some(old) = registry.get(&req.client_id).cloned() {
+        let key = SessionKey(req.namespace.clone(), req.client_id.clone());
+        if let Some(old) = registry.get(&key).cloned() {
             let mut st = old.lock();
             if let Some(mut link) = st.conn.take() {
                 if let Some(kick) = link.kick.take() {
@@ -334,12 +345,13 @@ impl Broker {
                 };
             }
             self.discard_locked(&old, &mut st);
-            registry.remove(&req.client_id);
+            registry.remove(&key);
         }
         let mut session = Session::new(req.client_id.clone(), req.limits, now);
         session.expiry_interval_secs = req.expiry_interval_secs;
         let cell = Arc::new(SessionCell::new(
             self.next_session_id.fetch_add(1, Ordering::Relaxed),
+            req.namespace.clone(),
             session,
             self.settings.max_outbox_qos0,
         ));
@@ -348,7 +360,7 @@ impl Broker {
             kick: Some(req.kick),
         });
         cell.set_online(true);
-        registry.insert(req.client_id, cell.clone());
+        registry.insert(key, cell.clone());
         Metrics::inc(&self.metrics.session_created);
         Opened {
             cell,
@@ -382,11 +394,9 @@ impl Broker {
     /// Remove a session from the registry if it is still the registered one for its id.
     fn unregister(&self, cell: &Arc<SessionCell>) {
         let mut registry = self.sessions.lock();
-        if registry
-            .get(&cell.client_id)
-            .is_some_and(|c| Arc::ptr_eq(c, cell))
-        {
-            registry.remove(&cell.client_id);
+        let key = SessionKey(cell.namespace.clone(), cell.client_id.clone());
+        if registry.get(&key).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            registry.remove(&key);
         }
     }
 
@@ -471,8 +481,8 @@ impl Broker {
     }
 
     /// Kick a client off (administrative action). Returns true if it was connected.
-    pub fn kick(&self, client_id: &str, reason: KickReason) -> bool {
-        let Some(cell) = self.lookup(client_id) else {
+    pub fn kick(&self, namespace: &str, client_id: &str, reason: KickReason) -> bool {
+        let Some(cell) = self.lookup_in(namespace, client_id) else {
             return false;
         };
         let mut st = cell.lock();
@@ -516,8 +526,14 @@ pub fn system_message(topic: String, payload: impl Into<bytes::Bytes>, retain: b
         expires_at_ms: None,
         received_at_ms: now_ms(),
         from: ByteString::new(),
+        namespace: ByteString::new(),
     }
 }
+
+/// Registry key: (namespace, client id). Client ids are unique per namespace, so an MQTT
+/// client and a STOMP client may share one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SessionKey(ByteString, ByteString);
 
 #[cfg(test)]
 mod tests {
@@ -527,6 +543,7 @@ mod tests {
     fn open(b: &Arc<Broker>, id: &str, clean: bool) -> (Opened, oneshot::Receiver<KickReason>) {
         let (tx, rx) = oneshot::channel();
         let opened = b.open_session(OpenSession {
+            namespace: ByteString::new(),
             client_id: id.into(),
             clean_start: clean,
             expiry_interval_secs: 60,
@@ -640,6 +657,43 @@ mod tests {
         }
         assert_eq!(outbox_len(&on.cell), 10);
         assert_eq!(off.cell.lock().session.mqueue_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn client_ids_are_unique_per_namespace() {
+        let b = Broker::new(BrokerSettings::default());
+        let (mqtt, kick_mqtt) = open(&b, "same", true);
+        let (tx, _rx) = oneshot::channel();
+        let stomp = b.open_session(OpenSession {
+            namespace: "stomp".into(),
+            client_id: "same".into(),
+            clean_start: true,
+            expiry_interval_secs: 0,
+            limits: SessionLimits::default(),
+            conn_id: b.next_conn_id(),
+            kick: tx,
+        });
+        assert!(!Arc::ptr_eq(&mqtt.cell, &stomp.cell));
+        assert!(b
+            .lookup("same")
+            .is_some_and(|c| Arc::ptr_eq(&c, &mqtt.cell)));
+        assert!(b
+            .lookup_in("stomp", "same")
+            .is_some_and(|c| Arc::ptr_eq(&c, &stomp.cell)));
+        drop(kick_mqtt);
+        assert_eq!(b.session_count(), 2);
+        // No Local compares the namespace too: a STOMP client "same" is not the MQTT "same".
+        let opts = SubOptions {
+            no_local: true,
+            ..SubOptions::default()
+        };
+        b.subscribe(&mqtt.cell, "ns", opts).unwrap();
+        let from_stomp = Message {
+            namespace: "stomp".into(),
+            ..msg("ns", QoS::AtMostOnce, "same")
+        };
+        assert_eq!(b.publish(from_stomp), 1);
+        assert_eq!(b.publish(msg("ns", QoS::AtMostOnce, "same")), 0);
     }
 
     #[tokio::test]

@@ -260,6 +260,7 @@ impl Conn {
             ..settings.session
         };
         let opened = broker.open_session(OpenSession {
+            namespace: ByteString::new(),
             client_id: client_id.clone(),
             clean_start: connect.clean_start,
             expiry_interval_secs: expiry_interval,
@@ -288,6 +289,7 @@ impl Conn {
                 expires_at_ms: None,
                 received_at_ms: 0,
                 from: client_id.clone(),
+                namespace: ByteString::new(),
             }
             .detached(),
             delay_secs: if v5 {
@@ -716,6 +718,7 @@ impl Conn {
             expires_at_ms: expiry.map(|s| now + s as u64 * 1000),
             received_at_ms: now,
             from: self.client_id.clone(),
+            namespace: ByteString::new(),
         };
         self.broker.publish(msg)
     }

@@ -511,6 +511,7 @@ mod tests {
                 expires_at_ms: None,
                 received_at_ms: 0,
                 from: "".into(),
+                namespace: "".into(),
             }),
             qos,
             retain: false,

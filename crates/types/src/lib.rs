@@ -89,6 +89,10 @@ pub struct Message {
     pub received_at_ms: u64,
     /// Client id of the publisher (for no-local), empty for broker-originated messages.
     pub from: ByteString,
+    /// Client-id namespace of the publisher: empty for MQTT, the gateway name (`stomp`,
+    /// `mqttsn`, …) for gateway clients. Client ids are unique only within a namespace.
+    #[serde(default)]
+    pub namespace: ByteString,
 }
 
 impl Message {
@@ -130,6 +134,7 @@ impl Message {
                     .collect(),
             },
             from: s(&self.from),
+            namespace: s(&self.namespace),
             ..self.clone()
         }
     }
@@ -170,6 +175,7 @@ mod tests {
             expires_at_ms: Some(10_500),
             received_at_ms: 0,
             from: "".into(),
+            namespace: "".into(),
         };
         assert_eq!(m.remaining_expiry_secs(10_000), Some(1));
         assert!(!m.is_expired(10_499));
