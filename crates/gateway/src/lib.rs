@@ -1,9 +1,16 @@
 //! The gateway framework: what every protocol gateway (STOMP, MQTT-SN, CoAP, …) shares.
 //!
-//! So far it holds the pieces that do not depend on a protocol: mountpoints and their
-//! placeholders ([`mountpoint`]) and the per-gateway counters with EMQX's names
-//! ([`metrics`]). The gateway context, client registry and connection drivers follow
-//! (issue 3).
+//! A gateway reaches the broker only through its [`GatewayCtx`]: sessions in the gateway's
+//! client-id namespace, mounted publish and subscribe, the registry of connected clients
+//! ([`ClientRegistry`]), counters with EMQX's names ([`GatewayMetrics`]) and the
+//! `$SYS/brokers/<node>/gateway/<protocol>/clients/…` events.
 
+pub mod client;
+pub mod ctx;
 pub mod metrics;
 pub mod mountpoint;
+
+pub use client::{ClientInfo, ClientRegistry, ConnStats};
+pub use ctx::{CommonSettings, GatewayCtx};
+pub use metrics::GatewayMetrics;
+pub use mountpoint::Mountpoint;

@@ -1,0 +1,172 @@
+//! ClientInfo (reference §1.4) and the per-gateway registry of connected clients.
+
+use ahash::AHashMap;
+use bytestring::ByteString;
+use junction_broker::KickReason;
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// What the framework knows about a gateway client: the common fields every gateway fills,
+/// plus protocol extras (`heartbeat` for STOMP, `endpoint_name` for LwM2M, …).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientInfo {
+    /// Client id (unique within the gateway).
+    pub clientid: ByteString,
+    /// User name, if any.
+    pub username: Option<ByteString>,
+    /// Protocol name as EMQX reports it: `stomp`, `mqtt-sn`, `coap`, …
+    pub protocol: &'static str,
+    /// Protocol version, e.g. `1.2`.
+    pub proto_ver: String,
+    /// Peer address.
+    pub peername: SocketAddr,
+    /// Local port the client connected to.
+    pub sockport: u16,
+    /// Listener id `<gateway>:<type>:<name>`.
+    pub listener: Arc<str>,
+    /// Rendered mountpoint (empty: none).
+    pub mountpoint: String,
+    /// Keepalive / heart-beat interval in seconds (0: none).
+    pub keepalive: u32,
+    /// Clean start.
+    pub clean_start: bool,
+    /// Session expiry interval, seconds.
+    pub expiry_interval: u32,
+    /// Connection time, ms since the epoch.
+    pub connected_at: u64,
+    /// Protocol-specific fields.
+    pub extras: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Per-connection counters (reference §4.2): octets and packets in and out.
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    /// Octets received.
+    pub recv_oct: AtomicU64,
+    /// Octets sent.
+    pub send_oct: AtomicU64,
+    /// Packets (frames) received.
+    pub recv_pkt: AtomicU64,
+    /// Packets (frames) sent.
+    pub send_pkt: AtomicU64,
+    /// Messages received (publishes).
+    pub recv_msg: AtomicU64,
+    /// Messages sent (deliveries).
+    pub send_msg: AtomicU64,
+}
+
+impl ConnStats {
+    /// The counters by their EMQX names.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("recv_oct", r(&self.recv_oct)),
+            ("send_oct", r(&self.send_oct)),
+            ("recv_pkt", r(&self.recv_pkt)),
+            ("send_pkt", r(&self.send_pkt)),
+            ("recv_msg", r(&self.recv_msg)),
+            ("send_msg", r(&self.send_msg)),
+        ]
+    }
+}
+
+/// A connected client as the registry keeps it.
+#[derive(Debug)]
+pub struct ClientEntry {
+    /// Its info.
+    pub info: ClientInfo,
+    /// Its counters, shared with the connection task.
+    pub stats: Arc<ConnStats>,
+    /// Tells the connection to close.
+    kick: Option<oneshot::Sender<KickReason>>,
+    /// Connection id, so a replaced connection does not unregister its successor.
+    conn_id: u64,
+}
+
+/// The clients connected to one gateway, by client id.
+#[derive(Debug, Default)]
+pub struct ClientRegistry {
+    clients: Mutex<AHashMap<ByteString, ClientEntry>>,
+}
+
+impl ClientRegistry {
+    /// Register a connected client. A previous connection with the same client id is told
+    /// to go (`discarded`), as EMQX's channel manager does for clean sessions.
+    pub fn insert(
+        &self,
+        info: ClientInfo,
+        stats: Arc<ConnStats>,
+        conn_id: u64,
+        kick: oneshot::Sender<KickReason>,
+    ) {
+        let key = info.clientid.clone();
+        let old = self.clients.lock().insert(
+            key,
+            ClientEntry {
+                info,
+                stats,
+                kick: Some(kick),
+                conn_id,
+            },
+        );
+        if let Some(mut old) = old {
+            if let Some(k) = old.kick.take() {
+                let _ = k.send(KickReason::TakenOver);
+            }
+        }
+    }
+
+    /// Remove a client if `conn_id` is still the registered connection.
+    pub fn remove(&self, clientid: &str, conn_id: u64) -> bool {
+        let mut map = self.clients.lock();
+        if map.get(clientid).is_some_and(|e| e.conn_id == conn_id) {
+            map.remove(clientid);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Kick a client. Returns true if it was connected.
+    pub fn kick(&self, clientid: &str, reason: KickReason) -> bool {
+        let mut map = self.clients.lock();
+        match map.get_mut(clientid).and_then(|e| e.kick.take()) {
+            Some(k) => k.send(reason).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Number of connected clients (`current_connections`).
+    pub fn len(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    /// True when no client is connected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A client's info and counters.
+    pub fn lookup(&self, clientid: &str) -> Option<(ClientInfo, Vec<(&'static str, u64)>)> {
+        self.clients
+            .lock()
+            .get(clientid)
+            .map(|e| (e.info.clone(), e.stats.snapshot()))
+    }
+
+    /// Every connected client's info, sorted by client id.
+    pub fn list(&self) -> Vec<ClientInfo> {
+        let mut all: Vec<ClientInfo> = self
+            .clients
+            .lock()
+            .values()
+            .map(|e| e.info.clone())
+            .collect();
+        all.sort_by(|a, b| a.clientid.cmp(&b.clientid));
+        all
+    }
+}
