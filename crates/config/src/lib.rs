@@ -14,6 +14,7 @@
 //! `listeners.tcp.default.bnd: unknown key (did you mean `bind`?)`.
 
 mod error;
+mod gateway;
 mod listener;
 mod mqtt;
 mod sections;
@@ -22,6 +23,10 @@ mod units;
 mod validate;
 
 pub use error::ConfigError;
+pub use gateway::{
+    ClientInfoOverride, GatewayListener, GatewayListeners, Gateways, HealthCheck, MqttSnGateway,
+    PredefinedTopic, StompFrame, StompGateway, UdpOptions,
+};
 pub use listener::{
     AccessAction, AccessRule, AccessTarget, Listener, ListenerKind, Listeners, Piggyback,
     SslOptions, SslVerify, TcpOptions, TlsVersion, WebsocketOptions, DEFAULT_LISTENER_NAME,
@@ -56,9 +61,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Dashboard / management API, `dashboard { … }`.
     pub dashboard: DashboardConfig,
-    /// Protocol gateways, `gateway.<name> { … }`, kept as an untyped tree until the
-    /// gateways get typed settings. Default empty.
-    pub gateway: serde_json::Map<String, serde_json::Value>,
+    /// Protocol gateways, `gateway.<name> { … }`. Default: STOMP on 61613 and MQTT-SN on
+    /// udp 1884, both enabled.
+    pub gateway: Gateways,
 }
 
 impl Config {
@@ -365,10 +370,60 @@ mod tests {
         assert!(config.sys_topics.sys_event_messages.client_subscribed);
         assert!(config.sys_topics.sys_event_messages.client_connected);
         assert_eq!(config.log.console.level, LogLevel::Debug);
-        assert_eq!(
-            config.gateway["stomp"]["listeners"]["tcp"]["default"]["bind"],
-            61613
+        let stomp = &config.gateway.stomp;
+        assert_eq!(stomp.mountpoint, "stomp/");
+        let l = &stomp.listeners.tcp["default"];
+        assert_eq!(l.bind, Some(Bind::any(61613)));
+        assert_eq!(l.max_connections, Some(1024));
+    }
+
+    #[test]
+    fn gateways_default_to_stomp_and_mqttsn_on_their_ports() {
+        let config = parse("");
+        let stomp = &config.gateway.stomp;
+        assert!(stomp.enable);
+        assert_eq!(stomp.frame.max_headers, 10);
+        assert_eq!(stomp.listeners.tcp["default"].bind, Some(Bind::any(61613)));
+        let sn = &config.gateway.mqttsn;
+        assert_eq!(sn.listeners.udp["default"].bind, Some(Bind::any(1884)));
+        assert_eq!(sn.gateway_id, 1);
+    }
+
+    #[test]
+    fn emqx_gateway_examples_load_unchanged() {
+        let config = parse(
+            r#"
+            gateway.stomp {
+              mountpoint = "stomp/"
+              frame { max_headers = 10, max_headers_length = 1024, max_body_length = 65536 }
+              listeners.tcp.default { bind = 61613, acceptors = 16, max_connections = 1024000, max_conn_rate = 1000 }
+            }
+            gateway.mqttsn {
+              gateway_id = 1
+              broadcast = true
+              enable_qos3 = false
+              predefined = [ { id = 1, topic = "/predefined/topic/name/hello" } ]
+              listeners.udp.default { bind = 1884, max_connections = 10240000, max_conn_rate = 1000 }
+            }
+            gateway.coap { mountpoint = "coap/" }
+            "#,
         );
+        assert_eq!(config.gateway.mqttsn.predefined[0].id, 1);
+        assert!(!config.gateway.mqttsn.enable_qos3);
+        assert!(config.gateway.coap.is_some());
+    }
+
+    #[test]
+    fn gateway_listener_of_the_wrong_type_is_rejected() {
+        let (path, message) = invalid("gateway.stomp.listeners.udp.x.bind = 1", &[]);
+        assert_eq!(path, "gateway.stomp.listeners.udp.x");
+        assert!(message.contains("stomp"), "{message}");
+        let (path, _) = invalid("gateway.stomp.listeners.tcp.x.enable = true", &[]);
+        assert_eq!(path, "gateway.stomp.listeners.tcp.x.bind");
+        let (path, _) = invalid("gateway.stomp.frame.max_header = 3", &[]);
+        assert_eq!(path, "gateway.stomp.frame.max_header");
+        let (path, _) = invalid("gateway.mqttsn.predefined = [{id = 2000, topic = t}]", &[]);
+        assert_eq!(path, "gateway.mqttsn.predefined");
     }
 
     #[test]

@@ -15,7 +15,66 @@ const MIN_CLIENTID_LEN: u16 = 23;
 
 pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     validate_mqtt(config)?;
-    validate_listeners(config)
+    validate_listeners(config)?;
+    validate_gateways(config)
+}
+
+/// Listener types a gateway accepts (reference §1.5), a bind on every listener, and
+/// MQTT-SN predefined ids in 1..=1024.
+fn validate_gateways(config: &Config) -> Result<(), ConfigError> {
+    let gateways: [(&str, &crate::GatewayListeners, &[&str]); 2] = [
+        ("stomp", &config.gateway.stomp.listeners, &["tcp", "ssl"]),
+        ("mqttsn", &config.gateway.mqttsn.listeners, &["udp", "dtls"]),
+    ];
+    for (gw, listeners, kinds) in gateways {
+        for (kind, name, listener) in listeners.iter() {
+            let path = |key: &[&str]| {
+                render_path(
+                    ["gateway", gw, "listeners", kind, name]
+                        .into_iter()
+                        .chain(key.iter().copied()),
+                )
+            };
+            if !kinds.contains(&kind) {
+                return Err(ConfigError::invalid(
+                    path(&[]),
+                    format!(
+                        "{kind} is not a listener type of the {gw} gateway (expected one of {})",
+                        kinds.join(", ")
+                    ),
+                ));
+            }
+            if listener.bind.is_none() {
+                return Err(ConfigError::invalid(
+                    path(&["bind"]),
+                    "required".to_string(),
+                ));
+            }
+            if kind == "ssl" && listener.enable {
+                let ssl = listener.ssl_options.as_ref();
+                for (key, value) in [
+                    ("certfile", ssl.and_then(|s| s.certfile.as_ref())),
+                    ("keyfile", ssl.and_then(|s| s.keyfile.as_ref())),
+                ] {
+                    if value.is_none() {
+                        return Err(ConfigError::invalid(
+                            path(&["ssl_options", key]),
+                            format!("required for an enabled {kind} listener"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for p in &config.gateway.mqttsn.predefined {
+        if p.id == 0 || p.id > 1024 {
+            return Err(ConfigError::invalid(
+                "gateway.mqttsn.predefined",
+                format!("topic id {} is out of range (1..1024)", p.id),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_mqtt(config: &Config) -> Result<(), ConfigError> {
