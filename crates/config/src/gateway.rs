@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// All gateways, `gateway { … }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Gateways {
     /// STOMP gateway. Default: enabled on tcp 61613.
@@ -38,22 +38,6 @@ pub struct Gateways {
     /// NATS (not implemented yet; accepted and ignored).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats: Option<serde_json::Value>,
-}
-
-impl Default for Gateways {
-    fn default() -> Self {
-        Gateways {
-            stomp: StompGateway::default(),
-            mqttsn: MqttSnGateway::default(),
-            coap: None,
-            lwm2m: None,
-            exproto: None,
-            jt808: None,
-            gbt32960: None,
-            ocpp: None,
-            nats: None,
-        }
-    }
 }
 
 /// `clientinfo_override { … }`: templates that replace the client's identity before
