@@ -1,0 +1,20 @@
+//! Junction's STOMP gateway: one task per connection runs STOMP 1.0 / 1.1 / 1.2 between a
+//! [`junction_transport::Stream`] and the broker, through the gateway framework's
+//! [`junction_gateway::GatewayCtx`] (mountpoints, client registry, counters).
+//!
+//! Behaviour follows EMQX's STOMP gateway (reference §5.1), except where EMQX has a bug:
+//! wildcard and shared subscriptions really deliver here (deliveries are matched to their
+//! STOMP subscription by subscription identifier, not by topic).
+
+mod connection;
+
+pub use connection::serve;
+
+/// `gateway.stomp` settings beyond the common ones.
+#[derive(Debug, Clone, Default)]
+pub struct StompSettings {
+    /// `frame.max_headers`, `frame.max_headers_length`, `frame.max_body_length`.
+    pub limits: junction_codec_stomp::Limits,
+    /// The listener's own `mountpoint`, overriding the gateway's.
+    pub listener_mountpoint: Option<String>,
+}
