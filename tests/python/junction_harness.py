@@ -121,6 +121,9 @@ def start_broker(
             full_env[f"JUNCTION_LISTENERS__{kind}__DEFAULT__BIND"] = f"{HOST}:{free_port()}"
         else:
             full_env[f"JUNCTION_LISTENERS__{kind}__DEFAULT__ENABLE"] = "false"
+    # Gateways are on by default; keep them off the well-known ports in tests.
+    full_env["JUNCTION_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND"] = f"{HOST}:0"
+    full_env["JUNCTION_GATEWAY__MQTTSN__LISTENERS__UDP__DEFAULT__BIND"] = f"{HOST}:0"
     full_env.update(env or {})
     proc = subprocess.Popen(
         [junction_bin(), "start", "--config", str(conf)],

@@ -4,6 +4,7 @@
 //! [`Server`] on port 0 the same way.
 
 pub mod bench;
+pub mod gateways;
 
 use anyhow::Context;
 use junction_broker::{Broker, BrokerSettings, KickReason, SharedStrategy};
@@ -21,6 +22,9 @@ pub struct Server {
     /// The broker.
     pub broker: Arc<Broker>,
     listeners: Vec<ListenerHandle>,
+    stomp: tokio::sync::Mutex<Option<gateways::StompRunner>>,
+    /// Gateway listener addresses by id, refreshed on every gateway change.
+    gateway_addrs: parking_lot::Mutex<Vec<(String, SocketAddr)>>,
 }
 
 impl Server {
@@ -41,26 +45,75 @@ impl Server {
             tracing::info!(listener = %handle.id, addr = %handle.local_addr, "listening");
             listeners.push(handle);
         }
-        Ok(Server { broker, listeners })
+        let server = Server {
+            broker,
+            listeners,
+            stomp: tokio::sync::Mutex::new(None),
+            gateway_addrs: parking_lot::Mutex::new(Vec::new()),
+        };
+        server.update_stomp(&config.gateway.stomp).await?;
+        Ok(server)
     }
 
-    /// The address a listener (`"tcp:default"`, `"ws:default"`, …) is bound to.
-    pub fn local_addr(&self, id: &str) -> Option<SocketAddr> {
-        self.listeners
+    /// Load, update or unload the STOMP gateway to match `config` (run-time changes keep
+    /// live connections; see [`gateways::StompRunner::update`]).
+    pub async fn update_stomp(&self, config: &junction_config::StompGateway) -> anyhow::Result<()> {
+        let mut slot = self.stomp.lock().await;
+        match (slot.take(), config.enable) {
+            (None, false) => {}
+            (None, true) => {
+                *slot = Some(gateways::StompRunner::load(self.broker.clone(), config).await?)
+            }
+            (Some(running), false) => running.unload().await,
+            (Some(mut running), true) => {
+                let result = running.update(config).await;
+                *slot = Some(running);
+                result?;
+            }
+        }
+        let addrs = slot
             .iter()
-            .find(|l| l.id == id)
-            .map(|l| l.local_addr)
+            .flat_map(|r| r.addrs().map(|(id, a)| (id.to_string(), a)))
+            .collect();
+        *self.gateway_addrs.lock() = addrs;
+        Ok(())
     }
 
-    /// Every listener with its bound address.
-    pub fn listeners(&self) -> impl Iterator<Item = (&str, SocketAddr)> {
-        self.listeners.iter().map(|l| (l.id.as_str(), l.local_addr))
+    /// The context of a loaded gateway (clients, counters).
+    pub async fn gateway(&self, name: &str) -> Option<Arc<junction_gateway::GatewayCtx>> {
+        match name {
+            "stomp" => self.stomp.lock().await.as_ref().map(|r| r.ctx.clone()),
+            _ => None,
+        }
+    }
+
+    /// The address a listener (`"tcp:default"`, `"ws:default"`, `"stomp:tcp:default"`, …)
+    /// is bound to.
+    pub fn local_addr(&self, id: &str) -> Option<SocketAddr> {
+        self.listeners()
+            .into_iter()
+            .find(|(l, _)| l == id)
+            .map(|(_, a)| a)
+    }
+
+    /// Every listener, MQTT and gateways, with its bound address.
+    pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
+        let mut all: Vec<(String, SocketAddr)> = self
+            .listeners
+            .iter()
+            .map(|l| (l.id.clone(), l.local_addr))
+            .collect();
+        all.extend(self.gateway_addrs.lock().iter().cloned());
+        all
     }
 
     /// Stop accepting and disconnect every client (5.0 clients get reason 0x8B).
     pub async fn shutdown(self) {
         for l in &self.listeners {
             l.stop();
+        }
+        if let Some(stomp) = self.stomp.lock().await.take() {
+            stomp.unload().await;
         }
         self.broker.kick_all(KickReason::Shutdown);
         // Give connection tasks a moment to say goodbye.

@@ -196,6 +196,14 @@ impl ListenerHandle {
     pub fn stop(&self) {
         self.task.abort();
     }
+
+    /// Stop accepting and wait until the listening socket is closed, so the address can
+    /// be bound again at once. Live connections are not touched.
+    pub async fn shutdown(mut self) {
+        self.task.abort();
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        let _ = task.await;
+    }
 }
 
 impl Drop for ListenerHandle {

@@ -34,6 +34,8 @@ impl TestServer {
         let text = format!(
             "listeners.tcp.default.bind = \"127.0.0.1:0\"\n\
              listeners.ws.default.bind = \"127.0.0.1:0\"\n\
+             gateway.stomp.listeners.tcp.default.bind = \"127.0.0.1:0\"\n\
+             gateway.mqttsn.listeners.udp.default.bind = \"127.0.0.1:0\"\n\
              node.data_dir = \"{}\"\n\
              {extra}\n",
             std::env::temp_dir().join("junction-it").display()

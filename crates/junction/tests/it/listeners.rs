@@ -57,7 +57,8 @@ async fn max_conn_rate_delays_connections_beyond_the_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabled_listener_is_not_started() {
     let config = junction_config::Config::from_str_with_env(
-        "listeners.tcp.default.bind = \"127.0.0.1:0\"\nlisteners.ws.default.enable = false",
+        "listeners.tcp.default.bind = \"127.0.0.1:0\"\nlisteners.ws.default.enable = false\n\
+         gateway.stomp.enable = false",
         std::iter::empty::<(String, String)>(),
     )
     .unwrap();
@@ -192,11 +193,20 @@ async fn junction_start_without_config_serves_mqtt_and_creates_data_dir() {
         &[
             ("JUNCTION_LISTENERS__TCP__DEFAULT__BIND", "127.0.0.1:0"),
             ("JUNCTION_LISTENERS__WS__DEFAULT__BIND", "127.0.0.1:0"),
+            (
+                "JUNCTION_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND",
+                "127.0.0.1:0",
+            ),
+            (
+                "JUNCTION_GATEWAY__MQTTSN__LISTENERS__UDP__DEFAULT__BIND",
+                "127.0.0.1:0",
+            ),
         ],
     );
     assert!(lines.iter().any(|l| l.contains("started")), "{lines:?}");
     let tcp = listener_addr(&lines, "tcp:default");
     listener_addr(&lines, "ws:default");
+    listener_addr(&lines, "stomp:tcp:default");
     assert!(dir.path().join("data").is_dir(), "data under ./data");
     let mut sub = v5::simple(tcp, "bin-sub").await;
     sub.subscribe("bin/t", v5::QoS::AtLeastOnce).await;

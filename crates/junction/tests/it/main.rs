@@ -3,6 +3,7 @@
 //! link time down.
 
 mod common;
+mod gateways;
 mod listeners;
 mod load;
 mod malformed;

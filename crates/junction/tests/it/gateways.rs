@@ -1,0 +1,216 @@
+//! Gateways inside the real server: STOMP ⇄ MQTT across the shared pub/sub space, and
+//! gateway changes at run time.
+
+use crate::common::*;
+use bytes::BytesMut;
+use junction_codec_stomp::{encode, Command, Decoder, Frame, Item, Version};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A minimal STOMP 1.2 client over a raw socket.
+struct Stomp {
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl Stomp {
+    async fn connect(addr: SocketAddr) -> Stomp {
+        let stream = TcpStream::connect(addr).await.expect("connect to STOMP");
+        let mut c = Stomp {
+            stream,
+            buf: BytesMut::new(),
+            decoder: Decoder::default(),
+        };
+        c.send(
+            Frame::new(Command::Connect)
+                .with_header("accept-version", "1.2")
+                .with_header("host", "junction")
+                .with_header("login", "user"),
+        )
+        .await;
+        let f = c.frame().await.expect("CONNECTED");
+        assert_eq!(f.command, Command::Connected, "{f:?}");
+        c
+    }
+
+    async fn send(&mut self, f: Frame) {
+        let mut out = BytesMut::new();
+        encode(&f, Version::V1_2, &mut out);
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    async fn frame_within(&mut self, d: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(Item::Frame(f))) => return Some(f),
+                Ok(Some(Item::HeartBeat)) => continue,
+                Ok(None) => {}
+                Err(e) => panic!("bad frame from server: {e}"),
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+
+    async fn frame(&mut self) -> Option<Frame> {
+        self.frame_within(WAIT).await
+    }
+
+    async fn subscribe(&mut self, id: &str, destination: &str) {
+        self.send(
+            Frame::new(Command::Subscribe)
+                .with_header("id", id)
+                .with_header("destination", destination)
+                .with_header("receipt", format!("sub-{id}")),
+        )
+        .await;
+        let r = self.frame().await.expect("RECEIPT");
+        assert_eq!(r.command, Command::Receipt, "{r:?}");
+    }
+}
+
+fn stomp_addr(s: &TestServer) -> SocketAddr {
+    s.server
+        .as_ref()
+        .unwrap()
+        .local_addr("stomp:tcp:default")
+        .expect("stomp listener")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stomp_send_reaches_mqtt_subscriber_under_the_mountpoint() {
+    let s = TestServer::start_with("gateway.stomp.mountpoint = \"stomp/\"").await;
+    let mut mqtt = v5::simple(s.tcp, "mqtt-side").await;
+    mqtt.subscribe("stomp/#", v5::QoS::AtMostOnce).await;
+    let mut st = Stomp::connect(stomp_addr(&s)).await;
+    st.send(
+        Frame::new(Command::Send)
+            .with_header("destination", "sensors/t1")
+            .with_header("content-type", "application/json")
+            .with_body(&b"{\"t\":21}"[..]),
+    )
+    .await;
+    let p = mqtt.publish_in().await;
+    assert_eq!(&p.topic[..], b"stomp/sensors/t1");
+    assert_eq!(&p.payload[..], b"{\"t\":21}");
+    let props = p.properties.expect("properties");
+    assert_eq!(props.content_type.as_deref(), Some("application/json"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_publish_reaches_a_stomp_wildcard_subscriber() {
+    let s = TestServer::start_with("gateway.stomp.mountpoint = \"stomp/\"").await;
+    let mut st = Stomp::connect(stomp_addr(&s)).await;
+    st.subscribe("1", "room/+/temp").await;
+    let publisher = v4::simple(s.tcp, "mqtt-pub").await;
+    publisher
+        .client
+        .publish(
+            "stomp/room/kitchen/temp",
+            v4::QoS::AtLeastOnce,
+            false,
+            "22.5",
+        )
+        .await
+        .unwrap();
+    let m = st.frame().await.expect("MESSAGE");
+    assert_eq!(m.command, Command::Message);
+    assert_eq!(m.header("destination"), Some("room/kitchen/temp"));
+    assert_eq!(m.header("subscription"), Some("1"));
+    assert_eq!(&m.body[..], b"22.5");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stomp_and_mqtt_clients_share_one_space_without_sharing_ids() {
+    let s = TestServer::start().await;
+    let (_mqtt, _) = Raw::open(
+        s.tcp,
+        junction_codec_mqtt::ProtocolVersion::V5,
+        "shared-id",
+        true,
+    )
+    .await;
+    let _st = Stomp::connect(stomp_addr(&s)).await;
+    let ctx = s.server.as_ref().unwrap().gateway("stomp").await.unwrap();
+    eventually("stomp client registered", || ctx.clients.len() == 1).await;
+    let stomp_id = ctx.clients.list()[0].clientid.clone();
+    assert!(s.broker().lookup_in("stomp", &stomp_id).is_some());
+    assert!(s.broker().lookup("shared-id").is_some());
+    assert!(s.broker().lookup_in("stomp", "shared-id").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_update_keeps_connections_and_applies_the_new_mountpoint() {
+    let s = TestServer::start_with("gateway.stomp.mountpoint = \"old/\"").await;
+    let server = s.server.as_ref().unwrap();
+    let mut mqtt = v5::simple(s.tcp, "watch-mp").await;
+    mqtt.subscribe("+/t", v5::QoS::AtMostOnce).await;
+    let addr = stomp_addr(&s);
+    let mut before = Stomp::connect(addr).await;
+
+    let mut config = junction_config::Config::from_str_with_env(
+        "gateway.stomp { mountpoint = \"new/\", listeners.tcp.default.bind = \"127.0.0.1:0\" }",
+        std::iter::empty::<(String, String)>(),
+    )
+    .unwrap()
+    .gateway
+    .stomp;
+    // Same listener, same address: it keeps running.
+    config.listeners.tcp.get_mut("default").unwrap().bind = Some(addr.into());
+    server.update_stomp(&config).await.unwrap();
+    assert_eq!(server.local_addr("stomp:tcp:default"), Some(addr));
+
+    // The old connection still works, with the mountpoint it connected with.
+    before
+        .send(
+            Frame::new(Command::Send)
+                .with_header("destination", "t")
+                .with_body(&b"a"[..]),
+        )
+        .await;
+    assert_eq!(&mqtt.publish_in().await.topic[..], b"old/t");
+    // A new connection gets the new mountpoint.
+    let mut after = Stomp::connect(addr).await;
+    after
+        .send(
+            Frame::new(Command::Send)
+                .with_header("destination", "t")
+                .with_body(&b"b"[..]),
+        )
+        .await;
+    assert_eq!(&mqtt.publish_in().await.topic[..], b"new/t");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_added_at_run_time_accepts_and_unload_closes_the_ports() {
+    let s = TestServer::start().await;
+    let server = s.server.as_ref().unwrap();
+    let first = stomp_addr(&s);
+    let mut config = junction_config::Config::from_str_with_env(
+        "gateway.stomp.listeners.tcp { default.bind = \"127.0.0.1:0\", extra.bind = \"127.0.0.1:0\" }",
+        std::iter::empty::<(String, String)>(),
+    )
+    .unwrap()
+    .gateway
+    .stomp;
+    config.listeners.tcp.get_mut("default").unwrap().bind = Some(first.into());
+    server.update_stomp(&config).await.unwrap();
+    let extra = server.local_addr("stomp:tcp:extra").expect("new listener");
+    let _c = Stomp::connect(extra).await;
+
+    config.enable = false;
+    server.update_stomp(&config).await.unwrap();
+    assert!(server.local_addr("stomp:tcp:default").is_none());
+    for addr in [first, extra] {
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "{addr} still accepts"
+        );
+    }
+}
