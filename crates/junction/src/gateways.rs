@@ -1,38 +1,208 @@
 //! Running gateways: load, update (diffing listeners, keeping live connections) and
 //! unload, from the typed `gateway.<name>` configuration.
+//!
+//! One generic [`GatewayRunner`] does the lifecycle for every gateway; what differs per
+//! protocol (its settings, how one listener starts) is a [`GatewayKind`].
 
 use anyhow::Context;
 use junction_broker::{Broker, KickReason};
-use junction_config::{GatewayListener, SslVerify, StompGateway};
+use junction_config::{
+    ClientInfoOverride, GatewayListener, GatewayListeners, MqttSnGateway, SslVerify, StompGateway,
+};
 use junction_gateway::{CommonSettings, GatewayCtx};
-use junction_gw_stomp::StompSettings;
 use junction_transport::{ListenerHandle, ListenerKind, ListenerOptions, TlsOptions};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// A running listener of a gateway, with the configuration it was started from.
-#[derive(Debug)]
-struct RunningListener {
-    config: GatewayListener,
-    handle: ListenerHandle,
+/// A started listener of any transport.
+pub trait Listening: Send + Sized {
+    /// Listener id, `<gateway>:<type>:<name>`.
+    fn id(&self) -> &str;
+    /// The bound address.
+    fn local_addr(&self) -> SocketAddr;
+    /// Stop accepting and release the address.
+    fn shutdown(self) -> impl Future<Output = ()> + Send;
 }
 
-/// A loaded STOMP gateway.
+impl Listening for ListenerHandle {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+    fn shutdown(self) -> impl Future<Output = ()> + Send {
+        ListenerHandle::shutdown(self)
+    }
+}
+
+impl Listening for junction_gw_mqttsn::UdpListenerHandle {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+    fn shutdown(self) -> impl Future<Output = ()> + Send {
+        junction_gw_mqttsn::UdpListenerHandle::shutdown(self)
+    }
+}
+
+/// What one gateway protocol contributes to the generic lifecycle.
+pub trait GatewayKind: Send + Sync + 'static {
+    /// The typed `gateway.<name>` section.
+    type Config: Clone + Send + Sync;
+    /// Its started listeners.
+    type Handle: Listening;
+    /// Config key and client-id namespace.
+    const NAME: &'static str;
+    /// Protocol name in ClientInfo and `$SYS` topics.
+    const PROTOCOL: &'static str;
+    /// `enable`.
+    fn enabled(config: &Self::Config) -> bool;
+    /// `listeners`.
+    fn listeners(config: &Self::Config) -> &GatewayListeners;
+    /// The common keys.
+    fn common(config: &Self::Config) -> CommonSettings;
+    /// True if a change between two configs needs every listener restarted (settings the
+    /// listeners captured when they started).
+    fn restart_listeners(old: &Self::Config, new: &Self::Config) -> bool;
+    /// Start one listener.
+    fn start(
+        ctx: Arc<GatewayCtx>,
+        config: &Self::Config,
+        kind: &'static str,
+        name: &str,
+        listener: &GatewayListener,
+    ) -> impl Future<Output = anyhow::Result<Self::Handle>> + Send;
+}
+
 #[derive(Debug)]
-pub struct StompRunner {
+struct Running<H> {
+    config: GatewayListener,
+    handle: H,
+}
+
+/// A loaded gateway.
+#[derive(Debug)]
+pub struct GatewayRunner<G: GatewayKind> {
     /// The gateway's context (clients, counters).
     pub ctx: Arc<GatewayCtx>,
-    config: StompGateway,
+    config: G::Config,
     /// By `<type>:<name>`.
-    listeners: BTreeMap<String, RunningListener>,
+    listeners: BTreeMap<String, Running<G::Handle>>,
+}
+
+impl<G: GatewayKind> GatewayRunner<G> {
+    /// Load the gateway: start every enabled listener.
+    pub async fn load(broker: Arc<Broker>, config: &G::Config) -> anyhow::Result<Self> {
+        let ctx = GatewayCtx::new(G::NAME, G::PROTOCOL, broker, G::common(config));
+        let mut runner = GatewayRunner {
+            ctx,
+            config: config.clone(),
+            listeners: BTreeMap::new(),
+        };
+        runner.apply(config, false).await?;
+        Ok(runner)
+    }
+
+    /// Apply a new configuration at run time. Connections stay up: listeners whose
+    /// settings did not change keep running; changed ones are restarted on their address;
+    /// removed ones stop; new ones start. Gateway-level settings (mountpoint, …) apply to
+    /// connections made from now on, as in EMQX.
+    pub async fn update(&mut self, config: &G::Config) -> anyhow::Result<()> {
+        let restart = G::restart_listeners(&self.config, config);
+        self.config = config.clone();
+        self.ctx.set_settings(G::common(config));
+        self.apply(config, restart).await
+    }
+
+    async fn apply(&mut self, config: &G::Config, restart_all: bool) -> anyhow::Result<()> {
+        let wanted: BTreeMap<String, (&'static str, &str, &GatewayListener)> = G::listeners(config)
+            .iter()
+            .filter(|(_, _, l)| l.enable)
+            .map(|(k, n, l)| (format!("{k}:{n}"), (k, n, l)))
+            .collect();
+        let stale: Vec<String> = self
+            .listeners
+            .iter()
+            .filter(|(key, running)| {
+                restart_all
+                    || wanted
+                        .get(*key)
+                        .is_none_or(|(_, _, l)| **l != running.config)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            if let Some(running) = self.listeners.remove(&key) {
+                running.handle.shutdown().await;
+            }
+        }
+        for (key, (kind, name, l)) in wanted {
+            if self.listeners.contains_key(&key) {
+                continue;
+            }
+            let handle = G::start(self.ctx.clone(), config, kind, name, l).await?;
+            tracing::info!(listener = %handle.id(), addr = %handle.local_addr(), "listening");
+            self.listeners.insert(
+                key,
+                Running {
+                    config: l.clone(),
+                    handle,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Stop every listener and disconnect every client.
+    pub async fn unload(mut self) {
+        for (_, running) in std::mem::take(&mut self.listeners) {
+            running.handle.shutdown().await;
+        }
+        for client in self.ctx.clients.list() {
+            self.ctx
+                .clients
+                .kick(&client.clientid, KickReason::Shutdown);
+        }
+    }
+
+    /// Bound addresses by listener id.
+    pub fn addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .values()
+            .map(|r| (r.handle.id().to_string(), r.handle.local_addr()))
+            .collect()
+    }
+}
+
+/// Load, update or unload a gateway in `slot` so that it matches `config`.
+pub async fn reconcile<G: GatewayKind>(
+    slot: &mut Option<GatewayRunner<G>>,
+    broker: &Arc<Broker>,
+    config: &G::Config,
+) -> anyhow::Result<()> {
+    match (slot.take(), G::enabled(config)) {
+        (None, false) => {}
+        (None, true) => *slot = Some(GatewayRunner::load(broker.clone(), config).await?),
+        (Some(running), false) => running.unload().await,
+        (Some(mut running), true) => {
+            let result = running.update(config).await;
+            *slot = Some(running);
+            result?;
+        }
+    }
+    Ok(())
 }
 
 fn common_settings(
     mountpoint: &str,
     idle_timeout: std::time::Duration,
     enable_stats: bool,
-    o: &junction_config::ClientInfoOverride,
+    o: &ClientInfoOverride,
 ) -> CommonSettings {
     CommonSettings {
         mountpoint: mountpoint.to_string(),
@@ -44,28 +214,19 @@ fn common_settings(
     }
 }
 
-fn stomp_common(c: &StompGateway) -> CommonSettings {
-    common_settings(
-        &c.mountpoint,
-        c.idle_timeout.as_std(),
-        c.enable_stats,
-        &c.clientinfo_override,
-    )
+fn bind_of(
+    gateway: &str,
+    kind: &str,
+    name: &str,
+    l: &GatewayListener,
+) -> anyhow::Result<SocketAddr> {
+    l.bind
+        .map(|b| b.0)
+        .with_context(|| format!("gateway.{gateway}.listeners.{kind}.{name}.bind is required"))
 }
 
-fn stomp_settings(c: &StompGateway, l: &GatewayListener) -> StompSettings {
-    StompSettings {
-        limits: junction_codec_stomp::Limits {
-            max_headers: c.frame.max_headers as usize,
-            max_headers_length: c.frame.max_headers_length as usize,
-            max_body_length: c.frame.max_body_length as usize,
-        },
-        listener_mountpoint: l.mountpoint.clone(),
-    }
-}
-
-/// Transport options of a gateway listener (`<gateway>:<type>:<name>`).
-fn listener_options(
+/// Transport options of a TCP or TLS gateway listener (`<gateway>:<type>:<name>`).
+fn tcp_listener_options(
     gateway: &str,
     kind: &str,
     name: &str,
@@ -77,10 +238,7 @@ fn listener_options(
         "ssl" => ListenerKind::Ssl,
         other => anyhow::bail!("{id}: {other} listeners are not supported yet"),
     };
-    let bind = l
-        .bind
-        .with_context(|| format!("gateway.{gateway}.listeners.{kind}.{name}.bind is required"))?;
-    let mut opts = ListenerOptions::new(id, tkind, bind.0);
+    let mut opts = ListenerOptions::new(id, tkind, bind_of(gateway, kind, name, l)?);
     opts.max_connections = l.max_connections.map(|n| n as usize);
     opts.max_conn_rate = l.max_conn_rate.map(|n| n.min(u32::MAX as u64) as u32);
     if let Some(t) = &l.tcp_options {
@@ -106,100 +264,119 @@ fn listener_options(
     Ok(opts)
 }
 
-impl StompRunner {
-    /// Load the gateway: start every enabled listener.
-    pub async fn load(broker: Arc<Broker>, config: &StompGateway) -> anyhow::Result<StompRunner> {
-        let ctx = GatewayCtx::new("stomp", "stomp", broker, stomp_common(config));
-        let mut runner = StompRunner {
-            ctx,
-            config: config.clone(),
-            listeners: BTreeMap::new(),
-        };
-        for (kind, name, l) in config.listeners.iter() {
-            if l.enable {
-                runner.start_listener(kind, name, l).await?;
-            }
-        }
-        Ok(runner)
+/// The STOMP gateway.
+#[derive(Debug)]
+pub enum Stomp {}
+
+impl GatewayKind for Stomp {
+    type Config = StompGateway;
+    type Handle = ListenerHandle;
+    const NAME: &'static str = "stomp";
+    const PROTOCOL: &'static str = "stomp";
+
+    fn enabled(config: &StompGateway) -> bool {
+        config.enable
     }
 
-    async fn start_listener(
-        &mut self,
-        kind: &str,
+    fn listeners(config: &StompGateway) -> &GatewayListeners {
+        &config.listeners
+    }
+
+    fn common(c: &StompGateway) -> CommonSettings {
+        common_settings(
+            &c.mountpoint,
+            c.idle_timeout.as_std(),
+            c.enable_stats,
+            &c.clientinfo_override,
+        )
+    }
+
+    fn restart_listeners(old: &StompGateway, new: &StompGateway) -> bool {
+        old.frame != new.frame
+    }
+
+    async fn start(
+        ctx: Arc<GatewayCtx>,
+        c: &StompGateway,
+        kind: &'static str,
         name: &str,
         l: &GatewayListener,
-    ) -> anyhow::Result<()> {
-        let opts = listener_options("stomp", kind, name, l)?;
-        let settings = Arc::new(stomp_settings(&self.config, l));
-        let ctx = self.ctx.clone();
-        let handle = junction_transport::start(opts, move |accepted| {
+    ) -> anyhow::Result<ListenerHandle> {
+        let opts = tcp_listener_options(Self::NAME, kind, name, l)?;
+        let settings = Arc::new(junction_gw_stomp::StompSettings {
+            limits: junction_codec_stomp::Limits {
+                max_headers: c.frame.max_headers as usize,
+                max_headers_length: c.frame.max_headers_length as usize,
+                max_body_length: c.frame.max_body_length as usize,
+            },
+            listener_mountpoint: l.mountpoint.clone(),
+        });
+        Ok(junction_transport::start(opts, move |accepted| {
             junction_gw_stomp::serve(ctx.clone(), settings.clone(), accepted)
         })
-        .await?;
-        tracing::info!(listener = %handle.id, addr = %handle.local_addr, "listening");
-        self.listeners.insert(
-            format!("{kind}:{name}"),
-            RunningListener {
-                config: l.clone(),
-                handle,
-            },
-        );
-        Ok(())
+        .await?)
+    }
+}
+
+/// The MQTT-SN gateway.
+#[derive(Debug)]
+pub enum MqttSn {}
+
+impl GatewayKind for MqttSn {
+    type Config = MqttSnGateway;
+    type Handle = junction_gw_mqttsn::UdpListenerHandle;
+    const NAME: &'static str = "mqttsn";
+    const PROTOCOL: &'static str = "mqtt-sn";
+
+    fn enabled(config: &MqttSnGateway) -> bool {
+        config.enable
     }
 
-    /// Apply a new configuration at run time. Connections stay up: listeners whose
-    /// settings did not change keep running; changed ones are restarted on their address;
-    /// removed ones stop accepting; new ones start. Gateway-level settings (mountpoint, …)
-    /// apply to connections made from now on, as in EMQX.
-    pub async fn update(&mut self, config: &StompGateway) -> anyhow::Result<()> {
-        let frame_changed = config.frame != self.config.frame;
-        self.config = config.clone();
-        self.ctx.set_settings(stomp_common(config));
-        let wanted: BTreeMap<String, (&'static str, &str, &GatewayListener)> = config
-            .listeners
-            .iter()
-            .filter(|(_, _, l)| l.enable)
-            .map(|(k, n, l)| (format!("{k}:{n}"), (k, n, l)))
-            .collect();
-        let stale: Vec<String> = self
-            .listeners
-            .iter()
-            .filter(|(key, running)| {
-                wanted
-                    .get(*key)
-                    .is_none_or(|(_, _, l)| **l != running.config || frame_changed)
-            })
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in stale {
-            if let Some(running) = self.listeners.remove(&key) {
-                running.handle.shutdown().await;
-            }
-        }
-        for (key, (kind, name, l)) in wanted {
-            if !self.listeners.contains_key(&key) {
-                self.start_listener(kind, name, l).await?;
-            }
-        }
-        Ok(())
+    fn listeners(config: &MqttSnGateway) -> &GatewayListeners {
+        &config.listeners
     }
 
-    /// Stop every listener and disconnect every client.
-    pub async fn unload(mut self) {
-        for (_, running) in std::mem::take(&mut self.listeners) {
-            running.handle.shutdown().await;
-        }
-        for client in self.ctx.clients.list() {
-            self.ctx
-                .clients
-                .kick(&client.clientid, KickReason::Shutdown);
-        }
+    fn common(c: &MqttSnGateway) -> CommonSettings {
+        common_settings(
+            &c.mountpoint,
+            c.idle_timeout.as_std(),
+            c.enable_stats,
+            &c.clientinfo_override,
+        )
     }
 
-    /// Bound addresses by listener id (`stomp:tcp:default`).
-    pub fn addrs(&self) -> impl Iterator<Item = (&str, SocketAddr)> {
-        self.listeners
-            .values()
-            .map(|r| (r.handle.id.as_str(), r.handle.local_addr))
+    fn restart_listeners(old: &MqttSnGateway, new: &MqttSnGateway) -> bool {
+        old.predefined != new.predefined
+            || old.gateway_id != new.gateway_id
+            || old.enable_qos3 != new.enable_qos3
+            || old.subs_resume != new.subs_resume
+    }
+
+    async fn start(
+        ctx: Arc<GatewayCtx>,
+        c: &MqttSnGateway,
+        kind: &'static str,
+        name: &str,
+        l: &GatewayListener,
+    ) -> anyhow::Result<junction_gw_mqttsn::UdpListenerHandle> {
+        let id = format!("{}:{kind}:{name}", Self::NAME);
+        if kind != "udp" {
+            anyhow::bail!("{id}: {kind} listeners are not supported yet");
+        }
+        let bind = bind_of(Self::NAME, kind, name, l)?;
+        let settings = Arc::new(junction_gw_mqttsn::MqttSnSettings {
+            gateway_id: c.gateway_id,
+            enable_qos3: c.enable_qos3,
+            subs_resume: c.subs_resume,
+            predefined: c
+                .predefined
+                .iter()
+                .map(|p| (p.id, p.topic.clone()))
+                .collect(),
+            listener_mountpoint: l.mountpoint.clone(),
+        });
+        junction_gw_mqttsn::start_udp(ctx, settings, id.clone(), bind)
+            .await
+            .with_context(|| format!("listener {id}: cannot bind {bind}"))
     }
 }

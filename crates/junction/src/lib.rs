@@ -22,7 +22,8 @@ pub struct Server {
     /// The broker.
     pub broker: Arc<Broker>,
     listeners: Vec<ListenerHandle>,
-    stomp: tokio::sync::Mutex<Option<gateways::StompRunner>>,
+    stomp: tokio::sync::Mutex<Option<gateways::GatewayRunner<gateways::Stomp>>>,
+    mqttsn: tokio::sync::Mutex<Option<gateways::GatewayRunner<gateways::MqttSn>>>,
     /// Gateway listener addresses by id, refreshed on every gateway change.
     gateway_addrs: parking_lot::Mutex<Vec<(String, SocketAddr)>>,
 }
@@ -49,40 +50,49 @@ impl Server {
             broker,
             listeners,
             stomp: tokio::sync::Mutex::new(None),
+            mqttsn: tokio::sync::Mutex::new(None),
             gateway_addrs: parking_lot::Mutex::new(Vec::new()),
         };
         server.update_stomp(&config.gateway.stomp).await?;
+        server.update_mqttsn(&config.gateway.mqttsn).await?;
         Ok(server)
     }
 
     /// Load, update or unload the STOMP gateway to match `config` (run-time changes keep
-    /// live connections; see [`gateways::StompRunner::update`]).
+    /// live connections; see [`gateways::GatewayRunner::update`]).
     pub async fn update_stomp(&self, config: &junction_config::StompGateway) -> anyhow::Result<()> {
-        let mut slot = self.stomp.lock().await;
-        match (slot.take(), config.enable) {
-            (None, false) => {}
-            (None, true) => {
-                *slot = Some(gateways::StompRunner::load(self.broker.clone(), config).await?)
-            }
-            (Some(running), false) => running.unload().await,
-            (Some(mut running), true) => {
-                let result = running.update(config).await;
-                *slot = Some(running);
-                result?;
-            }
+        let result = gateways::reconcile(&mut *self.stomp.lock().await, &self.broker, config).await;
+        self.refresh_gateway_addrs().await;
+        result
+    }
+
+    /// Load, update or unload the MQTT-SN gateway to match `config`.
+    pub async fn update_mqttsn(
+        &self,
+        config: &junction_config::MqttSnGateway,
+    ) -> anyhow::Result<()> {
+        let result =
+            gateways::reconcile(&mut *self.mqttsn.lock().await, &self.broker, config).await;
+        self.refresh_gateway_addrs().await;
+        result
+    }
+
+    async fn refresh_gateway_addrs(&self) {
+        let mut addrs = Vec::new();
+        if let Some(r) = self.stomp.lock().await.as_ref() {
+            addrs.extend(r.addrs());
         }
-        let addrs = slot
-            .iter()
-            .flat_map(|r| r.addrs().map(|(id, a)| (id.to_string(), a)))
-            .collect();
+        if let Some(r) = self.mqttsn.lock().await.as_ref() {
+            addrs.extend(r.addrs());
+        }
         *self.gateway_addrs.lock() = addrs;
-        Ok(())
     }
 
     /// The context of a loaded gateway (clients, counters).
     pub async fn gateway(&self, name: &str) -> Option<Arc<junction_gateway::GatewayCtx>> {
         match name {
             "stomp" => self.stomp.lock().await.as_ref().map(|r| r.ctx.clone()),
+            "mqttsn" => self.mqttsn.lock().await.as_ref().map(|r| r.ctx.clone()),
             _ => None,
         }
     }
@@ -114,6 +124,9 @@ impl Server {
         }
         if let Some(stomp) = self.stomp.lock().await.take() {
             stomp.unload().await;
+        }
+        if let Some(mqttsn) = self.mqttsn.lock().await.take() {
+            mqttsn.unload().await;
         }
         self.broker.kick_all(KickReason::Shutdown);
         // Give connection tasks a moment to say goodbye.

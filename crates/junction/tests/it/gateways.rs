@@ -214,3 +214,177 @@ async fn listener_added_at_run_time_accepts_and_unload_closes_the_ports() {
         );
     }
 }
+
+// ------------------------------------------------------------------ MQTT-SN
+
+mod sn {
+    use super::*;
+    use bytes::Bytes;
+    use junction_codec_mqttsn::{decode, encode, Flags, Message, QoS as SnQoS, Topic, TopicIdType};
+    use tokio::net::UdpSocket;
+
+    pub struct Sn {
+        sock: UdpSocket,
+        gw: SocketAddr,
+    }
+
+    impl Sn {
+        pub async fn new(gw: SocketAddr) -> Sn {
+            Sn {
+                sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+                gw,
+            }
+        }
+
+        pub async fn send(&self, m: Message) {
+            let mut b = BytesMut::new();
+            encode(&m, &mut b).unwrap();
+            self.sock.send_to(&b, self.gw).await.unwrap();
+        }
+
+        pub async fn recv(&self) -> Message {
+            let mut buf = vec![0u8; 65536];
+            let (n, _) = tokio::time::timeout(WAIT, self.sock.recv_from(&mut buf))
+                .await
+                .expect("a datagram from the gateway")
+                .unwrap();
+            decode(Bytes::copy_from_slice(&buf[..n])).unwrap()
+        }
+
+        pub async fn silent_for(&self, d: Duration) -> bool {
+            let mut buf = vec![0u8; 65536];
+            tokio::time::timeout(d, self.sock.recv_from(&mut buf))
+                .await
+                .is_err()
+        }
+
+        pub async fn connect(&self, id: &str) {
+            self.send(Message::Connect {
+                flags: Flags {
+                    clean_session: true,
+                    ..Flags::default()
+                },
+                protocol_id: 1,
+                duration: 60,
+                client_id: id.into(),
+            })
+            .await;
+            assert!(matches!(self.recv().await, Message::ConnAck { .. }));
+        }
+
+        /// Publish at QoS 0 on a 2-character short topic.
+        pub async fn publish_short(&self, topic: &[u8; 2], data: &'static [u8]) {
+            self.send(Message::Publish {
+                flags: Flags {
+                    qos: SnQoS::AtMostOnce,
+                    topic_id_type: TopicIdType::Short,
+                    ..Flags::default()
+                },
+                topic: Topic::Short(*topic),
+                msg_id: 0,
+                data: Bytes::from_static(data),
+            })
+            .await;
+        }
+    }
+}
+
+fn sn_addr(s: &TestServer) -> SocketAddr {
+    s.server
+        .as_ref()
+        .unwrap()
+        .local_addr("mqttsn:udp:default")
+        .expect("mqttsn listener")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqttsn_publish_reaches_mqtt_and_stomp_subscribers() {
+    let s = TestServer::start().await;
+    let mut mqtt = v4::simple(s.tcp, "sn-watch").await;
+    mqtt.subscribe("ab", v4::QoS::AtMostOnce).await;
+    let mut st = Stomp::connect(stomp_addr(&s)).await;
+    st.subscribe("1", "ab").await;
+    let sn = sn::Sn::new(sn_addr(&s)).await;
+    sn.connect("sn-dev").await;
+    sn.publish_short(b"ab", b"from-sn").await;
+    let p = mqtt.publish_in().await;
+    assert_eq!(&p.payload[..], b"from-sn");
+    let m = st.frame().await.expect("MESSAGE");
+    assert_eq!(&m.body[..], b"from-sn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_publish_reaches_a_sleeping_mqttsn_client_on_wake_up() {
+    use junction_codec_mqttsn::{Flags, Message, QoS as SnQoS, Topic, TopicIdType};
+    let s = TestServer::start().await;
+    let sn = sn::Sn::new(sn_addr(&s)).await;
+    sn.connect("sleepy-sn").await;
+    sn.send(Message::Subscribe {
+        flags: Flags {
+            qos: SnQoS::AtLeastOnce,
+            topic_id_type: TopicIdType::Short,
+            ..Flags::default()
+        },
+        msg_id: 1,
+        topic: Topic::Short(*b"zz"),
+    })
+    .await;
+    assert!(matches!(sn.recv().await, Message::SubAck { .. }));
+    sn.send(Message::Disconnect { duration: Some(60) }).await;
+    assert!(matches!(sn.recv().await, Message::Disconnect { .. }));
+    let publisher = v4::simple(s.tcp, "wake-pub").await;
+    publisher
+        .client
+        .publish("zz", v4::QoS::AtLeastOnce, false, "while asleep")
+        .await
+        .unwrap();
+    let mut publisher = publisher;
+    publisher
+        .wait_for("PUBACK", |p| matches!(p, v4::Packet::PubAck(_)))
+        .await;
+    // Nothing reaches the client while it sleeps; the message waits in its session.
+    assert!(sn.silent_for(QUIET).await, "no datagram while asleep");
+    sn.send(Message::PingReq {
+        client_id: Some("sleepy-sn".into()),
+    })
+    .await;
+    match sn.recv().await {
+        Message::Publish { data, msg_id, .. } => {
+            assert_eq!(&data[..], b"while asleep");
+            sn.send(Message::PubAck {
+                topic_id: u16::from_be_bytes(*b"zz"),
+                msg_id,
+                rc: junction_codec_mqttsn::ReturnCode::Accepted,
+            })
+            .await;
+        }
+        other => panic!("expected the buffered PUBLISH, got {other:?}"),
+    }
+    assert!(matches!(sn.recv().await, Message::PingResp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_client_id_on_mqtt_and_mqttsn_both_stay_connected() {
+    let s = TestServer::start().await;
+    let (_mqtt, ack) = Raw::open(
+        s.tcp,
+        junction_codec_mqtt::ProtocolVersion::V5,
+        "same-everywhere",
+        true,
+    )
+    .await;
+    assert_eq!(ack.reason_code, 0);
+    let sn = sn::Sn::new(sn_addr(&s)).await;
+    sn.connect("same-everywhere").await;
+    let _st = Stomp::connect(stomp_addr(&s)).await;
+    let mqtt_cell = s.broker().lookup("same-everywhere").unwrap();
+    let sn_cell = s.broker().lookup_in("mqttsn", "same-everywhere").unwrap();
+    assert!(mqtt_cell.is_online() && sn_cell.is_online());
+    // Neither took the other over: the MQTT connection still answers.
+    let mut probe = _mqtt;
+    probe.send(&junction_codec_mqtt::Packet::PingReq).await;
+    assert_eq!(
+        probe.recv().await,
+        Some(junction_codec_mqtt::Packet::PingResp)
+    );
+}
