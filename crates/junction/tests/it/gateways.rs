@@ -388,3 +388,62 @@ async fn same_client_id_on_mqtt_and_mqttsn_both_stay_connected() {
         Some(junction_codec_mqtt::Packet::PingResp)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_mqttsn_datagrams_leave_the_gateway_serving() {
+    let s = TestServer::start().await;
+    let gw = sn_addr(&s);
+    let mut mqtt = v4::simple(s.tcp, "sn-bystander-watch").await;
+    mqtt.subscribe("ok", v4::QoS::AtMostOnce).await;
+    // A connected bystander, before the attack.
+    let bystander = sn::Sn::new(gw).await;
+    bystander.connect("bystander").await;
+
+    let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut hostile: Vec<Vec<u8>> = vec![
+        vec![],                                                     // empty datagram
+        vec![0x05],                                                 // length only
+        vec![0x02, 0x04],                                           // CONNECT cut short
+        vec![0x10, 0x0c, 0x00],       // length larger than the datagram
+        vec![0x03, 0xff, 0x00],       // unknown message type
+        vec![0x01, 0x00, 0x02, 0x04], // long form with a length below its header
+        vec![0x09, 0x04, 0x04, 0x01, 0x00, 0x3c, 0xff, 0xfe, 0x80], // CONNECT, bad UTF-8 id
+        vec![0x07, 0x0c, 0x63, 0x00, 0x01, 0x00, 0x00], // PUBLISH, reserved topic type
+    ];
+    // Seeded pseudo-random datagrams.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..500 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 40) as usize;
+        let mut d = Vec::with_capacity(len);
+        for i in 0..len {
+            d.push((x >> ((i % 8) * 8)) as u8 ^ i as u8);
+        }
+        if let Some(first) = d.first_mut() {
+            *first = len as u8; // plausible length byte
+        }
+        hostile.push(d);
+    }
+    for d in &hostile {
+        attacker.send_to(d, gw).await.unwrap();
+    }
+    // The gateway still serves the bystander and new clients. UDP may drop datagrams while
+    // the flood fills the socket buffer, so a real client would retry: so does the test.
+    let mut delivered = false;
+    for _ in 0..20 {
+        bystander.publish_short(b"ok", b"still here").await;
+        if let Some(p) = mqtt.maybe_publish(Duration::from_millis(250)).await {
+            assert_eq!(&p.payload[..], b"still here");
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered, "the bystander's publish never got through");
+    while mqtt.maybe_publish(QUIET).await.is_some() {}
+    let newcomer = sn::Sn::new(gw).await;
+    newcomer.connect("newcomer").await;
+    newcomer.publish_short(b"ok", b"new").await;
+    assert_eq!(&mqtt.publish_in().await.payload[..], b"new");
+}
