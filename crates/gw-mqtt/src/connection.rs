@@ -18,7 +18,6 @@ use junction_session::{AckResult, Delivery, IncomingQos2, Outbound, SessionLimit
 use junction_transport::{Accepted, Stream};
 use junction_types::{now_ms, Message, MessageProperties, QoS};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -991,13 +990,6 @@ fn decode_exit(e: &DecodeError) -> Exit {
         _ => "malformed packet",
     };
     Exit::Error(e.reason_code(), why)
-}
-
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>(_: T) {}
-    let _ = |b: Arc<Broker>, s: Arc<MqttSettings>, a: Accepted| is_send(serve(b, s, a));
-    let _ = Ordering::Relaxed;
 }
 
 #[cfg(test)]
