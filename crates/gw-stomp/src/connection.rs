@@ -295,14 +295,33 @@ impl Conn {
             return None;
         };
         let (cx, cy) = parse_heartbeat(connect.header("heart-beat"));
-        let clientid = ByteString::from(format!("{:016x}", rand::random::<u64>()));
-        let username = connect.header("login").map(ByteString::from);
-        if let Err(reason) = authenticate(
-            &ctx,
-            &clientid,
-            username.as_deref(),
-            connect.header("passcode"),
-        ) {
+        // `clientinfo_override` templates (reference §1.6); EMQX's defaults are a random
+        // client id, `${Packet.headers.login}` and `${Packet.headers.passcode}`.
+        let common = ctx.settings();
+        let lookup = |path: &str| {
+            path.strip_prefix("Packet.headers.")
+                .and_then(|h| connect.header(h))
+                .map(str::to_string)
+        };
+        let rendered = |template: &Option<String>| {
+            template
+                .as_deref()
+                .map(|t| junction_gateway::mountpoint::render_override(t, lookup))
+        };
+        let clientid = rendered(&common.override_clientid)
+            .filter(|id| !id.is_empty())
+            .map(ByteString::from)
+            .unwrap_or_else(|| ByteString::from(format!("{:016x}", rand::random::<u64>())));
+        let username = match rendered(&common.override_username) {
+            Some(u) => Some(u).filter(|u| !u.is_empty()).map(ByteString::from),
+            None => connect.header("login").map(ByteString::from),
+        };
+        let password = match rendered(&common.override_password) {
+            Some(p) => Some(p),
+            None => connect.header("passcode").map(str::to_string),
+        };
+        if let Err(reason) = authenticate(&ctx, &clientid, username.as_deref(), password.as_deref())
+        {
             let out = refuse(&reason);
             let _ = stream.write_all(&out).await;
             ctx.metrics.inc("packets.error.sent");

@@ -18,19 +18,21 @@ struct Stomp {
 
 impl Stomp {
     async fn connect(addr: SocketAddr) -> Stomp {
+        Self::connect_with(addr, &[("accept-version", "1.2"), ("login", "user")]).await
+    }
+
+    async fn connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Stomp {
         let stream = TcpStream::connect(addr).await.expect("connect to STOMP");
         let mut c = Stomp {
             stream,
             buf: BytesMut::new(),
             decoder: Decoder::default(),
         };
-        c.send(
-            Frame::new(Command::Connect)
-                .with_header("accept-version", "1.2")
-                .with_header("host", "junction")
-                .with_header("login", "user"),
-        )
-        .await;
+        let mut connect = Frame::new(Command::Connect).with_header("host", "junction");
+        for (k, v) in headers {
+            connect = connect.with_header(*k, *v);
+        }
+        c.send(connect).await;
         let f = c.frame().await.expect("CONNECTED");
         assert_eq!(f.command, Command::Connected, "{f:?}");
         c
@@ -364,8 +366,12 @@ async fn mqtt_publish_reaches_a_sleeping_mqttsn_client_on_wake_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn same_client_id_on_mqtt_and_mqttsn_both_stay_connected() {
-    let s = TestServer::start().await;
+async fn same_client_id_on_mqtt_stomp_and_mqttsn_all_stay_connected() {
+    // EMQX's clientinfo_override lets a STOMP client choose its id from a header.
+    let s = TestServer::start_with(
+        "gateway.stomp.clientinfo_override.clientid = \"${Packet.headers.client-id}\"",
+    )
+    .await;
     let (_mqtt, ack) = Raw::open(
         s.tcp,
         junction_codec_mqtt::ProtocolVersion::V5,
@@ -376,10 +382,15 @@ async fn same_client_id_on_mqtt_and_mqttsn_both_stay_connected() {
     assert_eq!(ack.reason_code, 0);
     let sn = sn::Sn::new(sn_addr(&s)).await;
     sn.connect("same-everywhere").await;
-    let _st = Stomp::connect(stomp_addr(&s)).await;
+    let _st = Stomp::connect_with(
+        stomp_addr(&s),
+        &[("accept-version", "1.2"), ("client-id", "same-everywhere")],
+    )
+    .await;
     let mqtt_cell = s.broker().lookup("same-everywhere").unwrap();
     let sn_cell = s.broker().lookup_in("mqttsn", "same-everywhere").unwrap();
-    assert!(mqtt_cell.is_online() && sn_cell.is_online());
+    let stomp_cell = s.broker().lookup_in("stomp", "same-everywhere").unwrap();
+    assert!(mqtt_cell.is_online() && sn_cell.is_online() && stomp_cell.is_online());
     // Neither took the other over: the MQTT connection still answers.
     let mut probe = _mqtt;
     probe.send(&junction_codec_mqtt::Packet::PingReq).await;
