@@ -6,6 +6,8 @@
 #   BENCH_BROKERS="junction mosquitto" scripts/bench.sh
 #   BENCH_SCENARIOS="p2p-q0 idle-10k" scripts/bench.sh
 #   BENCH_DURATION=5 scripts/bench.sh     # shorter timed scenarios
+#   BENCH_BROKERS=junction BENCH_SCENARIOS="gw-mqtt gw-stomp gw-mqttsn" scripts/bench.sh
+#                                         # Junction's gateways: MQTT vs STOMP vs MQTT-SN
 #
 # Every broker listens on loopback on its own port and is restarted for each scenario, so
 # each scenario starts from an empty broker. The load tool reads the broker's CPU time
@@ -28,6 +30,10 @@ IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-10000}
 CLK_TCK=$(getconf CLK_TCK)
 JUNCTION="$ROOT/target/release/junction"
 declare -A PORT=([junction]=18831 [mosquitto]=18832 [rumqttd]=18833 [junction_1t]=18834)
+# Junction's gateway listeners (gateway.stomp.listeners.tcp.default and
+# gateway.mqttsn.listeners.udp.default), moved off their default ports.
+STOMP_PORT=18835
+MQTTSN_PORT=18836
 
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.log
@@ -115,6 +121,8 @@ start_junction() {
         JUNCTION_SYS_TOPICS__SYS_MSG_INTERVAL=disabled \
         JUNCTION_MQTT__MAX_MQUEUE_LEN=100000 \
         JUNCTION_MQTT__MAX_INFLIGHT=32 \
+        JUNCTION_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND="127.0.0.1:$STOMP_PORT" \
+        JUNCTION_GATEWAY__MQTTSN__LISTENERS__UDP__DEFAULT__BIND="127.0.0.1:$MQTTSN_PORT" \
         "$JUNCTION" start >"$BROKER_LOG" 2>&1 &
     BROKER_PID=$!
     local deadline=$((SECONDS + 20))
@@ -195,13 +203,29 @@ scenario_args() {
         echo "pubsub --pubs 1000 --subs 1 -t bench/fanin/%i --sub-topic bench/fanin/+ -s 64 -q ${1: -1} --rate 10000 --duration $DURATION" ;;
     idle-10k)
         echo "conn -c $IDLE_CONNECTIONS --duration $DURATION" ;;
+    # Junction only: the p2p-q0 load through the MQTT listener, the STOMP gateway and the
+    # MQTT-SN gateway (one UDP socket per client).
+    gw-mqtt | gw-stomp | gw-mqttsn)
+        echo "pubsub --proto ${1#gw-} --pubs 100 --subs 100 -t bench/gw/%i -s 64 -q 0 --rate 10000 --duration $DURATION" ;;
     *) return 1 ;;
+    esac
+}
+
+# The port a scenario's load tool connects to on `broker`.
+scenario_port() { # broker scenario
+    case $2 in
+    gw-stomp) echo "$STOMP_PORT" ;;
+    gw-mqttsn) echo "$MQTTSN_PORT" ;;
+    *) echo "${PORT[$1]}" ;;
     esac
 }
 
 run_scenario() { # broker scenario
     local broker=$1 scenario=$2 port=${PORT[$1]} args
     args=$(scenario_args "$scenario") || { log "unknown scenario $scenario"; return 1; }
+    if [[ $scenario == gw-* && $broker != junction* ]]; then
+        return 0 # the gateway scenarios are Junction's own
+    fi
     BROKER_LOG="$OUT/$broker.$scenario.log"
     if ! "start_$broker" "$port"; then
         NOTES+=("$broker did not start for $scenario (see target/bench/$broker.$scenario.log)")
@@ -211,7 +235,7 @@ run_scenario() { # broker scenario
     log "$broker: $scenario"
     local json="$OUT/$broker.$scenario.json"
     # shellcheck disable=SC2086 # args is a word list on purpose
-    if ! "$JUNCTION" bench $args -p "$port" --name "$scenario" \
+    if ! "$JUNCTION" bench $args -p "$(scenario_port "$broker" "$scenario")" --name "$scenario" \
         --broker-pid "$BROKER_PID" --clk-tck "$CLK_TCK" \
         >"$json" 2> >(tee -a "$OUT/bench-client.log" | sed "s/^/  [$broker] /" >&2); then
         NOTES+=("$broker $scenario: the load tool failed (see target/bench/bench-client.log)")
@@ -262,6 +286,8 @@ titles = {
     "fanin-q1": "fan-in: 1,000 publishers → 1 subscriber, QoS 1, 10,000 msgs/s total",
     "idle-10k": "10,000 idle connections",
 }
+gateways = [s for s in scenarios if s.startswith("gw-")]
+scenarios = [s for s in scenarios if not s.startswith("gw-")]
 
 def load(broker, scenario):
     try:
@@ -309,6 +335,30 @@ for s in scenarios:
     errors = [(b, r.get("error")) for b, r in rows.items() if r and r.get("error")]
     for b, e in errors:
         print(f"\n{b}: {e}")
+    print()
+
+if gateways:
+    print("## gateways: p2p through each protocol (100 pairs, QoS 0, 64 B, 10,000 msgs/s total)\n")
+    print("| broker | protocol | delivered msgs/s | p50 ms | p99 ms | sent | delivered | lost | broker CPU s | msgs per broker CPU-s | ÷ gw-mqtt (msgs/CPU-s) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for b in brokers:
+        if not b.startswith("junction"):
+            continue
+        base = load(b, "gw-mqtt") or {}
+        for s in gateways:
+            r = load(b, s)
+            if r is None:
+                print(f"| {b} | {s} | no result | | | | | | | | |")
+                continue
+            ms = lambda k: None if r.get(k) is None else r[k] / 1000
+            print(f"| {b} | {s} | {num(r.get('msgs_per_sec'))} | {num(ms('p50_us'), '{:.2f}')} | {num(ms('p99_us'), '{:.2f}')} "
+                  f"| {num(r.get('sent'))} | {num(r.get('unique'))} | {num(r.get('lost'))} "
+                  f"| {num(r.get('broker_cpu_s'), '{:.2f}')} | {num(r.get('msgs_per_broker_cpu_s'))} "
+                  f"| {ratio(r.get('msgs_per_broker_cpu_s'), base.get('msgs_per_broker_cpu_s'))} |")
+        for s in gateways:
+            r = load(b, s)
+            if r and r.get("error"):
+                print(f"\n{b} {s}: {r['error']}")
     print()
 PY
 } | tee "$OUT/results.md"

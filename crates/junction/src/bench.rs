@@ -14,12 +14,14 @@
 //! (`/proc/<pid>/status`) are read at the start and end of the measured phase.
 
 mod client;
+mod gw;
 mod histogram;
 mod stats;
 mod workload;
 
 use anyhow::{bail, Context};
 use client::{PublishTemplate, Target};
+use gw::Proto;
 use junction_codec_mqtt::{ProtocolVersion, QoS};
 use serde_json::{json, Value};
 use stats::{filter_matches, own_cpu_seconds, render, CpuTime, Probe, Progress, Shared};
@@ -189,6 +191,10 @@ pub struct PubSubArgs {
     /// Number of subscribers.
     #[arg(long, default_value_t = 1)]
     subs: usize,
+    /// Protocol of publishers and subscribers: mqtt, stomp (TCP) or mqttsn (UDP); the
+    /// gateway protocols support QoS 0 only.
+    #[arg(long, value_enum, default_value_t = Proto::Mqtt)]
+    proto: Proto,
     /// Subscribers' topic filter pattern (`%i`, `%c`); default: the publish topic pattern.
     #[arg(long)]
     sub_topic: Option<String>,
@@ -240,6 +246,7 @@ struct Setup {
     duration: Duration,
     probe: Option<Probe>,
     clk_tck: u64,
+    proto: Proto,
 }
 
 impl Setup {
@@ -279,6 +286,7 @@ impl Setup {
             duration: secs(c.duration),
             probe: c.broker_pid.map(|pid| Probe::new(pid, c.clk_tck)),
             clk_tck: c.clk_tck,
+            proto: Proto::Mqtt,
         })
     }
 
@@ -514,6 +522,9 @@ async fn start_publishers(
     go: &tokio::sync::watch::Sender<Option<(Instant, Instant)>>,
     drain: Duration,
 ) -> anyhow::Result<f64> {
+    if setup.proto != Proto::Mqtt {
+        return Ok(start_gw_publishers(setup, plan, shared, handles, go).await);
+    }
     let period = plan.period();
     let mut jobs = Vec::with_capacity(plan.count);
     for n in 1..=plan.count {
@@ -607,6 +618,9 @@ async fn start_subscribers(
     shared: &Arc<Shared>,
     handles: &mut Vec<JoinHandle<()>>,
 ) -> f64 {
+    if setup.proto != Proto::Mqtt {
+        return start_gw_subscribers(setup, filters, shared, handles).await;
+    }
     open_all(setup, shared, handles, filters.len(), |n, permit| {
         let (filter, id) = filters[n - 1].clone();
         let target = setup.target.clone();
@@ -627,6 +641,94 @@ async fn start_subscribers(
             Shared::add(&shared.subscribed, 1);
             Shared::add(&shared.ready, 1);
             workload::subscriber(client, shared, target.keepalive).await;
+        }
+    })
+    .await
+}
+
+/// Connect the gateway-protocol publishers of `plan`; each waits for the start signal.
+async fn start_gw_publishers(
+    setup: &Setup,
+    plan: &PubPlan,
+    shared: &Arc<Shared>,
+    handles: &mut Vec<JoinHandle<()>>,
+    go: &tokio::sync::watch::Sender<Option<(Instant, Instant)>>,
+) -> f64 {
+    let period = plan.period();
+    let mut jobs: Vec<Option<(String, gw::GwJob)>> = (1..=plan.count)
+        .map(|n| {
+            let (topic, id) = plan.topic(n);
+            let offset = period.map_or(Duration::ZERO, |p| {
+                p.mul_f64((n - 1) as f64 / plan.count as f64)
+            });
+            Some((
+                id,
+                gw::GwJob {
+                    number: n as u32,
+                    topic,
+                    size: plan.options.size,
+                    period,
+                    offset,
+                    limit: plan.limit(n),
+                    fanout: plan.fanout.get(n - 1).copied().unwrap_or(0),
+                },
+            ))
+        })
+        .collect();
+    open_all(setup, shared, handles, plan.count, |n, permit| {
+        let (id, job) = jobs[n - 1].take().expect("each publisher is spawned once");
+        let (proto, addr, keepalive) = (setup.proto, setup.target.addr, setup.target.keepalive);
+        let shared = shared.clone();
+        let mut go = go.subscribe();
+        async move {
+            let client = gw::GwClient::open(proto, addr, &id, keepalive, &job.topic, false).await;
+            drop(permit);
+            match client {
+                Ok(client) => {
+                    Shared::add(&shared.connected, 1);
+                    Shared::add(&shared.ready, 1);
+                    let times = go.wait_for(Option::is_some).await.map(|t| *t);
+                    if let Ok(Some((start, stop_at))) = times {
+                        gw::publisher(client, job, start, stop_at, shared.clone()).await;
+                    }
+                }
+                Err(e) => {
+                    Shared::add(&shared.failed, 1);
+                    shared.error(format!("{id}: {e:#}"));
+                }
+            }
+            Shared::add(&shared.publishers_done, 1);
+        }
+    })
+    .await
+}
+
+/// Connect and subscribe gateway-protocol subscribers to `filters[n - 1]`.
+async fn start_gw_subscribers(
+    setup: &Setup,
+    filters: &[(String, String)],
+    shared: &Arc<Shared>,
+    handles: &mut Vec<JoinHandle<()>>,
+) -> f64 {
+    open_all(setup, shared, handles, filters.len(), |n, permit| {
+        let (filter, id) = filters[n - 1].clone();
+        let (proto, addr, keepalive) = (setup.proto, setup.target.addr, setup.target.keepalive);
+        let shared = shared.clone();
+        async move {
+            let client = gw::GwClient::open(proto, addr, &id, keepalive, &filter, true).await;
+            drop(permit);
+            match client {
+                Ok(client) => {
+                    Shared::add(&shared.connected, 1);
+                    Shared::add(&shared.subscribed, 1);
+                    Shared::add(&shared.ready, 1);
+                    gw::subscriber(client, shared).await;
+                }
+                Err(e) => {
+                    Shared::add(&shared.failed, 1);
+                    shared.error(format!("{id}: {e:#}"));
+                }
+            }
         }
     })
     .await
@@ -696,7 +798,11 @@ async fn pubsub(args: PubSubArgs) -> anyhow::Result<Value> {
     if args.pubs == 0 {
         bail!("--pubs must be at least 1");
     }
-    let setup = Setup::new(c, args.pubs + args.subs)?;
+    let mut setup = Setup::new(c, args.pubs + args.subs)?;
+    setup.proto = args.proto;
+    if setup.proto != Proto::Mqtt && setup.qos != QoS::AtMostOnce {
+        bail!("--proto {:?} supports QoS 0 only", setup.proto);
+    }
     let prefix = c.prefix.clone().unwrap_or_else(|| "pubsub".into());
     let sub_pattern = args
         .sub_topic
@@ -775,6 +881,7 @@ async fn pubsub(args: PubSubArgs) -> anyhow::Result<Value> {
     let result = json!({
         "scenario": label,
         "mode": "pubsub",
+        "proto": format!("{:?}", setup.proto).to_lowercase(),
         "pubs": args.pubs,
         "subs": args.subs,
         "qos": c.qos,
