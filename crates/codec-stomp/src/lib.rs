@@ -54,6 +54,8 @@ mod encode;
 pub mod error;
 mod escape;
 mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 mod version;
 
