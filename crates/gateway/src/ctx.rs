@@ -273,6 +273,7 @@ mod tests {
             clean_start: true,
             expiry_interval: 0,
             connected_at: 0,
+            is_superuser: false,
             extras: Default::default(),
         }
     }

@@ -367,6 +367,7 @@ fn attach(
         clean_start: clean,
         expiry_interval: expiry,
         connected_at: now_ms(),
+        is_superuser: false,
         extras: Default::default(),
     };
     let stats = Arc::new(ConnStats::default());

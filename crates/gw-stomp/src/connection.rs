@@ -363,6 +363,7 @@ impl Conn {
             clean_start: true,
             expiry_interval: 0,
             connected_at: now_ms(),
+            is_superuser: false,
             extras,
         };
         let (registry_tx, registry_rx) = oneshot::channel();

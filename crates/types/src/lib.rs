@@ -7,6 +7,9 @@ use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+mod client;
+pub use client::ClientInfo;
+
 /// MQTT quality of service level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[repr(u8)]
