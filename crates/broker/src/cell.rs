@@ -1,7 +1,6 @@
 //! A session and the connection attached to it, shared between the connection's task and
 //! every publisher that delivers to it.
 
-use crate::metrics::Metrics;
 use bytestring::ByteString;
 use junction_session::{Delivery, DropReason, Dropped, Outbound, Session};
 use junction_types::QoS;
@@ -128,7 +127,9 @@ impl SessionCell {
 
     /// Hand a delivery to the session: sent now if the client is online and the window has
     /// room, queued otherwise.
-    pub fn deliver(&self, delivery: Delivery, now_ms: u64, metrics: &Metrics) {
+    /// Returns what was dropped, for the caller to count ([`crate::Broker::count_dropped`]).
+    #[must_use]
+    pub fn deliver(&self, delivery: Delivery, now_ms: u64) -> Vec<Dropped> {
         let mut dropped: Vec<Dropped> = Vec::new();
         let wake;
         {
@@ -152,19 +153,7 @@ impl SessionCell {
         if wake {
             self.notify.notify_one();
         }
-        count_dropped(metrics, &dropped);
+        dropped
     }
 }
 
-/// Count dropped deliveries in the `messages.dropped` family.
-pub fn count_dropped(metrics: &Metrics, dropped: &[Dropped]) {
-    for d in dropped {
-        Metrics::inc(&metrics.messages_dropped);
-        let c = match d.reason {
-            DropReason::QueueFull => &metrics.messages_dropped_queue_full,
-            DropReason::Expired => &metrics.messages_dropped_expired,
-            DropReason::Qos0Offline => &metrics.messages_dropped_qos0_offline,
-        };
-        Metrics::inc(c);
-    }
-}

@@ -10,19 +10,22 @@
 //! under the router's read lock, which is released before any cell is locked.
 
 pub mod cell;
+pub mod hooks;
 pub mod metrics;
 pub mod retained;
 pub mod router;
 pub mod sys;
 
 pub use cell::{CellState, ConnLink, KickReason, SessionCell};
+pub use hooks::{Flow, Hooks};
 pub use metrics::Metrics;
 pub use retained::Retained;
 pub use router::{Router, SharedStrategy, Subscriber};
 
 use ahash::AHashMap;
 use bytestring::ByteString;
-use junction_session::{Delivery, Session, SessionLimits, SubOptions};
+use hooks::{DroppedArgs, PublishArgs};
+use junction_session::{Delivery, DropReason, Dropped, Session, SessionLimits, SubOptions};
 use junction_topic::{parse_filter, TopicError};
 use junction_types::{now_ms, Message, QoS, SharedMessage};
 use parking_lot::{Mutex, RwLock};
@@ -126,6 +129,8 @@ pub struct Broker {
     retained: RwLock<Retained>,
     /// Broker-wide metrics.
     pub metrics: Metrics,
+    /// Hook points, shared by every protocol.
+    pub hooks: Hooks,
     next_message_id: AtomicU64,
     next_session_id: AtomicU64,
     next_conn_id: AtomicU64,
@@ -141,6 +146,7 @@ impl Broker {
             sessions: Mutex::new(AHashMap::new()),
             retained: RwLock::new(Retained::default()),
             metrics: Metrics::default(),
+            hooks: Hooks::default(),
             next_message_id: AtomicU64::new(1),
             next_session_id: AtomicU64::new(1),
             next_conn_id: AtomicU64::new(1),
@@ -197,6 +203,17 @@ impl Broker {
         if msg.id == 0 {
             msg.id = self.next_message_id();
         }
+        if !self.hooks.message_publish.is_empty() {
+            let mut args = PublishArgs {
+                message: msg,
+                allow: true,
+            };
+            self.hooks.message_publish.run(&mut args);
+            if !args.allow {
+                return 0;
+            }
+            msg = args.message;
+        }
         let msg: SharedMessage = Arc::new(msg);
         Metrics::inc(&self.metrics.messages_publish);
         if msg.retain {
@@ -234,13 +251,39 @@ impl Broker {
                 retain: msg.retain && opts.retain_as_published,
                 subscription_ids: opts.subscription_id.into_iter().collect(),
             };
-            cell.deliver(delivery, now, &self.metrics);
+            let dropped = cell.deliver(delivery, now);
+            if !dropped.is_empty() {
+                self.count_dropped(dropped);
+            }
             delivered += 1;
         }
         if delivered == 0 {
             Metrics::inc(&self.metrics.messages_dropped_no_subscribers);
+            self.hooks.message_dropped.run(&mut DroppedArgs {
+                message: msg,
+                reason: "no_subscribers",
+            });
         }
         delivered
+    }
+
+    /// Count dropped deliveries in the `messages.dropped` family and run `message.dropped`.
+    /// Call it with no lock held: hook handlers may call back into the broker.
+    pub fn count_dropped(&self, dropped: Vec<Dropped>) {
+        let metrics = &self.metrics;
+        for d in dropped {
+            Metrics::inc(&metrics.messages_dropped);
+            let (c, reason) = match d.reason {
+                DropReason::QueueFull => (&metrics.messages_dropped_queue_full, "queue_full"),
+                DropReason::Expired => (&metrics.messages_dropped_expired, "expired"),
+                DropReason::Qos0Offline => (&metrics.messages_dropped_qos0_offline, "qos0_msg"),
+            };
+            Metrics::inc(c);
+            self.hooks.message_dropped.run(&mut DroppedArgs {
+                message: d.delivery.message,
+                reason,
+            });
+        }
     }
 
     /// Subscribe a session to `raw_filter` (which may be `$share/<group>/…` or `$queue/…`).
@@ -279,7 +322,7 @@ impl Broker {
             let msgs = self.retained.read().matching(parsed.filter, now);
             for m in msgs {
                 let qos = m.qos.min(opts.qos);
-                cell.deliver(
+                let dropped = cell.deliver(
                     Delivery {
                         message: m,
                         qos,
@@ -288,8 +331,8 @@ impl Broker {
                         subscription_ids: opts.subscription_id.into_iter().collect(),
                     },
                     now,
-                    &self.metrics,
                 );
+                self.count_dropped(dropped);
             }
         }
         Ok(existed)
@@ -331,14 +374,17 @@ impl Broker {
                     kick: Some(req.kick),
                 });
                 old.set_online(true);
-                let st = &mut *st;
                 let mut dropped = Vec::new();
-                st.outbox.clear();
-                st.session.resume(now, &mut st.outbox, &mut dropped);
-                cell::count_dropped(&self.metrics, &dropped);
+                {
+                    let st = &mut *st;
+                    st.outbox.clear();
+                    st.session.resume(now, &mut st.outbox, &mut dropped);
+                }
                 Metrics::inc(&self.metrics.session_resumed);
                 old.wake();
+                drop(st);
                 drop(registry);
+                self.count_dropped(dropped);
                 return Opened {
                     cell: old.clone(),
                     session_present: true,

@@ -596,7 +596,9 @@ impl Conn {
             let mut dropped = Vec::new();
             st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
             drop(guard);
-            junction_broker::cell::count_dropped(&self.broker.metrics, &dropped);
+            if !dropped.is_empty() {
+                self.broker.count_dropped(dropped);
+            }
         }
     }
 
