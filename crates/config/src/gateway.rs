@@ -4,6 +4,7 @@
 //! GB/T 32960, OCPP, NATS) are accepted as they are written, so an EMQX configuration
 //! loads, and are not started until Junction implements them.
 
+use crate::authn::AuthnConfig;
 use crate::listener::{AccessRule, SslOptions, TcpOptions};
 use crate::units::{infinity_or, rate_or_infinity, Bind, ByteSize, Duration};
 use serde::{Deserialize, Serialize};
@@ -94,9 +95,10 @@ pub struct StompGateway {
     pub clientinfo_override: ClientInfoOverride,
     /// Frame limits.
     pub frame: StompFrame,
-    /// Gateway-level authenticator (applied by a later issue). Default none.
+    /// The gateway's global authenticator (chain `<protocol>:global`). Default none:
+    /// clients are let in.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub authentication: Option<serde_json::Value>,
+    pub authentication: Option<AuthnConfig>,
     /// Listeners (`tcp`, `ssl`). Default: `tcp.default` on 61613.
     pub listeners: GatewayListeners,
 }
@@ -150,9 +152,10 @@ pub struct MqttSnGateway {
     pub subs_resume: bool,
     /// Predefined topic ids shared by all clients. Default `[]`.
     pub predefined: Vec<PredefinedTopic>,
-    /// Gateway-level authenticator (applied by a later issue). Default none.
+    /// The gateway's global authenticator (chain `<protocol>:global`). Default none:
+    /// clients are let in.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub authentication: Option<serde_json::Value>,
+    pub authentication: Option<AuthnConfig>,
     /// Listeners (`udp`, `dtls`). Default: `udp.default` on 1884.
     pub listeners: GatewayListeners,
 }
@@ -286,9 +289,10 @@ pub struct GatewayListener {
     pub mountpoint: Option<String>,
     /// Authenticate this listener's clients. Default `true`.
     pub enable_authn: bool,
-    /// Listener-level authenticator (applied by a later issue). Default none.
+    /// The listener's own authenticator (chain `<gateway>:<type>:<name>`), used instead
+    /// of the gateway's. Default none.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub authentication: Option<serde_json::Value>,
+    pub authentication: Option<AuthnConfig>,
     /// PROXY protocol header expected (tcp, ssl). Default `false`.
     pub proxy_protocol: bool,
     /// Wait for the PROXY header. Default `"3s"`.

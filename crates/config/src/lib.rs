@@ -13,6 +13,7 @@
 //! Unknown keys and bad values are refused with the full key path:
 //! `listeners.tcp.default.bnd: unknown key (did you mean `bind`?)`.
 
+pub mod authn;
 mod error;
 mod gateway;
 mod listener;
@@ -64,6 +65,9 @@ pub struct Config {
     /// Protocol gateways, `gateway.<name> { … }`. Default: STOMP on 61613 and MQTT-SN on
     /// udp 1884, both enabled.
     pub gateway: Gateways,
+    /// The MQTT authentication chain (`mqtt:global`), tried in order. Default `[]`:
+    /// clients are let in.
+    pub authentication: Vec<authn::AuthnConfig>,
 }
 
 impl Config {
