@@ -1,10 +1,11 @@
 """Interop tests for the MQTT-SN 1.2 gateway with the third-party client mqtt-sn-12 (1.0.9,
 module `mqttsn12`), against paho-mqtt subscribers and publishers on the MQTT side.
 
-One `junction start` per module with `gateway.mqttsn.mountpoint = "snmp/"` and two
-predefined topics: MQTT-SN clients see unmounted names, MQTT clients see them under
+One `junction start` per module with `gateway.mqttsn.mountpoint = "snmp/"`, gateway id 7
+and two predefined topics: MQTT-SN clients see unmounted names, MQTT clients see them under
 `snmp/` (except QoS -1 publishes without a connection, which EMQX 5.x publishes with no
-mountpoint, reference §5.2).
+mountpoint, reference §5.2). The `clientinfo_override` test starts a second broker with
+override templates.
 
 mqtt-sn-12 is a synchronous client: it has no receiver thread, `polling()` reads at most
 one datagram without blocking. The tests poll it in a loop bounded by a deadline, waiting
@@ -21,6 +22,7 @@ on the socket with `select` between polls. Two things of the library are worked 
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 import struct
@@ -30,16 +32,19 @@ import pytest
 from mqttsn12.client.MqttSnClient import MqttSnClient, MqttSnListener, MqttSnMessage
 from mqttsn12.client.MqttSnClientException import MqttSnClientException
 from mqttsn12.MqttSnConstants import MqttSnConstants
+from mqttsn12.packets import GatewayInfoPacket, PublishPacket, SearchGatewayPacket
 
 from junction_harness import HOST, TIMEOUT, Broker, MqttError, start_broker, unique
 
 MOUNTPOINT = "snmp/"
 SN_LISTENER = "mqttsn:udp:default"
 PREDEFINED = {1: "pre/one", 2: "pre/two"}
+GATEWAY_ID = 7
 
 CONFIG = (
     "gateway.mqttsn {\n"
     f'  mountpoint = "{MOUNTPOINT}"\n'
+    f"  gateway_id = {GATEWAY_ID}\n"
     "  predefined = [\n"
     + "".join(f'    {{ id = {i}, topic = "{t}" }}\n' for i, t in PREDEFINED.items())
     + "  ]\n"
@@ -191,6 +196,20 @@ def test_second_connect_with_the_same_client_id_is_accepted(sns):
     first = sns(client_id=cid)
     first.send_connect()
     first.send_ping_req()
+
+
+def test_searchgw_is_answered_with_the_configured_gateway_id(sns):
+    c = sns(connect=False)  # gateway discovery needs no connection
+    search = SearchGatewayPacket()
+    search.set_radius(1)
+    c.send_packet(search.encode())
+    buf = c.wait_for(True, MqttSnConstants.TYPE_GWINFO)
+    assert buf is not None, "no GWINFO"
+    info = GatewayInfoPacket()
+    info.decode(buf)
+    assert info.get_gateway_id() == GATEWAY_ID
+    # A gateway's GWINFO carries no address: the client uses the datagram's source.
+    assert len(buf) == 3
 
 
 # ---------------------------------------------------------------------------------------
@@ -379,6 +398,53 @@ def test_unsubscribe_stops_delivery(broker, sns, clients):
     assert gone.messages == []
 
 
+def wait_publish(client: SnClient) -> PublishPacket:
+    """The next PUBLISH to the library's client; `wait_for` answers REGISTERs on the way."""
+    buf = client.wait_for(True, MqttSnConstants.TYPE_PUBLISH)
+    assert buf is not None, f"{client.client_id}: no PUBLISH within {client.timeout}s"
+    p = PublishPacket()
+    p.decode(buf)
+    return p
+
+
+def test_puback_invalid_topic_id_makes_the_gateway_register_again_and_redeliver(
+    broker, sns, clients
+):
+    # QoS 1 downlink driven through the library's own packet handling (its polling()
+    # cannot PUBACK, see the module docstring).
+    topic = unique("sn/lost") + "/t"
+    c = sns()
+    c.send_subscribe(topic, 1, Recorder())
+    topic_id = c.search_topic_id(topic)
+    assert topic_id is not None and topic_id >= 1025, c.topic_map
+    pub = clients(broker.tcp).connect()
+    pub.publish(MOUNTPOINT + topic, b"refused once", qos=1)
+    first = wait_publish(c)
+    assert (first.get_topic_id(), first.get_qos(), first.get_data()) == (
+        topic_id,
+        1,
+        b"refused once",
+    )
+    # The device lost its topic table (a reboot, say) and refuses the topic id.
+    c.topic_map.clear()
+    c.send_puback(first, MqttSnConstants.REJECTED_INVALID)
+    # The gateway REGISTERs the topic again (same id; wait_for REGACKs it and records the
+    # name) and sends the refused message again.
+    again = wait_publish(c)
+    assert c.topic_map == {topic_id: topic}
+    assert (again.get_topic_id(), again.get_message_id(), again.get_data()) == (
+        topic_id,
+        first.get_message_id(),
+        b"refused once",
+    )
+    c.send_puback(again, MqttSnConstants.ACCEPTED)
+    # Acknowledged: the window of one is free and the next message flows.
+    pub.publish(MOUNTPOINT + topic, b"next", qos=1)
+    nxt = wait_publish(c)
+    assert (nxt.get_topic_id(), nxt.get_data()) == (topic_id, b"next")
+    c.send_puback(nxt, MqttSnConstants.ACCEPTED)
+
+
 # ---------------------------------------------------------------------------------------
 # will
 
@@ -521,3 +587,46 @@ def test_sleeping_client_gets_buffered_messages_when_it_wakes(broker, raw, clien
     # DISCONNECT without duration ends the session.
     raw.send(DISCONNECT)
     assert raw.expect(DISCONNECT) == b""
+
+
+# ---------------------------------------------------------------------------------------
+# clientinfo_override (a broker of its own)
+
+OVERRIDE_CONFIG = (
+    "gateway.mqttsn {\n"
+    "  broadcast = true\n"
+    "  clientinfo_override {\n"
+    '    clientid = "sn-${ConnInfo.clientid}"\n'
+    '    username = "dev-${ConnInfo.clientid}"\n'
+    "  }\n"
+    "}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def override_broker(tmp_path_factory) -> Broker:
+    b = start_broker(
+        tmp_path_factory.mktemp("junction-mqttsn-override"), config=OVERRIDE_CONFIG, ws=False
+    )
+    yield b
+    alive = b.proc.poll() is None
+    b.stop()
+    assert alive, f"broker died during the tests (rc={b.proc.returncode}):\n{b.stderr_tail()}"
+
+
+def test_clientinfo_override_sets_client_id_and_username(override_broker, clients):
+    watcher = clients(override_broker.tcp).connect()
+    watcher.subscribe("$SYS/brokers/+/gateway/mqtt-sn/clients/#")
+    cid = unique("ovr")
+    c = SnFactory(override_broker.port(SN_LISTENER))(client_id=cid)
+    try:
+        got = watcher.drain_until_match(lambda m: m.topic.endswith("/connected"))
+        event = got[-1]
+        assert event.topic.endswith(f"/gateway/mqtt-sn/clients/sn-{cid}/connected"), event.topic
+        body = json.loads(event.payload)
+        assert (body["clientid"], body["username"]) == (f"sn-{cid}", f"dev-{cid}")
+        # The session answers under its rendered id like any other.
+        c.send_ping_req()
+    finally:
+        c.send_disconnect()
+        c.close()

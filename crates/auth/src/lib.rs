@@ -10,6 +10,7 @@
 //! - otherwise each enabled authenticator in turn allows, denies or ignores; when all
 //!   ignore, the client is refused with `not_authorized`.
 
+pub mod access;
 pub mod builtin;
 
 pub use builtin::{BuiltInDatabase, User};
@@ -72,10 +73,13 @@ pub fn build(config: &AuthnConfig) -> Result<Arc<dyn Authenticator>, AuthError> 
     }
 }
 
+/// One chain: its authenticators in order.
+pub type Chain = Arc<Vec<Arc<dyn Authenticator>>>;
+
 /// Every authentication chain of the node, by name.
 #[derive(Debug, Default)]
 pub struct AuthnChains {
-    chains: RwLock<AHashMap<String, Arc<Vec<Arc<dyn Authenticator>>>>>,
+    chains: RwLock<AHashMap<String, Chain>>,
     no_authn_listeners: RwLock<AHashSet<String>>,
 }
 
@@ -96,7 +100,7 @@ impl AuthnChains {
     }
 
     /// The authenticators of chain `name`.
-    pub fn chain(&self, name: &str) -> Option<Arc<Vec<Arc<dyn Authenticator>>>> {
+    pub fn chain(&self, name: &str) -> Option<Chain> {
         self.chains.read().get(name).cloned()
     }
 

@@ -374,18 +374,27 @@ mod tests {
     fn handlers_run_by_priority_and_stop_ends_the_chain() {
         let chain: Chain<ClientHandler<Vec<&'static str>>> = Chain::default();
         assert!(chain.is_empty());
-        chain.add(0, Arc::new(|_, v: &mut Vec<&'static str>| {
-            v.push("low");
-            Flow::Continue
-        }));
-        let high = chain.add(10, Arc::new(|_, v: &mut Vec<&'static str>| {
-            v.push("high");
-            Flow::Continue
-        }));
-        chain.add(5, Arc::new(|_, v: &mut Vec<&'static str>| {
-            v.push("mid-stop");
-            Flow::Stop
-        }));
+        chain.add(
+            0,
+            Arc::new(|_, v: &mut Vec<&'static str>| {
+                v.push("low");
+                Flow::Continue
+            }),
+        );
+        let high = chain.add(
+            10,
+            Arc::new(|_, v: &mut Vec<&'static str>| {
+                v.push("high");
+                Flow::Continue
+            }),
+        );
+        chain.add(
+            5,
+            Arc::new(|_, v: &mut Vec<&'static str>| {
+                v.push("mid-stop");
+                Flow::Stop
+            }),
+        );
         let mut seen = Vec::new();
         assert_eq!(chain.run(&client("c"), &mut seen), Flow::Stop);
         assert_eq!(seen, vec!["high", "mid-stop"]);
@@ -403,7 +412,8 @@ mod tests {
             0,
             Arc::new(|c: &ClientInfo, args: &mut SubscribeArgs| {
                 args.filters.retain(|(f, _)| !f.starts_with("secret/"));
-                args.filters.push((format!("inbox/{}", c.clientid), SubOptions::default()));
+                args.filters
+                    .push((format!("inbox/{}", c.clientid), SubOptions::default()));
                 Flow::Continue
             }),
         );
@@ -423,10 +433,13 @@ mod tests {
         let seen = Arc::new(Mutex::new(0));
         let chain: Chain<MessageHandler<u32>> = Chain::default();
         let s = seen.clone();
-        let id = chain.add(0, Arc::new(move |n: &mut u32| {
-            *s.lock() += *n;
-            Flow::Continue
-        }));
+        let id = chain.add(
+            0,
+            Arc::new(move |n: &mut u32| {
+                *s.lock() += *n;
+                Flow::Continue
+            }),
+        );
         chain.run(&mut 3);
         assert_eq!(*seen.lock(), 3);
         chain.remove(id);

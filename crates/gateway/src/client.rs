@@ -1,12 +1,13 @@
 //! ClientInfo (reference §1.4) and the per-gateway registry of connected clients.
 
+use crate::call::{CallError, ClientCall};
 use ahash::AHashMap;
 use bytestring::ByteString;
 use junction_broker::KickReason;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 pub use junction_types::ClientInfo;
 
@@ -51,6 +52,11 @@ pub struct ClientEntry {
     pub stats: Arc<ConnStats>,
     /// Tells the connection to close.
     kick: Option<oneshot::Sender<KickReason>>,
+    /// Framework calls into the connection, if the gateway answers them.
+    calls: Option<mpsc::Sender<ClientCall>>,
+    /// With `enable_stats = false`, the counters as they were at connect (EMQX writes the
+    /// stats once then); live counters otherwise.
+    frozen: Option<Vec<(&'static str, u64)>>,
     /// Connection id, so a replaced connection does not unregister its successor.
     conn_id: u64,
 }
@@ -70,6 +76,7 @@ impl ClientRegistry {
         stats: Arc<ConnStats>,
         conn_id: u64,
         kick: oneshot::Sender<KickReason>,
+        calls: Option<mpsc::Sender<ClientCall>>,
     ) {
         let key = info.clientid.clone();
         let old = self.clients.lock().insert(
@@ -78,6 +85,8 @@ impl ClientRegistry {
                 info,
                 stats,
                 kick: Some(kick),
+                calls,
+                frozen: None,
                 conn_id,
             },
         );
@@ -108,6 +117,27 @@ impl ClientRegistry {
         }
     }
 
+    /// Stop refreshing a client's statistics: lookups show them as they are now
+    /// (`enable_stats = false`).
+    pub fn freeze_stats(&self, clientid: &str, conn_id: u64) {
+        if let Some(e) = self.clients.lock().get_mut(clientid) {
+            if e.conn_id == conn_id {
+                e.frozen = Some(e.stats.snapshot());
+            }
+        }
+    }
+
+    /// Send a call to a connected client's task.
+    pub fn call(&self, clientid: &str, call: ClientCall) -> Result<(), CallError> {
+        let map = self.clients.lock();
+        let entry = map.get(clientid).ok_or(CallError::ClientNotFound)?;
+        let calls = entry.calls.as_ref().ok_or(CallError::Unsupported)?;
+        calls.try_send(call).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => CallError::Timeout,
+            mpsc::error::TrySendError::Closed(_) => CallError::ClientNotFound,
+        })
+    }
+
     /// Number of connected clients (`current_connections`).
     pub fn len(&self) -> usize {
         self.clients.lock().len()
@@ -120,10 +150,10 @@ impl ClientRegistry {
 
     /// A client's info and counters.
     pub fn lookup(&self, clientid: &str) -> Option<(ClientInfo, Vec<(&'static str, u64)>)> {
-        self.clients
-            .lock()
-            .get(clientid)
-            .map(|e| (e.info.clone(), e.stats.snapshot()))
+        self.clients.lock().get(clientid).map(|e| {
+            let stats = e.frozen.clone().unwrap_or_else(|| e.stats.snapshot());
+            (e.info.clone(), stats)
+        })
     }
 
     /// Every connected client's info, sorted by client id.

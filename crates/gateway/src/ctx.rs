@@ -4,20 +4,35 @@
 //! subscribe and report its lifecycle, so mountpoints, client-id namespacing, counters and
 //! `$SYS` events work the same for every protocol.
 
+use crate::call::{CallError, ClientCall, SubscriptionInfo};
 use crate::client::{ClientInfo, ClientRegistry, ConnStats};
 use crate::metrics::GatewayMetrics;
 use crate::mountpoint::{render, Mountpoint, Placeholders};
 use bytes::Bytes;
 use bytestring::ByteString;
+use junction_auth::{AuthnChains, AuthnResult};
+use junction_broker::hooks::{
+    Action, ConnackArgs, ConnectArgs, MessageArgs, ReasonArgs, SessionSubArgs, SubscribeArgs,
+    UnsubscribeArgs,
+};
 use junction_broker::{system_message, Broker, KickReason, OpenSession, Opened, SessionCell};
 use junction_session::{SessionLimits, SubOptions};
 use junction_topic::TopicError;
-use junction_types::{now_ms, Message, MessageProperties, QoS};
+use junction_types::{now_ms, Message, MessageProperties, QoS, SharedMessage};
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+
+/// Wait for a connection's answer: 5 s, as EMQX's channel calls.
+async fn answer<T>(rx: oneshot::Receiver<T>) -> Result<T, CallError> {
+    match tokio::time::timeout(std::time::Duration::from_secs(5), rx).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) => Err(CallError::ClientNotFound),
+        Err(_) => Err(CallError::Timeout),
+    }
+}
 
 /// Gateway-level settings every gateway has (reference §1.5, common keys).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CommonSettings {
     /// `mountpoint` template.
     pub mountpoint: String,
@@ -33,6 +48,20 @@ pub struct CommonSettings {
     pub override_password: Option<String>,
 }
 
+impl Default for CommonSettings {
+    /// EMQX's defaults: no mountpoint, 30 s idle timeout, statistics on, no overrides.
+    fn default() -> Self {
+        CommonSettings {
+            mountpoint: String::new(),
+            idle_timeout: std::time::Duration::from_secs(30),
+            enable_stats: true,
+            override_clientid: None,
+            override_username: None,
+            override_password: None,
+        }
+    }
+}
+
 /// Everything a gateway's connections share.
 #[derive(Debug)]
 pub struct GatewayCtx {
@@ -40,8 +69,14 @@ pub struct GatewayCtx {
     pub name: &'static str,
     /// Protocol name in ClientInfo and `$SYS` topics (`stomp`, `mqtt-sn`, …).
     pub protocol: &'static str,
+    /// Client-id namespace of its sessions (the gateway name; `""` for MQTT).
+    pub namespace: ByteString,
     /// The broker.
     pub broker: Arc<Broker>,
+    /// The node's authentication chains.
+    pub authn: Arc<AuthnChains>,
+    /// Name of this protocol's global chain (`stomp:global`, `mqtt-sn:global`, …).
+    pub global_chain: String,
     /// Gateway counters.
     pub metrics: GatewayMetrics,
     /// Connected clients.
@@ -50,17 +85,36 @@ pub struct GatewayCtx {
 }
 
 impl GatewayCtx {
-    /// A context for gateway `name`.
+    /// A context for gateway `name`, with no authentication chain of its own.
     pub fn new(
         name: &'static str,
         protocol: &'static str,
         broker: Arc<Broker>,
         settings: CommonSettings,
     ) -> Arc<Self> {
+        Self::with_authn(name, protocol, broker, settings, Arc::default())
+    }
+
+    /// A context for gateway `name` that authenticates through `authn`.
+    pub fn with_authn(
+        name: &'static str,
+        protocol: &'static str,
+        broker: Arc<Broker>,
+        settings: CommonSettings,
+        authn: Arc<AuthnChains>,
+    ) -> Arc<Self> {
+        let namespace = if name == "mqtt" {
+            ByteString::new()
+        } else {
+            ByteString::from_static(name)
+        };
         Arc::new(GatewayCtx {
             name,
             protocol,
+            namespace,
             broker,
+            authn,
+            global_chain: format!("{protocol}:global"),
             metrics: GatewayMetrics::default(),
             clients: ClientRegistry::default(),
             settings: parking_lot::RwLock::new(Arc::new(settings)),
@@ -109,7 +163,7 @@ impl GatewayCtx {
         kick: oneshot::Sender<KickReason>,
     ) -> Opened {
         let opened = self.broker.open_session(OpenSession {
-            namespace: ByteString::from_static(self.name),
+            namespace: self.namespace.clone(),
             client_id: clientid.clone(),
             clean_start,
             expiry_interval_secs,
@@ -123,17 +177,162 @@ impl GatewayCtx {
         opened
     }
 
-    /// May this client publish to `topic` (as the client sees it)?
-    ///
-    /// Central authorization comes with a later issue; until then the one rule is the one
-    /// the MQTT listener applies too: `$SYS/` is the broker's.
-    pub fn authorize_publish(&self, _info: &ClientInfo, topic: &str) -> bool {
-        !topic.starts_with("$SYS/")
+    /// Run `client.connect`: a handler may refuse the client (`Err(reason)`).
+    pub fn client_connect(&self, info: &ClientInfo) -> Result<(), String> {
+        self.metrics.inc("client.connect");
+        let mut args = ConnectArgs::default();
+        self.broker.hooks.client_connect.run(info, &mut args);
+        match args.refuse {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
     }
 
-    /// May this client subscribe to `filter` (as the client sees it)?
-    pub fn authorize_subscribe(&self, _info: &ClientInfo, _filter: &str) -> bool {
-        true
+    /// Authenticate a client with its listener's chain, else this protocol's global chain
+    /// (reference §1.7), then `client.authenticate`. On success `info.is_superuser` is set
+    /// and the time the authentication expires (ms since the epoch) is returned, if any;
+    /// `Err(reason)` refuses the client (`not_authorized`, `bad_username_or_password`).
+    pub async fn authenticate(
+        &self,
+        info: &mut ClientInfo,
+        password: Option<&[u8]>,
+    ) -> Result<Option<u64>, String> {
+        self.metrics.inc("client.authenticate");
+        let result = junction_auth::access::authenticate(
+            &self.broker.hooks,
+            &self.authn,
+            info,
+            &self.global_chain,
+            password,
+        )
+        .await;
+        match result {
+            AuthnResult::Ignore => Ok(None),
+            AuthnResult::Allow {
+                is_superuser,
+                expire_at,
+            } => {
+                info.is_superuser = is_superuser;
+                Ok(expire_at)
+            }
+            AuthnResult::Deny(reason) => Err(reason),
+        }
+    }
+
+    /// Run `client.connack` with the outcome (`success`, `not_authorized`, …).
+    pub fn connack(&self, info: &ClientInfo, result: &str) {
+        self.metrics.inc("client.connack");
+        self.broker.hooks.client_connack.run(
+            info,
+            &mut ConnackArgs {
+                result: result.to_string(),
+            },
+        );
+    }
+
+    /// Run `session.created` or `session.resumed` for the session just opened.
+    pub fn session_opened(&self, info: &ClientInfo, session_present: bool) {
+        if session_present {
+            self.broker.hooks.session_resumed.run(info, &mut ());
+        } else {
+            self.broker.hooks.session_created.run(info, &mut ());
+        }
+    }
+
+    /// May this client do `action` on `topic` (as the client sees it)? Superusers may do
+    /// anything; the built-in rule keeps `$SYS/` for the broker's own publishes; then
+    /// `client.authorize` has the last word.
+    pub fn authorize(&self, info: &ClientInfo, action: Action, topic: &str) -> bool {
+        self.metrics.inc("client.authorize");
+        junction_auth::access::authorize(
+            &self.broker.hooks,
+            info.is_superuser,
+            action,
+            topic,
+            || info.clone(),
+        )
+    }
+
+    /// May this client publish to `topic` at QoS 0 (as the client sees it)?
+    pub fn authorize_publish(&self, info: &ClientInfo, topic: &str) -> bool {
+        self.authorize(
+            info,
+            Action::Publish {
+                qos: QoS::AtMostOnce,
+                retain: false,
+            },
+            topic,
+        )
+    }
+
+    /// May this client subscribe to `filter` at QoS 0 (as the client sees it)?
+    pub fn authorize_subscribe(&self, info: &ClientInfo, filter: &str) -> bool {
+        self.authorize(
+            info,
+            Action::Subscribe {
+                qos: QoS::AtMostOnce,
+            },
+            filter,
+        )
+    }
+
+    /// Run `client.subscribe` over the filters a client asks for; returns those left (an
+    /// empty list means the hook refused the request).
+    pub fn client_subscribe(
+        &self,
+        info: &ClientInfo,
+        filters: Vec<(String, SubOptions)>,
+    ) -> Vec<(String, SubOptions)> {
+        self.metrics.inc("client.subscribe");
+        let mut args = SubscribeArgs { filters };
+        self.broker.hooks.client_subscribe.run(info, &mut args);
+        args.filters
+    }
+
+    /// Run `client.unsubscribe` over the filters a client drops; returns those left.
+    pub fn client_unsubscribe(&self, info: &ClientInfo, filters: Vec<String>) -> Vec<String> {
+        self.metrics.inc("client.unsubscribe");
+        let mut args = UnsubscribeArgs { filters };
+        self.broker.hooks.client_unsubscribe.run(info, &mut args);
+        args.filters
+    }
+
+    /// A message was sent to a client: `messages.delivered` and `message.delivered`.
+    pub fn delivered(&self, info: &ClientInfo, message: &SharedMessage) {
+        self.metrics.inc("messages.delivered");
+        let hooks = &self.broker.hooks;
+        if !hooks.message_delivered.is_empty() {
+            hooks.message_delivered.run(
+                info,
+                &mut MessageArgs {
+                    message: message.clone(),
+                },
+            );
+        }
+    }
+
+    /// A client acknowledged a QoS 1/2 delivery: `messages.acked` and `message.acked`.
+    pub fn acked(&self, info: &ClientInfo, message: Option<&SharedMessage>) {
+        self.metrics.inc("messages.acked");
+        if let Some(message) = message {
+            self.broker.hooks.message_acked.run(
+                info,
+                &mut MessageArgs {
+                    message: message.clone(),
+                },
+            );
+        }
+    }
+
+    /// The client's session ends with its connection: `session.terminated`.
+    pub fn session_terminated(&self, info: &ClientInfo, reason: &str) {
+        self.metrics.inc("session.terminated");
+        self.broker.hooks.session_terminated.run(
+            info,
+            &mut ReasonArgs {
+                reason: reason.to_string(),
+            },
+        );
     }
 
     /// Publish on behalf of a client: the topic is mounted, the message carries the
@@ -160,38 +359,53 @@ impl GatewayCtx {
             expires_at_ms: None,
             received_at_ms: now,
             from: info.clientid.clone(),
-            namespace: ByteString::from_static(self.name),
+            namespace: self.namespace.clone(),
         };
         self.broker.publish(msg)
     }
 
-    /// Subscribe a client's session to a (client-visible) filter, mounted.
+    /// Subscribe a client's session to a (client-visible) filter, mounted; runs
+    /// `session.subscribed`.
     pub fn subscribe(
         &self,
+        info: &ClientInfo,
         cell: &Arc<SessionCell>,
         mountpoint: &Mountpoint,
         filter: &str,
         opts: SubOptions,
     ) -> Result<bool, TopicError> {
-        let existed = self
-            .broker
-            .subscribe(cell, &mountpoint.mount_filter(filter), opts)?;
+        let mounted = mountpoint.mount_filter(filter);
+        let existed = self.broker.subscribe(cell, &mounted, opts)?;
         self.metrics.inc("session.subscribed");
+        self.broker.hooks.session_subscribed.run(
+            info,
+            &mut SessionSubArgs {
+                filter: mounted,
+                opts,
+            },
+        );
         Ok(existed)
     }
 
-    /// Remove a subscription (client-visible filter).
+    /// Remove a subscription (client-visible filter); runs `session.unsubscribed`.
     pub fn unsubscribe(
         &self,
+        info: &ClientInfo,
         cell: &Arc<SessionCell>,
         mountpoint: &Mountpoint,
         filter: &str,
     ) -> bool {
-        let removed = self
-            .broker
-            .unsubscribe(cell, &mountpoint.mount_filter(filter));
+        let mounted = mountpoint.mount_filter(filter);
+        let removed = self.broker.unsubscribe(cell, &mounted);
         if removed {
             self.metrics.inc("session.unsubscribed");
+            self.broker.hooks.session_unsubscribed.run(
+                info,
+                &mut SessionSubArgs {
+                    filter: mounted,
+                    opts: SubOptions::default(),
+                },
+            );
         }
         removed
     }
@@ -204,7 +418,21 @@ impl GatewayCtx {
         conn_id: u64,
         kick: oneshot::Sender<KickReason>,
     ) {
+        self.connected_with_calls(info, stats, conn_id, kick, None);
+    }
+
+    /// As [`GatewayCtx::connected`], for a connection that answers framework calls
+    /// ([`ClientCall`]) on `calls`.
+    pub fn connected_with_calls(
+        &self,
+        info: ClientInfo,
+        stats: Arc<ConnStats>,
+        conn_id: u64,
+        kick: oneshot::Sender<KickReason>,
+        calls: Option<mpsc::Sender<ClientCall>>,
+    ) {
         self.metrics.inc("client.connected");
+        self.broker.hooks.client_connected.run(&info, &mut ());
         if self.broker.settings.sys_event_client_connected {
             let body = serde_json::json!({
                 "clientid": info.clientid,
@@ -222,13 +450,65 @@ impl GatewayCtx {
             });
             self.sys_event(&info.clientid, "connected", body);
         }
-        self.clients.insert(info, stats, conn_id, kick);
+        let clientid = info.clientid.clone();
+        self.clients.insert(info, stats, conn_id, kick, calls);
+        if !self.settings().enable_stats {
+            self.clients.freeze_stats(&clientid, conn_id);
+        }
+    }
+
+    /// A client's subscriptions (mounted topics), asked of its connection.
+    pub async fn subscriptions(&self, clientid: &str) -> Result<Vec<SubscriptionInfo>, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.clients.call(clientid, ClientCall::Subscriptions(tx))?;
+        answer(rx).await
+    }
+
+    /// Subscribe a connected client to a client-visible `topic`, as the management API does
+    /// (no authorization). Returns the subscription with its mounted topic.
+    pub async fn add_subscription(
+        &self,
+        clientid: &str,
+        topic: &str,
+        opts: SubOptions,
+        subid: Option<String>,
+    ) -> Result<SubscriptionInfo, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.clients.call(
+            clientid,
+            ClientCall::Subscribe {
+                topic: topic.to_string(),
+                opts,
+                subid,
+                reply: tx,
+            },
+        )?;
+        answer(rx).await?
+    }
+
+    /// Remove a connected client's subscription to a client-visible `topic`.
+    pub async fn remove_subscription(&self, clientid: &str, topic: &str) -> Result<(), CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.clients.call(
+            clientid,
+            ClientCall::Unsubscribe {
+                topic: topic.to_string(),
+                reply: tx,
+            },
+        )?;
+        answer(rx).await?
     }
 
     /// A client is gone.
     pub fn disconnected(&self, info: &ClientInfo, conn_id: u64, reason: &str) {
         self.clients.remove(&info.clientid, conn_id);
         self.metrics.inc("client.disconnected");
+        self.broker.hooks.client_disconnected.run(
+            info,
+            &mut ReasonArgs {
+                reason: reason.to_string(),
+            },
+        );
         if self.broker.settings.sys_event_client_disconnected {
             let body = serde_json::json!({
                 "clientid": info.clientid,
@@ -354,11 +634,17 @@ mod tests {
             .is_some_and(|cell| Arc::ptr_eq(&cell, &opened.cell)));
         assert_eq!(c.metrics.get("session.created"), 1);
         let mp = c.mountpoint_for(None, "same", None);
-        c.subscribe(&opened.cell, &mp, "t/+", SubOptions::default())
-            .unwrap();
+        c.subscribe(
+            &info("same"),
+            &opened.cell,
+            &mp,
+            "t/+",
+            SubOptions::default(),
+        )
+        .unwrap();
         c.broker.publish(system_message("t/1".into(), "p", false));
         assert_eq!(delivered_topics(&opened.cell, 7), vec!["t/1"]);
-        assert!(c.unsubscribe(&opened.cell, &mp, "t/+"));
+        assert!(c.unsubscribe(&info("same"), &opened.cell, &mp, "t/+"));
     }
 
     #[tokio::test]
@@ -394,6 +680,33 @@ mod tests {
         assert!(topics[0].ends_with("/gateway/stomp/clients/g1/connected"));
         assert!(topics[1].ends_with("/gateway/stomp/clients/g1/disconnected"));
         assert_eq!(c.metrics.get("client.connected"), 1);
+    }
+
+    #[tokio::test]
+    async fn enable_stats_false_shows_the_counters_as_they_were_at_connect() {
+        for enable_stats in [true, false] {
+            let c = GatewayCtx::new(
+                "stomp",
+                "stomp",
+                Broker::new(BrokerSettings::default()),
+                CommonSettings {
+                    enable_stats,
+                    ..CommonSettings::default()
+                },
+            );
+            let stats = Arc::new(ConnStats::default());
+            stats
+                .recv_pkt
+                .store(1, std::sync::atomic::Ordering::Relaxed);
+            let (tx, _rx) = oneshot::channel();
+            c.connected(info("s1"), stats.clone(), 1, tx);
+            stats
+                .recv_pkt
+                .store(5, std::sync::atomic::Ordering::Relaxed);
+            let (_, shown) = c.clients.lookup("s1").unwrap();
+            let recv_pkt = shown.iter().find(|(n, _)| *n == "recv_pkt").unwrap().1;
+            assert_eq!(recv_pkt, if enable_stats { 5 } else { 1 });
+        }
     }
 
     #[tokio::test]

@@ -5,11 +5,13 @@
 //! ([`ClientRegistry`]), counters with EMQX's names ([`GatewayMetrics`]) and the
 //! `$SYS/brokers/<node>/gateway/<protocol>/clients/…` events.
 
+pub mod call;
 pub mod client;
 pub mod ctx;
 pub mod metrics;
 pub mod mountpoint;
 
+pub use call::{CallError, ClientCall, SubscriptionInfo};
 pub use client::{ClientInfo, ClientRegistry, ConnStats};
 pub use ctx::{CommonSettings, GatewayCtx};
 pub use metrics::GatewayMetrics;

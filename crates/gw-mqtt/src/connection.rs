@@ -7,6 +7,11 @@ use crate::MqttSettings;
 use ahash::AHashMap;
 use bytes::BytesMut;
 use bytestring::ByteString;
+use junction_auth::AuthnResult;
+use junction_broker::hooks::{
+    Action, ConnackArgs, ConnectArgs, MessageArgs, ReasonArgs, SessionSubArgs, SubscribeArgs,
+    UnsubscribeArgs,
+};
 use junction_broker::sys::ClientEvent;
 use junction_broker::{Broker, Close, KickReason, Metrics, OpenSession, SessionCell, Will};
 use junction_codec_mqtt::{
@@ -16,7 +21,7 @@ use junction_codec_mqtt::{
 };
 use junction_session::{AckResult, Delivery, IncomingQos2, Outbound, SessionLimits, SubOptions};
 use junction_transport::{Accepted, Stream};
-use junction_types::{now_ms, Message, MessageProperties, QoS};
+use junction_types::{now_ms, ClientInfo, Message, MessageProperties, QoS};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +49,7 @@ pub async fn serve(broker: Arc<Broker>, settings: Arc<MqttSettings>, accepted: A
         mut stream,
         peer,
         listener,
+        sockport,
         permit,
     } = accepted;
     Metrics::inc(&broker.metrics.connections_count);
@@ -64,7 +70,11 @@ pub async fn serve(broker: Arc<Broker>, settings: Arc<MqttSettings>, accepted: A
         broker.clone(),
         settings,
         stream,
-        peer,
+        Endpoint {
+            peer,
+            listener: listener.clone(),
+            sockport,
+        },
         rbuf,
         *connect,
         conn_id,
@@ -142,12 +152,22 @@ async fn read_connect(
     }
 }
 
+/// Where a connection came from.
+struct Endpoint {
+    peer: SocketAddr,
+    listener: Arc<str>,
+    sockport: u16,
+}
+
 /// A connected MQTT client.
 struct Conn {
     broker: Arc<Broker>,
     settings: Arc<MqttSettings>,
     stream: Stream,
     peer: SocketAddr,
+    listener: Arc<str>,
+    sockport: u16,
+    is_superuser: bool,
     rbuf: BytesMut,
     wbuf: BytesMut,
     codec: Codec,
@@ -182,12 +202,17 @@ impl Conn {
         broker: Arc<Broker>,
         settings: Arc<MqttSettings>,
         mut stream: Stream,
-        peer: SocketAddr,
+        endpoint: Endpoint,
         rbuf: BytesMut,
         connect: Connect,
         conn_id: u64,
         kick_tx: oneshot::Sender<KickReason>,
     ) -> Option<Conn> {
+        let Endpoint {
+            peer,
+            listener,
+            sockport,
+        } = endpoint;
         Metrics::inc(&broker.metrics.client_connect);
         let version = connect.protocol;
         let codec = Codec::new(version, settings.max_packet_size);
@@ -244,6 +269,61 @@ impl Conn {
         }
         if connect.username.is_none() {
             Metrics::inc(&broker.metrics.client_auth_anonymous);
+        }
+        // The same access control as every gateway: `client.connect`, then the listener's
+        // chain or `mqtt:global`, then `client.authenticate` (reference §1.7, §1.10).
+        let mut info = ClientInfo {
+            clientid: client_id.clone(),
+            username: connect.username.as_ref().map(detach),
+            protocol: "mqtt",
+            proto_ver: version.level().to_string(),
+            peername: peer,
+            sockport,
+            listener: listener.clone(),
+            mountpoint: String::new(),
+            keepalive: connect.keep_alive as u32,
+            clean_start: connect.clean_start,
+            expiry_interval: 0,
+            connected_at: now_ms(),
+            is_superuser: false,
+            extras: Default::default(),
+        };
+        let mut connect_args = ConnectArgs::default();
+        broker.hooks.client_connect.run(&info, &mut connect_args);
+        let verdict = match connect_args.refuse {
+            Some(why) => AuthnResult::Deny(why),
+            None => {
+                junction_auth::access::authenticate(
+                    &broker.hooks,
+                    &settings.authn,
+                    &info,
+                    "mqtt:global",
+                    connect.password.as_deref(),
+                )
+                .await
+            }
+        };
+        if let AuthnResult::Deny(why) = &verdict {
+            let code = if why == "bad_username_or_password" {
+                reason::BAD_USERNAME_OR_PASSWORD
+            } else {
+                reason::NOT_AUTHORIZED
+            };
+            broker.hooks.client_connack.run(
+                &info,
+                &mut ConnackArgs {
+                    result: why.clone(),
+                },
+            );
+            let mut out = BytesMut::new();
+            let _ = codec.encode(&refuse(code), &mut out);
+            let _ = stream.write_all(&out).await;
+            stream.shutdown().await;
+            Metrics::inc(&broker.metrics.packets_connack_error);
+            return None;
+        }
+        if let AuthnResult::Allow { is_superuser, .. } = verdict {
+            info.is_superuser = is_superuser;
         }
 
         let expiry_interval = if v5 {
@@ -328,10 +408,15 @@ impl Conn {
                 props.response_information = Some(settings.response_information.as_str().into());
             }
         }
+        info.expiry_interval = expiry_interval;
+        info.keepalive = keep_alive as u32;
         let mut conn = Conn {
             broker: broker.clone(),
             stream,
             peer,
+            listener,
+            sockport,
+            is_superuser: info.is_superuser,
             rbuf,
             wbuf: BytesMut::new(),
             codec,
@@ -365,8 +450,42 @@ impl Conn {
         Metrics::inc(&broker.metrics.packets_connack_sent);
         Metrics::inc(&broker.metrics.client_connack);
         Metrics::inc(&broker.metrics.client_connected);
+        let hooks = &broker.hooks;
+        if opened.session_present {
+            hooks.session_resumed.run(&info, &mut ());
+        } else {
+            hooks.session_created.run(&info, &mut ());
+        }
+        hooks.client_connected.run(&info, &mut ());
+        hooks.client_connack.run(
+            &info,
+            &mut ConnackArgs {
+                result: "success".into(),
+            },
+        );
         broker.sys_client_connected(&conn.client_event(None));
         Some(conn)
+    }
+
+    /// The client as hooks and access control see it (built on demand: the connection
+    /// keeps the fields, not a copy).
+    fn info(&self) -> ClientInfo {
+        ClientInfo {
+            clientid: self.client_id.clone(),
+            username: self.username.clone(),
+            protocol: "mqtt",
+            proto_ver: self.codec.version.level().to_string(),
+            peername: self.peer,
+            sockport: self.sockport,
+            listener: self.listener.clone(),
+            mountpoint: String::new(),
+            keepalive: self.keep_alive as u32,
+            clean_start: self.clean_start,
+            expiry_interval: self.expiry_interval,
+            connected_at: self.connected_at,
+            is_superuser: self.is_superuser,
+            extras: Default::default(),
+        }
     }
 
     fn client_event(&self, reason: Option<String>) -> ClientEvent {
@@ -589,8 +708,14 @@ impl Conn {
     }
 
     fn on_ack_result(&mut self, res: AckResult) {
-        if let AckResult::Completed(_) = res {
+        if let AckResult::Completed(d) = res {
             Metrics::inc(&self.broker.metrics.messages_acked);
+            if !self.broker.hooks.message_acked.is_empty() {
+                self.broker
+                    .hooks
+                    .message_acked
+                    .run(&self.info(), &mut MessageArgs { message: d.message });
+            }
             let mut guard = self.cell.lock();
             let st = &mut *guard;
             let mut dropped = Vec::new();
@@ -639,10 +764,20 @@ impl Conn {
             }
         }
         let mut code = reason::SUCCESS;
+        let action = Action::Publish {
+            qos: p.qos,
+            retain: p.retain,
+        };
         if too_deep(&p.topic, self.settings.max_topic_levels) {
             code = reason::TOPIC_NAME_INVALID;
-        } else if p.topic.starts_with("$SYS/") {
-            // $SYS is the broker's own: clients may read it, not write it.
+        } else if !junction_auth::access::authorize(
+            &self.broker.hooks,
+            self.is_superuser,
+            action,
+            &p.topic,
+            || self.info(),
+        ) {
+            // Includes the built-in rule: `$SYS` is the broker's; clients read it only.
             code = reason::NOT_AUTHORIZED;
         }
         let packet_id = p.packet_id.unwrap_or(0);
@@ -726,9 +861,42 @@ impl Conn {
 
     fn on_subscribe(&mut self, s: Subscribe) -> Flow {
         Metrics::inc(&self.broker.metrics.packets_subscribe_received);
+        // `client.subscribe` may drop filters: those are answered "unspecified error".
+        let kept: Option<Vec<String>> = if self.broker.hooks.client_subscribe.is_empty() {
+            None
+        } else {
+            let mut args = SubscribeArgs {
+                filters: s
+                    .filters
+                    .iter()
+                    .map(|(f, o)| {
+                        let opts = SubOptions {
+                            qos: o.qos,
+                            no_local: o.no_local,
+                            retain_as_published: o.retain_as_published,
+                            retain_handling: o.retain_handling,
+                            subscription_id: s.subscription_identifier,
+                        };
+                        (f.to_string(), opts)
+                    })
+                    .collect(),
+            };
+            self.broker
+                .hooks
+                .client_subscribe
+                .run(&self.info(), &mut args);
+            Some(args.filters.into_iter().map(|(f, _)| f).collect())
+        };
         let mut codes = Vec::with_capacity(s.filters.len());
         for (filter, opts) in &s.filters {
-            let code = self.subscribe_one(filter, opts, s.subscription_identifier)?;
+            let code = if kept
+                .as_ref()
+                .is_some_and(|k| !k.iter().any(|f| f == &**filter))
+            {
+                reason::UNSPECIFIED_ERROR
+            } else {
+                self.subscribe_one(filter, opts, s.subscription_identifier)?
+            };
             if code >= 0x80 {
                 Metrics::inc(&self.broker.metrics.packets_subscribe_error);
             }
@@ -779,6 +947,15 @@ impl Conn {
             }
         }
         let qos = opts.qos.min(self.settings.max_qos_allowed);
+        if !junction_auth::access::authorize(
+            &self.broker.hooks,
+            self.is_superuser,
+            Action::Subscribe { qos },
+            filter,
+            || self.info(),
+        ) {
+            return Ok(reason::NOT_AUTHORIZED);
+        }
         let sub = SubOptions {
             qos,
             no_local: opts.no_local,
@@ -787,18 +964,51 @@ impl Conn {
             subscription_id: sub_id,
         };
         match self.broker.subscribe(&self.cell, filter, sub) {
-            Ok(_) => Ok(qos.as_u8()),
+            Ok(_) => {
+                if !self.broker.hooks.session_subscribed.is_empty() {
+                    self.broker.hooks.session_subscribed.run(
+                        &self.info(),
+                        &mut SessionSubArgs {
+                            filter: filter.to_string(),
+                            opts: sub,
+                        },
+                    );
+                }
+                Ok(qos.as_u8())
+            }
             Err(_) => Ok(reason::TOPIC_FILTER_INVALID),
         }
     }
 
     fn on_unsubscribe(&mut self, u: Unsubscribe) {
         Metrics::inc(&self.broker.metrics.packets_unsubscribe_received);
+        let hooks = &self.broker.hooks;
+        // `client.unsubscribe` may drop filters: those stay subscribed.
+        let kept: Option<Vec<String>> = if hooks.client_unsubscribe.is_empty() {
+            None
+        } else {
+            let mut args = UnsubscribeArgs {
+                filters: u.filters.iter().map(|f| f.to_string()).collect(),
+            };
+            hooks.client_unsubscribe.run(&self.info(), &mut args);
+            Some(args.filters)
+        };
         let codes = u
             .filters
             .iter()
             .map(|f| {
-                if self.broker.unsubscribe(&self.cell, f) {
+                if kept.as_ref().is_some_and(|k| !k.iter().any(|x| x == &**f)) {
+                    reason::UNSPECIFIED_ERROR
+                } else if self.broker.unsubscribe(&self.cell, f) {
+                    if !hooks.session_unsubscribed.is_empty() {
+                        hooks.session_unsubscribed.run(
+                            &self.info(),
+                            &mut SessionSubArgs {
+                                filter: f.to_string(),
+                                opts: SubOptions::default(),
+                            },
+                        );
+                    }
                     reason::SUCCESS
                 } else {
                     reason::NO_SUBSCRIPTION_EXISTED
@@ -916,6 +1126,14 @@ impl Conn {
         });
         if !dup {
             Metrics::inc(&metrics.messages_delivered);
+            if !self.broker.hooks.message_delivered.is_empty() {
+                self.broker.hooks.message_delivered.run(
+                    &self.info(),
+                    &mut MessageArgs {
+                        message: d.message.clone(),
+                    },
+                );
+            }
         }
     }
 
@@ -959,6 +1177,17 @@ impl Conn {
             },
         );
         Metrics::inc(&self.broker.metrics.client_disconnected);
+        let hooks = &self.broker.hooks;
+        if !hooks.client_disconnected.is_empty() || !hooks.session_terminated.is_empty() {
+            let info = self.info();
+            let mut args = ReasonArgs {
+                reason: reason_text.clone(),
+            };
+            if self.expiry_interval == 0 {
+                hooks.session_terminated.run(&info, &mut args);
+            }
+            hooks.client_disconnected.run(&info, &mut args);
+        }
         self.broker
             .sys_client_disconnected(&self.client_event(Some(reason_text)));
         let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;

@@ -5,8 +5,10 @@ mod connection;
 
 pub use connection::serve;
 
+use junction_auth::AuthnChains;
 use junction_session::SessionLimits;
 use junction_types::QoS;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// MQTT protocol settings (`mqtt.*` in the config).
@@ -45,6 +47,8 @@ pub struct MqttSettings {
     pub response_information: String,
     /// `mqtt.message_expiry_interval`: expiry applied to messages that set none, seconds.
     pub message_expiry_interval: Option<u32>,
+    /// The node's authentication chains (`mqtt:global` and per listener).
+    pub authn: Arc<AuthnChains>,
 }
 
 impl Default for MqttSettings {
@@ -66,6 +70,7 @@ impl Default for MqttSettings {
             session: SessionLimits::default(),
             response_information: String::new(),
             message_expiry_interval: None,
+            authn: Arc::default(),
         }
     }
 }

@@ -1,16 +1,18 @@
 //! One MQTT-SN client: a task fed with the datagrams of one peer address.
 
+use crate::identity::{self, Identity};
 use crate::listener::Shared;
 use bytes::Bytes;
 use bytestring::ByteString;
 use junction_broker::{Close, KickReason, SessionCell, Will};
 use junction_codec_mqttsn::{Flags, Message, QoS as SnQoS, ReturnCode, Topic};
-use junction_gateway::{ClientInfo, ConnStats, Mountpoint};
-use junction_session::{AckResult, IncomingQos2, Outbound, SessionLimits, SubOptions};
+use junction_gateway::{ClientInfo, ConnStats, GatewayCtx, Mountpoint};
+use junction_session::{
+    AckResult, IncomingQos2, InflightState, Outbound, SessionLimits, SubOptions,
+};
 use junction_types::{now_ms, MessageProperties, QoS};
 use parking_lot::Mutex;
-use rand::Rng;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,18 +35,30 @@ fn inc(c: &AtomicU64) {
 }
 
 /// Per-session topic registry: dynamic ids from 1025.
+///
+/// A name is *registered* (usable both ways) once the client knows its id: it sent the
+/// REGISTER itself, subscribed to the name, or acknowledged the gateway's REGISTER. An id
+/// handed out in a gateway REGISTER stays the name's id even while unregistered, so that a
+/// REGISTER retried later (a refused one, or a re-REGISTER after a client's PUBACK "invalid
+/// topic id") names the same id, as EMQX does.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     by_name: HashMap<String, u16>,
     by_id: HashMap<u16, String>,
+    /// Every id handed out, registered or not.
+    allocated: HashMap<String, u16>,
+    /// Names the client refused in a delivery (PUBACK 0x02): they go through REGISTER
+    /// next, even when predefined or short.
+    must_register: HashSet<String>,
     next: u32,
 }
 
 impl Registry {
-    /// The id of `name`, allocating one; `None` when ids are exhausted.
-    fn register(&mut self, name: &str) -> Option<u16> {
-        if let Some(id) = self.by_name.get(name) {
-            return Some(*id);
+    /// The id of `name` (`predefined` if it has one), allocating a dynamic one if needed;
+    /// `None` when ids are exhausted. Does not register the name.
+    fn allocate(&mut self, name: &str, predefined: Option<u16>) -> Option<u16> {
+        if let Some(id) = predefined.or_else(|| self.allocated.get(name).copied()) {
+            return Some(id);
         }
         let next = self.next.max(FIRST_DYNAMIC_ID);
         if next > 0xFFFF {
@@ -52,11 +66,28 @@ impl Registry {
         }
         self.next = next + 1;
         let id = next as u16;
-        self.by_name.insert(name.to_string(), id);
-        self.by_id.insert(id, name.to_string());
+        self.allocated.insert(name.to_string(), id);
         Some(id)
     }
 
+    /// `name` is known to the client as `id`.
+    fn confirm(&mut self, name: &str, id: u16) {
+        self.must_register.remove(name);
+        self.by_name.insert(name.to_string(), id);
+        self.by_id.insert(id, name.to_string());
+    }
+
+    /// The id of `name`, allocating and registering it; `None` when ids are exhausted.
+    fn register(&mut self, name: &str) -> Option<u16> {
+        if let Some(id) = self.by_name.get(name) {
+            return Some(*id);
+        }
+        let id = self.allocate(name, None)?;
+        self.confirm(name, id);
+        Some(id)
+    }
+
+    /// Forget that the client knows `name` (it keeps its id for the next REGISTER).
     fn remove(&mut self, name: &str) {
         if let Some(id) = self.by_name.remove(name) {
             self.by_id.remove(&id);
@@ -66,6 +97,8 @@ impl Registry {
     fn clear(&mut self) {
         self.by_name.clear();
         self.by_id.clear();
+        self.allocated.clear();
+        self.must_register.clear();
         self.next = 0;
     }
 }
@@ -84,6 +117,8 @@ pub(crate) struct WillSpec {
 #[derive(Debug, Default)]
 pub(crate) struct ClientData {
     registry: Registry,
+    /// User name from `clientinfo_override` (kept for a re-attach from a new address).
+    username: Option<ByteString>,
     will: Option<WillSpec>,
     /// Sleep duration while asleep.
     asleep: Option<u16>,
@@ -178,6 +213,18 @@ struct Conn {
     reg_wait: Option<RegWait>,
     next_msg_id: u16,
     out: Vec<Message>,
+    /// `retry_interval` (0: no resend while connected).
+    retry_interval: Duration,
+    /// How often inbound QoS 2 messages awaiting PUBREL are checked for `await_rel_timeout`.
+    rel_check_every: Duration,
+    /// When this connection last sent each in-flight delivery (PUBLISH, or PUBREL once
+    /// PUBREC came): the resend clock. An id missing here was never sent by this
+    /// connection (it still waits in the outbox or behind a REGISTER).
+    sent_at: HashMap<u16, Instant>,
+    /// Next resend check of the in-flight window.
+    retry_at: Option<Instant>,
+    /// Next expiry check of inbound QoS 2 messages awaiting PUBREL.
+    rel_check_at: Option<Instant>,
 }
 
 /// Serve one peer until it disconnects, times out or is taken over.
@@ -260,16 +307,22 @@ async fn handshake(
                     will = Some(w);
                 }
             }
-            let clientid = if client_id.is_empty() {
-                let id: String = rand::rng()
-                    .sample_iter(rand::distr::Alphanumeric)
-                    .take(16)
-                    .map(char::from)
-                    .collect();
-                ByteString::from(id)
-            } else {
-                client_id
-            };
+            // `clientinfo_override` (reference §1.6): by default the CONNECT's ClientId; an
+            // empty one becomes a random id.
+            let Identity {
+                clientid,
+                username,
+                password,
+            } = identity::identity(&shared.ctx.settings(), &client_id);
+            if let Err(rc) = authenticate(
+                &shared.ctx,
+                &clientid,
+                username.as_deref(),
+                password.as_deref(),
+            ) {
+                shared.send(peer, &Message::ConnAck { rc }).await;
+                return None;
+            }
             let clean = flags.clean_session;
             let data = {
                 let mut clients = shared.clients.lock();
@@ -280,6 +333,7 @@ async fn handshake(
                 let mut d = data.lock();
                 // A CONNECT starts a new topic-id space; a clean session forgets everything.
                 d.registry.clear();
+                d.username = username;
                 d.will = will;
                 d.asleep = None;
                 d.keepalive = duration;
@@ -297,8 +351,10 @@ async fn handshake(
             Some((conn, kick_rx, registry_rx))
         }
         Message::PingReq {
-            client_id: Some(clientid),
+            client_id: Some(pingreq_clientid),
         } => {
+            // The PINGREQ names the client as its CONNECT did: the same override applies.
+            let clientid = identity::clientid_of(&shared.ctx.settings(), &pingreq_clientid)?;
             let data = shared.clients.lock().get(&clientid).cloned()?;
             shared.ctx.broker.lookup_in(shared.ctx.name, &clientid)?;
             let (clean, asleep) = {
@@ -323,6 +379,18 @@ async fn handshake(
     }
 }
 
+/// Authenticate a connecting client. No authenticator is wired into the gateway context
+/// yet: everyone is accepted. `Err(rc)` is answered with CONNACK `rc` (EMQX: `0x80` not
+/// authorized, reference §5.2) and the client is not connected.
+fn authenticate(
+    _ctx: &GatewayCtx,
+    _clientid: &str,
+    _username: Option<&str>,
+    _password: Option<&str>,
+) -> Result<(), ReturnCode> {
+    Ok(())
+}
+
 /// Open (or take over) the session and register the client.
 fn attach(
     shared: &Arc<Shared>,
@@ -340,23 +408,27 @@ fn attach(
 ) {
     let ctx = &shared.ctx;
     ctx.metrics.inc("client.connect");
+    let (keepalive, username) = {
+        let d = data.lock();
+        (d.keepalive, d.username.clone())
+    };
     let mountpoint = ctx.mountpoint_for(
         shared.settings.listener_mountpoint.as_deref(),
         &clientid,
-        None,
+        username.as_deref(),
     );
     let expiry = if clean { 0 } else { PERSISTENT_EXPIRY_SECS };
     let conn_id = ctx.broker.next_conn_id();
     let (kick_tx, kick_rx) = oneshot::channel();
+    // EMQX: the zone's session settings with a receive maximum of 1 (reference §5.2).
     let limits = SessionLimits {
         max_inflight: 1,
-        ..SessionLimits::default()
+        ..shared.settings.session
     };
     let opened = ctx.open_session(&clientid, clean_start, expiry, limits, conn_id, kick_tx);
-    let keepalive = data.lock().keepalive;
     let info = ClientInfo {
         clientid: clientid.clone(),
-        username: None,
+        username,
         protocol: ctx.protocol,
         proto_ver: "1.2".to_string(),
         peername: peer,
@@ -390,8 +462,24 @@ fn attach(
         reg_wait: None,
         next_msg_id: 0,
         out: Vec::new(),
+        retry_interval: Duration::from_millis(limits.retry_interval_ms),
+        rel_check_every: rel_check_period(&limits),
+        sent_at: HashMap::new(),
+        retry_at: None,
+        rel_check_at: None,
     };
     (conn, kick_rx, registry_rx, opened.session_present)
+}
+
+/// How often to look for inbound QoS 2 messages past `await_rel_timeout`: the timeout,
+/// or the retry interval when that is shorter (the MQTT listener checks at its retry
+/// ticks), so an expiry happens at most one period late.
+fn rel_check_period(limits: &SessionLimits) -> Duration {
+    let mut every = limits.await_rel_timeout_ms;
+    if limits.retry_interval_ms > 0 {
+        every = every.min(limits.retry_interval_ms);
+    }
+    Duration::from_millis(every.max(10))
 }
 
 impl Conn {
@@ -423,7 +511,90 @@ impl Conn {
         if let Some(r) = &self.reg_wait {
             at = at.min(r.sent_at + REGISTER_RETRY);
         }
+        for t in [self.retry_at, self.rel_check_at].into_iter().flatten() {
+            at = at.min(t);
+        }
         at
+    }
+
+    /// Arm the resend timer after a step: due when the oldest delivery this connection sent
+    /// has gone unacknowledged for `retry_interval`. Not while asleep, nor while a REGISTER
+    /// is outstanding (the deliveries wait for it).
+    fn arm_retry(&mut self) {
+        self.retry_at = None;
+        if !self.retry_interval.is_zero() && self.state != State::Asleep && self.reg_wait.is_none()
+        {
+            if let Some(oldest) = self.sent_at.values().min() {
+                self.retry_at = Some(*oldest + self.retry_interval);
+            }
+        }
+    }
+
+    /// Make sure inbound QoS 2 messages awaiting PUBREL get checked for expiry.
+    fn arm_rel_check(&mut self) {
+        if self.rel_check_at.is_none() {
+            self.rel_check_at = Some(Instant::now() + self.rel_check_every);
+        }
+    }
+
+    /// Resend what the client has not acknowledged within `retry_interval`: PUBLISH with
+    /// DUP set (MQTT-SN 1.2 §5.3.4 Flags), or PUBREL for a QoS 2 delivery past PUBREC.
+    fn retry_inflight(&mut self, now: Instant) {
+        let due: Vec<u16> = self
+            .sent_at
+            .iter()
+            .filter(|(_, at)| now >= **at + self.retry_interval)
+            .map(|(id, _)| *id)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let mut resend = Vec::new();
+        {
+            let st = self.cell.lock();
+            for (id, e) in st.session.inflight() {
+                if !due.contains(&id) {
+                    continue;
+                }
+                resend.push(match e.state {
+                    InflightState::WaitAck => Outbound::Publish {
+                        packet_id: Some(id),
+                        dup: true,
+                        delivery: e.delivery.clone(),
+                    },
+                    InflightState::WaitComp => Outbound::PubRel(id),
+                });
+            }
+        }
+        // Ids the session no longer has in flight were settled elsewhere.
+        for id in due {
+            self.sent_at.remove(&id);
+        }
+        if resend.is_empty() {
+            return;
+        }
+        // In front of anything held, in the session's send order.
+        for o in resend.into_iter().rev() {
+            self.pending.push_front(o);
+        }
+        self.pump();
+    }
+
+    /// Drop inbound QoS 2 messages whose PUBREL did not come within `await_rel_timeout`.
+    fn expire_awaiting_rel(&mut self) {
+        let (expired, left) = {
+            let mut st = self.cell.lock();
+            let expired = st.session.expire_awaiting_rel(now_ms());
+            (expired, st.session.awaiting_rel_len())
+        };
+        if expired > 0 {
+            tracing::debug!(clientid = %self.info.clientid, expired, "QoS 2 messages dropped: no PUBREL within await_rel_timeout");
+            self.shared
+                .ctx
+                .metrics
+                .add("messages.dropped.await_pubrel_timeout", expired as u64);
+        }
+        self.rel_check_at = (left > 0).then(|| Instant::now() + self.rel_check_every);
     }
 
     async fn run(
@@ -436,6 +607,11 @@ impl Conn {
             self.drain_outbox();
         }
         self.check_awake_done();
+        self.arm_retry();
+        // A resumed session may hold inbound QoS 2 messages awaiting PUBREL.
+        if self.cell.lock().session.awaiting_rel_len() > 0 {
+            self.arm_rel_check();
+        }
         self.flush().await;
         loop {
             let deadline = self.next_deadline();
@@ -459,6 +635,7 @@ impl Conn {
             };
             if step.is_ok() {
                 self.check_awake_done();
+                self.arm_retry();
             }
             self.flush().await;
             if let Err(e) = step {
@@ -495,6 +672,15 @@ impl Conn {
                 };
                 self.out.push(m);
             }
+        }
+        if self.retry_at.is_some_and(|t| now >= t) {
+            self.retry_at = None;
+            if self.state != State::Asleep && self.reg_wait.is_none() {
+                self.retry_inflight(now);
+            }
+        }
+        if self.rel_check_at.is_some_and(|t| now >= t) {
+            self.expire_awaiting_rel();
         }
         Ok(())
     }
@@ -543,22 +729,26 @@ impl Conn {
                 msg_id,
                 data,
             } => self.on_publish(flags, topic, msg_id, data),
-            Message::PubAck { msg_id, rc, .. } => {
-                let r = self.cell.lock().session.puback(msg_id);
-                if rc != ReturnCode::Accepted {
-                    tracing::debug!(clientid = %self.info.clientid, ?rc, "PUBACK with an error");
-                }
-                self.acked(r, "packets.puback.missed");
-            }
+            Message::PubAck {
+                topic_id,
+                msg_id,
+                rc,
+            } => self.on_puback(topic_id, msg_id, rc),
             Message::PubRec { msg_id } => {
                 let r = self.cell.lock().session.pubrec(msg_id, false, now_ms());
                 match r {
-                    AckResult::Released => self.out.push(Message::PubRel { msg_id }),
+                    AckResult::Released => {
+                        self.out.push(Message::PubRel { msg_id });
+                        self.sent_at.insert(msg_id, Instant::now());
+                    }
                     _ => self.shared.ctx.metrics.inc("packets.pubrec.missed"),
                 }
             }
             Message::PubComp { msg_id } => {
                 let r = self.cell.lock().session.pubcomp(msg_id);
+                if matches!(r, AckResult::Completed(_)) {
+                    self.sent_at.remove(&msg_id);
+                }
                 self.acked(r, "packets.pubcomp.missed");
             }
             Message::PubRel { msg_id } => {
@@ -577,7 +767,7 @@ impl Conn {
                 if let Some(filter) = self.filter_of(&topic) {
                     self.shared
                         .ctx
-                        .unsubscribe(&self.cell, &self.mountpoint, &filter);
+                        .unsubscribe(&self.info, &self.cell, &self.mountpoint, &filter);
                 }
                 self.out.push(Message::UnsubAck { msg_id });
             }
@@ -644,17 +834,120 @@ impl Conn {
         match r {
             AckResult::Completed(_) => {
                 self.shared.ctx.metrics.inc("messages.acked");
-                {
-                    let mut guard = self.cell.lock();
-                    let st = &mut *guard;
-                    let mut dropped = Vec::new();
-                    st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
-                }
-                if self.state != State::Asleep {
-                    self.drain_outbox();
-                }
+                self.window_freed();
             }
             _ => self.shared.ctx.metrics.inc(missed),
+        }
+    }
+
+    /// The in-flight slot is free: move the next queued message into it and send it.
+    fn window_freed(&mut self) {
+        {
+            let mut guard = self.cell.lock();
+            let st = &mut *guard;
+            let mut dropped = Vec::new();
+            st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
+        }
+        if self.state != State::Asleep {
+            self.drain_outbox();
+        }
+    }
+
+    /// PUBACK from the client (MQTT-SN 1.2 §5.4.13): the end of a QoS 1 delivery, or the
+    /// refusal of a delivery with a ReturnCode (§5.3.10).
+    fn on_puback(&mut self, topic_id: u16, msg_id: u16, rc: ReturnCode) {
+        match rc {
+            ReturnCode::Accepted => {
+                let r = self.cell.lock().session.puback(msg_id);
+                if matches!(r, AckResult::Completed(_)) {
+                    self.sent_at.remove(&msg_id);
+                }
+                self.acked(r, "packets.puback.missed");
+            }
+            ReturnCode::InvalidTopicId => self.reregister_refused(topic_id, msg_id),
+            ReturnCode::Congestion => {
+                // Stays in flight: resent after `retry_interval`.
+                tracing::debug!(clientid = %self.info.clientid, msg_id, "PUBACK congestion: the delivery is retried later");
+            }
+            other => {
+                // "Not supported" (or a reserved code): the client will never take this
+                // message, and keeping it in the window of one would stall every delivery.
+                tracing::debug!(clientid = %self.info.clientid, msg_id, rc = ?other, "client refused a delivery: dropped");
+                let discarded = self.cell.lock().session.discard_inflight(msg_id);
+                if discarded.is_some() {
+                    self.sent_at.remove(&msg_id);
+                    self.shared.ctx.metrics.inc("delivery.dropped");
+                    self.window_freed();
+                } else {
+                    self.shared.ctx.metrics.inc("packets.puback.missed");
+                }
+            }
+        }
+    }
+
+    /// PUBACK "invalid topic id": the client lost the registration the delivery used (it
+    /// restarted, or a REGISTER was lost). The topic is REGISTERed again, with the same
+    /// id, and the refused delivery is sent again once the client acknowledges it
+    /// (reference §5.2, EMQX `t_delivery_qos1_register_invalid_topic_id`). A predefined or
+    /// short topic the client refused is REGISTERed too and delivered by id from then on.
+    fn reregister_refused(&mut self, topic_id: u16, msg_id: u16) {
+        let refused = {
+            let st = self.cell.lock();
+            let found = st
+                .session
+                .inflight()
+                .find(|(id, e)| *id == msg_id && e.state == InflightState::WaitAck)
+                .map(|(_, e)| e.delivery.clone());
+            found
+        };
+        let name = match &refused {
+            Some(d) => self.mountpoint.unmount(&d.message.topic).to_string(),
+            None => {
+                // Nothing in flight under that MsgId (a QoS 0 delivery): the next delivery
+                // on the topic registers it again.
+                let d = self.data.lock();
+                let name = d
+                    .registry
+                    .by_id
+                    .get(&topic_id)
+                    .or_else(|| self.shared.predefined_by_id.get(&topic_id))
+                    .cloned();
+                drop(d);
+                match name {
+                    Some(n) => n,
+                    None => {
+                        tracing::debug!(clientid = %self.info.clientid, topic_id, "PUBACK invalid topic id for an unknown topic: ignored");
+                        return;
+                    }
+                }
+            }
+        };
+        tracing::debug!(clientid = %self.info.clientid, topic_id, %name, "client lost a topic registration: REGISTER again");
+        {
+            let mut d = self.data.lock();
+            d.registry.remove(&name);
+            d.registry.must_register.insert(name);
+        }
+        let Some(delivery) = refused else {
+            return;
+        };
+        // Already waiting to go out again (a repeated PUBACK)?
+        let queued = self
+            .pending
+            .iter()
+            .any(|o| matches!(o, Outbound::Publish { packet_id: Some(id), .. } if *id == msg_id));
+        if queued {
+            return;
+        }
+        // Not a resend of something the client accepted: no DUP (as EMQX).
+        self.sent_at.remove(&msg_id);
+        self.pending.push_front(Outbound::Publish {
+            packet_id: Some(msg_id),
+            dup: false,
+            delivery,
+        });
+        if self.reg_wait.is_none() {
+            self.pump();
         }
     }
 
@@ -682,7 +975,8 @@ impl Conn {
         let Some(r) = &mut self.reg_wait else {
             return;
         };
-        if r.msg_id != msg_id {
+        // EMQX matches the REGACK on the topic id alone; the spec on the MsgId. Either will do.
+        if r.msg_id != msg_id && r.topic_id != topic_id {
             return;
         }
         match rc {
@@ -690,9 +984,7 @@ impl Conn {
                 let name = std::mem::take(&mut r.name);
                 let id = r.topic_id;
                 self.reg_wait = None;
-                let mut d = self.data.lock();
-                d.registry.by_id.insert(id, name.clone());
-                d.registry.by_name.insert(name, id);
+                self.data.lock().registry.confirm(&name, id);
             }
             ReturnCode::Congestion => {
                 // Retried by the timer.
@@ -714,6 +1006,7 @@ impl Conn {
                     } if self.mountpoint.unmount(&delivery.message.topic) == name => {
                         if let Some(id) = packet_id {
                             self.cell.lock().session.discard_inflight(*id);
+                            self.sent_at.remove(id);
                         }
                         self.shared.ctx.metrics.inc("delivery.dropped");
                         false
@@ -781,7 +1074,7 @@ impl Conn {
         if qos == QoS::ExactlyOnce {
             let r = self.cell.lock().session.incoming_qos2(msg_id, now_ms());
             match r {
-                IncomingQos2::New => {}
+                IncomingQos2::New => self.arm_rel_check(),
                 IncomingQos2::Duplicate => {
                     if flags.dup {
                         // A retransmission whose PUBREC was lost.
@@ -896,7 +1189,7 @@ impl Conn {
         if self
             .shared
             .ctx
-            .subscribe(&self.cell, &self.mountpoint, &filter, opts)
+            .subscribe(&self.info, &self.cell, &self.mountpoint, &filter, opts)
             .is_err()
         {
             if let Some(Message::SubAck { rc, topic_id, .. }) = self.out.last_mut() {
@@ -951,22 +1244,31 @@ impl Conn {
                 break;
             };
             match o {
-                Outbound::PubRel(id) => self.out.push(Message::PubRel { msg_id: id }),
+                Outbound::PubRel(id) => {
+                    self.out.push(Message::PubRel { msg_id: id });
+                    self.sent_at.insert(id, Instant::now());
+                }
                 Outbound::Publish {
                     packet_id,
                     dup,
                     delivery,
                 } => {
                     let name = self.mountpoint.unmount(&delivery.message.topic).to_string();
-                    let topic = if let Some(id) = self.shared.predefined_by_name.get(&name) {
-                        Some(Topic::Predefined(*id))
-                    } else if let Some(id) = self.data.lock().registry.by_name.get(&name) {
-                        Some(Topic::Id(*id))
-                    } else if name.len() == 2 {
-                        let b = name.as_bytes();
-                        Some(Topic::Short([b[0], b[1]]))
-                    } else {
-                        None
+                    let predefined = self.shared.predefined_by_name.get(&name).copied();
+                    let topic = {
+                        let d = self.data.lock();
+                        if let Some(id) = d.registry.by_name.get(&name) {
+                            Some(Topic::Id(*id))
+                        } else if d.registry.must_register.contains(&name) {
+                            None
+                        } else if let Some(id) = predefined {
+                            Some(Topic::Predefined(id))
+                        } else if name.len() == 2 {
+                            let b = name.as_bytes();
+                            Some(Topic::Short([b[0], b[1]]))
+                        } else {
+                            None
+                        }
                     };
                     match topic {
                         Some(topic) => {
@@ -983,20 +1285,25 @@ impl Conn {
                                 data: delivery.message.payload.clone(),
                             };
                             self.out.push(m);
-                            self.shared.ctx.metrics.inc("messages.delivered");
-                            inc(&self.stats.send_msg);
+                            if let Some(pid) = packet_id {
+                                self.sent_at.insert(pid, Instant::now());
+                            }
+                            if !dup {
+                                self.shared.ctx.metrics.inc("messages.delivered");
+                                inc(&self.stats.send_msg);
+                            }
                         }
                         None => {
-                            let id = self.data.lock().registry.register(&name);
+                            // Registered only once the client acknowledges it.
+                            let id = self.data.lock().registry.allocate(&name, predefined);
                             let Some(topic_id) = id else {
                                 self.shared.ctx.metrics.inc("delivery.dropped");
                                 if let Some(pid) = packet_id {
                                     self.cell.lock().session.discard_inflight(pid);
+                                    self.sent_at.remove(&pid);
                                 }
                                 continue;
                             };
-                            // Registered only once the client acknowledges it.
-                            self.data.lock().registry.remove(&name);
                             let msg_id = self.msg_id();
                             self.out.push(Message::Register {
                                 topic_id,

@@ -1,6 +1,7 @@
 //! The UDP driver: one receive loop, datagrams demultiplexed by peer address to per-client
 //! tasks; SEARCHGW, idle DISCONNECT and QoS −1 publishes are answered without a task.
 
+use crate::advertise;
 use crate::conn::{self, ClientData};
 use crate::MqttSnSettings;
 use bytes::{Bytes, BytesMut};
@@ -113,6 +114,8 @@ pub struct UdpListenerHandle {
     /// The bound address.
     pub local_addr: SocketAddr,
     task: JoinHandle<()>,
+    /// The ADVERTISE broadcaster, when `broadcast` is on.
+    advertiser: Option<JoinHandle<()>>,
     shared: Arc<SharedHandle>,
 }
 
@@ -129,13 +132,17 @@ impl UdpListenerHandle {
     /// Stop receiving; every client task sees its queue close and ends.
     pub fn stop(&self) {
         self.task.abort();
+        if let Some(a) = &self.advertiser {
+            a.abort();
+        }
         self.shared.0.peers.lock().clear();
     }
 
-    /// Stop and wait for the receive loop to end.
+    /// Stop and wait for the receive loop (and the broadcaster) to end.
     pub async fn shutdown(self) {
         self.stop();
-        while !self.task.is_finished() {
+        while !self.task.is_finished() || self.advertiser.as_ref().is_some_and(|a| !a.is_finished())
+        {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
@@ -175,10 +182,15 @@ pub async fn start_udp(
         next_task: AtomicU64::new(1),
     });
     let task = tokio::spawn(recv_loop(shared.clone()));
+    let advertiser = shared
+        .settings
+        .broadcast
+        .then(|| tokio::spawn(advertise::run(shared.clone())));
     Ok(UdpListenerHandle {
         id,
         local_addr,
         task,
+        advertiser,
         shared: Arc::new(SharedHandle(shared)),
     })
 }

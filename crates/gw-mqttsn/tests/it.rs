@@ -27,15 +27,25 @@ struct Env {
 }
 
 async fn env_with(mountpoint: &str, settings: MqttSnSettings) -> Env {
+    env_common(
+        CommonSettings {
+            mountpoint: mountpoint.into(),
+            ..CommonSettings::default()
+        },
+        settings,
+    )
+    .await
+}
+
+async fn env_common(common: CommonSettings, settings: MqttSnSettings) -> Env {
     let broker = Broker::new(Default::default());
     let ctx = GatewayCtx::new(
         "mqttsn",
         "mqtt-sn",
         broker,
         CommonSettings {
-            mountpoint: mountpoint.into(),
             idle_timeout: Duration::from_secs(5),
-            ..CommonSettings::default()
+            ..common
         },
     );
     let listener = start_udp(
@@ -943,4 +953,609 @@ async fn reconnect_from_a_new_address_takes_the_session_over() {
     };
     assert_eq!(data, Bytes::from_static(b"here"));
     assert_eq!(e.ctx.clients.len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// ADVERTISE (`broadcast`)
+
+/// A UDP socket standing in for the broadcast address.
+async fn advertise_env(broadcast: bool, period: Duration) -> (Env, UdpSocket) {
+    let watcher = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let e = env_with(
+        "",
+        MqttSnSettings {
+            gateway_id: 9,
+            broadcast,
+            advertise_interval: period,
+            advertise_to: Some(vec![watcher.local_addr().unwrap()]),
+            ..MqttSnSettings::default()
+        },
+    )
+    .await;
+    (e, watcher)
+}
+
+async fn recv_datagram(sock: &UdpSocket) -> (Message, SocketAddr) {
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = timeout(WAIT, sock.recv_from(&mut buf))
+        .await
+        .expect("no datagram")
+        .unwrap();
+    (decode(Bytes::copy_from_slice(&buf[..n])).unwrap(), from)
+}
+
+#[tokio::test]
+async fn broadcast_sends_advertise_at_start_and_every_period_from_the_listener() {
+    let (e, watcher) = advertise_env(true, Duration::from_secs(1)).await;
+    let (first, from) = recv_datagram(&watcher).await;
+    let first_at = Instant::now();
+    assert_eq!(
+        first,
+        Message::Advertise {
+            gw_id: 9,
+            duration: 1
+        }
+    );
+    // From the listener's own address: a client connects where the ADVERTISE came from.
+    assert_eq!(from, e.addr);
+    let (second, _) = recv_datagram(&watcher).await;
+    assert_eq!(second, first);
+    let gap = first_at.elapsed();
+    assert!(
+        gap >= Duration::from_millis(700),
+        "second ADVERTISE after {gap:?}, before the period"
+    );
+    assert!(e.ctx.metrics.get("packets.advertise.sent") >= 2);
+    // The gateway still answers SEARCHGW with the same id.
+    let c = Client::new(e.addr).await;
+    c.send(Message::SearchGw { radius: 1 }).await;
+    assert_eq!(
+        c.recv().await,
+        Message::GwInfo {
+            gw_id: 9,
+            gw_add: Bytes::new()
+        }
+    );
+}
+
+#[tokio::test]
+async fn no_advertise_without_broadcast() {
+    let (e, watcher) = advertise_env(false, Duration::from_millis(20)).await;
+    let mut buf = [0u8; 64];
+    assert!(
+        timeout(Duration::from_millis(300), watcher.recv_from(&mut buf))
+            .await
+            .is_err(),
+        "ADVERTISE sent with broadcast = false"
+    );
+    assert_eq!(e.ctx.metrics.get("packets.advertise.sent"), 0);
+}
+
+#[tokio::test]
+async fn stopping_the_listener_stops_the_advertise_broadcaster() {
+    let (e, watcher) = advertise_env(true, Duration::from_millis(50)).await;
+    recv_datagram(&watcher).await;
+    let Env { _listener, .. } = e;
+    _listener.shutdown().await;
+    // At most one that was on its way when the listener stopped, then nothing (a running
+    // broadcaster would send four in that time).
+    let mut buf = [0u8; 64];
+    let mut late = 0;
+    while timeout(Duration::from_millis(200), watcher.recv_from(&mut buf))
+        .await
+        .is_ok()
+    {
+        late += 1;
+        assert!(late <= 1, "ADVERTISE after the listener stopped");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// PUBACK "invalid topic id": REGISTER again, then redeliver
+
+#[tokio::test]
+async fn puback_invalid_topic_id_reregisters_the_topic_and_redelivers() {
+    let e = env().await;
+    let c = Client::new(e.addr).await;
+    c.connect("inv1").await;
+    let Message::SubAck {
+        topic_id: 1025,
+        rc: ReturnCode::Accepted,
+        ..
+    } = c
+        .subscribe(Topic::Name("lost/reg".into()), SnQoS::AtLeastOnce, 1)
+        .await
+    else {
+        panic!("bad SUBACK")
+    };
+    e.ctx
+        .broker
+        .publish(bmsg("lost/reg", "again", QoS::AtLeastOnce));
+    let Message::Publish {
+        topic: Topic::Id(1025),
+        msg_id,
+        flags,
+        data,
+    } = c.recv().await
+    else {
+        panic!("no PUBLISH")
+    };
+    assert!(!flags.dup);
+    // The client lost its registration (it restarted, say).
+    c.send(Message::PubAck {
+        topic_id: 1025,
+        msg_id,
+        rc: ReturnCode::InvalidTopicId,
+    })
+    .await;
+    let Message::Register {
+        topic_id: 1025,
+        msg_id: reg_id,
+        topic_name,
+    } = c.recv().await
+    else {
+        panic!("no REGISTER")
+    };
+    assert_eq!(topic_name, "lost/reg");
+    // Held until REGACK.
+    assert!(c.silent_for(Duration::from_millis(150)).await);
+    c.send(Message::RegAck {
+        topic_id: 1025,
+        msg_id: reg_id,
+        rc: ReturnCode::Accepted,
+    })
+    .await;
+    assert_eq!(
+        c.recv().await,
+        Message::Publish {
+            flags,
+            topic: Topic::Id(1025),
+            msg_id,
+            data,
+        },
+        "the same delivery, sent again"
+    );
+    c.send(Message::PubAck {
+        topic_id: 1025,
+        msg_id,
+        rc: ReturnCode::Accepted,
+    })
+    .await;
+    // The window of one is free again: the next message flows.
+    e.ctx
+        .broker
+        .publish(bmsg("lost/reg", "next", QoS::AtLeastOnce));
+    let Message::Publish {
+        topic: Topic::Id(1025),
+        data,
+        ..
+    } = c.recv().await
+    else {
+        panic!("no next PUBLISH")
+    };
+    assert_eq!(data, Bytes::from_static(b"next"));
+    assert_eq!(e.ctx.metrics.get("messages.acked"), 1);
+}
+
+#[tokio::test]
+async fn regack_matching_the_topic_id_only_is_accepted_as_emqx_does() {
+    // EMQX's t_delivery_qos1_register_invalid_topic_id answers with MsgId + 1.
+    let e = env().await;
+    let c = Client::new(e.addr).await;
+    c.connect("inv2").await;
+    c.subscribe(Topic::Name("lost/emqx".into()), SnQoS::AtLeastOnce, 1)
+        .await;
+    e.ctx
+        .broker
+        .publish(bmsg("lost/emqx", "p", QoS::AtLeastOnce));
+    let Message::Publish { msg_id, .. } = c.recv().await else {
+        panic!("no PUBLISH")
+    };
+    c.send(Message::PubAck {
+        topic_id: 1025,
+        msg_id,
+        rc: ReturnCode::InvalidTopicId,
+    })
+    .await;
+    let Message::Register {
+        topic_id,
+        msg_id: reg_id,
+        ..
+    } = c.recv().await
+    else {
+        panic!("no REGISTER")
+    };
+    c.send(Message::RegAck {
+        topic_id,
+        msg_id: reg_id.wrapping_add(1),
+        rc: ReturnCode::Accepted,
+    })
+    .await;
+    let Message::Publish {
+        msg_id: again,
+        topic: Topic::Id(id),
+        ..
+    } = c.recv().await
+    else {
+        panic!("no replay")
+    };
+    assert_eq!((again, id), (msg_id, topic_id));
+}
+
+#[tokio::test]
+async fn a_refused_predefined_topic_is_registered_and_then_delivered_by_id() {
+    let e = env().await;
+    let c = Client::new(e.addr).await;
+    c.connect("inv3").await;
+    c.subscribe(Topic::Predefined(1), SnQoS::AtLeastOnce, 1)
+        .await;
+    e.ctx.broker.publish(bmsg("pre/one", "x", QoS::AtLeastOnce));
+    let Message::Publish {
+        topic: Topic::Predefined(1),
+        msg_id,
+        ..
+    } = c.recv().await
+    else {
+        panic!("no predefined PUBLISH")
+    };
+    // A client that was not configured with the predefined topics.
+    c.send(Message::PubAck {
+        topic_id: 1,
+        msg_id,
+        rc: ReturnCode::InvalidTopicId,
+    })
+    .await;
+    let Message::Register {
+        topic_id: 1,
+        msg_id: reg_id,
+        topic_name,
+    } = c.recv().await
+    else {
+        panic!("no REGISTER")
+    };
+    assert_eq!(topic_name, "pre/one");
+    c.send(Message::RegAck {
+        topic_id: 1,
+        msg_id: reg_id,
+        rc: ReturnCode::Accepted,
+    })
+    .await;
+    let Message::Publish {
+        topic: Topic::Id(1),
+        flags,
+        msg_id: again,
+        ..
+    } = c.recv().await
+    else {
+        panic!("no replay by normal topic id")
+    };
+    assert_eq!(flags.topic_id_type, TopicIdType::Normal);
+    assert_eq!(again, msg_id);
+}
+
+#[tokio::test]
+async fn a_refused_reregistration_drops_the_delivery_and_frees_the_window() {
+    let e = env().await;
+    let c = Client::new(e.addr).await;
+    c.connect("inv4").await;
+    c.subscribe(Topic::Name("lost/no".into()), SnQoS::AtLeastOnce, 1)
+        .await;
+    c.subscribe(Topic::Short(*b"ok"), SnQoS::AtLeastOnce, 2)
+        .await;
+    e.ctx
+        .broker
+        .publish(bmsg("lost/no", "refused", QoS::AtLeastOnce));
+    e.ctx.broker.publish(bmsg("ok", "fine", QoS::AtLeastOnce));
+    let Message::Publish { msg_id, .. } = c.recv().await else {
+        panic!("no PUBLISH")
+    };
+    c.send(Message::PubAck {
+        topic_id: 1025,
+        msg_id,
+        rc: ReturnCode::InvalidTopicId,
+    })
+    .await;
+    let Message::Register {
+        topic_id,
+        msg_id: reg_id,
+        ..
+    } = c.recv().await
+    else {
+        panic!("no REGISTER")
+    };
+    c.send(Message::RegAck {
+        topic_id,
+        msg_id: reg_id,
+        rc: ReturnCode::NotSupported,
+    })
+    .await;
+    let Message::Publish {
+        topic: Topic::Short(t),
+        data,
+        ..
+    } = c.recv().await
+    else {
+        panic!("the next message did not flow")
+    };
+    assert_eq!((&t, &data[..]), (b"ok", &b"fine"[..]));
+    assert_eq!(e.ctx.metrics.get("delivery.dropped"), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Retry of unacknowledged deliveries, expiry of QoS 2 messages awaiting PUBREL
+
+fn session_limits(retry_ms: u64, await_rel_ms: u64) -> MqttSnSettings {
+    MqttSnSettings {
+        session: SessionLimits {
+            retry_interval_ms: retry_ms,
+            await_rel_timeout_ms: await_rel_ms,
+            ..SessionLimits::default()
+        },
+        ..MqttSnSettings::default()
+    }
+}
+
+#[tokio::test]
+async fn unacknowledged_qos1_delivery_is_resent_with_dup_after_retry_interval() {
+    let e = env_with("", session_limits(300, 300_000)).await;
+    let c = Client::new(e.addr).await;
+    c.connect("rt1").await;
+    c.subscribe(Topic::Short(*b"r1"), SnQoS::AtLeastOnce, 1)
+        .await;
+    e.ctx.broker.publish(bmsg("r1", "once", QoS::AtLeastOnce));
+    let Message::Publish {
+        msg_id,
+        flags,
+        data,
+        topic,
+    } = c.recv().await
+    else {
+        panic!("no PUBLISH")
+    };
+    let sent = Instant::now();
+    assert!(!flags.dup);
+    // No PUBACK: the same message again, DUP set.
+    let Message::Publish {
+        msg_id: again,
+        flags: again_flags,
+        data: again_data,
+        topic: again_topic,
+    } = c.recv().await
+    else {
+        panic!("no resend")
+    };
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200),
+        "resent after {waited:?}, before retry_interval"
+    );
+    assert_eq!((again, &again_data, &again_topic), (msg_id, &data, &topic));
+    assert!(again_flags.dup);
+    assert_eq!(again_flags.qos, SnQoS::AtLeastOnce);
+    c.send(Message::PubAck {
+        topic_id: 0,
+        msg_id,
+        rc: ReturnCode::Accepted,
+    })
+    .await;
+    // Acknowledged: no more resends.
+    assert!(c.silent_for(Duration::from_millis(700)).await);
+    assert_eq!(e.ctx.metrics.get("messages.acked"), 1);
+}
+
+#[tokio::test]
+async fn unacknowledged_pubrel_is_resent_after_retry_interval() {
+    let e = env_with("", session_limits(300, 300_000)).await;
+    let c = Client::new(e.addr).await;
+    c.connect("rt2").await;
+    c.subscribe(Topic::Short(*b"r2"), SnQoS::ExactlyOnce, 1)
+        .await;
+    e.ctx
+        .broker
+        .publish(bmsg("r2", "exactly", QoS::ExactlyOnce));
+    let Message::Publish { msg_id, .. } = c.recv().await else {
+        panic!("no PUBLISH")
+    };
+    c.send(Message::PubRec { msg_id }).await;
+    assert_eq!(c.recv().await, Message::PubRel { msg_id });
+    // No PUBCOMP: PUBREL again.
+    assert_eq!(c.recv().await, Message::PubRel { msg_id });
+    c.send(Message::PubComp { msg_id }).await;
+    assert!(c.silent_for(Duration::from_millis(700)).await);
+    assert_eq!(e.ctx.metrics.get("messages.acked"), 1);
+}
+
+#[tokio::test]
+async fn a_sleeping_client_gets_no_resend_until_it_wakes() {
+    let e = env_with("", session_limits(200, 300_000)).await;
+    let c = Client::new(e.addr).await;
+    c.connect("rt3").await;
+    c.subscribe(Topic::Short(*b"r3"), SnQoS::AtLeastOnce, 1)
+        .await;
+    e.ctx.broker.publish(bmsg("r3", "nap", QoS::AtLeastOnce));
+    let Message::Publish { msg_id, .. } = c.recv().await else {
+        panic!("no PUBLISH")
+    };
+    c.send(Message::Disconnect { duration: Some(60) }).await;
+    assert_eq!(c.recv().await, Message::Disconnect { duration: None });
+    // Several retry intervals asleep: nothing is sent.
+    assert!(c.silent_for(Duration::from_millis(600)).await);
+    c.send(Message::PingReq {
+        client_id: Some("rt3".into()),
+    })
+    .await;
+    let Message::Publish {
+        msg_id: again,
+        flags,
+        data,
+        ..
+    } = c.recv().await
+    else {
+        panic!("no resend on wake-up")
+    };
+    assert_eq!((again, flags.dup, &data[..]), (msg_id, true, &b"nap"[..]));
+    c.send(Message::PubAck {
+        topic_id: 0,
+        msg_id,
+        rc: ReturnCode::Accepted,
+    })
+    .await;
+    assert_eq!(c.recv().await, Message::PingResp);
+}
+
+#[tokio::test]
+async fn congestion_puback_keeps_the_delivery_for_a_resend() {
+    let e = env_with("", session_limits(300, 300_000)).await;
+    let c = Client::new(e.addr).await;
+    c.connect("rt4").await;
+    c.subscribe(Topic::Short(*b"r4"), SnQoS::AtLeastOnce, 1)
+        .await;
+    e.ctx.broker.publish(bmsg("r4", "busy", QoS::AtLeastOnce));
+    let Message::Publish { msg_id, .. } = c.recv().await else {
+        panic!("no PUBLISH")
+    };
+    c.send(Message::PubAck {
+        topic_id: u16::from_be_bytes(*b"r4"),
+        msg_id,
+        rc: ReturnCode::Congestion,
+    })
+    .await;
+    let Message::Publish {
+        msg_id: again,
+        flags,
+        ..
+    } = c.recv().await
+    else {
+        panic!("no resend after congestion")
+    };
+    assert_eq!((again, flags.dup), (msg_id, true));
+    assert_eq!(e.ctx.metrics.get("messages.acked"), 0);
+}
+
+#[tokio::test]
+async fn qos2_publish_without_pubrel_expires_after_await_rel_timeout() {
+    let e = env_with("", session_limits(30_000, 200)).await;
+    let sub = mqtt_sub(&e.ctx, "#");
+    let c = Client::new(e.addr).await;
+    c.connect("ar1").await;
+    c.publish(Topic::Short(*b"a2"), SnQoS::ExactlyOnce, 7, b"first")
+        .await;
+    assert_eq!(c.recv().await, Message::PubRec { msg_id: 7 });
+    // While it awaits PUBREL, the same packet id is in use.
+    c.publish(Topic::Short(*b"a2"), SnQoS::ExactlyOnce, 7, b"reuse")
+        .await;
+    let Message::PubAck {
+        msg_id: 7,
+        rc: ReturnCode::NotSupported,
+        ..
+    } = c.recv().await
+    else {
+        panic!("packet id reuse accepted")
+    };
+    // No PUBREL: dropped after await_rel_timeout.
+    let deadline = Instant::now() + WAIT;
+    while e.ctx.metrics.get("messages.dropped.await_pubrel_timeout") == 0 {
+        assert!(Instant::now() < deadline, "never expired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A late PUBREL is still completed, and counted as missed.
+    c.send(Message::PubRel { msg_id: 7 }).await;
+    assert_eq!(c.recv().await, Message::PubComp { msg_id: 7 });
+    assert_eq!(e.ctx.metrics.get("packets.pubrel.missed"), 1);
+    // The packet id is free again: a new message.
+    c.publish(Topic::Short(*b"a2"), SnQoS::ExactlyOnce, 7, b"second")
+        .await;
+    assert_eq!(c.recv().await, Message::PubRec { msg_id: 7 });
+    let got = mqtt_received(&sub, 2).await;
+    assert_eq!(
+        got,
+        vec![
+            ("a2".to_string(), Bytes::from_static(b"first")),
+            ("a2".to_string(), Bytes::from_static(b"second")),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// clientinfo_override
+
+fn overrides(clientid: Option<&str>, username: Option<&str>) -> CommonSettings {
+    CommonSettings {
+        mountpoint: "${username}/${clientid}/".into(),
+        override_clientid: clientid.map(str::to_string),
+        override_username: username.map(str::to_string),
+        ..CommonSettings::default()
+    }
+}
+
+#[tokio::test]
+async fn clientinfo_override_renders_client_id_and_username_from_the_connect() {
+    let e = env_common(
+        overrides(
+            Some("sn-${ConnInfo.clientid}"),
+            Some("u-${ConnInfo.clientid}"),
+        ),
+        MqttSnSettings::default(),
+    )
+    .await;
+    let sub = mqtt_sub(&e.ctx, "#");
+    let c = Client::new(e.addr).await;
+    c.connect("dev7").await;
+    let list = e.ctx.clients.list();
+    assert_eq!(list[0].clientid, "sn-dev7");
+    assert_eq!(list[0].username.as_deref(), Some("u-dev7"));
+    assert!(e.ctx.broker.lookup_in("mqttsn", "sn-dev7").is_some());
+    // The mountpoint sees the rendered identity.
+    c.publish(Topic::Short(*b"tt"), SnQoS::AtMostOnce, 0, b"v")
+        .await;
+    let got = mqtt_received(&sub, 1).await;
+    assert_eq!(
+        got,
+        vec![("u-dev7/sn-dev7/tt".to_string(), Bytes::from_static(b"v"))]
+    );
+}
+
+#[tokio::test]
+async fn default_override_keeps_the_connect_client_id_and_no_username() {
+    let e = env_common(overrides(None, None), MqttSnSettings::default()).await;
+    let c = Client::new(e.addr).await;
+    c.connect("plain").await;
+    let list = e.ctx.clients.list();
+    assert_eq!(list[0].clientid, "plain");
+    assert_eq!(list[0].username, None);
+}
+
+#[tokio::test]
+async fn a_client_id_override_that_renders_empty_gets_a_random_id() {
+    let e = env_common(
+        overrides(Some("${ConnInfo.nothing}"), None),
+        MqttSnSettings::default(),
+    )
+    .await;
+    let c = Client::new(e.addr).await;
+    c.connect("ignored").await;
+    let list = e.ctx.clients.list();
+    assert_eq!(list[0].clientid.len(), 16);
+    assert_ne!(list[0].clientid, "ignored");
+}
+
+#[tokio::test]
+async fn pingreq_from_a_new_address_finds_the_overridden_client() {
+    let e = env_common(
+        overrides(Some("sn-${ConnInfo.clientid}"), None),
+        MqttSnSettings::default(),
+    )
+    .await;
+    let a = Client::new(e.addr).await;
+    a.connect("roam").await;
+    let b = Client::new(e.addr).await;
+    b.send(Message::PingReq {
+        client_id: Some("roam".into()),
+    })
+    .await;
+    assert_eq!(b.recv().await, Message::PingResp);
+    let list = e.ctx.clients.list();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].clientid, "sn-roam");
+    assert_eq!(list[0].peername, b.sock.local_addr().unwrap());
 }

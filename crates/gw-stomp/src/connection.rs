@@ -7,9 +7,12 @@
 use crate::StompSettings;
 use bytes::BytesMut;
 use bytestring::ByteString;
+use junction_broker::hooks::Action;
 use junction_broker::{Close, KickReason, SessionCell};
 use junction_codec_stomp::{encode, encode_heartbeat, Command, Decoder, Frame, Item, Version};
-use junction_gateway::{ClientInfo, ConnStats, GatewayCtx, Mountpoint};
+use junction_gateway::{
+    CallError, ClientCall, ClientInfo, ConnStats, GatewayCtx, Mountpoint, SubscriptionInfo,
+};
 use junction_session::{Delivery, Outbound, SessionLimits, SubOptions};
 use junction_transport::{Accepted, Stream};
 use junction_types::{now_ms, MessageProperties, QoS};
@@ -17,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// Time allowed for the first frame when the gateway sets no `idle_timeout`.
@@ -64,6 +67,7 @@ pub async fn serve(ctx: Arc<GatewayCtx>, settings: Arc<StompSettings>, accepted:
         mut stream,
         peer,
         listener,
+        sockport,
         permit,
     } = accepted;
     let stats = Arc::new(ConnStats::default());
@@ -92,17 +96,18 @@ pub async fn serve(ctx: Arc<GatewayCtx>, settings: Arc<StompSettings>, accepted:
         stream,
         peer,
         listener,
+        sockport,
         rbuf,
         decoder,
         stats,
         connect,
     }))
     .await;
-    let Some((mut conn, kick_rx, registry_rx)) = accepted else {
+    let Some((mut conn, kick_rx, registry_rx, calls_rx)) = accepted else {
         return;
     };
     tracing::debug!(clientid = %conn.info.clientid, %peer, "stomp client connected");
-    let exit = conn.run(kick_rx, registry_rx).await;
+    let exit = conn.run(kick_rx, registry_rx, calls_rx).await;
     Box::pin(conn.finish(exit)).await;
     drop(permit);
 }
@@ -183,15 +188,16 @@ fn parse_heartbeat(h: Option<&str>) -> (u64, u64) {
     }
 }
 
-/// Authenticate a connecting client. No authenticator is configured yet: everyone is
-/// accepted. `Err(reason)` is answered with `ERROR` body `Login Failed: <reason>`.
-fn authenticate(
-    _ctx: &GatewayCtx,
-    _clientid: &str,
-    _username: Option<&str>,
-    _password: Option<&str>,
-) -> Result<(), String> {
-    Ok(())
+/// The options of a STOMP SUBSCRIBE: QoS 0, retained messages on a new subscription; the
+/// broker's subscription id is the index that finds the STOMP subscription on delivery.
+fn stomp_sub_options(index: u32) -> SubOptions {
+    SubOptions {
+        qos: QoS::AtMostOnce,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: 1,
+        subscription_id: Some(index),
+    }
 }
 
 /// Everything the handshake needs.
@@ -201,6 +207,7 @@ struct Handshake {
     stream: Stream,
     peer: SocketAddr,
     listener: Arc<str>,
+    sockport: u16,
     rbuf: BytesMut,
     decoder: Decoder,
     stats: Arc<ConnStats>,
@@ -262,6 +269,7 @@ type Accept = (
     Conn,
     oneshot::Receiver<KickReason>,
     oneshot::Receiver<KickReason>,
+    mpsc::Receiver<ClientCall>,
 );
 
 impl Conn {
@@ -274,12 +282,12 @@ impl Conn {
             mut stream,
             peer,
             listener,
+            sockport,
             rbuf,
             mut decoder,
             stats,
             connect,
         } = h;
-        ctx.metrics.inc("client.connect");
         let refuse = |reason: &str| {
             let mut out = BytesMut::new();
             let f = Frame::new(Command::Error).with_body(format!("Login Failed: {reason}"));
@@ -320,8 +328,36 @@ impl Conn {
             Some(p) => Some(p),
             None => connect.header("passcode").map(str::to_string),
         };
-        if let Err(reason) = authenticate(&ctx, &clientid, username.as_deref(), password.as_deref())
-        {
+        let mut extras = serde_json::Map::new();
+        extras.insert(
+            "heartbeat".into(),
+            serde_json::json!({ "incoming": cx, "outgoing": cy }),
+        );
+        let mut info = ClientInfo {
+            clientid: clientid.clone(),
+            username,
+            protocol: ctx.protocol,
+            proto_ver: version.as_str().to_string(),
+            peername: peer,
+            sockport,
+            listener,
+            mountpoint: String::new(),
+            keepalive: cx.div_ceil(1000).min(u32::MAX as u64) as u32,
+            clean_start: true,
+            expiry_interval: 0,
+            connected_at: now_ms(),
+            is_superuser: false,
+            extras,
+        };
+        let admitted = match ctx.client_connect(&info) {
+            Ok(()) => ctx
+                .authenticate(&mut info, password.as_deref().map(str::as_bytes))
+                .await
+                .map(|_expire_at| ()),
+            Err(reason) => Err(reason),
+        };
+        if let Err(reason) = admitted {
+            ctx.connack(&info, &reason);
             let out = refuse(&reason);
             let _ = stream.write_all(&out).await;
             ctx.metrics.inc("packets.error.sent");
@@ -333,8 +369,9 @@ impl Conn {
         let mountpoint = ctx.mountpoint_for(
             settings.listener_mountpoint.as_deref(),
             &clientid,
-            username.as_deref(),
+            info.username.as_deref(),
         );
+        info.mountpoint = mountpoint.as_str().to_string();
         let conn_id = ctx.broker.next_conn_id();
         let (kick_tx, kick_rx) = oneshot::channel();
         let opened = ctx.open_session(
@@ -345,30 +382,17 @@ impl Conn {
             conn_id,
             kick_tx,
         );
-        let mut extras = serde_json::Map::new();
-        extras.insert(
-            "heartbeat".into(),
-            serde_json::json!({ "incoming": cx, "outgoing": cy }),
-        );
-        let info = ClientInfo {
-            clientid: clientid.clone(),
-            username,
-            protocol: ctx.protocol,
-            proto_ver: version.as_str().to_string(),
-            peername: peer,
-            sockport: 0,
-            listener,
-            mountpoint: mountpoint.as_str().to_string(),
-            keepalive: cx.div_ceil(1000).min(u32::MAX as u64) as u32,
-            clean_start: true,
-            expiry_interval: 0,
-            connected_at: now_ms(),
-            is_superuser: false,
-            extras,
-        };
+        ctx.session_opened(&info, opened.session_present);
         let (registry_tx, registry_rx) = oneshot::channel();
-        ctx.connected(info.clone(), stats.clone(), conn_id, registry_tx);
-        ctx.metrics.inc("client.connack");
+        let (calls_tx, calls_rx) = mpsc::channel(4);
+        ctx.connected_with_calls(
+            info.clone(),
+            stats.clone(),
+            conn_id,
+            registry_tx,
+            Some(calls_tx),
+        );
+        ctx.connack(&info, "success");
         let mut conn = Conn {
             ctx,
             stream,
@@ -397,7 +421,7 @@ impl Conn {
                 concat!("junction-stomp/", env!("CARGO_PKG_VERSION")),
             );
         conn.write_frame(&connected, "packets.connected.sent");
-        Some((conn, kick_rx, registry_rx))
+        Some((conn, kick_rx, registry_rx, calls_rx))
     }
 
     fn write_frame(&mut self, f: &Frame, counter: &'static str) {
@@ -464,6 +488,7 @@ impl Conn {
         &mut self,
         mut kick_rx: oneshot::Receiver<KickReason>,
         mut registry_rx: oneshot::Receiver<KickReason>,
+        mut calls_rx: mpsc::Receiver<ClientCall>,
     ) -> Exit {
         // CONNECTED, and frames that arrived together with CONNECT.
         if let Err(e) = self.process_input() {
@@ -493,6 +518,10 @@ impl Conn {
                 },
                 _ = self.cell.notified() => {
                     self.drain_outbox();
+                    Ok(())
+                }
+                Some(call) = calls_rx.recv() => {
+                    self.on_call(call);
                     Ok(())
                 }
                 _ = &mut timer => {
@@ -750,7 +779,6 @@ impl Conn {
     }
 
     fn on_subscribe(&mut self, f: &Frame) -> Flow {
-        self.ctx.metrics.inc("client.subscribe");
         let receipt = f.header("receipt");
         let Some(dest) = f.header("destination") else {
             return self.fail(
@@ -782,19 +810,23 @@ impl Conn {
             let text = format!("Invalid destination {dest}");
             return self.fail(text, receipt, "invalid_destination");
         }
-        if !self.ctx.authorize_subscribe(&self.info, dest) {
+        let index = self.next_sub_index;
+        self.next_sub_index = self.next_sub_index.checked_add(1).unwrap_or(1);
+        let opts = stomp_sub_options(index);
+        // `client.subscribe` may rewrite or refuse the filter (reference §1.10).
+        let requested = vec![(dest.to_string(), opts)];
+        let Some((filter, opts)) = self.ctx.client_subscribe(&self.info, requested).pop() else {
+            let text = format!("The client.subscribe hook blocked the {dest} subscription request");
+            return self.fail(text, receipt, "hook_blocked");
+        };
+        let dest = filter.as_str();
+        if !self
+            .ctx
+            .authorize(&self.info, Action::Subscribe { qos: opts.qos }, dest)
+        {
             let text = format!("Insufficient permissions for {dest}");
             return self.fail(text, receipt, "not_authorized");
         }
-        let index = self.next_sub_index;
-        self.next_sub_index = self.next_sub_index.checked_add(1).unwrap_or(1);
-        let opts = SubOptions {
-            qos: QoS::AtMostOnce,
-            no_local: false,
-            retain_as_published: false,
-            retain_handling: 1,
-            subscription_id: Some(index),
-        };
         // The subscription is known before the broker can deliver to it (retained
         // messages are queued during `subscribe`).
         self.subs.push(Sub {
@@ -805,7 +837,7 @@ impl Conn {
         });
         if self
             .ctx
-            .subscribe(&self.cell, &self.mountpoint, dest, opts)
+            .subscribe(&self.info, &self.cell, &self.mountpoint, dest, opts)
             .is_err()
         {
             self.subs.pop();
@@ -817,7 +849,6 @@ impl Conn {
     }
 
     fn on_unsubscribe(&mut self, f: &Frame) {
-        self.ctx.metrics.inc("client.unsubscribe");
         // STOMP 1.0 may unsubscribe by destination.
         let pos = match (f.header("id"), f.header("destination")) {
             (Some(id), _) => self.subs.iter().position(|s| s.id == id),
@@ -825,11 +856,106 @@ impl Conn {
             (None, None) => None,
         };
         if let Some(i) = pos {
-            let sub = self.subs.remove(i);
-            self.ctx
-                .unsubscribe(&self.cell, &self.mountpoint, &sub.destination);
+            let asked = vec![self.subs[i].destination.to_string()];
+            if !self.ctx.client_unsubscribe(&self.info, asked).is_empty() {
+                let sub = self.subs.remove(i);
+                self.ctx
+                    .unsubscribe(&self.info, &self.cell, &self.mountpoint, &sub.destination);
+            }
         }
         self.receipt(f);
+    }
+
+    /// Answer a framework call (management API subscriptions).
+    fn on_call(&mut self, call: ClientCall) {
+        match call {
+            ClientCall::Subscriptions(reply) => {
+                let list = self
+                    .subs
+                    .iter()
+                    .map(|s| {
+                        SubscriptionInfo::new(
+                            self.mountpoint.mount_filter(&s.destination),
+                            &stomp_sub_options(s.index),
+                            Some(s.id.to_string()),
+                        )
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            ClientCall::Subscribe {
+                topic,
+                opts,
+                subid,
+                reply,
+            } => {
+                let _ = reply.send(self.api_subscribe(&topic, opts, subid));
+            }
+            ClientCall::Unsubscribe { topic, reply } => {
+                let result = match self.subs.iter().position(|s| s.destination == topic) {
+                    Some(i) => {
+                        let sub = self.subs.remove(i);
+                        self.ctx.unsubscribe(
+                            &self.info,
+                            &self.cell,
+                            &self.mountpoint,
+                            &sub.destination,
+                        );
+                        Ok(())
+                    }
+                    None => Err(CallError::NoSuchSubscription),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// A subscription made through the management API: STOMP needs the subscription id
+    /// (`sub_props.subid`) for its MESSAGE frames; duplicates get the SUBSCRIBE texts.
+    fn api_subscribe(
+        &mut self,
+        topic: &str,
+        opts: SubOptions,
+        subid: Option<String>,
+    ) -> Result<SubscriptionInfo, CallError> {
+        let Some(id) = subid else {
+            return Err(CallError::Refused("sub_props.subid is required".into()));
+        };
+        if self.subs.iter().any(|s| s.id == id.as_str()) {
+            return Err(CallError::Refused(format!(
+                "Subscription id {id} is in used"
+            )));
+        }
+        if self.subs.iter().any(|s| s.destination == topic) {
+            return Err(CallError::Refused(format!(
+                "Topic {topic} already in subscribed"
+            )));
+        }
+        let index = self.next_sub_index;
+        self.next_sub_index = self.next_sub_index.checked_add(1).unwrap_or(1);
+        let opts = SubOptions {
+            subscription_id: Some(index),
+            ..opts
+        };
+        self.subs.push(Sub {
+            id: ByteString::from(id.as_str()),
+            destination: ByteString::from(topic),
+            ack: AckMode::Auto,
+            index,
+        });
+        if self
+            .ctx
+            .subscribe(&self.info, &self.cell, &self.mountpoint, topic, opts)
+            .is_err()
+        {
+            self.subs.pop();
+            return Err(CallError::Refused(format!("Invalid destination {topic}")));
+        }
+        Ok(SubscriptionInfo::new(
+            self.mountpoint.mount_filter(topic),
+            &opts,
+            Some(id),
+        ))
     }
 
     /// Take what the session has for the client and encode it into the write buffer.
@@ -884,7 +1010,7 @@ impl Conn {
         }
         f.body = m.payload.clone();
         self.write_frame(&f, "packets.message.sent");
-        self.ctx.metrics.inc("messages.delivered");
+        self.ctx.delivered(&self.info, &d.message);
         inc(&self.stats.send_msg);
     }
 
@@ -917,7 +1043,7 @@ impl Conn {
                 will: None,
             },
         );
-        self.ctx.metrics.inc("session.terminated");
+        self.ctx.session_terminated(&self.info, reason);
         self.ctx.disconnected(&self.info, self.conn_id, reason);
         let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
     }

@@ -876,3 +876,341 @@ async fn stomp_1_0_subscribes_without_id_and_mqtt_messages_arrive() {
     assert_eq!(f.header("content-type"), Some("text/x-mqtt"));
     assert_eq!(body(&f), "from mqtt");
 }
+
+fn builtin_db(users: &[(&str, &str, bool)]) -> Arc<dyn junction_auth::Authenticator> {
+    let cfg: junction_config::authn::AuthnConfig = serde_json::from_value(serde_json::json!({
+        "mechanism": "password_based",
+        "backend": "built_in_database",
+    }))
+    .unwrap();
+    let db = junction_auth::BuiltInDatabase::new(&cfg);
+    for (u, p, s) in users {
+        db.add_user(u, p.as_bytes(), *s).unwrap();
+    }
+    Arc::new(db)
+}
+
+#[tokio::test]
+async fn failed_login_answers_login_failed_and_closes() {
+    let e = env("").await;
+    e.ctx
+        .authn
+        .set_chain("stomp:global", vec![builtin_db(&[("bob", "pw", false)])]);
+    let (mut c, f) = Client::connect_with(
+        e.addr,
+        &[
+            ("accept-version", "1.2"),
+            ("login", "bob"),
+            ("passcode", "nope"),
+        ],
+    )
+    .await;
+    assert_eq!(f.command, Command::Error);
+    assert_eq!(body(&f), "Login Failed: bad_username_or_password");
+    assert!(c.expect_closed().await.is_empty());
+    let (mut c, f) = Client::connect_with(
+        e.addr,
+        &[
+            ("accept-version", "1.2"),
+            ("login", "eve"),
+            ("passcode", "pw"),
+        ],
+    )
+    .await;
+    assert_eq!(body(&f), "Login Failed: not_authorized");
+    assert!(c.expect_closed().await.is_empty());
+    assert!(e.ctx.clients.is_empty());
+    assert_eq!(e.ctx.metrics.get("client.authenticate"), 2);
+    assert_eq!(e.ctx.metrics.get("client.connected"), 0);
+
+    let (_c, f) = Client::connect_with(
+        e.addr,
+        &[
+            ("accept-version", "1.2"),
+            ("login", "bob"),
+            ("passcode", "pw"),
+        ],
+    )
+    .await;
+    assert_eq!(f.command, Command::Connected);
+    let id = only_client(&e.ctx).await;
+    let (info, _) = e.ctx.clients.lookup(&id).unwrap();
+    assert_eq!(info.sockport, e.addr.port());
+}
+
+#[tokio::test]
+async fn a_superuser_may_publish_where_others_may_not() {
+    let e = env("").await;
+    e.ctx
+        .authn
+        .set_chain("stomp:global", vec![builtin_db(&[("root", "pw", true)])]);
+    let mqtt = mqtt_session(&e.ctx.broker, "watch", "$SYS/custom");
+    let (mut c, f) = Client::connect_with(
+        e.addr,
+        &[
+            ("accept-version", "1.2"),
+            ("login", "root"),
+            ("passcode", "pw"),
+        ],
+    )
+    .await;
+    assert_eq!(f.command, Command::Connected);
+    c.send_text("$SYS/custom", "from root").await;
+    c.sync("s").await;
+    let got = mqtt_receive(&mqtt).await;
+    assert_eq!(&got[0].payload[..], b"from root");
+}
+
+#[tokio::test]
+async fn hooks_run_through_a_client_lifecycle_and_are_counted_by_name() {
+    use junction_broker::hooks::{
+        AuthenticateArgs, ConnackArgs, ConnectArgs, MessageArgs, PublishArgs, ReasonArgs,
+        SessionSubArgs, SubscribeArgs, UnsubscribeArgs,
+    };
+    use junction_broker::Flow;
+    use junction_types::ClientInfo;
+    let e = env("").await;
+    let seen: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
+    let hooks = &e.ctx.broker.hooks;
+    macro_rules! record {
+        ($chain:ident, $name:literal, $arg:ty) => {{
+            let s = seen.clone();
+            hooks.$chain.add(
+                0,
+                Arc::new(move |c: &ClientInfo, _: &mut $arg| {
+                    s.lock().push(format!("{} {}", $name, c.protocol));
+                    Flow::Continue
+                }),
+            );
+        }};
+    }
+    record!(client_connect, "client.connect", ConnectArgs);
+    record!(client_authenticate, "client.authenticate", AuthenticateArgs);
+    record!(session_created, "session.created", ());
+    record!(client_connected, "client.connected", ());
+    record!(client_connack, "client.connack", ConnackArgs);
+    record!(client_subscribe, "client.subscribe", SubscribeArgs);
+    record!(session_subscribed, "session.subscribed", SessionSubArgs);
+    record!(message_delivered, "message.delivered", MessageArgs);
+    record!(client_unsubscribe, "client.unsubscribe", UnsubscribeArgs);
+    record!(session_unsubscribed, "session.unsubscribed", SessionSubArgs);
+    record!(session_terminated, "session.terminated", ReasonArgs);
+    record!(client_disconnected, "client.disconnected", ReasonArgs);
+    let s = seen.clone();
+    hooks.message_publish.add(
+        0,
+        Arc::new(move |p: &mut PublishArgs| {
+            // The broker's own `$SYS` events go through `message.publish` too.
+            if !p.message.topic.starts_with("$SYS/") {
+                s.lock()
+                    .push(format!("message.publish {}", p.message.topic));
+            }
+            Flow::Continue
+        }),
+    );
+
+    let mut c = Client::connect(e.addr).await;
+    c.subscribe("1", "h/#").await;
+    c.send_text("h/1", "x").await;
+    let m = c.recv().await;
+    assert_eq!(m.command, Command::Message);
+    c.send(&frame(
+        Command::Unsubscribe,
+        &[("id", "1"), ("receipt", "u")],
+    ))
+    .await;
+    assert_eq!(c.recv().await.command, Command::Receipt);
+    c.send(&frame(Command::Disconnect, &[("receipt", "bye")]))
+        .await;
+    assert_eq!(c.recv().await.command, Command::Receipt);
+    c.expect_closed().await;
+    let deadline = Instant::now() + WAIT;
+    while !seen
+        .lock()
+        .iter()
+        .any(|s| s.starts_with("client.disconnected"))
+    {
+        assert!(Instant::now() < deadline, "{:?}", seen.lock());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = seen.lock().clone();
+    assert_eq!(
+        seen,
+        vec![
+            "client.connect stomp",
+            "client.authenticate stomp",
+            "session.created stomp",
+            "client.connected stomp",
+            "client.connack stomp",
+            "client.subscribe stomp",
+            "session.subscribed stomp",
+            "message.publish h/1",
+            "message.delivered stomp",
+            "client.unsubscribe stomp",
+            "session.unsubscribed stomp",
+            "session.terminated stomp",
+            "client.disconnected stomp",
+        ]
+    );
+    for name in [
+        "client.connect",
+        "client.authenticate",
+        "client.connack",
+        "client.connected",
+        "client.disconnected",
+        "client.subscribe",
+        "client.unsubscribe",
+        "session.created",
+        "session.subscribed",
+        "session.unsubscribed",
+        "session.terminated",
+        "messages.delivered",
+    ] {
+        assert_eq!(e.ctx.metrics.get(name), 1, "{name}");
+    }
+    assert_eq!(e.ctx.metrics.get("client.authorize"), 2);
+}
+
+#[tokio::test]
+async fn a_client_connect_hook_can_refuse_the_client() {
+    use junction_broker::hooks::ConnectArgs;
+    use junction_broker::Flow;
+    let e = env("").await;
+    e.ctx.broker.hooks.client_connect.add(
+        0,
+        Arc::new(|c: &junction_types::ClientInfo, a: &mut ConnectArgs| {
+            if c.username.as_deref() == Some("banned") {
+                a.refuse = Some("banned".into());
+                return Flow::Stop;
+            }
+            Flow::Continue
+        }),
+    );
+    let (mut c, f) =
+        Client::connect_with(e.addr, &[("accept-version", "1.2"), ("login", "banned")]).await;
+    assert_eq!(body(&f), "Login Failed: banned");
+    assert!(c.expect_closed().await.is_empty());
+    let (_c, f) = Client::connect_with(e.addr, &[("accept-version", "1.2"), ("login", "ok")]).await;
+    assert_eq!(f.command, Command::Connected);
+}
+
+#[tokio::test]
+async fn a_client_subscribe_hook_that_removes_the_filter_blocks_the_subscription() {
+    use junction_broker::hooks::SubscribeArgs;
+    use junction_broker::Flow;
+    let e = env("").await;
+    e.ctx.broker.hooks.client_subscribe.add(
+        0,
+        Arc::new(|_: &junction_types::ClientInfo, a: &mut SubscribeArgs| {
+            a.filters.retain(|(f, _)| !f.starts_with("private/"));
+            Flow::Continue
+        }),
+    );
+    let mut c = Client::connect(e.addr).await;
+    c.subscribe("1", "public/x").await;
+    c.send(&frame(
+        Command::Subscribe,
+        &[("id", "2"), ("destination", "private/x"), ("receipt", "r")],
+    ))
+    .await;
+    c.expect_error("The client.subscribe hook blocked the private/x subscription request")
+        .await;
+    assert!(c.expect_closed().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_client_authorize_hook_denies_a_subscription() {
+    use junction_broker::hooks::{Action, AuthorizeArgs, AuthzResult};
+    use junction_broker::Flow;
+    let e = env("").await;
+    e.ctx.broker.hooks.client_authorize.add(
+        0,
+        Arc::new(|_: &junction_types::ClientInfo, a: &mut AuthorizeArgs| {
+            if matches!(a.action, Action::Subscribe { .. }) && a.topic == "secret" {
+                a.result = AuthzResult::Deny;
+            }
+            Flow::Continue
+        }),
+    );
+    let mut c = Client::connect(e.addr).await;
+    c.send(&frame(
+        Command::Subscribe,
+        &[("id", "1"), ("destination", "secret"), ("receipt", "r")],
+    ))
+    .await;
+    let f = c.expect_error("Insufficient permissions for secret").await;
+    assert_eq!(f.header("receipt-id"), Some("r"));
+    assert!(c.expect_closed().await.is_empty());
+}
+
+#[tokio::test]
+async fn subscriptions_are_listed_added_and_removed_through_the_framework() {
+    use junction_gateway::{CallError, SubscriptionInfo};
+    let e = env("stomp/").await;
+    let mut c = Client::connect(e.addr).await;
+    c.subscribe("1", "a/1").await;
+    let id = only_client(&e.ctx).await;
+    let list = e.ctx.subscriptions(&id).await.unwrap();
+    assert_eq!(
+        list,
+        vec![SubscriptionInfo {
+            topic: "stomp/a/1".into(),
+            qos: 0,
+            nl: 0,
+            rap: 0,
+            rh: 1,
+            subid: Some("1".into()),
+        }]
+    );
+    let opts = SubOptions::default();
+    let added = e
+        .ctx
+        .add_subscription(&id, "b/#", opts, Some("9".into()))
+        .await
+        .unwrap();
+    assert_eq!(added.topic, "stomp/b/#");
+    e.ctx.broker.publish(junction_broker::system_message(
+        "stomp/b/x".into(),
+        "via api",
+        false,
+    ));
+    let m = c.recv().await;
+    assert_eq!(m.command, Command::Message);
+    assert_eq!(m.header("subscription"), Some("9"));
+    assert_eq!(m.header("destination"), Some("b/x"));
+    assert_eq!(body(&m), "via api");
+    assert_eq!(
+        e.ctx
+            .add_subscription(&id, "c", opts, Some("9".into()))
+            .await,
+        Err(CallError::Refused("Subscription id 9 is in used".into()))
+    );
+    assert_eq!(
+        e.ctx
+            .add_subscription(&id, "b/#", opts, Some("10".into()))
+            .await,
+        Err(CallError::Refused("Topic b/# already in subscribed".into()))
+    );
+    assert!(matches!(
+        e.ctx.add_subscription(&id, "c", opts, None).await,
+        Err(CallError::Refused(_))
+    ));
+    assert_eq!(e.ctx.subscriptions(&id).await.unwrap().len(), 2);
+    assert_eq!(e.ctx.remove_subscription(&id, "b/#").await, Ok(()));
+    assert_eq!(
+        e.ctx.remove_subscription(&id, "b/#").await,
+        Err(CallError::NoSuchSubscription)
+    );
+    assert_eq!(e.ctx.subscriptions(&id).await.unwrap().len(), 1);
+    assert_eq!(
+        e.ctx.subscriptions("nobody").await,
+        Err(CallError::ClientNotFound)
+    );
+    // After the removal nothing arrives on b/#.
+    e.ctx.broker.publish(junction_broker::system_message(
+        "stomp/b/y".into(),
+        "late",
+        false,
+    ));
+    c.expect_silence(200).await;
+}

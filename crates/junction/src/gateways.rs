@@ -5,7 +5,9 @@
 //! protocol (its settings, how one listener starts) is a [`GatewayKind`].
 
 use anyhow::Context;
+use junction_auth::AuthnChains;
 use junction_broker::{Broker, KickReason};
+use junction_config::authn::AuthnConfig;
 use junction_config::{
     ClientInfoOverride, GatewayListener, GatewayListeners, MqttSnGateway, SslVerify, StompGateway,
 };
@@ -64,6 +66,8 @@ pub trait GatewayKind: Send + Sync + 'static {
     fn enabled(config: &Self::Config) -> bool;
     /// `listeners`.
     fn listeners(config: &Self::Config) -> &GatewayListeners;
+    /// `authentication`: the gateway's global authenticator.
+    fn authentication(config: &Self::Config) -> Option<&AuthnConfig>;
     /// The common keys.
     fn common(config: &Self::Config) -> CommonSettings;
     /// True if a change between two configs needs every listener restarted (settings the
@@ -96,16 +100,32 @@ pub struct GatewayRunner<G: GatewayKind> {
 }
 
 impl<G: GatewayKind> GatewayRunner<G> {
-    /// Load the gateway: start every enabled listener.
-    pub async fn load(broker: Arc<Broker>, config: &G::Config) -> anyhow::Result<Self> {
-        let ctx = GatewayCtx::new(G::NAME, G::PROTOCOL, broker, G::common(config));
+    /// Load the gateway: install its authentication chains, start every enabled listener.
+    pub async fn load(
+        broker: Arc<Broker>,
+        authn: Arc<AuthnChains>,
+        config: &G::Config,
+    ) -> anyhow::Result<Self> {
+        let ctx = GatewayCtx::with_authn(G::NAME, G::PROTOCOL, broker, G::common(config), authn);
         let mut runner = GatewayRunner {
             ctx,
             config: config.clone(),
             listeners: BTreeMap::new(),
         };
+        runner.install_global_chain(config)?;
         runner.apply(config, false).await?;
         Ok(runner)
+    }
+
+    /// `gateway.<name>.authentication` becomes the chain `<protocol>:global`.
+    fn install_global_chain(&self, config: &G::Config) -> anyhow::Result<()> {
+        let chain = match G::authentication(config) {
+            Some(a) => vec![junction_auth::build(a)
+                .with_context(|| format!("gateway.{}.authentication", G::NAME))?],
+            None => Vec::new(),
+        };
+        self.ctx.authn.set_chain(&self.ctx.global_chain, chain);
+        Ok(())
     }
 
     /// Apply a new configuration at run time. Connections stay up: listeners whose
@@ -114,6 +134,7 @@ impl<G: GatewayKind> GatewayRunner<G> {
     /// connections made from now on, as in EMQX.
     pub async fn update(&mut self, config: &G::Config) -> anyhow::Result<()> {
         let restart = G::restart_listeners(&self.config, config);
+        self.install_global_chain(config)?;
         self.config = config.clone();
         self.ctx.set_settings(G::common(config));
         self.apply(config, restart).await
@@ -138,8 +159,21 @@ impl<G: GatewayKind> GatewayRunner<G> {
             .collect();
         for key in stale {
             if let Some(running) = self.listeners.remove(&key) {
+                self.ctx.authn.remove_chain(running.handle.id());
                 running.handle.shutdown().await;
             }
+        }
+        // Every wanted listener's authentication settings, before any client can arrive.
+        for (kind, name, l) in wanted.values() {
+            let id = format!("{}:{kind}:{name}", G::NAME);
+            let chain = match &l.authentication {
+                Some(a) => vec![junction_auth::build(a).with_context(|| {
+                    format!("gateway.{}.listeners.{kind}.{name}.authentication", G::NAME)
+                })?],
+                None => Vec::new(),
+            };
+            self.ctx.authn.set_chain(&id, chain);
+            self.ctx.authn.set_listener_authn(&id, l.enable_authn);
         }
         for (key, (kind, name, l)) in wanted {
             if self.listeners.contains_key(&key) {
@@ -161,8 +195,10 @@ impl<G: GatewayKind> GatewayRunner<G> {
     /// Stop every listener and disconnect every client.
     pub async fn unload(mut self) {
         for (_, running) in std::mem::take(&mut self.listeners) {
+            self.ctx.authn.remove_chain(running.handle.id());
             running.handle.shutdown().await;
         }
+        self.ctx.authn.remove_chain(&self.ctx.global_chain);
         for client in self.ctx.clients.list() {
             self.ctx
                 .clients
@@ -183,11 +219,14 @@ impl<G: GatewayKind> GatewayRunner<G> {
 pub async fn reconcile<G: GatewayKind>(
     slot: &mut Option<GatewayRunner<G>>,
     broker: &Arc<Broker>,
+    authn: &Arc<AuthnChains>,
     config: &G::Config,
 ) -> anyhow::Result<()> {
     match (slot.take(), G::enabled(config)) {
         (None, false) => {}
-        (None, true) => *slot = Some(GatewayRunner::load(broker.clone(), config).await?),
+        (None, true) => {
+            *slot = Some(GatewayRunner::load(broker.clone(), authn.clone(), config).await?)
+        }
         (Some(running), false) => running.unload().await,
         (Some(mut running), true) => {
             let result = running.update(config).await;
@@ -282,6 +321,10 @@ impl GatewayKind for Stomp {
         &config.listeners
     }
 
+    fn authentication(config: &StompGateway) -> Option<&AuthnConfig> {
+        config.authentication.as_ref()
+    }
+
     fn common(c: &StompGateway) -> CommonSettings {
         common_settings(
             &c.mountpoint,
@@ -336,6 +379,10 @@ impl GatewayKind for MqttSn {
         &config.listeners
     }
 
+    fn authentication(config: &MqttSnGateway) -> Option<&AuthnConfig> {
+        config.authentication.as_ref()
+    }
+
     fn common(c: &MqttSnGateway) -> CommonSettings {
         common_settings(
             &c.mountpoint,
@@ -348,6 +395,7 @@ impl GatewayKind for MqttSn {
     fn restart_listeners(old: &MqttSnGateway, new: &MqttSnGateway) -> bool {
         old.predefined != new.predefined
             || old.gateway_id != new.gateway_id
+            || old.broadcast != new.broadcast
             || old.enable_qos3 != new.enable_qos3
             || old.subs_resume != new.subs_resume
     }
@@ -374,6 +422,11 @@ impl GatewayKind for MqttSn {
                 .map(|p| (p.id, p.topic.clone()))
                 .collect(),
             listener_mountpoint: l.mountpoint.clone(),
+            broadcast: c.broadcast,
+            // ADVERTISE every 15 min to the interfaces' broadcast addresses; sessions with
+            // the default `mqtt.*` session limits (the zone's `mqtt` section does not reach
+            // gateway listeners yet).
+            ..junction_gw_mqttsn::MqttSnSettings::default()
         });
         junction_gw_mqttsn::start_udp(ctx, settings, id.clone(), bind)
             .await

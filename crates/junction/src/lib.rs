@@ -7,6 +7,7 @@ pub mod bench;
 pub mod gateways;
 
 use anyhow::Context;
+use junction_auth::AuthnChains;
 use junction_broker::{Broker, BrokerSettings, KickReason, SharedStrategy};
 use junction_config::{Config, ListenerKind as CfgKind, SharedSubscriptionStrategy, SslVerify};
 use junction_gw_mqtt::MqttSettings;
@@ -21,6 +22,8 @@ use std::sync::Arc;
 pub struct Server {
     /// The broker.
     pub broker: Arc<Broker>,
+    /// Every authentication chain (MQTT, gateways, listeners).
+    pub authn: Arc<AuthnChains>,
     listeners: Vec<ListenerHandle>,
     stomp: tokio::sync::Mutex<Option<gateways::GatewayRunner<gateways::Stomp>>>,
     mqttsn: tokio::sync::Mutex<Option<gateways::GatewayRunner<gateways::MqttSn>>>,
@@ -33,10 +36,22 @@ impl Server {
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
         let broker = Broker::new(broker_settings(config));
         broker.start_sys();
-        let mqtt = Arc::new(mqtt_settings(config));
+        let authn = Arc::new(AuthnChains::default());
+        let mut mqtt_chain = Vec::new();
+        for (i, a) in config.authentication.iter().enumerate() {
+            mqtt_chain.push(
+                junction_auth::build(a).with_context(|| format!("authentication.{}", i + 1))?,
+            );
+        }
+        authn.set_chain("mqtt:global", mqtt_chain);
+        let mut mqtt = mqtt_settings(config);
+        mqtt.authn = authn.clone();
+        let mqtt = Arc::new(mqtt);
         let mut listeners = Vec::new();
         for (kind, name, l) in config.listeners.enabled() {
             let opts = listener_options(kind, name, l)?;
+            authn.set_listener_authn(&opts.id, l.enable_authn);
+
             let b = broker.clone();
             let m = mqtt.clone();
             let handle = junction_transport::start(opts, move |accepted| {
@@ -48,6 +63,7 @@ impl Server {
         }
         let server = Server {
             broker,
+            authn,
             listeners,
             stomp: tokio::sync::Mutex::new(None),
             mqttsn: tokio::sync::Mutex::new(None),
@@ -61,7 +77,13 @@ impl Server {
     /// Load, update or unload the STOMP gateway to match `config` (run-time changes keep
     /// live connections; see [`gateways::GatewayRunner::update`]).
     pub async fn update_stomp(&self, config: &junction_config::StompGateway) -> anyhow::Result<()> {
-        let result = gateways::reconcile(&mut *self.stomp.lock().await, &self.broker, config).await;
+        let result = gateways::reconcile(
+            &mut *self.stomp.lock().await,
+            &self.broker,
+            &self.authn,
+            config,
+        )
+        .await;
         self.refresh_gateway_addrs().await;
         result
     }
@@ -71,8 +93,13 @@ impl Server {
         &self,
         config: &junction_config::MqttSnGateway,
     ) -> anyhow::Result<()> {
-        let result =
-            gateways::reconcile(&mut *self.mqttsn.lock().await, &self.broker, config).await;
+        let result = gateways::reconcile(
+            &mut *self.mqttsn.lock().await,
+            &self.broker,
+            &self.authn,
+            config,
+        )
+        .await;
         self.refresh_gateway_addrs().await;
         result
     }
@@ -199,6 +226,7 @@ fn mqtt_settings(config: &Config) -> MqttSettings {
         message_expiry_interval: m
             .message_expiry_interval
             .map(|d| d.as_secs().min(u32::MAX as u64) as u32),
+        authn: Arc::default(),
     }
 }
 

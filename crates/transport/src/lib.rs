@@ -149,6 +149,8 @@ pub struct Accepted {
     pub peer: SocketAddr,
     /// Listener id.
     pub listener: Arc<str>,
+    /// The local port the client connected to (`sockport`).
+    pub sockport: u16,
     /// Holds a slot of `max_connections` until dropped.
     pub permit: ConnPermit,
 }
@@ -162,6 +164,7 @@ impl Accepted {
             stream,
             peer,
             listener: listener.into(),
+            sockport: 0,
             permit: ConnPermit { count },
         }
     }
@@ -299,6 +302,7 @@ where
     let opts = Arc::new(opts);
     let id: Arc<str> = opts.id.as_str().into();
     let handle_id = opts.id.clone();
+    let sockport = local_addr.port();
     let task = tokio::spawn(async move {
         let mut limiter = opts.max_conn_rate.map(RateLimiter::new);
         loop {
@@ -338,6 +342,7 @@ where
                             stream,
                             peer,
                             listener: id,
+                            sockport,
                             permit,
                         })
                         .await

@@ -2,6 +2,7 @@
 //! and a raw-socket client for byte-level edge cases. One binary for the whole crate keeps
 //! link time down.
 
+mod access;
 mod common;
 mod gateways;
 mod listeners;

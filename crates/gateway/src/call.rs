@@ -1,0 +1,84 @@
+//! Calls the framework makes into a live connection (reference §1.2 `handle_call`): list,
+//! add and remove its subscriptions. A gateway that keeps per-subscription state (STOMP
+//! subscription ids, MQTT-SN topic ids) must do these itself, so they go to its task.
+
+use junction_session::SubOptions;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+/// A subscription as the management API shows it (`topic` is mounted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubscriptionInfo {
+    /// The filter as the broker routes it (mountpoint included).
+    pub topic: String,
+    /// QoS.
+    pub qos: u8,
+    /// No Local (0/1).
+    pub nl: u8,
+    /// Retain As Published (0/1).
+    pub rap: u8,
+    /// Retain Handling (0/1/2).
+    pub rh: u8,
+    /// Protocol subscription id (STOMP `id`), if the protocol has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subid: Option<String>,
+}
+
+impl SubscriptionInfo {
+    /// From a mounted filter and its options.
+    pub fn new(topic: String, opts: &SubOptions, subid: Option<String>) -> SubscriptionInfo {
+        SubscriptionInfo {
+            topic,
+            qos: opts.qos.as_u8(),
+            nl: opts.no_local as u8,
+            rap: opts.retain_as_published as u8,
+            rh: opts.retain_handling,
+            subid,
+        }
+    }
+}
+
+/// Why a call failed. The texts are EMQX's API messages.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The client is not connected to this gateway.
+    #[error("client process not found")]
+    ClientNotFound,
+    /// The gateway does not support this call.
+    #[error("unsupported")]
+    Unsupported,
+    /// The client has no such subscription.
+    #[error("Resource not found")]
+    NoSuchSubscription,
+    /// The gateway refused the request (the text says why).
+    #[error("{0}")]
+    Refused(String),
+    /// The connection did not answer in time.
+    #[error("timeout")]
+    Timeout,
+}
+
+/// A call into a connection task.
+#[derive(Debug)]
+pub enum ClientCall {
+    /// List the subscriptions.
+    Subscriptions(oneshot::Sender<Vec<SubscriptionInfo>>),
+    /// Subscribe to a client-visible `topic` (not authorized: the API is trusted).
+    Subscribe {
+        /// Filter as the client would write it.
+        topic: String,
+        /// Options.
+        opts: SubOptions,
+        /// Protocol subscription id (`sub_props.subid`).
+        subid: Option<String>,
+        /// The answer.
+        reply: oneshot::Sender<Result<SubscriptionInfo, CallError>>,
+    },
+    /// Remove the subscription to a client-visible `topic`.
+    Unsubscribe {
+        /// Filter as the client wrote it.
+        topic: String,
+        /// The answer.
+        reply: oneshot::Sender<Result<(), CallError>>,
+    },
+}
