@@ -4,9 +4,12 @@ use crate::identity::{self, Identity};
 use crate::listener::Shared;
 use bytes::Bytes;
 use bytestring::ByteString;
+use junction_broker::hooks::Action;
 use junction_broker::{Close, KickReason, SessionCell, Will};
 use junction_codec_mqttsn::{Flags, Message, QoS as SnQoS, ReturnCode, Topic};
-use junction_gateway::{ClientInfo, ConnStats, GatewayCtx, Mountpoint};
+use junction_gateway::{
+    CallError, ClientCall, ClientInfo, ConnStats, Mountpoint, SubscriptionInfo,
+};
 use junction_session::{
     AckResult, IncomingQos2, InflightState, Outbound, SessionLimits, SubOptions,
 };
@@ -119,6 +122,8 @@ pub(crate) struct ClientData {
     registry: Registry,
     /// User name from `clientinfo_override` (kept for a re-attach from a new address).
     username: Option<ByteString>,
+    /// Set by the authenticator at CONNECT (kept for a re-attach).
+    is_superuser: bool,
     will: Option<WillSpec>,
     /// Sleep duration while asleep.
     asleep: Option<u16>,
@@ -235,8 +240,8 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Message>,
 ) {
     let conn = Box::pin(handshake(&shared, peer, &mut rx)).await;
-    if let Some((mut conn, kick_rx, registry_rx)) = conn {
-        let exit = conn.run(&mut rx, kick_rx, registry_rx).await;
+    if let Some((mut conn, kick_rx, registry_rx, calls_rx)) = conn {
+        let exit = conn.run(&mut rx, kick_rx, registry_rx, calls_rx).await;
         shared.remove_peer(peer, task);
         conn.finish(exit).await;
     } else {
@@ -248,6 +253,7 @@ type Accept = (
     Conn,
     oneshot::Receiver<KickReason>,
     oneshot::Receiver<KickReason>,
+    mpsc::Receiver<ClientCall>,
 );
 
 /// Receive the next message before `deadline`.
@@ -314,12 +320,22 @@ async fn handshake(
                 username,
                 password,
             } = identity::identity(&shared.ctx.settings(), &client_id);
-            if let Err(rc) = authenticate(
-                &shared.ctx,
-                &clientid,
-                username.as_deref(),
-                password.as_deref(),
-            ) {
+            // `client.connect`, then the listener's chain or `mqtt-sn:global`, then
+            // `client.authenticate`; a refusal is CONNACK 0x80 (EMQX, reference §1.7).
+            let ctx = &shared.ctx;
+            let mut probe = client_info(shared, peer, &clientid, username.clone(), duration);
+            probe.clean_start = flags.clean_session;
+            let admitted = match ctx.client_connect(&probe) {
+                Ok(()) => ctx
+                    .authenticate(&mut probe, password.as_deref().map(str::as_bytes))
+                    .await
+                    .map(|_expire_at| ()),
+                Err(reason) => Err(reason),
+            };
+            if let Err(reason) = admitted {
+                tracing::debug!(%clientid, %peer, %reason, "mqtt-sn client refused");
+                ctx.connack(&probe, &reason);
+                let rc = ReturnCode::Other(0x80);
                 shared.send(peer, &Message::ConnAck { rc }).await;
                 return None;
             }
@@ -338,8 +354,9 @@ async fn handshake(
                 d.asleep = None;
                 d.keepalive = duration;
                 d.clean = clean;
+                d.is_superuser = probe.is_superuser;
             }
-            let (conn, kick_rx, registry_rx, present) =
+            let (conn, kick_rx, registry_rx, calls_rx, present) =
                 attach(shared, peer, clientid, clean, clean, data, State::Connected);
             let mut conn = conn;
             conn.out.push(Message::ConnAck {
@@ -348,7 +365,7 @@ async fn handshake(
             if present && shared.settings.subs_resume {
                 conn.reregister_subscriptions();
             }
-            Some((conn, kick_rx, registry_rx))
+            Some((conn, kick_rx, registry_rx, calls_rx))
         }
         Message::PingReq {
             client_id: Some(pingreq_clientid),
@@ -366,29 +383,43 @@ async fn handshake(
             } else {
                 State::Connected
             };
-            let (mut conn, kick_rx, registry_rx, _) =
+            let (mut conn, kick_rx, registry_rx, calls_rx, _) =
                 attach(shared, peer, clientid, clean, false, data, state);
             conn.asleep_until = asleep.map(|s| Instant::now() + Duration::from_secs(s as u64));
             if state == State::Connected {
                 conn.out.push(Message::PingResp);
             }
             tracing::debug!(clientid = %conn.info.clientid, %peer, "mqtt-sn client re-attached from a new address");
-            Some((conn, kick_rx, registry_rx))
+            Some((conn, kick_rx, registry_rx, calls_rx))
         }
         _ => None,
     }
 }
 
-/// Authenticate a connecting client. No authenticator is wired into the gateway context
-/// yet: everyone is accepted. `Err(rc)` is answered with CONNACK `rc` (EMQX: `0x80` not
-/// authorized, reference §5.2) and the client is not connected.
-fn authenticate(
-    _ctx: &GatewayCtx,
-    _clientid: &str,
-    _username: Option<&str>,
-    _password: Option<&str>,
-) -> Result<(), ReturnCode> {
-    Ok(())
+/// The ClientInfo of a client of this listener (mountpoint and clean start filled later).
+fn client_info(
+    shared: &Shared,
+    peer: SocketAddr,
+    clientid: &ByteString,
+    username: Option<ByteString>,
+    keepalive: u16,
+) -> ClientInfo {
+    ClientInfo {
+        clientid: clientid.clone(),
+        username,
+        protocol: shared.ctx.protocol,
+        proto_ver: "1.2".to_string(),
+        peername: peer,
+        sockport: shared.sockport,
+        listener: shared.listener.clone(),
+        mountpoint: String::new(),
+        keepalive: keepalive as u32,
+        clean_start: true,
+        expiry_interval: 0,
+        connected_at: now_ms(),
+        is_superuser: false,
+        extras: Default::default(),
+    }
 }
 
 /// Open (or take over) the session and register the client.
@@ -404,13 +435,13 @@ fn attach(
     Conn,
     oneshot::Receiver<KickReason>,
     oneshot::Receiver<KickReason>,
+    mpsc::Receiver<ClientCall>,
     bool,
 ) {
     let ctx = &shared.ctx;
-    ctx.metrics.inc("client.connect");
-    let (keepalive, username) = {
+    let (keepalive, username, is_superuser) = {
         let d = data.lock();
-        (d.keepalive, d.username.clone())
+        (d.keepalive, d.username.clone(), d.is_superuser)
     };
     let mountpoint = ctx.mountpoint_for(
         shared.settings.listener_mountpoint.as_deref(),
@@ -426,26 +457,23 @@ fn attach(
         ..shared.settings.session
     };
     let opened = ctx.open_session(&clientid, clean_start, expiry, limits, conn_id, kick_tx);
-    let info = ClientInfo {
-        clientid: clientid.clone(),
-        username,
-        protocol: ctx.protocol,
-        proto_ver: "1.2".to_string(),
-        peername: peer,
-        sockport: shared.sockport,
-        listener: shared.listener.clone(),
-        mountpoint: mountpoint.as_str().to_string(),
-        keepalive: keepalive as u32,
-        clean_start: clean,
-        expiry_interval: expiry,
-        connected_at: now_ms(),
-        is_superuser: false,
-        extras: Default::default(),
-    };
+    let mut info = client_info(shared, peer, &clientid, username, keepalive);
+    info.mountpoint = mountpoint.as_str().to_string();
+    info.clean_start = clean;
+    info.expiry_interval = expiry;
+    info.is_superuser = is_superuser;
+    ctx.session_opened(&info, opened.session_present);
     let stats = Arc::new(ConnStats::default());
     let (registry_tx, registry_rx) = oneshot::channel();
-    ctx.connected(info.clone(), stats.clone(), conn_id, registry_tx);
-    ctx.metrics.inc("client.connack");
+    let (calls_tx, calls_rx) = mpsc::channel(4);
+    ctx.connected_with_calls(
+        info.clone(),
+        stats.clone(),
+        conn_id,
+        registry_tx,
+        Some(calls_tx),
+    );
+    ctx.connack(&info, "success");
     let conn = Conn {
         shared: shared.clone(),
         peer,
@@ -468,7 +496,7 @@ fn attach(
         retry_at: None,
         rel_check_at: None,
     };
-    (conn, kick_rx, registry_rx, opened.session_present)
+    (conn, kick_rx, registry_rx, calls_rx, opened.session_present)
 }
 
 /// How often to look for inbound QoS 2 messages past `await_rel_timeout`: the timeout,
@@ -602,6 +630,7 @@ impl Conn {
         rx: &mut mpsc::Receiver<Message>,
         mut kick_rx: oneshot::Receiver<KickReason>,
         mut registry_rx: oneshot::Receiver<KickReason>,
+        mut calls_rx: mpsc::Receiver<ClientCall>,
     ) -> Exit {
         if self.state != State::Asleep {
             self.drain_outbox();
@@ -629,6 +658,10 @@ impl Conn {
                 },
                 _ = self.cell.notified(), if self.state != State::Asleep => {
                     self.drain_outbox();
+                    Ok(())
+                }
+                Some(call) = calls_rx.recv() => {
+                    self.on_call(call);
                     Ok(())
                 }
                 _ = tokio::time::sleep_until(deadline) => self.on_timer(),
@@ -763,11 +796,11 @@ impl Conn {
                 topic,
             } => self.on_subscribe(flags, msg_id, topic),
             Message::Unsubscribe { msg_id, topic, .. } => {
-                self.shared.ctx.metrics.inc("client.unsubscribe");
                 if let Some(filter) = self.filter_of(&topic) {
-                    self.shared
-                        .ctx
-                        .unsubscribe(&self.info, &self.cell, &self.mountpoint, &filter);
+                    let ctx = &self.shared.ctx;
+                    for filter in ctx.client_unsubscribe(&self.info, vec![filter]) {
+                        ctx.unsubscribe(&self.info, &self.cell, &self.mountpoint, &filter);
+                    }
                 }
                 self.out.push(Message::UnsubAck { msg_id });
             }
@@ -829,11 +862,52 @@ impl Conn {
         Ok(())
     }
 
+    /// Answer a framework call (management API subscriptions). Deliveries on a topic the
+    /// client never registered are preceded by a gateway REGISTER, as for wildcards.
+    fn on_call(&mut self, call: ClientCall) {
+        let ctx = self.shared.ctx.clone();
+        match call {
+            ClientCall::Subscriptions(reply) => {
+                let list = self
+                    .cell
+                    .lock()
+                    .session
+                    .subscriptions
+                    .iter()
+                    .map(|(filter, opts)| SubscriptionInfo::new(filter.to_string(), opts, None))
+                    .collect();
+                let _ = reply.send(list);
+            }
+            ClientCall::Subscribe {
+                topic, opts, reply, ..
+            } => {
+                let result = ctx
+                    .subscribe(&self.info, &self.cell, &self.mountpoint, &topic, opts)
+                    .map(|_| {
+                        SubscriptionInfo::new(self.mountpoint.mount_filter(&topic), &opts, None)
+                    })
+                    .map_err(|e| CallError::Refused(e.to_string()));
+                let _ = reply.send(result);
+                if self.state != State::Asleep {
+                    self.drain_outbox();
+                }
+            }
+            ClientCall::Unsubscribe { topic, reply } => {
+                let result = if ctx.unsubscribe(&self.info, &self.cell, &self.mountpoint, &topic) {
+                    Ok(())
+                } else {
+                    Err(CallError::NoSuchSubscription)
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
     /// A QoS 1/2 flow towards the client ended: count it and send what is next.
     fn acked(&mut self, r: AckResult, missed: &'static str) {
         match r {
-            AckResult::Completed(_) => {
-                self.shared.ctx.metrics.inc("messages.acked");
+            AckResult::Completed(d) => {
+                self.shared.ctx.acked(&self.info, Some(&d.message));
                 self.window_freed();
             }
             _ => self.shared.ctx.metrics.inc(missed),
@@ -1124,7 +1198,6 @@ impl Conn {
     }
 
     fn on_subscribe(&mut self, flags: Flags, msg_id: u16, topic: Topic) {
-        self.shared.ctx.metrics.inc("client.subscribe");
         let qos = sn_qos(flags.qos);
         let suback = |topic_id, rc| Message::SubAck {
             flags: Flags {
@@ -1160,7 +1233,29 @@ impl Conn {
             self.out.push(suback(0, ReturnCode::InvalidTopicId));
             return;
         }
-        if !self.shared.ctx.authorize_subscribe(&self.info, &filter) {
+        // `client.subscribe` may rewrite the filter or refuse it (SUBACK 0x83, EMQX).
+        let requested = vec![(
+            filter,
+            SubOptions {
+                qos,
+                ..SubOptions::default()
+            },
+        )];
+        let hooked = self
+            .shared
+            .ctx
+            .client_subscribe(&self.info, requested)
+            .pop();
+        let Some((filter, opts)) = hooked else {
+            self.out.push(suback(0, ReturnCode::Other(0x83)));
+            return;
+        };
+        if junction_topic::parse_filter(&filter).is_err() {
+            self.out.push(suback(0, ReturnCode::InvalidTopicId));
+            return;
+        }
+        let action = Action::Subscribe { qos: opts.qos };
+        if !self.shared.ctx.authorize(&self.info, action, &filter) {
             self.out.push(suback(0, ReturnCode::Other(0x80)));
             return;
         }
@@ -1179,10 +1274,6 @@ impl Conn {
                 }
             }
             _ => topic_id,
-        };
-        let opts = SubOptions {
-            qos,
-            ..SubOptions::default()
         };
         // SUBACK first, then any retained message the subscription brings.
         self.out.push(suback(topic_id, ReturnCode::Accepted));
@@ -1289,7 +1380,7 @@ impl Conn {
                                 self.sent_at.insert(pid, Instant::now());
                             }
                             if !dup {
-                                self.shared.ctx.metrics.inc("messages.delivered");
+                                self.shared.ctx.delivered(&self.info, &delivery.message);
                                 inc(&self.stats.send_msg);
                             }
                         }
@@ -1389,7 +1480,9 @@ impl Conn {
         if !taken_over {
             self.data.lock().asleep = None;
         }
-        self.shared.ctx.metrics.inc("session.terminated");
+        if clean && !taken_over {
+            self.shared.ctx.session_terminated(&self.info, reason);
+        }
         self.shared
             .ctx
             .disconnected(&self.info, self.conn_id, reason);

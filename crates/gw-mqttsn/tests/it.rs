@@ -1559,3 +1559,215 @@ async fn pingreq_from_a_new_address_finds_the_overridden_client() {
     assert_eq!(list[0].clientid, "sn-roam");
     assert_eq!(list[0].peername, b.sock.local_addr().unwrap());
 }
+
+fn clientid_db(users: &[(&str, &str)]) -> Arc<dyn junction_auth::Authenticator> {
+    let cfg: junction_config::authn::AuthnConfig = serde_json::from_value(serde_json::json!({
+        "mechanism": "password_based",
+        "backend": "built_in_database",
+        "user_id_type": "clientid",
+    }))
+    .unwrap();
+    let db = junction_auth::BuiltInDatabase::new(&cfg);
+    for (u, p) in users {
+        db.add_user(u, p.as_bytes(), false).unwrap();
+    }
+    Arc::new(db)
+}
+
+#[tokio::test]
+async fn a_refused_authentication_is_connack_0x80_and_nothing_is_registered() {
+    // MQTT-SN carries no password: `clientinfo_override.password` supplies one.
+    let e = env_common(
+        CommonSettings {
+            override_password: Some("fleet-secret".into()),
+            ..CommonSettings::default()
+        },
+        MqttSnSettings::default(),
+    )
+    .await;
+    e.ctx.authn.set_chain(
+        "mqtt-sn:global",
+        vec![clientid_db(&[("dev1", "fleet-secret"), ("dev2", "other")])],
+    );
+    let c = Client::new(e.addr).await;
+    c.connect("dev1").await;
+    for refused in ["dev2", "stranger"] {
+        let c = Client::new(e.addr).await;
+        assert_eq!(
+            c.connect_with(refused, true, 60).await,
+            Message::ConnAck {
+                rc: ReturnCode::Other(0x80)
+            },
+            "{refused}"
+        );
+    }
+    assert_eq!(e.ctx.clients.len(), 1);
+    assert_eq!(e.ctx.metrics.get("client.authenticate"), 3);
+    assert_eq!(e.ctx.metrics.get("client.connack"), 3);
+    assert_eq!(e.ctx.metrics.get("client.connected"), 1);
+}
+
+#[tokio::test]
+async fn hooks_see_mqtt_sn_clients_and_an_emptied_subscribe_is_suback_0x83() {
+    use junction_broker::hooks::{ConnectArgs, MessageArgs, SubscribeArgs};
+    use junction_broker::Flow;
+    use junction_types::ClientInfo;
+    let e = env().await;
+    let seen: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
+    let hooks = &e.ctx.broker.hooks;
+    let s = seen.clone();
+    hooks.client_connect.add(
+        0,
+        Arc::new(move |c: &ClientInfo, _: &mut ConnectArgs| {
+            s.lock()
+                .push(format!("connect {} {}", c.protocol, c.listener));
+            Flow::Continue
+        }),
+    );
+    let s = seen.clone();
+    hooks.message_delivered.add(
+        0,
+        Arc::new(move |c: &ClientInfo, m: &mut MessageArgs| {
+            s.lock()
+                .push(format!("delivered {} {}", c.clientid, m.message.topic));
+            Flow::Continue
+        }),
+    );
+    let s = seen.clone();
+    hooks.message_acked.add(
+        0,
+        Arc::new(move |c: &ClientInfo, m: &mut MessageArgs| {
+            s.lock()
+                .push(format!("acked {} {}", c.clientid, m.message.topic));
+            Flow::Continue
+        }),
+    );
+    hooks.client_subscribe.add(
+        0,
+        Arc::new(|_: &ClientInfo, a: &mut SubscribeArgs| {
+            a.filters.retain(|(f, _)| !f.starts_with("blocked/"));
+            Flow::Continue
+        }),
+    );
+    let c = Client::new(e.addr).await;
+    c.connect("hooked").await;
+    let r = c
+        .subscribe(Topic::Name("blocked/x".into()), SnQoS::AtMostOnce, 1)
+        .await;
+    assert!(
+        matches!(
+            r,
+            Message::SubAck {
+                rc: ReturnCode::Other(0x83),
+                topic_id: 0,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    let r = c
+        .subscribe(Topic::Name("open/x".into()), SnQoS::AtLeastOnce, 2)
+        .await;
+    let Message::SubAck {
+        rc: ReturnCode::Accepted,
+        topic_id,
+        ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    e.ctx
+        .broker
+        .publish(system_message("blocked/x".into(), "no", false));
+    let mut m = system_message("open/x".into(), "yes", false);
+    m.qos = QoS::AtLeastOnce;
+    e.ctx.broker.publish(m);
+    let p = c.recv().await;
+    let Message::Publish { msg_id, .. } = p else {
+        panic!("{p:?}")
+    };
+    c.send(Message::PubAck {
+        topic_id,
+        msg_id,
+        rc: ReturnCode::Accepted,
+    })
+    .await;
+    let deadline = Instant::now() + WAIT;
+    while seen.lock().len() < 3 {
+        assert!(Instant::now() < deadline, "{:?}", seen.lock());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        *seen.lock(),
+        vec![
+            "connect mqtt-sn mqttsn:udp:default",
+            "delivered hooked open/x",
+            "acked hooked open/x",
+        ]
+    );
+    assert_eq!(e.ctx.metrics.get("client.subscribe"), 2);
+    assert_eq!(e.ctx.metrics.get("session.subscribed"), 1);
+}
+
+#[tokio::test]
+async fn subscriptions_are_listed_added_and_removed_through_the_framework() {
+    use junction_gateway::CallError;
+    let e = env_with("sn/", MqttSnSettings::default()).await;
+    let c = Client::new(e.addr).await;
+    c.connect("api").await;
+    let r = c
+        .subscribe(Topic::Name("own/t".into()), SnQoS::AtMostOnce, 1)
+        .await;
+    assert!(matches!(
+        r,
+        Message::SubAck {
+            rc: ReturnCode::Accepted,
+            ..
+        }
+    ));
+    let list = e.ctx.subscriptions("api").await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].topic, "sn/own/t");
+    let added = e
+        .ctx
+        .add_subscription("api", "api/t", SubOptions::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(added.topic, "sn/api/t");
+    assert_eq!(e.ctx.subscriptions("api").await.unwrap().len(), 2);
+    // A topic the client never registered: the gateway REGISTERs it, then publishes.
+    e.ctx
+        .broker
+        .publish(system_message("sn/api/t".into(), "via api", false));
+    let reg = c.recv().await;
+    let Message::Register {
+        topic_id,
+        msg_id,
+        topic_name,
+    } = reg
+    else {
+        panic!("{reg:?}")
+    };
+    assert_eq!(topic_name, "api/t");
+    c.send(Message::RegAck {
+        topic_id,
+        msg_id,
+        rc: ReturnCode::Accepted,
+    })
+    .await;
+    let p = c.recv().await;
+    assert!(
+        matches!(&p, Message::Publish { topic: Topic::Id(id), data, .. } if *id == topic_id && &data[..] == b"via api"),
+        "{p:?}"
+    );
+    assert_eq!(e.ctx.remove_subscription("api", "api/t").await, Ok(()));
+    assert_eq!(
+        e.ctx.remove_subscription("api", "api/t").await,
+        Err(CallError::NoSuchSubscription)
+    );
+    assert_eq!(e.ctx.subscriptions("api").await.unwrap().len(), 1);
+    assert_eq!(
+        e.ctx.subscriptions("gone").await,
+        Err(CallError::ClientNotFound)
+    );
+}
