@@ -46,6 +46,9 @@ pub struct CommonSettings {
     pub override_username: Option<String>,
     /// `clientinfo_override.password` template.
     pub override_password: Option<String>,
+    /// Session limits of the zone (`mqtt.max_mqueue_len`, `retry_interval`,
+    /// `await_rel_timeout`, …), which gateway sessions share with MQTT ones.
+    pub session: SessionLimits,
 }
 
 impl Default for CommonSettings {
@@ -58,6 +61,7 @@ impl Default for CommonSettings {
             override_clientid: None,
             override_username: None,
             override_password: None,
+            session: SessionLimits::default(),
         }
     }
 }

@@ -13,7 +13,7 @@ use junction_codec_stomp::{encode, encode_heartbeat, Command, Decoder, Frame, It
 use junction_gateway::{
     CallError, ClientCall, ClientInfo, ConnStats, GatewayCtx, Mountpoint, SubscriptionInfo,
 };
-use junction_session::{Delivery, Outbound, SessionLimits, SubOptions};
+use junction_session::{Delivery, Outbound, SubOptions};
 use junction_transport::{Accepted, Stream};
 use junction_types::{now_ms, MessageProperties, QoS};
 use std::net::SocketAddr;
@@ -374,14 +374,7 @@ impl Conn {
         info.mountpoint = mountpoint.as_str().to_string();
         let conn_id = ctx.broker.next_conn_id();
         let (kick_tx, kick_rx) = oneshot::channel();
-        let opened = ctx.open_session(
-            &clientid,
-            true,
-            0,
-            SessionLimits::default(),
-            conn_id,
-            kick_tx,
-        );
+        let opened = ctx.open_session(&clientid, true, 0, common.session, conn_id, kick_tx);
         ctx.session_opened(&info, opened.session_present);
         let (registry_tx, registry_rx) = oneshot::channel();
         let (calls_tx, calls_rx) = mpsc::channel(4);

@@ -12,6 +12,7 @@ use junction_config::{
     ClientInfoOverride, GatewayListener, GatewayListeners, MqttSnGateway, SslVerify, StompGateway,
 };
 use junction_gateway::{CommonSettings, GatewayCtx};
+use junction_session::SessionLimits;
 use junction_transport::{ListenerHandle, ListenerKind, ListenerOptions, TlsOptions};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -89,11 +90,23 @@ struct Running<H> {
     handle: H,
 }
 
+/// What every gateway gets from the node.
+#[derive(Debug, Clone)]
+pub struct GatewayEnv {
+    /// The broker.
+    pub broker: Arc<Broker>,
+    /// The authentication chains.
+    pub authn: Arc<AuthnChains>,
+    /// The zone's session limits (`mqtt.*`).
+    pub session: SessionLimits,
+}
+
 /// A loaded gateway.
 #[derive(Debug)]
 pub struct GatewayRunner<G: GatewayKind> {
     /// The gateway's context (clients, counters).
     pub ctx: Arc<GatewayCtx>,
+    session: SessionLimits,
     config: G::Config,
     /// By `<type>:<name>`.
     listeners: BTreeMap<String, Running<G::Handle>>,
@@ -101,14 +114,21 @@ pub struct GatewayRunner<G: GatewayKind> {
 
 impl<G: GatewayKind> GatewayRunner<G> {
     /// Load the gateway: install its authentication chains, start every enabled listener.
-    pub async fn load(
-        broker: Arc<Broker>,
-        authn: Arc<AuthnChains>,
-        config: &G::Config,
-    ) -> anyhow::Result<Self> {
-        let ctx = GatewayCtx::with_authn(G::NAME, G::PROTOCOL, broker, G::common(config), authn);
+    pub async fn load(env: &GatewayEnv, config: &G::Config) -> anyhow::Result<Self> {
+        let common = CommonSettings {
+            session: env.session,
+            ..G::common(config)
+        };
+        let ctx = GatewayCtx::with_authn(
+            G::NAME,
+            G::PROTOCOL,
+            env.broker.clone(),
+            common,
+            env.authn.clone(),
+        );
         let mut runner = GatewayRunner {
             ctx,
+            session: env.session,
             config: config.clone(),
             listeners: BTreeMap::new(),
         };
@@ -136,7 +156,10 @@ impl<G: GatewayKind> GatewayRunner<G> {
         let restart = G::restart_listeners(&self.config, config);
         self.install_global_chain(config)?;
         self.config = config.clone();
-        self.ctx.set_settings(G::common(config));
+        self.ctx.set_settings(CommonSettings {
+            session: self.session,
+            ..G::common(config)
+        });
         self.apply(config, restart).await
     }
 
@@ -218,15 +241,12 @@ impl<G: GatewayKind> GatewayRunner<G> {
 /// Load, update or unload a gateway in `slot` so that it matches `config`.
 pub async fn reconcile<G: GatewayKind>(
     slot: &mut Option<GatewayRunner<G>>,
-    broker: &Arc<Broker>,
-    authn: &Arc<AuthnChains>,
+    env: &GatewayEnv,
     config: &G::Config,
 ) -> anyhow::Result<()> {
     match (slot.take(), G::enabled(config)) {
         (None, false) => {}
-        (None, true) => {
-            *slot = Some(GatewayRunner::load(broker.clone(), authn.clone(), config).await?)
-        }
+        (None, true) => *slot = Some(GatewayRunner::load(env, config).await?),
         (Some(running), false) => running.unload().await,
         (Some(mut running), true) => {
             let result = running.update(config).await;
@@ -250,6 +270,8 @@ fn common_settings(
         override_clientid: o.clientid.clone(),
         override_username: o.username.clone(),
         override_password: o.password.clone(),
+        // Filled in by the runner from the zone.
+        session: SessionLimits::default(),
     }
 }
 
@@ -423,9 +445,8 @@ impl GatewayKind for MqttSn {
                 .collect(),
             listener_mountpoint: l.mountpoint.clone(),
             broadcast: c.broadcast,
-            // ADVERTISE every 15 min to the interfaces' broadcast addresses; sessions with
-            // the default `mqtt.*` session limits (the zone's `mqtt` section does not reach
-            // gateway listeners yet).
+            session: ctx.settings().session,
+            // ADVERTISE every 15 min to the interfaces' broadcast addresses.
             ..junction_gw_mqttsn::MqttSnSettings::default()
         });
         junction_gw_mqttsn::start_udp(ctx, settings, id.clone(), bind)

@@ -24,6 +24,7 @@ pub struct Server {
     pub broker: Arc<Broker>,
     /// Every authentication chain (MQTT, gateways, listeners).
     pub authn: Arc<AuthnChains>,
+    gateway_env: gateways::GatewayEnv,
     listeners: Vec<ListenerHandle>,
     stomp: tokio::sync::Mutex<Option<gateways::GatewayRunner<gateways::Stomp>>>,
     mqttsn: tokio::sync::Mutex<Option<gateways::GatewayRunner<gateways::MqttSn>>>,
@@ -61,9 +62,15 @@ impl Server {
             tracing::info!(listener = %handle.id, addr = %handle.local_addr, "listening");
             listeners.push(handle);
         }
+        let gateway_env = gateways::GatewayEnv {
+            broker: broker.clone(),
+            authn: authn.clone(),
+            session: mqtt.session,
+        };
         let server = Server {
             broker,
             authn,
+            gateway_env,
             listeners,
             stomp: tokio::sync::Mutex::new(None),
             mqttsn: tokio::sync::Mutex::new(None),
@@ -77,13 +84,8 @@ impl Server {
     /// Load, update or unload the STOMP gateway to match `config` (run-time changes keep
     /// live connections; see [`gateways::GatewayRunner::update`]).
     pub async fn update_stomp(&self, config: &junction_config::StompGateway) -> anyhow::Result<()> {
-        let result = gateways::reconcile(
-            &mut *self.stomp.lock().await,
-            &self.broker,
-            &self.authn,
-            config,
-        )
-        .await;
+        let result =
+            gateways::reconcile(&mut *self.stomp.lock().await, &self.gateway_env, config).await;
         self.refresh_gateway_addrs().await;
         result
     }
@@ -93,13 +95,8 @@ impl Server {
         &self,
         config: &junction_config::MqttSnGateway,
     ) -> anyhow::Result<()> {
-        let result = gateways::reconcile(
-            &mut *self.mqttsn.lock().await,
-            &self.broker,
-            &self.authn,
-            config,
-        )
-        .await;
+        let result =
+            gateways::reconcile(&mut *self.mqttsn.lock().await, &self.gateway_env, config).await;
         self.refresh_gateway_addrs().await;
         result
     }

@@ -458,3 +458,43 @@ async fn malformed_mqttsn_datagrams_leave_the_gateway_serving() {
     newcomer.publish_short(b"ok", b"new").await;
     assert_eq!(&mqtt.publish_in().await.payload[..], b"new");
 }
+
+#[tokio::test]
+async fn the_zone_session_settings_reach_mqttsn_sessions() {
+    use junction_codec_mqttsn::{Flags, Message, QoS as SnQoS, Topic, TopicIdType};
+    // `mqtt.retry_interval` applies to gateway sessions as to MQTT ones.
+    let s = TestServer::start_with("mqtt.retry_interval = \"300ms\"").await;
+    let sn = sn::Sn::new(sn_addr(&s)).await;
+    sn.connect("retry-sn").await;
+    sn.send(Message::Subscribe {
+        flags: Flags {
+            qos: SnQoS::AtLeastOnce,
+            topic_id_type: TopicIdType::Short,
+            ..Flags::default()
+        },
+        msg_id: 1,
+        topic: Topic::Short(*b"rr"),
+    })
+    .await;
+    assert!(matches!(sn.recv().await, Message::SubAck { .. }));
+    let publisher = v4::simple(s.tcp, "retry-pub").await;
+    publisher
+        .client
+        .publish("rr", v4::QoS::AtLeastOnce, false, "again")
+        .await
+        .unwrap();
+    let Message::Publish { flags, msg_id, .. } = sn.recv().await else {
+        panic!("expected PUBLISH")
+    };
+    assert!(!flags.dup);
+    // Not acknowledged: resent with DUP after the configured 300 ms (default is 30 s).
+    match sn.recv().await {
+        Message::Publish {
+            flags, msg_id: id, ..
+        } => {
+            assert!(flags.dup);
+            assert_eq!(id, msg_id);
+        }
+        other => panic!("expected the resend, got {other:?}"),
+    }
+}
