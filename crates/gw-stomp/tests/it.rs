@@ -1214,3 +1214,38 @@ async fn subscriptions_are_listed_added_and_removed_through_the_framework() {
     ));
     c.expect_silence(200).await;
 }
+
+#[tokio::test]
+async fn a_header_over_max_headers_length_is_a_frame_error() {
+    let e = env("").await;
+    let mut c = Client::connect(e.addr).await;
+    // Default `frame.max_headers_length` is 1024 (name plus value).
+    let long = "v".repeat(1100);
+    c.send(&frame(
+        Command::Send,
+        &[("destination", "l/1"), ("big", &long)],
+    ))
+    .await;
+    c.expect_error("Frame error: too_long_header").await;
+    assert!(c.expect_closed().await.is_empty());
+    // The gateway keeps serving others.
+    let _other = Client::connect(e.addr).await;
+}
+
+#[tokio::test]
+async fn a_body_over_max_body_length_is_a_frame_error_with_or_without_content_length() {
+    let e = env("").await;
+    // Default `frame.max_body_length` is 65536.
+    let body = "b".repeat(70_000);
+    let mut c = Client::connect(e.addr).await;
+    let raw = format!("SEND\ndestination:l/1\n\n{body}\0");
+    // The server may close before it has read everything: a failed write is fine.
+    let _ = c.sock.write_all(raw.as_bytes()).await;
+    c.expect_error("Frame error: too_long_body").await;
+    assert!(c.expect_closed().await.is_empty());
+    let mut c = Client::connect(e.addr).await;
+    let raw = format!("SEND\ndestination:l/1\ncontent-length:{}\n\n", body.len());
+    c.send_raw(raw.as_bytes()).await;
+    c.expect_error("Frame error: too_long_body").await;
+    assert!(c.expect_closed().await.is_empty());
+}
