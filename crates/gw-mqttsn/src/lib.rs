@@ -52,6 +52,8 @@ pub struct MqttSnSettings {
     /// zone's `retry_interval`, `await_rel_timeout`, `max_awaiting_rel`, `max_mqueue_len`,
     /// `mqueue_store_qos0`); the in-flight window is always 1 (reference §5.2).
     pub session: SessionLimits,
+    /// `access_rules`: datagrams from other peers are dropped.
+    pub access: junction_transport::AccessList,
 }
 
 impl Default for MqttSnSettings {
@@ -66,6 +68,7 @@ impl Default for MqttSnSettings {
             advertise_interval: ADVERTISE_INTERVAL,
             advertise_to: None,
             session: SessionLimits::default(),
+            access: junction_transport::AccessList::default(),
         }
     }
 }

@@ -206,6 +206,10 @@ async fn recv_loop(shared: Arc<Shared>) {
                 continue;
             }
         };
+        if !shared.settings.access.allows(peer.ip()) {
+            tracing::debug!(%peer, "mqtt-sn datagram denied by access_rules");
+            continue;
+        }
         shared.ctx.metrics.add("bytes.received", n as u64);
         let msg = match decode(Bytes::copy_from_slice(&buf[..n])) {
             Ok(m) => m,

@@ -13,7 +13,7 @@ use junction_config::{
 };
 use junction_gateway::{CommonSettings, GatewayCtx};
 use junction_session::SessionLimits;
-use junction_transport::{ListenerHandle, ListenerKind, ListenerOptions, TlsOptions};
+use junction_transport::{AccessList, ListenerHandle, ListenerKind, ListenerOptions, TlsOptions};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -275,6 +275,25 @@ fn common_settings(
     }
 }
 
+/// `access_rules` as a listener applies them: the first rule that matches the peer
+/// decides; a peer no rule matches is let in (EMQX's esockd).
+pub(crate) fn access_list(rules: &[junction_config::AccessRule]) -> AccessList {
+    let only_allow_all = rules.iter().all(|r| {
+        r.action == junction_config::AccessAction::Allow
+            && r.targets.contains(&junction_config::AccessTarget::All)
+    });
+    if only_allow_all {
+        return AccessList::default();
+    }
+    let rules = rules.to_vec();
+    AccessList::new(move |ip| {
+        rules
+            .iter()
+            .find(|r| r.matches(ip))
+            .is_none_or(|r| r.action == junction_config::AccessAction::Allow)
+    })
+}
+
 fn bind_of(
     gateway: &str,
     kind: &str,
@@ -306,6 +325,7 @@ fn tcp_listener_options(
         opts.nodelay = t.nodelay;
         opts.backlog = t.backlog;
     }
+    opts.access = access_list(&l.access_rules);
     if let Some(ssl) = &l.ssl_options {
         let path =
             |what: &str| format!("gateway.{gateway}.listeners.{kind}.{name}.ssl_options.{what}");
@@ -446,6 +466,7 @@ impl GatewayKind for MqttSn {
             listener_mountpoint: l.mountpoint.clone(),
             broadcast: c.broadcast,
             session: ctx.settings().session,
+            access: access_list(&l.access_rules),
             // ADVERTISE every 15 min to the interfaces' broadcast addresses.
             ..junction_gw_mqttsn::MqttSnSettings::default()
         });

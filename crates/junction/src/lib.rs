@@ -244,6 +244,7 @@ fn listener_options(
     opts.max_conn_rate = l.max_conn_rate.map(|n| n.min(u32::MAX as u64) as u32);
     opts.nodelay = l.tcp_options.nodelay;
     opts.backlog = l.tcp_options.backlog;
+    opts.access = gateways::access_list(&l.access_rules);
     if let Some(ssl) = &l.ssl_options {
         let certfile = ssl.certfile.clone().with_context(|| {
             format!(

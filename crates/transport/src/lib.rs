@@ -11,7 +11,7 @@ mod tls;
 pub use stream::Stream;
 pub use tls::{load_server_config, TlsOptions};
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +97,32 @@ impl Default for WsOptions {
     }
 }
 
+/// Which peer addresses a listener serves (`access_rules`). Empty: everyone.
+#[derive(Clone, Default)]
+pub struct AccessList(Option<Arc<dyn Fn(IpAddr) -> bool + Send + Sync>>);
+
+impl AccessList {
+    /// A list that lets in the peers `allows` says yes to.
+    pub fn new(allows: impl Fn(IpAddr) -> bool + Send + Sync + 'static) -> AccessList {
+        AccessList(Some(Arc::new(allows)))
+    }
+
+    /// Whether a peer at `ip` is served.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.0.as_ref().is_none_or(|f| f(ip))
+    }
+}
+
+impl std::fmt::Debug for AccessList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "AccessList(rules)"
+        } else {
+            "AccessList(all)"
+        })
+    }
+}
+
 /// Options of one listener.
 #[derive(Debug, Clone)]
 pub struct ListenerOptions {
@@ -120,6 +146,8 @@ pub struct ListenerOptions {
     pub nodelay: bool,
     /// Listen backlog.
     pub backlog: u32,
+    /// Peers served; others are closed at accept.
+    pub access: AccessList,
 }
 
 impl ListenerOptions {
@@ -136,6 +164,7 @@ impl ListenerOptions {
             handshake_timeout: Duration::from_secs(15),
             nodelay: true,
             backlog: 1024,
+            access: AccessList::default(),
         }
     }
 }
@@ -318,6 +347,11 @@ where
                     continue;
                 }
             };
+            if !opts.access.allows(peer.ip()) {
+                tracing::debug!(listener = %opts.id, %peer, "denied by access_rules, closing");
+                drop(sock);
+                continue;
+            }
             let n = count.fetch_add(1, Ordering::Relaxed) + 1;
             let permit = ConnPermit {
                 count: count.clone(),

@@ -313,3 +313,67 @@ async fn an_authorize_hook_denies_mqtt_publish_and_subscribe_with_0x87() {
         rumqttc::v5::mqttbytes::v5::PubAckReason::NotAuthorized as u8
     );
 }
+
+/// A TCP connection from a chosen loopback source address.
+async fn connect_from(src: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{src}:0").parse().unwrap()).unwrap();
+    sock.connect(to).await.unwrap()
+}
+
+/// Whether the server closes the connection without answering `hello`.
+async fn closed_without_answer(mut s: tokio::net::TcpStream, hello: &[u8]) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = s.write_all(hello).await;
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(WAIT, s.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+/// MQTT 3.1.1 CONNECT, client id "acl".
+const MQTT_CONNECT: &[u8] = b"\x10\x0f\x00\x04MQTT\x04\x02\x00\x3c\x00\x03acl";
+
+#[tokio::test]
+async fn access_rules_first_match_wins_on_mqtt_and_gateway_listeners() {
+    let rules = r#"["allow 127.0.0.2", "deny all"]"#;
+    let s = TestServer::start_with(&format!(
+        "listeners.tcp.default.access_rules = {rules}\n\
+         gateway.stomp.listeners.tcp.default.access_rules = {rules}\n\
+         gateway.mqttsn.listeners.udp.default.access_rules = {rules}"
+    ))
+    .await;
+    // MQTT: 127.0.0.1 is denied at accept, 127.0.0.2 is served.
+    assert!(closed_without_answer(connect_from("127.0.0.1", s.tcp).await, MQTT_CONNECT).await);
+    assert!(!closed_without_answer(connect_from("127.0.0.2", s.tcp).await, MQTT_CONNECT).await);
+    // STOMP likewise.
+    let stomp = s
+        .server
+        .as_ref()
+        .unwrap()
+        .local_addr("stomp:tcp:default")
+        .unwrap();
+    let hello = b"CONNECT\naccept-version:1.2\n\n\0";
+    assert!(closed_without_answer(connect_from("127.0.0.1", stomp).await, hello).await);
+    assert!(!closed_without_answer(connect_from("127.0.0.2", stomp).await, hello).await);
+    // MQTT-SN: SEARCHGW from a denied peer gets no GWINFO; from an allowed one it does.
+    let sn = s
+        .server
+        .as_ref()
+        .unwrap()
+        .local_addr("mqttsn:udp:default")
+        .unwrap();
+    let searchgw = [0x03u8, 0x01, 0x00];
+    for (src, answered) in [("127.0.0.1", false), ("127.0.0.2", true)] {
+        let u = tokio::net::UdpSocket::bind(format!("{src}:0"))
+            .await
+            .unwrap();
+        u.send_to(&searchgw, sn).await.unwrap();
+        let mut buf = [0u8; 64];
+        let got = tokio::time::timeout(QUIET, u.recv_from(&mut buf))
+            .await
+            .is_ok();
+        assert_eq!(got, answered, "SEARCHGW from {src}");
+    }
+}
