@@ -13,6 +13,9 @@ use tokio::sync::{oneshot, Notify};
 pub enum KickReason {
     /// Another connection with the same client id took the session (MQTT 5 reason 0x8E).
     TakenOver,
+    /// Another connection with the same client id started clean: the session is discarded
+    /// (MQTT 5 reason 0x8E too).
+    Discarded,
     /// An administrator kicked the client (reason 0x98).
     Administrative,
     /// The broker is shutting down (reason 0x8B).

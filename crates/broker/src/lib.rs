@@ -360,10 +360,17 @@ impl Broker {
         if let Some(old) = registry.get(&key).cloned() {
             let mut st = old.lock();
             if let Some(mut link) = st.conn.take() {
+                // EMQX: a clean start discards the old session, otherwise it is taken over.
+                // (`session.discarded` is counted where the session state is dropped.)
+                let why = if req.clean_start {
+                    KickReason::Discarded
+                } else {
+                    Metrics::inc(&self.metrics.session_takenover);
+                    KickReason::TakenOver
+                };
                 if let Some(kick) = link.kick.take() {
-                    let _ = kick.send(KickReason::TakenOver);
+                    let _ = kick.send(why);
                 }
-                Metrics::inc(&self.metrics.session_takenover);
             }
             st.generation += 1;
             if !req.clean_start && !st.discarded {

@@ -328,6 +328,23 @@ impl GatewayCtx {
         }
     }
 
+    /// Another connection took the session (`session.takenover`) or discarded it
+    /// (`session.discarded`): run by the connection that had it.
+    pub fn session_kicked(&self, info: &ClientInfo, why: KickReason) {
+        let hooks = &self.broker.hooks;
+        match why {
+            KickReason::TakenOver => {
+                self.metrics.inc("session.takenover");
+                hooks.session_takenover.run(info, &mut ());
+            }
+            KickReason::Discarded => {
+                self.metrics.inc("session.discarded");
+                hooks.session_discarded.run(info, &mut ());
+            }
+            KickReason::Administrative | KickReason::Shutdown => {}
+        }
+    }
+
     /// The client's session ends with its connection: `session.terminated`.
     pub fn session_terminated(&self, info: &ClientInfo, reason: &str) {
         self.metrics.inc("session.terminated");

@@ -1144,13 +1144,24 @@ impl Conn {
             Exit::Disconnected { with_will } => ("normal".to_string(), None, *with_will),
             Exit::Error(code, why) => (why.to_string(), Some(*code), true),
             Exit::Kicked(k) => {
+                let hooks = &self.broker.hooks;
+                match k {
+                    KickReason::TakenOver if !hooks.session_takenover.is_empty() => {
+                        hooks.session_takenover.run(&self.info(), &mut ());
+                    }
+                    KickReason::Discarded if !hooks.session_discarded.is_empty() => {
+                        hooks.session_discarded.run(&self.info(), &mut ());
+                    }
+                    _ => {}
+                }
                 let code = match k {
-                    KickReason::TakenOver => reason::SESSION_TAKEN_OVER,
+                    KickReason::TakenOver | KickReason::Discarded => reason::SESSION_TAKEN_OVER,
                     KickReason::Administrative => reason::ADMINISTRATIVE_ACTION,
                     KickReason::Shutdown => reason::SERVER_SHUTTING_DOWN,
                 };
                 let text = match k {
                     KickReason::TakenOver => "takenover",
+                    KickReason::Discarded => "discarded",
                     KickReason::Administrative => "kicked",
                     KickReason::Shutdown => "shutdown",
                 };

@@ -1429,12 +1429,19 @@ impl Conn {
             Exit::KeepaliveTimeout => "rejected_keepalive_timeout",
             Exit::AsleepTimeout => "asleep_timeout",
             Exit::RegisterRetries => "reached_max_retry_times",
-            Exit::Kicked(KickReason::TakenOver) => "discarded",
+            Exit::Kicked(KickReason::TakenOver) => "takenover",
+            Exit::Kicked(KickReason::Discarded) => "discarded",
             Exit::Kicked(KickReason::Administrative) => "kicked",
             Exit::Kicked(KickReason::Shutdown) => "shutdown",
         };
         self.flush().await;
-        let taken_over = matches!(exit, Exit::Kicked(KickReason::TakenOver));
+        if let Exit::Kicked(k) = &exit {
+            self.shared.ctx.session_kicked(&self.info, *k);
+        }
+        let taken_over = matches!(
+            exit,
+            Exit::Kicked(KickReason::TakenOver | KickReason::Discarded)
+        );
         let (will, clean) = {
             let mut d = self.data.lock();
             let will = if taken_over || matches!(exit, Exit::Disconnected) {

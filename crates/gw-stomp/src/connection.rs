@@ -1015,9 +1015,10 @@ impl Conn {
             Exit::Error(why) => why,
             Exit::HeartbeatTimeout => "heartbeat_timeout",
             Exit::Kicked(k) => {
+                self.ctx.session_kicked(&self.info, *k);
                 let (text, why) = match k {
                     KickReason::Administrative => ("Kicked out", "kicked"),
-                    KickReason::TakenOver => ("Discarded", "discarded"),
+                    KickReason::TakenOver | KickReason::Discarded => ("Discarded", "discarded"),
                     KickReason::Shutdown => ("Server shutdown", "shutdown"),
                 };
                 self.error_frame(text.into(), None);

@@ -377,3 +377,42 @@ async fn access_rules_first_match_wins_on_mqtt_and_gateway_listeners() {
         assert_eq!(got, answered, "SEARCHGW from {src}");
     }
 }
+
+#[tokio::test]
+async fn the_old_connection_runs_session_discarded_or_session_takenover() {
+    let s = TestServer::start().await;
+    let seen: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let hooks = &s.broker().hooks;
+    let d = seen.clone();
+    hooks.session_discarded.add(
+        0,
+        Arc::new(move |c: &ClientInfo, _: &mut ()| {
+            if c.clientid == "twin" {
+                d.lock().push("discarded");
+            }
+            Flow::Continue
+        }),
+    );
+    let t = seen.clone();
+    hooks.session_takenover.add(
+        0,
+        Arc::new(move |c: &ClientInfo, _: &mut ()| {
+            if c.clientid == "twin" {
+                t.lock().push("takenover");
+            }
+            Flow::Continue
+        }),
+    );
+    let _first = v4::simple(s.tcp, "twin").await;
+    // A clean start discards the session the first connection had.
+    let _second = v4::simple(s.tcp, "twin").await;
+    eventually("session.discarded", || seen.lock().len() == 1).await;
+    // Clean session 0 takes it over.
+    let mut o = v4::options(s.tcp, "twin");
+    o.set_clean_session(false);
+    let _third = v4::connect(o).await;
+    eventually("session.takenover", || seen.lock().len() == 2).await;
+    assert_eq!(*seen.lock(), vec!["discarded", "takenover"]);
+    assert_eq!(s.metric("session.discarded"), 1);
+    assert_eq!(s.metric("session.takenover"), 1);
+}
