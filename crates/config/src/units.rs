@@ -364,7 +364,7 @@ impl fmt::Display for Duration {
         }
         let (name, unit) = DURATION_UNITS
             .iter()
-            .find(|(_, unit)| millis % unit == 0)
+            .find(|(_, unit)| millis.is_multiple_of(*unit))
             .copied()
             .unwrap_or(("ms", 1));
         write!(f, "{}{name}", millis / unit)
@@ -478,7 +478,7 @@ impl fmt::Display for ByteSize {
         }
         let (name, unit) = SIZE_UNITS
             .iter()
-            .find(|(_, unit)| self.0 % unit == 0)
+            .find(|(_, unit)| self.0.is_multiple_of(*unit))
             .copied()
             .unwrap_or(("B", 1));
         write!(f, "{}{name}", self.0 / unit)
