@@ -34,7 +34,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Broker-wide settings (from `mqtt.*`, `sys_topics.*` and `node.*`).
+/// Receives retained-table changes (see [`Broker::set_retained_sink`]).
+pub type RetainedSink = dyn Fn(&SharedMessage) + Send + Sync;
+
+#[derive(Default)]
+struct SinkSlot(std::sync::OnceLock<Box<RetainedSink>>);
+
+impl std::fmt::Debug for SinkSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "SinkSlot(set)"
+        } else {
+            "SinkSlot(unset)"
+        })
+    }
+}
+
+/// Broker-wide settings ( `mqtt.*`, `sys_topics.*` and `node.*`).
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
     /// Node name, used in `$SYS/brokers/<node>/…`.
@@ -131,6 +147,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Hook points, shared by every protocol.
     pub hooks: Hooks,
+    /// Told of every change to the retained table (persistence), if set.
+    retained_sink: SinkSlot,
     next_message_id: AtomicU64,
     next_session_id: AtomicU64,
     next_conn_id: AtomicU64,
@@ -147,11 +165,40 @@ impl Broker {
             retained: RwLock::new(Retained::default()),
             metrics: Metrics::default(),
             hooks: Hooks::default(),
+            retained_sink: SinkSlot::default(),
             next_message_id: AtomicU64::new(1),
             next_session_id: AtomicU64::new(1),
             next_conn_id: AtomicU64::new(1),
             started: Instant::now(),
         })
+    }
+
+    /// Be told of every retained-table change: a message with the retain flag sets its
+    /// topic's retained message, or clears it when the payload is empty. Set once.
+    pub fn set_retained_sink(&self, sink: Box<RetainedSink>) -> bool {
+        self.retained_sink.0.set(sink).is_ok()
+    }
+
+    /// Put retained messages back (from durable storage) without routing them. Expired
+    /// ones are skipped. Returns how many were restored.
+    pub fn restore_retained(&self, messages: Vec<Message>) -> usize {
+        let now = now_ms();
+        let mut table = self.retained.write();
+        let mut n = 0;
+        for m in messages {
+            if m.is_expired(now) || m.payload.is_empty() {
+                continue;
+            }
+            self.next_message_id.fetch_max(m.id + 1, Ordering::Relaxed);
+            table.put(Arc::new(m));
+            n += 1;
+        }
+        n
+    }
+
+    /// Make every new message id larger than `id` (ids found in durable storage).
+    pub fn reserve_message_ids(&self, id: u64) {
+        self.next_message_id.fetch_max(id + 1, Ordering::Relaxed);
     }
 
     /// Time since the broker started.
@@ -220,6 +267,9 @@ impl Broker {
             let changed = self.retained.write().put(msg.clone());
             if changed && !msg.payload.is_empty() {
                 Metrics::inc(&self.metrics.messages_retained);
+            }
+            if let Some(sink) = self.retained_sink.0.get() {
+                sink(&msg);
             }
         }
         let mut targets: Vec<(Arc<SessionCell>, SubOptions, bool)> = Vec::new();

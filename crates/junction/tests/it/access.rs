@@ -90,15 +90,11 @@ async fn mqtt_clients_authenticate_against_the_built_in_database() {
 
 #[tokio::test]
 async fn a_bad_bootstrap_file_stops_the_start_naming_the_key() {
-    let text = "listeners.tcp.default.bind = \"127.0.0.1:0\"\n\
-                listeners.ws.default.enable = false\n\
-                gateway.stomp.enable = false\n\
-                gateway.mqttsn.enable = false\n\
-                authentication = [{ mechanism = password_based, backend = built_in_database, \
-                bootstrap_file = \"/nonexistent/users.csv\" }]\n";
-    let config =
-        junction_config::Config::from_str_with_env(text, std::iter::empty::<(String, String)>())
-            .unwrap();
+    let config = test_config(
+        &fresh_data_dir(),
+        "authentication = [{ mechanism = password_based, backend = built_in_database, \
+         bootstrap_file = \"/nonexistent/users.csv\" }]",
+    );
     let err = junction::Server::start(&config).await.unwrap_err();
     let msg = format!("{err:#}");
     assert!(

@@ -29,19 +29,14 @@ impl TestServer {
         Self::start_with("").await
     }
 
-    /// Start with extra HOCON appended to the test defaults.
+    /// Start with extra HOCON appended to the test defaults, in a data directory of its own.
     pub async fn start_with(extra: &str) -> TestServer {
-        let text = format!(
-            "listeners.tcp.default.bind = \"127.0.0.1:0\"\n\
-             listeners.ws.default.bind = \"127.0.0.1:0\"\n\
-             gateway.stomp.listeners.tcp.default.bind = \"127.0.0.1:0\"\n\
-             gateway.mqttsn.listeners.udp.default.bind = \"127.0.0.1:0\"\n\
-             node.data_dir = \"{}\"\n\
-             {extra}\n",
-            std::env::temp_dir().join("junction-it").display()
-        );
-        let config = Config::from_str_with_env(&text, std::iter::empty::<(String, String)>())
-            .expect("test config");
+        Self::start_at(&fresh_data_dir(), extra).await
+    }
+
+    /// Start with its data in `data_dir` (to restart on the same data).
+    pub async fn start_at(data_dir: &std::path::Path, extra: &str) -> TestServer {
+        let config = test_config(data_dir, extra);
         let server = Server::start(&config).await.expect("server starts");
         let tcp = server.local_addr("tcp:default").expect("tcp listener");
         let ws = server.local_addr("ws:default").expect("ws listener");
@@ -49,6 +44,13 @@ impl TestServer {
             server: Some(server),
             tcp,
             ws,
+        }
+    }
+
+    /// Stop the server (clients are disconnected, the data file committed).
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
         }
     }
 
@@ -65,6 +67,29 @@ impl TestServer {
             .map(|(_, v)| v)
             .unwrap_or_else(|| panic!("no metric {name}"))
     }
+}
+
+/// The test defaults (loopback, free ports) plus `extra`, with data in `data_dir`.
+pub fn test_config(data_dir: &std::path::Path, extra: &str) -> Config {
+    let text = format!(
+        "listeners.tcp.default.bind = \"127.0.0.1:0\"\n\
+         listeners.ws.default.bind = \"127.0.0.1:0\"\n\
+         gateway.stomp.listeners.tcp.default.bind = \"127.0.0.1:0\"\n\
+         gateway.mqttsn.listeners.udp.default.bind = \"127.0.0.1:0\"\n\
+         node.data_dir = \"{}\"\n\
+         {extra}\n",
+        data_dir.display()
+    );
+    Config::from_str_with_env(&text, std::iter::empty::<(String, String)>()).expect("test config")
+}
+
+/// A new, empty data directory (the data file allows one server at a time).
+pub fn fresh_data_dir() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("junction-it-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 /// Wait until `f` is true, polling; panics after [`WAIT`].

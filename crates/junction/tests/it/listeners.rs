@@ -57,8 +57,11 @@ async fn max_conn_rate_delays_connections_beyond_the_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabled_listener_is_not_started() {
     let config = junction_config::Config::from_str_with_env(
-        "listeners.tcp.default.bind = \"127.0.0.1:0\"\nlisteners.ws.default.enable = false\n\
-         gateway.stomp.enable = false",
+        &format!(
+            "listeners.tcp.default.bind = \"127.0.0.1:0\"\nlisteners.ws.default.enable = false\n\
+             gateway.stomp.enable = false\nnode.data_dir = \"{}\"",
+            fresh_data_dir().display()
+        ),
         std::iter::empty::<(String, String)>(),
     )
     .unwrap();

@@ -503,3 +503,52 @@ async fn full_message_queue_drops_qos0_first_and_counts_dropped() {
         vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("c")]
     );
 }
+
+#[tokio::test]
+async fn retained_messages_survive_a_restart_and_cleared_ones_stay_cleared() {
+    let dir = fresh_data_dir();
+    let mut s = TestServer::start_at(&dir, "").await;
+    let c = v4::simple(s.tcp, "keeper").await;
+    for (topic, body) in [("keep/a", "A"), ("keep/b", "B"), ("keep/b", "")] {
+        c.client
+            .publish(topic, v4::QoS::AtLeastOnce, true, body)
+            .await
+            .unwrap();
+    }
+    eventually("three publishes", || s.metric("messages.received") == 3).await;
+    drop(c);
+    s.stop().await;
+
+    let s = TestServer::start_at(&dir, "").await;
+    let mut sub = v4::simple(s.tcp, "reader").await;
+    sub.subscribe("keep/#", v4::QoS::AtLeastOnce).await;
+    let p = sub.publish_in().await;
+    assert_eq!(p.topic, "keep/a");
+    assert_eq!(&p.payload[..], b"A");
+    assert!(p.retain);
+    assert!(
+        sub.maybe_publish(QUIET).await.is_none(),
+        "keep/b was cleared"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_data_file_stops_the_start_naming_the_file() {
+    let dir = fresh_data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("junction.redb");
+    std::fs::write(
+        &file,
+        b"this is not a redb file, just garbage bytes ........",
+    )
+    .unwrap();
+    let config = test_config(&dir, "");
+    let err = junction::Server::start(&config).await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains(&file.display().to_string()), "{msg}");
+    // Nothing was reset: the file is as it was.
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        b"this is not a redb file, just garbage bytes ........"
+    );
+}
