@@ -35,7 +35,7 @@ pub use listener::{
 pub use mqtt::{MqttConfig, MqueueDefaultPriority, PeerCertAs, SharedSubscriptionStrategy};
 pub use sections::{
     BrokerConfig, ConsoleLog, DashboardConfig, DashboardHttpListener, DashboardListeners,
-    LogConfig, LogLevel, NodeConfig, SysEventMessages, SysTopicsConfig,
+    DurableSessionsConfig, LogConfig, LogLevel, NodeConfig, SysEventMessages, SysTopicsConfig,
 };
 pub use units::{Bind, ByteSize, Duration};
 
@@ -65,6 +65,8 @@ pub struct Config {
     /// Protocol gateways, `gateway.<name> { … }`. Default: STOMP on 61613 and MQTT-SN on
     /// udp 1884, both enabled.
     pub gateway: Gateways,
+    /// The data file's commit cadence, `durable_sessions { … }`.
+    pub durable_sessions: DurableSessionsConfig,
     /// The MQTT authentication chain (`mqtt:global`), tried in order. Default `[]`:
     /// clients are let in.
     pub authentication: Vec<authn::AuthnConfig>,

@@ -154,6 +154,24 @@ pub enum LogLevel {
     Emergency,
 }
 
+/// Durable state, `durable_sessions { … }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DurableSessionsConfig {
+    /// How often queued writes to the data file are committed in one transaction. On a
+    /// power loss, what was written in the last interval can be lost; nothing is lost on a
+    /// clean stop. Default `"10ms"`.
+    pub commit_interval: Duration,
+}
+
+impl Default for DurableSessionsConfig {
+    fn default() -> Self {
+        DurableSessionsConfig {
+            commit_interval: Duration::from_millis(10),
+        }
+    }
+}
+
 /// The HTTP dashboard and management API, `dashboard { … }`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

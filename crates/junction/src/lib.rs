@@ -38,7 +38,11 @@ impl Server {
     /// Start everything the configuration enables.
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
         let broker = Broker::new(broker_settings(config));
-        let durable = Durable::open(&config.node.data_dir, &broker)?;
+        let durable = Durable::open(
+            &config.node.data_dir,
+            config.durable_sessions.commit_interval.into(),
+            &broker,
+        )?;
         broker.start_sys();
         let authn = Arc::new(AuthnChains::default());
         let mut mqtt_chain = Vec::new();
@@ -198,7 +202,11 @@ impl std::fmt::Debug for Durable {
 impl Durable {
     /// Open the data file (a corrupt, newer-format or locked file stops the start, naming
     /// the file), restore the retained messages and persist their changes from now on.
-    fn open(data_dir: &std::path::Path, broker: &Arc<Broker>) -> anyhow::Result<Durable> {
+    fn open(
+        data_dir: &std::path::Path,
+        commit_interval: std::time::Duration,
+        broker: &Arc<Broker>,
+    ) -> anyhow::Result<Durable> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("node.data_dir {}", data_dir.display()))?;
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(data_dir.join("junction.redb"))?);
@@ -243,7 +251,12 @@ impl Durable {
                 }
             }
         });
-        let committer = Committer::spawn(store.clone(), DEFAULT_COMMIT_INTERVAL, |e| {
+        let interval = if commit_interval.is_zero() {
+            DEFAULT_COMMIT_INTERVAL
+        } else {
+            commit_interval
+        };
+        let committer = Committer::spawn(store.clone(), interval, |e| {
             tracing::error!(error = %e, "commit to the data file failed");
         })?;
         Ok(Durable {

@@ -552,3 +552,24 @@ async fn a_corrupt_data_file_stops_the_start_naming_the_file() {
         b"this is not a redb file, just garbage bytes ........"
     );
 }
+
+#[tokio::test]
+async fn retained_messages_are_committed_within_the_commit_interval() {
+    // `durable_sessions.commit_interval`: the data file has the message shortly after
+    // the publish, without a stop.
+    let s = TestServer::start_with("durable_sessions.commit_interval = \"20ms\"").await;
+    let c = v4::simple(s.tcp, "committer").await;
+    c.client
+        .publish("durable/x", v4::QoS::AtLeastOnce, true, "kept")
+        .await
+        .unwrap();
+    let store = s.server.as_ref().unwrap().store().clone();
+    eventually("committed retained message", || {
+        store
+            .get_retained("durable/x")
+            .ok()
+            .flatten()
+            .is_some_and(|m| &m.payload[..] == b"kept")
+    })
+    .await;
+}
