@@ -478,6 +478,22 @@ impl GatewayCtx {
         }
     }
 
+    /// Admit a client whose connection answers framework calls: register it (kick
+    /// channel and call channel), announce it and run `client.connack` with `success`.
+    /// Returns the registry's kick receiver and the calls receiver for the connection task.
+    pub fn admit(
+        &self,
+        info: &ClientInfo,
+        stats: Arc<ConnStats>,
+        conn_id: u64,
+    ) -> (oneshot::Receiver<KickReason>, mpsc::Receiver<ClientCall>) {
+        let (kick_tx, kick_rx) = oneshot::channel();
+        let (calls_tx, calls_rx) = mpsc::channel(4);
+        self.connected_with_calls(info.clone(), stats, conn_id, kick_tx, Some(calls_tx));
+        self.connack(info, "success");
+        (kick_rx, calls_rx)
+    }
+
     /// A client's subscriptions (mounted topics), asked of its connection.
     pub async fn subscriptions(&self, clientid: &str) -> Result<Vec<SubscriptionInfo>, CallError> {
         let (tx, rx) = oneshot::channel();

@@ -464,16 +464,7 @@ fn attach(
     info.is_superuser = is_superuser;
     ctx.session_opened(&info, opened.session_present);
     let stats = Arc::new(ConnStats::default());
-    let (registry_tx, registry_rx) = oneshot::channel();
-    let (calls_tx, calls_rx) = mpsc::channel(4);
-    ctx.connected_with_calls(
-        info.clone(),
-        stats.clone(),
-        conn_id,
-        registry_tx,
-        Some(calls_tx),
-    );
-    ctx.connack(&info, "success");
+    let (registry_rx, calls_rx) = ctx.admit(&info, stats.clone(), conn_id);
     let conn = Conn {
         shared: shared.clone(),
         peer,

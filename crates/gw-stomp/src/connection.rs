@@ -376,16 +376,7 @@ impl Conn {
         let (kick_tx, kick_rx) = oneshot::channel();
         let opened = ctx.open_session(&clientid, true, 0, common.session, conn_id, kick_tx);
         ctx.session_opened(&info, opened.session_present);
-        let (registry_tx, registry_rx) = oneshot::channel();
-        let (calls_tx, calls_rx) = mpsc::channel(4);
-        ctx.connected_with_calls(
-            info.clone(),
-            stats.clone(),
-            conn_id,
-            registry_tx,
-            Some(calls_tx),
-        );
-        ctx.connack(&info, "success");
+        let (registry_rx, calls_rx) = ctx.admit(&info, stats.clone(), conn_id);
         let mut conn = Conn {
             ctx,
             stream,
