@@ -155,7 +155,18 @@ async fn read_connect(
                 ctx.metrics.add("bytes.received", n as u64);
                 stats.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
             }
-            _ => return None,
+            Ok(Ok(_)) => {
+                tracing::debug!("closed before CONNECT");
+                return None;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "read failed before CONNECT");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("no CONNECT within idle_timeout");
+                return None;
+            }
         }
     }
 }

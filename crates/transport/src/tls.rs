@@ -63,9 +63,15 @@ pub fn load_server_config(opts: &TlsOptions) -> Result<ServerConfig, String> {
     } else {
         builder.with_no_client_auth()
     };
-    builder
+    let mut config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| format!("keyfile {}: {e}", opts.keyfile.display()))
+        .map_err(|e| format!("keyfile {}: {e}", opts.keyfile.display()))?;
+    // No TLS 1.3 session tickets, as EMQX (Erlang's `session_tickets` is `disabled` by
+    // default). Tickets arrive after the handshake, and clients that read and write one TLS
+    // socket from two threads (stomp.py on Python's ssl) can lose their first frame while
+    // one thread takes the tickets in. TLS 1.2 session-id resumption stays on.
+    config.send_tls13_tickets = 0;
+    Ok(config)
 }
 
 pub(crate) fn acceptor(opts: &TlsOptions) -> Result<tokio_rustls::TlsAcceptor, String> {
