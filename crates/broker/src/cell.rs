@@ -5,7 +5,9 @@ use bytestring::ByteString;
 use junction_session::{Delivery, DropReason, Dropped, Outbound, Session};
 use junction_types::QoS;
 use parking_lot::{Mutex, MutexGuard};
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use tokio::sync::{oneshot, Notify};
 
 /// Why a connection is told to go away by the broker.
@@ -45,6 +47,74 @@ pub struct CellState {
     pub generation: u64,
     /// True once the session has ended (clean start, expiry, kick of a clean session).
     pub discarded: bool,
+    /// When the last connection detached (ms), while the client is offline: the session
+    /// expires `expiry_interval_secs` after it.
+    pub disconnected_at_ms: Option<u64>,
+    /// The will of the attached connection, or of the last one while its delay runs,
+    /// kept here so that it is persisted with the session.
+    pub will: Option<PendingWill>,
+}
+
+/// A will kept with its session.
+#[derive(Debug, Clone)]
+pub struct PendingWill {
+    /// The will message.
+    pub message: junction_types::Message,
+    /// Will delay interval in seconds.
+    pub delay_secs: u32,
+    /// When it is due (ms): `None` while the connection is up.
+    pub publish_at_ms: Option<u64>,
+}
+
+/// Sessions changed since the persister last looked (see [`SessionCell::lock`]).
+#[derive(Debug, Default)]
+pub struct DirtySessions {
+    list: Mutex<Vec<Arc<SessionCell>>>,
+}
+
+impl DirtySessions {
+    /// Take the sessions changed since the last call, each once.
+    pub fn take(&self) -> Vec<Arc<SessionCell>> {
+        std::mem::take(&mut *self.list.lock())
+    }
+
+    /// Number of sessions waiting to be persisted.
+    pub fn len(&self) -> usize {
+        self.list.lock().len()
+    }
+
+    /// True if no session waits to be persisted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The locked state of a [`SessionCell`]. Dropping it marks a persistent session dirty,
+/// before the lock is released, so a persister that snapshots after taking the lock sees
+/// every change that marked it.
+pub struct CellGuard<'a> {
+    cell: &'a SessionCell,
+    guard: MutexGuard<'a, CellState>,
+}
+
+impl Deref for CellGuard<'_> {
+    type Target = CellState;
+    fn deref(&self) -> &CellState {
+        &self.guard
+    }
+}
+
+impl DerefMut for CellGuard<'_> {
+    fn deref_mut(&mut self) -> &mut CellState {
+        &mut self.guard
+    }
+}
+
+impl Drop for CellGuard<'_> {
+    fn drop(&mut self) {
+        // Runs before the fields drop: the mark is made while the lock is still held.
+        self.cell.touch();
+    }
 }
 
 /// One session, shared by reference between the registry, the router and its connection.
@@ -62,6 +132,15 @@ pub struct SessionCell {
     /// Upper bound of QoS 0 messages waiting in the outbox of a connected client; past it a
     /// slow client's QoS 0 messages are dropped rather than buffered without end.
     max_outbox_qos0: usize,
+    /// This cell, for putting it on the dirty list.
+    me: Weak<SessionCell>,
+    /// Where changes are reported, when the broker persists sessions.
+    tracker: Option<Arc<DirtySessions>>,
+    /// True once the session has had an expiry interval: its changes are persisted (a
+    /// session that stops being persistent is marked once more, for its record to go).
+    persistent: AtomicBool,
+    /// True while the cell is on the dirty list.
+    dirty: AtomicBool,
 }
 
 impl SessionCell {
@@ -70,8 +149,10 @@ impl SessionCell {
         namespace: ByteString,
         session: Session,
         max_outbox_qos0: usize,
-    ) -> Self {
-        SessionCell {
+        tracker: Option<Arc<DirtySessions>>,
+    ) -> Arc<Self> {
+        let persistent = session.expiry_interval_secs > 0;
+        Arc::new_cyclic(|me| SessionCell {
             id,
             client_id: session.client_id.clone(),
             namespace,
@@ -82,10 +163,47 @@ impl SessionCell {
                 outbox: Vec::new(),
                 generation: 0,
                 discarded: false,
+                disconnected_at_ms: None,
+                will: None,
             }),
             notify: Notify::new(),
             max_outbox_qos0,
+            me: me.clone(),
+            tracker,
+            persistent: AtomicBool::new(persistent),
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    /// Mark the session as one whose changes are persisted (it has an expiry interval).
+    pub fn set_persistent(&self) {
+        self.persistent.store(true, Ordering::Relaxed);
+    }
+
+    /// True if the session's changes are persisted.
+    pub fn is_persistent(&self) -> bool {
+        self.persistent.load(Ordering::Relaxed)
+    }
+
+    /// Put a persistent session on the dirty list (once until the persister takes it).
+    fn touch(&self) {
+        let Some(tracker) = &self.tracker else {
+            return;
+        };
+        if !self.persistent.load(Ordering::Relaxed) || self.dirty.swap(true, Ordering::AcqRel) {
+            return;
         }
+        if let Some(me) = self.me.upgrade() {
+            tracker.list.lock().push(me);
+        }
+    }
+
+    /// Lock the state for a snapshot: clears the dirty mark first, so a change made after
+    /// the snapshot marks the session again. Does not mark it itself.
+    pub fn lock_for_snapshot(&self) -> MutexGuard<'_, CellState> {
+        let guard = self.state.lock();
+        self.dirty.store(false, Ordering::Release);
+        guard
     }
 
     /// True while a connection is attached.
@@ -99,8 +217,13 @@ impl SessionCell {
 
     /// Lock the state. Lock order: registry, then a cell, then the router; never hold it
     /// across an `.await`.
-    pub fn lock(&self) -> MutexGuard<'_, CellState> {
-        self.state.lock()
+    ///
+    /// Releasing the lock marks a persistent session dirty (see [`DirtySessions`]).
+    pub fn lock(&self) -> CellGuard<'_> {
+        CellGuard {
+            cell: self,
+            guard: self.state.lock(),
+        }
     }
 
     /// Wait until the outbox has something (or was poked).

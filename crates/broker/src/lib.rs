@@ -16,7 +16,7 @@ pub mod retained;
 pub mod router;
 pub mod sys;
 
-pub use cell::{CellState, ConnLink, KickReason, SessionCell};
+pub use cell::{CellGuard, CellState, ConnLink, DirtySessions, KickReason, PendingWill, SessionCell};
 pub use hooks::{Flow, Hooks};
 pub use metrics::Metrics;
 pub use retained::Retained;
@@ -39,6 +39,26 @@ pub type RetainedSink = dyn Fn(&SharedMessage) + Send + Sync;
 
 #[derive(Default)]
 struct SinkSlot(std::sync::OnceLock<Box<RetainedSink>>);
+
+/// Makes the broker's state changes durable before an acknowledgement is sent
+/// (`durable_sessions.commit_before_ack`): resolves once everything changed so far is on
+/// disk, or with the reason it could not be.
+pub type AckBarrier = dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+    + Send
+    + Sync;
+
+#[derive(Default)]
+struct BarrierSlot(std::sync::OnceLock<Box<AckBarrier>>);
+
+impl std::fmt::Debug for BarrierSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "BarrierSlot(set)"
+        } else {
+            "BarrierSlot(unset)"
+        })
+    }
+}
 
 impl std::fmt::Debug for SinkSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -153,6 +173,10 @@ pub struct Broker {
     next_session_id: AtomicU64,
     next_conn_id: AtomicU64,
     started: Instant,
+    /// Where persistent sessions report their changes, once persistence is on.
+    dirty: std::sync::OnceLock<Arc<DirtySessions>>,
+    /// Awaited before acknowledging a PUBLISH, when set.
+    ack_barrier: BarrierSlot,
 }
 
 impl Broker {
@@ -170,7 +194,104 @@ impl Broker {
             next_session_id: AtomicU64::new(1),
             next_conn_id: AtomicU64::new(1),
             started: Instant::now(),
+            dirty: std::sync::OnceLock::new(),
+            ack_barrier: BarrierSlot::default(),
         })
+    }
+
+    /// Commit before acknowledging: connections await `barrier` before they send a
+    /// PUBACK or PUBREC. Set once.
+    pub fn set_ack_barrier(&self, barrier: Box<AckBarrier>) -> bool {
+        self.ack_barrier.0.set(barrier).is_ok()
+    }
+
+    /// The barrier to await before acknowledging a PUBLISH, if one is set.
+    pub fn ack_barrier(&self) -> Option<&AckBarrier> {
+        self.ack_barrier.0.get().map(|b| &**b)
+    }
+
+    /// Track the changes of persistent sessions (those with an expiry interval) from now
+    /// on: every change puts the session on the returned list, once until it is taken.
+    /// Call before the first session opens.
+    pub fn track_sessions(&self) -> Arc<DirtySessions> {
+        self.dirty.get_or_init(Default::default).clone()
+    }
+
+    fn new_cell(&self, namespace: ByteString, session: Session) -> Arc<SessionCell> {
+        SessionCell::new(
+            self.next_session_id.fetch_add(1, Ordering::Relaxed),
+            namespace,
+            session,
+            self.settings.max_outbox_qos0,
+            self.dirty.get().cloned(),
+        )
+    }
+
+    /// Put a persisted session back (at start-up), offline: its subscriptions go into
+    /// the router, its expiry runs from `disconnected_at_ms`, and a will that was due
+    /// (or whose connection the restart ended) is published when its delay has passed.
+    /// A session whose expiry has already passed is not restored; returns `None` then.
+    pub fn restore_session(
+        self: &Arc<Self>,
+        namespace: ByteString,
+        session: Session,
+        disconnected_at_ms: u64,
+        will: Option<PendingWill>,
+    ) -> Option<Arc<SessionCell>> {
+        let now = now_ms();
+        let expiry = session.expiry_interval_secs;
+        let deadline = disconnected_at_ms.saturating_add(expiry as u64 * 1000);
+        if expiry == 0 || (expiry != u32::MAX && deadline <= now) {
+            if let Some(w) = will {
+                self.publish_will(w.message);
+            }
+            return None;
+        }
+        let key = SessionKey(namespace.clone(), session.client_id.clone());
+        let filters: Vec<(String, SubOptions)> = session
+            .subscriptions
+            .iter()
+            .map(|(f, o)| (f.clone(), *o))
+            .collect();
+        let cell = self.new_cell(namespace, session);
+        cell.set_persistent();
+        let generation;
+        {
+            let mut st = cell.lock();
+            st.disconnected_at_ms = Some(disconnected_at_ms);
+            generation = st.generation;
+            let mut router = self.router.write();
+            for (filter, opts) in filters {
+                if let Ok(p) = parse_filter(&filter) {
+                    router.add(
+                        p.filter,
+                        p.group,
+                        Subscriber {
+                            cell: cell.clone(),
+                            opts,
+                        },
+                    );
+                }
+            }
+        }
+        let old = self.sessions.lock().insert(key, cell.clone());
+        if let Some(old) = old {
+            // Restoring twice: the newer record wins, the older leaves the router.
+            let mut st = old.lock();
+            self.discard_locked(&old, &mut st);
+        }
+        if let Some(mut w) = will {
+            let due = w
+                .publish_at_ms
+                .unwrap_or_else(|| now.saturating_add(w.delay_secs as u64 * 1000));
+            w.publish_at_ms = Some(due);
+            cell.lock().will = Some(w);
+            self.schedule_will(&cell, generation, due.saturating_sub(now));
+        }
+        if expiry != u32::MAX {
+            self.schedule_expiry(&cell, generation, deadline.saturating_sub(now));
+        }
+        Some(cell)
     }
 
     /// Be told of every retained-table change: a message with the retain flag sets its
@@ -426,6 +547,12 @@ impl Broker {
             if !req.clean_start && !st.discarded {
                 st.session.limits = req.limits;
                 st.session.expiry_interval_secs = req.expiry_interval_secs;
+                st.disconnected_at_ms = None;
+                // A will whose delay was running is cancelled by the reconnect.
+                st.will = None;
+                if req.expiry_interval_secs > 0 {
+                    old.set_persistent();
+                }
                 st.conn = Some(ConnLink {
                     conn_id: req.conn_id,
                     kick: Some(req.kick),
@@ -452,12 +579,7 @@ impl Broker {
         }
         let mut session = Session::new(req.client_id.clone(), req.limits, now);
         session.expiry_interval_secs = req.expiry_interval_secs;
-        let cell = Arc::new(SessionCell::new(
-            self.next_session_id.fetch_add(1, Ordering::Relaxed),
-            req.namespace.clone(),
-            session,
-            self.settings.max_outbox_qos0,
-        ));
+        let cell = self.new_cell(req.namespace.clone(), session);
         cell.lock().conn = Some(ConnLink {
             conn_id: req.conn_id,
             kick: Some(req.kick),
@@ -478,6 +600,7 @@ impl Broker {
         }
         st.discarded = true;
         st.generation += 1;
+        st.will = None;
         let mut router = self.router.write();
         for filter in st.session.subscriptions.keys() {
             if let Ok(p) = parse_filter(filter) {
@@ -509,6 +632,19 @@ impl Broker {
         self.publish(will);
     }
 
+    /// Keep the will of the connection `conn_id` with its session (persisted with it),
+    /// or forget it (`None`). The connection still hands it to [`Broker::close_session`].
+    pub fn set_will(&self, cell: &SessionCell, conn_id: u64, will: Option<&Will>) {
+        let mut st = cell.lock();
+        if st.conn.as_ref().is_some_and(|c| c.conn_id == conn_id) {
+            st.will = will.map(|w| PendingWill {
+                message: w.message.clone(),
+                delay_secs: w.delay_secs,
+                publish_at_ms: None,
+            });
+        }
+    }
+
     /// A connection ended. Keeps the session for its expiry interval or ends it, and
     /// publishes or schedules the will.
     pub fn close_session(self: &Arc<Self>, cell: &Arc<SessionCell>, conn_id: u64, close: Close) {
@@ -530,6 +666,7 @@ impl Broker {
         st.generation += 1;
         let generation = st.generation;
         st.session.expiry_interval_secs = close.expiry_interval_secs;
+        st.will = None;
         // Anything not yet written goes back through the session on resume.
         st.outbox.clear();
         if close.expiry_interval_secs == 0 {
@@ -542,33 +679,65 @@ impl Broker {
             }
             return;
         }
-        drop(st);
+        let now = now_ms();
+        st.disconnected_at_ms = Some(now);
+        cell.set_persistent();
+        let mut publish_now = None;
+        let mut delayed_ms = None;
         if let Some(will) = close.will {
             let delay = will.delay_secs.min(close.expiry_interval_secs);
             if delay == 0 {
-                self.publish_will(will.message);
+                publish_now = Some(will.message);
             } else {
-                let broker = self.clone();
-                let cell = cell.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(delay as u64)).await;
-                    let current = cell.lock().generation;
-                    // A reconnect before the delay elapsed cancels the will [MQTT-3.1.3-9].
-                    if current == generation {
-                        broker.publish_will(will.message);
-                    }
+                let after = delay as u64 * 1000;
+                st.will = Some(PendingWill {
+                    message: will.message,
+                    delay_secs: will.delay_secs,
+                    publish_at_ms: Some(now.saturating_add(after)),
                 });
+                delayed_ms = Some(after);
             }
         }
-        if close.expiry_interval_secs != u32::MAX {
-            let broker = self.clone();
-            let cell = cell.clone();
-            let secs = close.expiry_interval_secs as u64;
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(secs)).await;
-                broker.expire(&cell, generation);
-            });
+        drop(st);
+        if let Some(message) = publish_now {
+            self.publish_will(message);
         }
+        if let Some(after) = delayed_ms {
+            self.schedule_will(cell, generation, after);
+        }
+        if close.expiry_interval_secs != u32::MAX {
+            self.schedule_expiry(cell, generation, close.expiry_interval_secs as u64 * 1000);
+        }
+    }
+
+    /// Publish the session's pending will after `after_ms`, unless a connection attached
+    /// in between (a reconnect cancels it [MQTT-3.1.3-9]).
+    fn schedule_will(self: &Arc<Self>, cell: &Arc<SessionCell>, generation: u64, after_ms: u64) {
+        let broker = self.clone();
+        let cell = cell.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(after_ms)).await;
+            let will = {
+                let mut st = cell.lock();
+                if st.generation != generation {
+                    return;
+                }
+                st.will.take()
+            };
+            if let Some(w) = will {
+                broker.publish_will(w.message);
+            }
+        });
+    }
+
+    /// End the session after `after_ms` unless a connection attached in between.
+    fn schedule_expiry(self: &Arc<Self>, cell: &Arc<SessionCell>, generation: u64, after_ms: u64) {
+        let broker = self.clone();
+        let cell = cell.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(after_ms)).await;
+            broker.expire(&cell, generation);
+        });
     }
 
     /// Session expiry timer fired.
@@ -577,10 +746,15 @@ impl Broker {
         if st.generation != generation || st.conn.is_some() {
             return;
         }
+        let will = st.will.take();
         self.discard_locked(cell, &mut st);
         drop(st);
         self.unregister(cell);
         Metrics::inc(&self.metrics.session_terminated);
+        // The session ended before the will delay did: the will goes now [MQTT-3.1.3-9].
+        if let Some(w) = will {
+            self.publish_will(w.message);
+        }
     }
 
     /// Kick a client off (administrative action). Returns true if it was connected.

@@ -162,12 +162,17 @@ pub struct DurableSessionsConfig {
     /// power loss, what was written in the last interval can be lost; nothing is lost on a
     /// clean stop. Default `"10ms"`.
     pub commit_interval: Duration,
+    /// Commit before every acknowledgement of a QoS 1/2 PUBLISH (PUBACK, PUBREC): nothing
+    /// acknowledged is lost even on power loss, at the cost of a disk sync per batch of
+    /// acknowledgements. Default `false` (batched commits every `commit_interval`).
+    pub commit_before_ack: bool,
 }
 
 impl Default for DurableSessionsConfig {
     fn default() -> Self {
         DurableSessionsConfig {
             commit_interval: Duration::from_millis(10),
+            commit_before_ack: false,
         }
     }
 }

@@ -189,6 +189,9 @@ struct Conn {
     last_recv: Instant,
     connected_at: u64,
     scratch: Vec<Outbound>,
+    /// A PUBACK or PUBREC is waiting in `wbuf` for the broker's ack barrier
+    /// (`durable_sessions.commit_before_ack`).
+    ack_pending: bool,
 }
 
 impl Conn {
@@ -440,8 +443,13 @@ impl Conn {
             last_recv: Instant::now(),
             connected_at: now_ms(),
             scratch: Vec::new(),
+            ack_pending: false,
             settings,
         };
+        if conn.will.is_some() && conn.cell.is_persistent() {
+            // Kept with the session, so that a will survives a restart of the broker.
+            broker.set_will(&conn.cell, conn_id, conn.will.as_ref());
+        }
         conn.write_packet(&Packet::ConnAck(ConnAck {
             session_present: opened.session_present,
             reason_code: reason::SUCCESS,
@@ -512,6 +520,15 @@ impl Conn {
     async fn flush(&mut self) -> Flow {
         if self.wbuf.is_empty() {
             return Ok(());
+        }
+        if std::mem::take(&mut self.ack_pending) {
+            if let Some(barrier) = self.broker.ack_barrier() {
+                // Nothing is acknowledged before it is on disk.
+                if let Err(e) = barrier().await {
+                    tracing::error!(error = %e, "commit before acknowledging failed; closing");
+                    return Err(Exit::Error(reason::UNSPECIFIED_ERROR, "commit failed"));
+                }
+            }
         }
         let n = self.wbuf.len();
         let res = self.stream.write_all(&self.wbuf).await;
@@ -803,6 +820,7 @@ impl Conn {
                     reason::SUCCESS
                 };
                 self.write_packet(&Packet::PubAck(ack(packet_id, code)));
+                self.ack_pending = true;
             }
             QoS::ExactlyOnce => {
                 let state = self.cell.lock().session.incoming_qos2(packet_id, now_ms());
@@ -825,6 +843,7 @@ impl Conn {
                     }
                 };
                 self.write_packet(&Packet::PubRec(ack(packet_id, code)));
+                self.ack_pending = true;
             }
         }
         Ok(())

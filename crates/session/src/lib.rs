@@ -160,6 +160,23 @@ pub enum IncomingQos2 {
     TooMany,
 }
 
+/// What [`Session::restore`] rebuilds a session from.
+#[derive(Debug, Clone, Default)]
+pub struct RestoredParts {
+    /// When the session was created (ms).
+    pub created_at_ms: u64,
+    /// Session expiry interval in seconds.
+    pub expiry_interval_secs: u32,
+    /// Subscriptions by filter.
+    pub subscriptions: Vec<(String, SubOptions)>,
+    /// In-flight messages by packet id, in send order.
+    pub inflight: Vec<(u16, Inflight)>,
+    /// Queued deliveries, oldest first.
+    pub queued: Vec<Delivery>,
+    /// Inbound QoS 2 packet ids awaiting PUBREL, with when each arrived (ms).
+    pub awaiting_rel: Vec<(u16, u64)>,
+}
+
 /// The state of one MQTT session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
@@ -223,6 +240,35 @@ impl Session {
     /// The queued deliveries, oldest first.
     pub fn queued(&self) -> impl Iterator<Item = &Delivery> {
         self.mqueue.iter()
+    }
+
+    /// Inbound QoS 2 packet ids awaiting PUBREL, with when each arrived (ms), by id.
+    pub fn awaiting_rel(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        let mut ids: Vec<(u16, u64)> = self.awaiting_rel.iter().map(|(k, v)| (*k, *v)).collect();
+        ids.sort_unstable();
+        ids.into_iter()
+    }
+
+    /// Rebuild a session from its persisted parts (after a restart). In-flight messages
+    /// keep their packet ids and are resent, in the order given, when a connection
+    /// attaches ([`Session::resume`]); packet ids for new messages continue after them.
+    pub fn restore(client_id: ByteString, limits: SessionLimits, parts: RestoredParts) -> Self {
+        let mut session = Session::new(client_id, limits, parts.created_at_ms);
+        session.expiry_interval_secs = parts.expiry_interval_secs;
+        session.subscriptions = parts.subscriptions.into_iter().collect();
+        for (id, entry) in parts.inflight {
+            if id == 0 || session.inflight.contains_key(&id) {
+                continue;
+            }
+            session.inflight.insert(id, entry);
+            session.inflight_order.push_back(id);
+        }
+        if let Some(last) = session.inflight_order.back() {
+            session.next_packet_id = if *last == u16::MAX { 1 } else { *last + 1 };
+        }
+        session.mqueue = parts.queued.into();
+        session.awaiting_rel = parts.awaiting_rel.into_iter().collect();
+        session
     }
 
     fn alloc_packet_id(&mut self) -> Option<u16> {
@@ -633,6 +679,37 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_restored_session_resends_its_inflight_then_its_queue_and_continues_packet_ids() {
+        let mut s = session(10, 10);
+        let (mut out, mut dropped) = (vec![], vec![]);
+        for (i, q) in [(1, QoS::ExactlyOnce), (2, QoS::AtLeastOnce)] {
+            s.deliver(delivery(i, q), true, 0, &mut out, &mut dropped);
+        }
+        s.pubrec(1, false, 0);
+        s.deliver(delivery(3, QoS::ExactlyOnce), false, 0, &mut out, &mut dropped);
+        s.incoming_qos2(7, 5);
+        s.subscriptions.insert("a/#".into(), SubOptions::default());
+        let parts = RestoredParts {
+            created_at_ms: s.created_at_ms,
+            expiry_interval_secs: 300,
+            subscriptions: s.subscriptions.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            inflight: s.inflight().map(|(id, e)| (id, e.clone())).collect(),
+            queued: s.queued().cloned().collect(),
+            awaiting_rel: s.awaiting_rel().collect(),
+        };
+        let mut r = Session::restore("c".into(), s.limits, parts);
+        assert_eq!(r.expiry_interval_secs, 300);
+        assert_eq!(r.awaiting_rel().collect::<Vec<_>>(), vec![(7, 5)]);
+        // The id is still awaiting release: a resend is a duplicate.
+        assert_eq!(r.incoming_qos2(7, 6), IncomingQos2::Duplicate);
+        out.clear();
+        r.resume(10, &mut out, &mut dropped);
+        assert_eq!(ids(&out), vec![(Some(1), false, 0), (Some(2), true, 2), (Some(3), false, 3)]);
+        assert_eq!(r.pubcomp(1), AckResult::Completed(delivery(1, QoS::ExactlyOnce)));
+        assert!(r.subscriptions.contains_key("a/#"));
     }
 
     #[test]
