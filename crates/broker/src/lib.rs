@@ -16,7 +16,9 @@ pub mod retained;
 pub mod router;
 pub mod sys;
 
-pub use cell::{CellGuard, CellState, ConnLink, DirtySessions, KickReason, PendingWill, SessionCell};
+pub use cell::{
+    CellGuard, CellState, ConnLink, DirtySessions, KickReason, PendingWill, SessionCell,
+};
 pub use hooks::{Flow, Hooks};
 pub use metrics::Metrics;
 pub use retained::Retained;

@@ -4,15 +4,17 @@
 //! [`Server`] on port 0 the same way.
 
 pub mod bench;
+mod durable;
 pub mod gateways;
 
 use anyhow::Context;
+use durable::{Durable, DurableOptions};
 use junction_auth::AuthnChains;
 use junction_broker::{Broker, BrokerSettings, KickReason, SharedStrategy};
 use junction_config::{Config, ListenerKind as CfgKind, SharedSubscriptionStrategy, SslVerify};
 use junction_gw_mqtt::MqttSettings;
 use junction_session::SessionLimits;
-use junction_store::{Committer, RedbStore, Store, DEFAULT_COMMIT_INTERVAL};
+use junction_store::Store;
 use junction_transport::{ListenerHandle, ListenerKind, ListenerOptions, TlsOptions, WsOptions};
 use junction_types::QoS;
 use std::net::SocketAddr;
@@ -38,9 +40,14 @@ impl Server {
     /// Start everything the configuration enables.
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
         let broker = Broker::new(broker_settings(config));
+        let mut mqtt = mqtt_settings(config);
         let durable = Durable::open(
-            &config.node.data_dir,
-            config.durable_sessions.commit_interval.into(),
+            DurableOptions {
+                data_dir: &config.node.data_dir,
+                commit_interval: config.durable_sessions.commit_interval.into(),
+                commit_before_ack: config.durable_sessions.commit_before_ack,
+                limits: mqtt.session,
+            },
             &broker,
         )?;
         broker.start_sys();
@@ -52,7 +59,6 @@ impl Server {
             );
         }
         authn.set_chain("mqtt:global", mqtt_chain);
-        let mut mqtt = mqtt_settings(config);
         mqtt.authn = authn.clone();
         let mqtt = Arc::new(mqtt);
         let mut listeners = Vec::new();
@@ -154,6 +160,12 @@ impl Server {
         &self.durable.store
     }
 
+    /// Write every changed session to the data file and commit, now (what the commit
+    /// thread does every `durable_sessions.commit_interval`).
+    pub fn persist_now(&self) -> Result<(), junction_store::StoreError> {
+        self.durable.persister.flush()
+    }
+
     /// Stop accepting and disconnect every client (5.0 clients get reason 0x8B).
     pub async fn shutdown(self) {
         for l in &self.listeners {
@@ -166,11 +178,6 @@ impl Server {
             mqttsn.unload().await;
         }
         self.broker.kick_all(KickReason::Shutdown);
-        if let Some(c) = self.durable.committer.lock().take() {
-            if let Err(e) = c.stop() {
-                tracing::error!(error = %e, "final commit of the data file failed");
-            }
-        }
         // Give connection tasks a moment to say goodbye.
         for _ in 0..50 {
             if self
@@ -184,85 +191,8 @@ impl Server {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-    }
-}
-
-/// The data file (`<node.data_dir>/junction.redb`) and the thread that commits to it.
-struct Durable {
-    store: Arc<dyn Store>,
-    committer: parking_lot::Mutex<Option<Committer>>,
-}
-
-impl std::fmt::Debug for Durable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Durable").finish_non_exhaustive()
-    }
-}
-
-impl Durable {
-    /// Open the data file (a corrupt, newer-format or locked file stops the start, naming
-    /// the file), restore the retained messages and persist their changes from now on.
-    fn open(
-        data_dir: &std::path::Path,
-        commit_interval: std::time::Duration,
-        broker: &Arc<Broker>,
-    ) -> anyhow::Result<Durable> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("node.data_dir {}", data_dir.display()))?;
-        let store: Arc<dyn Store> = Arc::new(RedbStore::open(data_dir.join("junction.redb"))?);
-        broker.reserve_message_ids(store.message_id_high_water()?);
-        let restored = broker.restore_retained(store.list_retained()?);
-        tracing::info!(restored, "retained messages restored");
-        // The broker and the sweeper hold the store weakly: the file closes when the
-        // server is shut down, even while connection tasks still hold the broker.
-        let sink = Arc::downgrade(&store);
-        broker.set_retained_sink(Box::new(move |m| {
-            let Some(sink) = sink.upgrade() else {
-                return;
-            };
-            // `$SYS` topics are republished by the broker itself at start.
-            if m.topic.starts_with("$SYS/") {
-                return;
-            }
-            let r = if m.payload.is_empty() {
-                sink.delete_retained(&m.topic)
-            } else {
-                sink.put_retained(m)
-            };
-            if let Err(e) = r {
-                tracing::warn!(topic = %m.topic, error = %e, "retained message not persisted");
-            }
-        }));
-        // Expired retained messages and unreferenced messages leave the file.
-        let sweeper = Arc::downgrade(&store);
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-            loop {
-                every.tick().await;
-                let Some(store) = sweeper.upgrade() else {
-                    return;
-                };
-                let swept = tokio::task::spawn_blocking(move || {
-                    store.sweep_expired(junction_types::now_ms())
-                })
-                .await;
-                if let Ok(Err(e)) = swept {
-                    tracing::warn!(error = %e, "sweeping the data file failed");
-                }
-            }
-        });
-        let interval = if commit_interval.is_zero() {
-            DEFAULT_COMMIT_INTERVAL
-        } else {
-            commit_interval
-        };
-        let committer = Committer::spawn(store.clone(), interval, |e| {
-            tracing::error!(error = %e, "commit to the data file failed");
-        })?;
-        Ok(Durable {
-            store,
-            committer: parking_lot::Mutex::new(Some(committer)),
-        })
+        // The last flush: sessions as their connections left them.
+        self.durable.stop();
     }
 }
 

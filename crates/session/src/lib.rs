@@ -689,13 +689,23 @@ mod tests {
             s.deliver(delivery(i, q), true, 0, &mut out, &mut dropped);
         }
         s.pubrec(1, false, 0);
-        s.deliver(delivery(3, QoS::ExactlyOnce), false, 0, &mut out, &mut dropped);
+        s.deliver(
+            delivery(3, QoS::ExactlyOnce),
+            false,
+            0,
+            &mut out,
+            &mut dropped,
+        );
         s.incoming_qos2(7, 5);
         s.subscriptions.insert("a/#".into(), SubOptions::default());
         let parts = RestoredParts {
             created_at_ms: s.created_at_ms,
             expiry_interval_secs: 300,
-            subscriptions: s.subscriptions.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            subscriptions: s
+                .subscriptions
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
             inflight: s.inflight().map(|(id, e)| (id, e.clone())).collect(),
             queued: s.queued().cloned().collect(),
             awaiting_rel: s.awaiting_rel().collect(),
@@ -707,8 +717,14 @@ mod tests {
         assert_eq!(r.incoming_qos2(7, 6), IncomingQos2::Duplicate);
         out.clear();
         r.resume(10, &mut out, &mut dropped);
-        assert_eq!(ids(&out), vec![(Some(1), false, 0), (Some(2), true, 2), (Some(3), false, 3)]);
-        assert_eq!(r.pubcomp(1), AckResult::Completed(delivery(1, QoS::ExactlyOnce)));
+        assert_eq!(
+            ids(&out),
+            vec![(Some(1), false, 0), (Some(2), true, 2), (Some(3), false, 3)]
+        );
+        assert_eq!(
+            r.pubcomp(1),
+            AckResult::Completed(delivery(1, QoS::ExactlyOnce))
+        );
         assert!(r.subscriptions.contains_key("a/#"));
     }
 

@@ -67,18 +67,28 @@ impl Committer {
         interval: Duration,
         on_error: impl Fn(&StoreError) + Send + 'static,
     ) -> Result<Committer, StoreError> {
+        Committer::spawn_with(move || store.commit(), interval, on_error)
+    }
+
+    /// Like [`Committer::spawn`], with the commit step given: the broker writes what
+    /// changed since the last tick (its dirty sessions) and then commits.
+    pub fn spawn_with(
+        commit: impl Fn() -> Result<(), StoreError> + Send + 'static,
+        interval: Duration,
+        on_error: impl Fn(&StoreError) + Send + 'static,
+    ) -> Result<Committer, StoreError> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("junction-store-commit".into())
             .spawn(move || loop {
                 match stopped.recv_timeout(interval) {
                     Err(RecvTimeoutError::Timeout) => {
-                        if let Err(e) = store.commit() {
+                        if let Err(e) = commit() {
                             on_error(&e);
                         }
                     }
                     // Asked to stop, or the handle is gone: the last commit.
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return store.commit(),
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return commit(),
                 }
             })
             .map_err(|e| StoreError::Committer(e.to_string()))?;
