@@ -1,0 +1,321 @@
+//! Durable state: sessions, their messages and wills survive a restart on the same data
+//! directory (a graceful stop here; `crash.rs` kills the process).
+
+use crate::common::*;
+use junction_codec_mqtt::{Packet, ProtocolVersion, QoS as RawQoS};
+use std::collections::BTreeSet;
+
+/// A v5 client that keeps its session for ten minutes.
+fn persistent(addr: std::net::SocketAddr, id: &str, clean_start: bool) -> v5::MqttOptions {
+    let mut o = v5::options(addr, id);
+    o.set_clean_start(clean_start);
+    o.set_session_expiry_interval(Some(600));
+    o
+}
+
+async fn publish_and_wait(c: &mut v5::Client, topic: &str, qos: v5::QoS, body: String) {
+    c.client.publish(topic, qos, false, body).await.unwrap();
+    match qos {
+        v5::QoS::AtLeastOnce => {
+            c.wait_for("PUBACK", |p| matches!(p, v5::Packet::PubAck(_)))
+                .await;
+        }
+        v5::QoS::ExactlyOnce => {
+            c.wait_for("PUBCOMP", |p| matches!(p, v5::Packet::PubComp(_)))
+                .await;
+        }
+        v5::QoS::AtMostOnce => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_and_queued_messages_survive_a_restart() {
+    let dir = fresh_data_dir();
+    let mut s = TestServer::start_at(&dir, "").await;
+    let mut sub = v5::connect(persistent(s.tcp, "durable-sub", true)).await;
+    sub.subscribe("dur/one/#", v5::QoS::AtLeastOnce).await;
+    sub.subscribe("dur/two/#", v5::QoS::ExactlyOnce).await;
+    sub.client.disconnect().await.unwrap();
+    drop(sub);
+    eventually("the subscriber is offline", || {
+        s.broker()
+            .lookup("durable-sub")
+            .is_some_and(|c| !c.is_online())
+    })
+    .await;
+    let mut publisher = v5::simple(s.tcp, "durable-pub").await;
+    for i in 0..5 {
+        publish_and_wait(
+            &mut publisher,
+            "dur/one/a",
+            v5::QoS::AtLeastOnce,
+            format!("q1-{i}"),
+        )
+        .await;
+        publish_and_wait(
+            &mut publisher,
+            "dur/two/b",
+            v5::QoS::ExactlyOnce,
+            format!("q2-{i}"),
+        )
+        .await;
+    }
+    drop(publisher);
+    s.stop().await;
+
+    let s = TestServer::start_at(&dir, "").await;
+    // The subscriptions are back in the router before the client returns.
+    let mut publisher = v5::simple(s.tcp, "durable-pub-2").await;
+    publish_and_wait(
+        &mut publisher,
+        "dur/one/c",
+        v5::QoS::AtLeastOnce,
+        "after".into(),
+    )
+    .await;
+    let mut sub = v5::connect(persistent(s.tcp, "durable-sub", false)).await;
+    assert!(sub.connack.session_present, "the session was restored");
+    let mut got = Vec::new();
+    for _ in 0..11 {
+        let p = sub.publish_in().await;
+        got.push((
+            p.qos as u8,
+            String::from_utf8_lossy(&p.payload).into_owned(),
+        ));
+    }
+    let mut want: Vec<(u8, String)> = (0..5)
+        .flat_map(|i| [(1, format!("q1-{i}")), (2, format!("q2-{i}"))])
+        .collect();
+    want.push((1, "after".into()));
+    // Each topic keeps its order; both queues arrive complete.
+    for qos in [1u8, 2] {
+        let g: Vec<_> = got.iter().filter(|m| m.0 == qos).collect();
+        let w: Vec<_> = want.iter().filter(|m| m.0 == qos).collect();
+        assert_eq!(g, w);
+    }
+    assert!(sub.maybe_publish(QUIET).await.is_none(), "nothing twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_delivery_is_resent_with_dup_after_a_restart() {
+    let dir = fresh_data_dir();
+    let mut s = TestServer::start_at(&dir, "").await;
+    let v5 = ProtocolVersion::V5;
+    let mut c = Raw::connect(s.tcp, v5).await;
+    let mut connect = pk::connect(v5, "raw-durable", true, 60);
+    connect.properties.session_expiry_interval = Some(600);
+    c.handshake(connect.clone()).await;
+    assert_eq!(
+        c.subscribe(pk::subscribe(1, "inflight/t", RawQoS::AtLeastOnce))
+            .await,
+        vec![1]
+    );
+    let publisher = v5::simple(s.tcp, "inflight-pub").await;
+    publisher
+        .client
+        .publish("inflight/t", v5::QoS::AtLeastOnce, false, "unacked")
+        .await
+        .unwrap();
+    let first = c.next_publish().await.expect("the delivery");
+    assert!(!first.dup);
+    // Not acknowledged. The batched commit takes it to the file within the interval.
+    s.server.as_ref().unwrap().persist_now().unwrap();
+    drop(c);
+    drop(publisher);
+    s.stop().await;
+
+    let s = TestServer::start_at(&dir, "").await;
+    let mut c = Raw::connect(s.tcp, v5).await;
+    connect.clean_start = false;
+    let ack = c.handshake(connect).await;
+    assert!(ack.session_present);
+    let again = c.next_publish().await.expect("the resend");
+    assert!(again.dup, "a resend carries DUP");
+    assert_eq!(again.packet_id, first.packet_id, "with the same packet id");
+    assert_eq!(&again.payload[..], b"unacked");
+    c.send(&Packet::PubAck(pk::ack(again.packet_id.unwrap())))
+        .await;
+    assert!(c.next_publish_within(QUIET).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_start_removes_the_stored_session() {
+    let dir = fresh_data_dir();
+    let mut s = TestServer::start_at(&dir, "").await;
+    let mut sub = v5::connect(persistent(s.tcp, "forget-me", true)).await;
+    sub.subscribe("forget/#", v5::QoS::AtLeastOnce).await;
+    drop(sub);
+    s.server.as_ref().unwrap().persist_now().unwrap();
+    let stored = |s: &TestServer| -> BTreeSet<String> {
+        s.server
+            .as_ref()
+            .unwrap()
+            .store()
+            .list_sessions()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.client_id)
+            .collect()
+    };
+    assert!(stored(&s).contains("forget-me"));
+    // A clean start with no expiry ends the old session; its record goes with it.
+    let c = v5::simple(s.tcp, "forget-me").await;
+    assert!(!c.connack.session_present);
+    drop(c);
+    eventually("the stored session is removed", || {
+        s.server.as_ref().unwrap().persist_now().unwrap();
+        !stored(&s).contains("forget-me")
+    })
+    .await;
+    s.stop().await;
+    let s = TestServer::start_at(&dir, "").await;
+    assert!(s.broker().lookup("forget-me").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_expired_while_the_broker_was_down_is_not_restored() {
+    let dir = fresh_data_dir();
+    let mut s = TestServer::start_at(&dir, "").await;
+    let mut o = v5::options(s.tcp, "short-lived");
+    o.set_clean_start(false);
+    o.set_session_expiry_interval(Some(1));
+    let mut c = v5::connect(o).await;
+    c.subscribe("short/#", v5::QoS::AtLeastOnce).await;
+    c.client.disconnect().await.unwrap();
+    drop(c);
+    eventually("offline", || {
+        s.broker()
+            .lookup("short-lived")
+            .is_some_and(|c| !c.is_online())
+    })
+    .await;
+    s.stop().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let s = TestServer::start_at(&dir, "").await;
+    assert!(s.broker().lookup("short-lived").is_none());
+    assert!(s
+        .server
+        .as_ref()
+        .unwrap()
+        .store()
+        .get_session("", "short-lived")
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_will_survives_a_restart_and_is_published_when_due() {
+    let dir = fresh_data_dir();
+    let mut s = TestServer::start_at(&dir, "").await;
+    let v5 = ProtocolVersion::V5;
+    let mut c = Raw::connect(s.tcp, v5).await;
+    let mut connect = pk::connect(v5, "will-durable", false, 60);
+    connect.properties.session_expiry_interval = Some(600);
+    connect.will = Some(junction_codec_mqtt::LastWill {
+        topic: "wills/durable".into(),
+        payload: bytes::Bytes::from_static(b"gone"),
+        qos: RawQoS::AtLeastOnce,
+        retain: false,
+        properties: junction_codec_mqtt::WillProperties {
+            delay_interval: Some(2),
+            ..Default::default()
+        },
+    });
+    c.handshake(connect).await;
+    // The connection drops without DISCONNECT: the will is due in 2 s.
+    drop(c);
+    eventually("offline", || {
+        s.broker()
+            .lookup("will-durable")
+            .is_some_and(|c| !c.is_online())
+    })
+    .await;
+    s.stop().await;
+
+    let s = TestServer::start_at(&dir, "").await;
+    let mut watcher = v5::simple(s.tcp, "will-watcher").await;
+    watcher.subscribe("wills/#", v5::QoS::AtLeastOnce).await;
+    let p = watcher.publish_in().await;
+    assert_eq!(p.topic, "wills/durable");
+    assert_eq!(&p.payload[..], b"gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqttsn_session_survives_a_restart() {
+    use bytes::Bytes;
+    use junction_codec_mqttsn::{decode, encode, Flags, Message, QoS as SnQoS, Topic, TopicIdType};
+    use tokio::net::UdpSocket;
+    async fn send(sock: &UdpSocket, gw: std::net::SocketAddr, m: Message) {
+        let mut b = bytes::BytesMut::new();
+        encode(&m, &mut b).unwrap();
+        sock.send_to(&b, gw).await.unwrap();
+    }
+    async fn recv(sock: &UdpSocket) -> Message {
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
+            .await
+            .expect("a datagram from the gateway")
+            .unwrap();
+        decode(Bytes::copy_from_slice(&buf[..n])).unwrap()
+    }
+    let connect = |clean| Message::Connect {
+        flags: Flags {
+            clean_session: clean,
+            ..Flags::default()
+        },
+        protocol_id: 1,
+        duration: 60,
+        client_id: "sn-durable".into(),
+    };
+    let gw_of = |s: &TestServer| {
+        s.server
+            .as_ref()
+            .unwrap()
+            .local_addr("mqttsn:udp:default")
+            .unwrap()
+    };
+    let dir = fresh_data_dir();
+    let mut s = TestServer::start_at(&dir, "").await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    send(&sock, gw_of(&s), connect(false)).await;
+    assert!(matches!(recv(&sock).await, Message::ConnAck { .. }));
+    send(
+        &sock,
+        gw_of(&s),
+        Message::Subscribe {
+            flags: Flags {
+                qos: SnQoS::AtLeastOnce,
+                topic_id_type: TopicIdType::Short,
+                ..Flags::default()
+            },
+            msg_id: 1,
+            topic: Topic::Short(*b"sd"),
+        },
+    )
+    .await;
+    assert!(matches!(recv(&sock).await, Message::SubAck { .. }));
+    send(&sock, gw_of(&s), Message::Disconnect { duration: None }).await;
+    assert!(matches!(recv(&sock).await, Message::Disconnect { .. }));
+    s.stop().await;
+
+    let s = TestServer::start_at(&dir, "").await;
+    assert!(
+        s.broker().lookup_in("mqttsn", "sn-durable").is_some(),
+        "the MQTT-SN session is back"
+    );
+    // Published while the client is away: it waits in the restored session.
+    let mut publisher = v5::simple(s.tcp, "sn-durable-pub").await;
+    publish_and_wait(&mut publisher, "sd", v5::QoS::AtLeastOnce, "kept".into()).await;
+    send(&sock, gw_of(&s), connect(false)).await;
+    let mut got = None;
+    for _ in 0..3 {
+        match recv(&sock).await {
+            Message::Publish { data, .. } => {
+                got = Some(data);
+                break;
+            }
+            _ => continue,
+        }
+    }
+    assert_eq!(got.as_deref(), Some(&b"kept"[..]));
+}
