@@ -194,8 +194,27 @@ pub struct Session {
     /// Packet ids in send order, so resends keep the original order [MQTT-4.6.0-1].
     inflight_order: VecDeque<u16>,
     mqueue: VecDeque<Delivery>,
+    /// Sequence number of `mqueue[0]`; entry `i` has `mqueue_head + i`. Popping from the
+    /// front advances it, pushing at the back extends the range: a persister that saw
+    /// the range before writes only the difference.
+    mqueue_head: u64,
+    /// Bumped whenever the queue changes other than at its ends in FIFO order (a drop
+    /// from the middle, a push at the front): sequence numbers restart meaning then.
+    mqueue_epoch: u64,
     awaiting_rel: HashMap<u16, u64>,
     next_packet_id: u16,
+}
+
+/// Where a session's message queue stands, for incremental persistence
+/// ([`Session::queue_window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueWindow {
+    /// Changes when sequence numbers were reassigned; a persister rewrites the queue.
+    pub epoch: u64,
+    /// Sequence number of the oldest queued delivery.
+    pub head: u64,
+    /// Number of queued deliveries (sequence numbers `head .. head + len`).
+    pub len: usize,
 }
 
 impl Session {
@@ -210,6 +229,8 @@ impl Session {
             inflight: BTreeMap::new(),
             inflight_order: VecDeque::new(),
             mqueue: VecDeque::new(),
+            mqueue_head: 0,
+            mqueue_epoch: 0,
             awaiting_rel: HashMap::new(),
             next_packet_id: 1,
         }
@@ -240,6 +261,33 @@ impl Session {
     /// The queued deliveries, oldest first.
     pub fn queued(&self) -> impl Iterator<Item = &Delivery> {
         self.mqueue.iter()
+    }
+
+    /// The queue's sequence-number range (see [`QueueWindow`]).
+    pub fn queue_window(&self) -> QueueWindow {
+        QueueWindow {
+            epoch: self.mqueue_epoch,
+            head: self.mqueue_head,
+            len: self.mqueue.len(),
+        }
+    }
+
+    /// The queued deliveries from sequence number `seq` on (nothing if `seq` is past
+    /// the end; from the head if it is before it).
+    pub fn queued_from(&self, seq: u64) -> impl Iterator<Item = (u64, &Delivery)> {
+        let skip = seq.saturating_sub(self.mqueue_head) as usize;
+        let head = self.mqueue_head;
+        self.mqueue
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .map(move |(i, d)| (head + i as u64, d))
+    }
+
+    fn pop_queue_front(&mut self) -> Option<Delivery> {
+        let d = self.mqueue.pop_front()?;
+        self.mqueue_head += 1;
+        Some(d)
     }
 
     /// Inbound QoS 2 packet ids awaiting PUBREL, with when each arrived (ms), by id.
@@ -291,6 +339,7 @@ impl Session {
     fn send_inflight(&mut self, delivery: Delivery, now_ms: u64, out: &mut Vec<Outbound>) {
         let Some(id) = self.alloc_packet_id() else {
             self.mqueue.push_front(delivery);
+            self.mqueue_epoch += 1;
             return;
         };
         self.inflight.insert(
@@ -315,7 +364,11 @@ impl Session {
         let max = self.limits.max_mqueue_len;
         if max > 0 && self.mqueue.len() >= max {
             let victim = match self.mqueue.iter().position(|d| d.qos == QoS::AtMostOnce) {
-                Some(i) => self.mqueue.remove(i),
+                Some(0) => self.pop_queue_front(),
+                Some(i) => {
+                    self.mqueue_epoch += 1;
+                    self.mqueue.remove(i)
+                }
                 None if delivery.qos == QoS::AtMostOnce => {
                     dropped.push(Dropped {
                         delivery,
@@ -323,7 +376,7 @@ impl Session {
                     });
                     return;
                 }
-                None => self.mqueue.pop_front(),
+                None => self.pop_queue_front(),
             };
             if let Some(d) = victim {
                 dropped.push(Dropped {
@@ -380,7 +433,7 @@ impl Session {
     /// when the client connects).
     pub fn dequeue(&mut self, now_ms: u64, out: &mut Vec<Outbound>, dropped: &mut Vec<Dropped>) {
         while self.window_open() {
-            let Some(delivery) = self.mqueue.pop_front() else {
+            let Some(delivery) = self.pop_queue_front() else {
                 break;
             };
             if delivery.message.is_expired(now_ms) {
@@ -533,6 +586,7 @@ impl Session {
                 }
             }
         }
+        self.mqueue_head += self.mqueue.len() as u64;
         all.extend(self.mqueue.drain(..));
         all
     }
@@ -726,6 +780,59 @@ mod tests {
             AckResult::Completed(delivery(1, QoS::ExactlyOnce))
         );
         assert!(r.subscriptions.contains_key("a/#"));
+    }
+
+    #[test]
+    fn the_queue_window_slides_in_fifo_order_and_changes_epoch_otherwise() {
+        let mut s = session(1, 3);
+        let (mut out, mut dropped) = (vec![], vec![]);
+        let w0 = s.queue_window();
+        for i in 1..=3 {
+            s.deliver(
+                delivery(i, QoS::AtLeastOnce),
+                false,
+                0,
+                &mut out,
+                &mut dropped,
+            );
+        }
+        assert_eq!(s.queue_window(), QueueWindow { len: 3, ..w0 });
+        // Full: the oldest goes, at the front.
+        s.deliver(
+            delivery(4, QoS::AtLeastOnce),
+            false,
+            0,
+            &mut out,
+            &mut dropped,
+        );
+        let w = s.queue_window();
+        assert_eq!((w.epoch, w.head, w.len), (w0.epoch, w0.head + 1, 3));
+        let seqs: Vec<(u64, u64)> = s
+            .queued_from(w.head + 1)
+            .map(|(q, d)| (q, d.message.id))
+            .collect();
+        assert_eq!(seqs, vec![(w.head + 1, 3), (w.head + 2, 4)]);
+        // Attaching moves the head into the in-flight window.
+        s.resume(0, &mut out, &mut dropped);
+        assert_eq!(s.queue_window().head, w.head + 1);
+        // A QoS 0 victim from the middle of a full queue renumbers: a new epoch.
+        let mut s = session(1, 3);
+        for (i, q) in [
+            (1, QoS::AtLeastOnce),
+            (2, QoS::AtMostOnce),
+            (3, QoS::AtLeastOnce),
+        ] {
+            s.deliver(delivery(i, q), false, 0, &mut out, &mut dropped);
+        }
+        let before = s.queue_window();
+        s.deliver(
+            delivery(4, QoS::AtLeastOnce),
+            false,
+            0,
+            &mut out,
+            &mut dropped,
+        );
+        assert_ne!(s.queue_window().epoch, before.epoch);
     }
 
     #[test]

@@ -34,14 +34,17 @@
 //! | `message_expiry` | `(expires_at_ms, message id)`      | `()` (index for the sweep)              |
 //! | `orphans`        | message id `u64`                   | sweep epoch it became unreferenced      |
 //! | `sessions`       | `(namespace, client id)`           | encoded [`StoredSession`]               |
+//! | `session_queue`  | `(namespace, client id, seq)`      | encoded [`StoredDelivery`]              |
 //! | `session_expiry` | `(deadline_ms, namespace, client id)` | `()` (index for the sweep)           |
 //! | `retained`       | topic                              | message id `u64`                        |
 //! | `kv`             | `(namespace, key)`                 | bytes, owned by the caller              |
 //!
 //! A message is stored once however many sessions wait for it; session records and
 //! retained entries hold its id, and `message_refs` counts the records (a record that
-//! names an id twice counts once). The count is kept by the store itself: it compares
-//! each session record with the one it replaces, in the transaction that writes it.
+//! names an id twice counts once; each `session_queue` entry counts once more). The count
+//! is kept by the store itself: it compares each session record with the one it
+//! replaces, in the transaction that writes it, and counts queue entries as they come
+//! and go.
 //!
 //! A message nobody refers to (put and not yet referenced, or whose count dropped to
 //! zero) is recorded in `orphans` with the current sweep epoch, and deleted by the first
@@ -134,6 +137,23 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<StoredSession>, StoreError>;
     /// Every committed session record, by namespace then client id.
     fn list_sessions(&self) -> Result<Vec<StoredSession>, StoreError>;
+
+    /// Queues one delivery of a session's message queue under sequence number `seq`
+    /// (replacing any entry with that number). The queue of a session is kept apart from
+    /// its record, one entry per message, so that a long queue is written as it grows
+    /// and shrinks rather than whole on every change. [`Store::get_session`] and
+    /// [`Store::list_sessions`] return it after the record's own `queued`, by `seq`.
+    /// The message must be put (in this batch or before).
+    fn queue_put(
+        &self,
+        namespace: &str,
+        client_id: &str,
+        seq: u64,
+        delivery: &StoredDelivery,
+    ) -> Result<(), StoreError>;
+    /// Queues the removal of a session's queue entries numbered below `seq` (all of them
+    /// with `u64::MAX`). Removing the session record removes its queue as well.
+    fn queue_trim(&self, namespace: &str, client_id: &str, seq: u64) -> Result<(), StoreError>;
 
     /// Queues `message` as the retained message of its topic (stores the message too).
     fn put_retained(&self, message: &Message) -> Result<(), StoreError>;

@@ -1,6 +1,6 @@
 //! [`Store`] on one redb file. The layout is described in the crate docs.
 
-use crate::{Store, StoreError, StoredSession, SweepReport, FORMAT_VERSION};
+use crate::{Store, StoreError, StoredDelivery, StoredSession, SweepReport, FORMAT_VERSION};
 use junction_types::Message;
 use parking_lot::Mutex;
 use redb::{
@@ -17,6 +17,7 @@ const MESSAGES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("messages
 const MESSAGE_REFS: TableDefinition<'_, u64, u32> = TableDefinition::new("message_refs");
 const MESSAGE_EXPIRY: TableDefinition<'_, (u64, u64), ()> = TableDefinition::new("message_expiry");
 const SESSIONS: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("sessions");
+const QUEUE: TableDefinition<'_, (&str, &str, u64), &[u8]> = TableDefinition::new("session_queue");
 const SESSION_EXPIRY: TableDefinition<'_, (u64, &str, &str), ()> =
     TableDefinition::new("session_expiry");
 const ORPHANS: TableDefinition<'_, u64, u64> = TableDefinition::new("orphans");
@@ -56,6 +57,18 @@ enum Op {
     DeleteSession {
         namespace: String,
         client_id: String,
+    },
+    QueuePut {
+        namespace: String,
+        client_id: String,
+        seq: u64,
+        message_id: u64,
+        bytes: Vec<u8>,
+    },
+    QueueTrim {
+        namespace: String,
+        client_id: String,
+        below: u64,
     },
     PutRetained {
         topic: String,
@@ -297,6 +310,20 @@ impl RedbStore {
     }
 }
 
+/// Appends a session's queue table entries, by sequence number, to its record's `queued`.
+fn read_queue(txn: &ReadTransaction, s: &mut StoredSession) -> Result<(), Fault> {
+    let queue = txn.open_table(QUEUE)?;
+    let (ns, id) = (s.namespace.as_str(), s.client_id.as_str());
+    for entry in queue.range((ns, id, 0)..=(ns, id, u64::MAX))? {
+        let (key, value) = entry?;
+        let seq = key.value().2;
+        s.queued.push(decode(value.value(), || {
+            format!("queue entry {ns:?}/{id:?}/{seq}")
+        })?);
+    }
+    Ok(())
+}
+
 /// Maps a failed open to the error the operator sees.
 fn open_error(path: &Path, e: DatabaseError) -> StoreError {
     let path = path.to_path_buf();
@@ -336,6 +363,7 @@ struct Tables<'t> {
     orphans: Table<'t, u64, u64>,
     message_expiry: Table<'t, (u64, u64), ()>,
     sessions: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    queue: Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
     session_expiry: Table<'t, (u64, &'static str, &'static str), ()>,
     retained: Table<'t, &'static str, u64>,
     kv: Table<'t, (&'static str, &'static str), &'static [u8]>,
@@ -350,6 +378,7 @@ impl<'t> Tables<'t> {
             orphans: txn.open_table(ORPHANS)?,
             message_expiry: txn.open_table(MESSAGE_EXPIRY)?,
             sessions: txn.open_table(SESSIONS)?,
+            queue: txn.open_table(QUEUE)?,
             session_expiry: txn.open_table(SESSION_EXPIRY)?,
             retained: txn.open_table(RETAINED)?,
             kv: txn.open_table(KV)?,
@@ -391,6 +420,35 @@ impl Applier<'_> {
                 namespace,
                 client_id,
             } => self.put_session(namespace, client_id, None),
+            Op::QueuePut {
+                namespace,
+                client_id,
+                seq,
+                message_id,
+                bytes,
+            } => {
+                let old = self
+                    .t
+                    .queue
+                    .insert(
+                        (namespace.as_str(), client_id.as_str(), *seq),
+                        bytes.as_slice(),
+                    )?
+                    .map(|v| v.value().to_vec());
+                self.add_ref(*message_id)?;
+                if let Some(old) = old {
+                    let d: StoredDelivery = decode(&old, || {
+                        format!("queue entry {namespace:?}/{client_id:?}/{seq}")
+                    })?;
+                    self.drop_ref(d.message_id)?;
+                }
+                Ok(())
+            }
+            Op::QueueTrim {
+                namespace,
+                client_id,
+                below,
+            } => self.trim_queue(namespace, client_id, *below),
             Op::PutRetained { topic, message_id } => {
                 let old = self
                     .t
@@ -498,7 +556,30 @@ impl Applier<'_> {
             }
             None => {
                 self.t.sessions.remove((namespace, client_id))?;
+                self.trim_queue(namespace, client_id, u64::MAX)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Removes a session's queue entries numbered below `below`, with their references.
+    fn trim_queue(&mut self, namespace: &str, client_id: &str, below: u64) -> Result<(), Fault> {
+        let mut gone = Vec::new();
+        for entry in self
+            .t
+            .queue
+            .range((namespace, client_id, 0)..(namespace, client_id, below))?
+        {
+            let (key, value) = entry?;
+            let seq = key.value().2;
+            let d: StoredDelivery = decode(value.value(), || {
+                format!("queue entry {namespace:?}/{client_id:?}/{seq}")
+            })?;
+            gone.push((seq, d.message_id));
+        }
+        for (seq, message_id) in gone {
+            self.t.queue.remove((namespace, client_id, seq))?;
+            self.drop_ref(message_id)?;
         }
         Ok(())
     }
@@ -676,10 +757,13 @@ impl Store for RedbStore {
             let sessions = txn.open_table(SESSIONS)?;
             let found = sessions.get((namespace, client_id))?;
             match found {
-                Some(bytes) => decode(bytes.value(), || {
-                    format!("session record {namespace:?}/{client_id:?}")
-                })
-                .map(Some),
+                Some(bytes) => {
+                    let mut s: StoredSession = decode(bytes.value(), || {
+                        format!("session record {namespace:?}/{client_id:?}")
+                    })?;
+                    read_queue(txn, &mut s)?;
+                    Ok(Some(s))
+                }
                 None => Ok(None),
             }
         })
@@ -692,12 +776,41 @@ impl Store for RedbStore {
             for entry in sessions.iter()? {
                 let (key, value) = entry?;
                 let (namespace, client_id) = key.value();
-                out.push(decode(value.value(), || {
+                let mut s: StoredSession = decode(value.value(), || {
                     format!("session record {namespace:?}/{client_id:?}")
-                })?);
+                })?;
+                read_queue(txn, &mut s)?;
+                out.push(s);
             }
             Ok(out)
         })
+    }
+
+    fn queue_put(
+        &self,
+        namespace: &str,
+        client_id: &str,
+        seq: u64,
+        delivery: &StoredDelivery,
+    ) -> Result<(), StoreError> {
+        let bytes = self.encode("queue entry", delivery)?;
+        self.queue(Op::QueuePut {
+            namespace: namespace.into(),
+            client_id: client_id.into(),
+            seq,
+            message_id: delivery.message_id,
+            bytes,
+        });
+        Ok(())
+    }
+
+    fn queue_trim(&self, namespace: &str, client_id: &str, seq: u64) -> Result<(), StoreError> {
+        self.queue(Op::QueueTrim {
+            namespace: namespace.into(),
+            client_id: client_id.into(),
+            below: seq,
+        });
+        Ok(())
     }
 
     fn put_retained(&self, message: &Message) -> Result<(), StoreError> {
@@ -921,6 +1034,64 @@ mod tests {
         assert_eq!(store.message_count().unwrap(), 0);
         // The id still counts for the high-water mark: it may have been handed out.
         assert_eq!(store.message_id_high_water().unwrap(), 3);
+    }
+
+    #[test]
+    fn queue_entries_are_read_in_order_counted_trimmed_and_go_with_the_session() {
+        let (_dir, store) = open_temp();
+        for id in 1..=4 {
+            store.put_message(&message(id, "q", None)).unwrap();
+        }
+        let mut s = StoredSession::new("gw", "q");
+        s.queued = vec![queued(1)];
+        store.put_session(&s).unwrap();
+        // Written out of order; read back by sequence number, after the record's own.
+        for (seq, id) in [(12, 4), (10, 2), (11, 3)] {
+            store.queue_put("gw", "q", seq, &queued(id)).unwrap();
+        }
+        store.commit().unwrap();
+        let ids = |store: &RedbStore| -> Vec<u64> {
+            store
+                .get_session("gw", "q")
+                .unwrap()
+                .map(|s| s.queued.iter().map(|d| d.message_id).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(ids(&store), vec![1, 2, 3, 4]);
+        assert_eq!(store.list_sessions().unwrap()[0].queued.len(), 4);
+        assert_eq!(refs(&store, 2), Some(1));
+        // Trimming below 12 drops 10 and 11 and their references.
+        store.queue_trim("gw", "q", 12).unwrap();
+        store.commit().unwrap();
+        assert_eq!(ids(&store), vec![1, 4]);
+        assert_eq!(refs(&store, 2), None);
+        store.sweep_expired(0).unwrap();
+        store.sweep_expired(0).unwrap();
+        assert!(
+            store.get_message(2).unwrap().is_none(),
+            "unreferenced: swept"
+        );
+        assert!(
+            store.get_message(4).unwrap().is_some(),
+            "still queued: kept"
+        );
+        // Replacing an entry moves the reference.
+        store.queue_put("gw", "q", 12, &queued(1)).unwrap();
+        store.commit().unwrap();
+        assert_eq!((refs(&store, 4), refs(&store, 1)), (None, Some(2)));
+        // The record's removal takes the queue with it.
+        store.delete_session("gw", "q").unwrap();
+        store.commit().unwrap();
+        assert_eq!(ids(&store), Vec::<u64>::new());
+        assert_eq!(refs(&store, 1), None);
+        store.queue_put("gw", "q", 1, &queued(1)).unwrap();
+        store.put_session(&StoredSession::new("gw", "q")).unwrap();
+        store.commit().unwrap();
+        assert_eq!(
+            ids(&store),
+            vec![1],
+            "a new queue starts empty but for what is put"
+        );
     }
 
     #[test]
