@@ -238,7 +238,7 @@ impl SessionCell {
 
     /// Move everything waiting in the outbox into `into`, if connection `conn_id` still
     /// owns the session: a connection that has just been taken over must not drain what
-    /// belongs to its successor.
+    /// belongs to its successor. (The outbox is not persisted: this marks nothing dirty.)
     pub fn take_outbox(&self, conn_id: u64, into: &mut Vec<Outbound>) {
         let mut st = self.state.lock();
         if st.conn.as_ref().is_none_or(|c| c.conn_id != conn_id) {
@@ -271,9 +271,15 @@ impl SessionCell {
                 wake = false;
             } else {
                 let was_empty = st.outbox.is_empty();
+                // A QoS 0 message for a connected client only passes through the outbox;
+                // anything else changes what the session keeps.
+                let keeps = !online || delivery.qos != QoS::AtMostOnce;
                 st.session
                     .deliver(delivery, online, now_ms, &mut st.outbox, &mut dropped);
                 wake = online && was_empty && !st.outbox.is_empty();
+                if keeps {
+                    self.touch();
+                }
             }
         }
         if wake {

@@ -872,6 +872,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn changes_to_persistent_sessions_put_them_on_the_dirty_list_once() {
+        let b = Broker::new(BrokerSettings::default());
+        let dirty = b.track_sessions();
+        let (kept, _k1) = open(&b, "kept", true);
+        let (tx, _k2) = oneshot::channel();
+        let gone = b.open_session(OpenSession {
+            namespace: ByteString::new(),
+            client_id: "clean".into(),
+            clean_start: true,
+            expiry_interval_secs: 0,
+            limits: SessionLimits::default(),
+            conn_id: b.next_conn_id(),
+            kick: tx,
+        });
+        let sub = SubOptions {
+            qos: QoS::AtLeastOnce,
+            ..SubOptions::default()
+        };
+        b.subscribe(&kept.cell, "d/#", sub).unwrap();
+        b.subscribe(&gone.cell, "d/#", sub).unwrap();
+        let ids = |v: Vec<Arc<SessionCell>>| -> Vec<String> {
+            v.iter().map(|c| c.client_id.to_string()).collect()
+        };
+        // Only the session with an expiry interval is tracked, and once.
+        assert_eq!(ids(dirty.take()), vec!["kept"]);
+        assert!(dirty.is_empty());
+        // A publisher's delivery marks it (the path that does not go through `lock`).
+        let conn_id = kept.cell.lock().conn.as_ref().unwrap().conn_id;
+        b.close_session(
+            &kept.cell,
+            conn_id,
+            Close {
+                expiry_interval_secs: 60,
+                will: None,
+            },
+        );
+        drop(kept.cell.lock_for_snapshot());
+        dirty.take();
+        b.publish(msg("d/x", QoS::AtLeastOnce, "p"));
+        assert_eq!(ids(dirty.take()), vec!["kept"]);
+        // A snapshot clears the mark; the next change sets it again.
+        drop(kept.cell.lock_for_snapshot());
+        b.publish(msg("d/y", QoS::AtMostOnce, "p"));
+        assert_eq!(
+            ids(dirty.take()),
+            vec!["kept"],
+            "QoS 0 queued while offline"
+        );
+    }
+
+    #[tokio::test]
     async fn takeover_kicks_the_old_connection_and_keeps_the_session() {
         let b = Broker::new(BrokerSettings::default());
         let (first, kick) = open(&b, "x", false);

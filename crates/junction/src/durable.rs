@@ -24,7 +24,7 @@ use junction_store::{
 };
 use junction_types::{now_ms, Message, SharedMessage};
 use parking_lot::Mutex;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,17 +173,38 @@ pub(crate) struct Persister {
     broker: std::sync::Weak<Broker>,
     /// Held for a whole flush: flushes never interleave, so a flush that returns has
     /// committed every change made before it started.
-    state: Mutex<Written>,
+    state: Mutex<HashMap<Key, Mark>>,
 }
 
-/// What the file holds, as far as the persister needs to know.
+/// What the file holds of one session, as far as the persister needs to know to write
+/// only what changed.
 #[derive(Default)]
-struct Written {
-    /// Message ids each session record refers to.
-    sessions: HashMap<Key, BTreeSet<u64>>,
-    /// How many session records refer to each message written: a message already in
-    /// the file is not written again.
-    messages: HashMap<u64, u32>,
+struct Mark {
+    /// Message ids the record (in-flight, will) refers to.
+    record_ids: BTreeSet<u64>,
+    /// The queue entries written, unless the queue must be written whole next time.
+    queue: Option<QueueMark>,
+}
+
+struct QueueMark {
+    epoch: u64,
+    /// Sequence number of the first entry written.
+    head: u64,
+    /// Message ids of the entries written, from `head` on.
+    ids: VecDeque<u64>,
+}
+
+/// One session's writes, gathered under its lock and written after it is released.
+struct Snapshot {
+    record: StoredSession,
+    /// Messages the record refers to.
+    record_messages: Vec<SharedMessage>,
+    /// Remove the queue entries below this sequence number first.
+    trim_below: Option<u64>,
+    /// New queue entries.
+    queue_puts: Vec<(u64, StoredDelivery, SharedMessage)>,
+    /// Message ids that left the queue (most into the in-flight window: already stored).
+    left_queue: HashSet<u64>,
 }
 
 impl Persister {
@@ -192,14 +213,14 @@ impl Persister {
             store,
             dirty: broker.track_sessions(),
             broker: Arc::downgrade(broker),
-            state: Mutex::new(Written::default()),
+            state: Mutex::new(HashMap::new()),
         }
     }
 
     /// Put every stored session back into the broker; returns how many.
     fn restore(&self, broker: &Arc<Broker>, limits: SessionLimits) -> anyhow::Result<usize> {
         let now = now_ms();
-        let mut written = self.state.lock();
+        let mut marks = self.state.lock();
         let mut n = 0;
         for rec in self.store.list_sessions()? {
             let mut messages: HashMap<u64, SharedMessage> = HashMap::new();
@@ -215,37 +236,50 @@ impl Persister {
                 .is_some()
             {
                 n += 1;
-                let ids: BTreeSet<u64> = messages.keys().copied().collect();
-                for id in &ids {
-                    *written.messages.entry(*id).or_default() += 1;
-                }
-                written.sessions.insert(key, ids);
+                // The restored queue is numbered afresh: the first flush rewrites it.
+                let record_ids = rec
+                    .inflight
+                    .iter()
+                    .map(|i| i.delivery.message_id)
+                    .chain(rec.will.iter().map(|w| w.message_id))
+                    .collect();
+                marks.insert(
+                    key,
+                    Mark {
+                        record_ids,
+                        queue: None,
+                    },
+                );
             } else {
                 self.store.delete_session(&rec.namespace, &rec.client_id)?;
             }
         }
-        drop(written);
+        drop(marks);
         self.store.commit()?;
         Ok(n)
     }
 
     /// Snapshot every session changed since the last flush, then commit.
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
-        let mut written = self.state.lock();
+        let mut marks = self.state.lock();
+        let mut put: HashSet<u64> = HashSet::new();
         for cell in self.dirty.take() {
-            self.snapshot(&cell, &mut written)?;
+            self.write_session(&cell, &mut marks, &mut put)?;
         }
         self.store.commit()
     }
 
-    fn snapshot(&self, cell: &SessionCell, written: &mut Written) -> Result<(), StoreError> {
+    fn write_session(
+        &self,
+        cell: &SessionCell,
+        marks: &mut HashMap<Key, Mark>,
+        put: &mut HashSet<u64>,
+    ) -> Result<(), StoreError> {
         let key: Key = (cell.namespace.clone(), cell.client_id.clone());
         let mut st = cell.lock_for_snapshot();
         if st.discarded || st.session.expiry_interval_secs == 0 {
             drop(st);
-            if let Some(ids) = written.sessions.remove(&key) {
-                written.release(&ids);
-            }
+            marks.remove(&key);
             return self.store.delete_session(&cell.namespace, &cell.client_id);
         }
         if let Some(w) = st.will.as_mut() {
@@ -255,35 +289,35 @@ impl Persister {
                 }
             }
         }
-        let (record, messages) = to_record(cell, &st);
+        let mark = marks.entry(key).or_default();
+        let snap = snapshot(cell, &st, mark);
         drop(st);
-        let ids = record.message_ids();
-        for m in &messages {
-            if !written.messages.contains_key(&m.id) {
+        let (ns, id) = (&*cell.namespace, &*cell.client_id);
+        // Messages first, each once: a queue entry's message is new by construction; the
+        // record's are new unless it referred to them before or they just left the queue.
+        for (_, _, m) in &snap.queue_puts {
+            if put.insert(m.id) {
                 self.store.put_message(m)?;
             }
         }
-        for id in &ids {
-            *written.messages.entry(*id).or_default() += 1;
-        }
-        if let Some(old) = written.sessions.insert(key, ids) {
-            written.release(&old);
-        }
-        self.store.put_session(&record)
-    }
-}
-
-impl Written {
-    /// A record that referred to `ids` is gone or replaced.
-    fn release(&mut self, ids: &BTreeSet<u64>) {
-        for id in ids {
-            if let Some(n) = self.messages.get_mut(id) {
-                *n -= 1;
-                if *n == 0 {
-                    self.messages.remove(id);
-                }
+        let mut record_ids = BTreeSet::new();
+        for m in &snap.record_messages {
+            record_ids.insert(m.id);
+            if !mark.record_ids.contains(&m.id)
+                && !snap.left_queue.contains(&m.id)
+                && put.insert(m.id)
+            {
+                self.store.put_message(m)?;
             }
         }
+        mark.record_ids = record_ids;
+        if let Some(below) = snap.trim_below {
+            self.store.queue_trim(ns, id, below)?;
+        }
+        for (seq, d, _) in &snap.queue_puts {
+            self.store.queue_put(ns, id, *seq, d)?;
+        }
+        self.store.put_session(&snap.record)
     }
 }
 
@@ -296,16 +330,11 @@ fn stored_delivery(d: &Delivery) -> StoredDelivery {
     }
 }
 
-/// The record of a session, and the messages it refers to.
-fn to_record(cell: &SessionCell, st: &CellState) -> (StoredSession, Vec<Message>) {
+/// What to write for a session: its record (without the queue) and the queue entries
+/// that changed since `mark`, which it brings up to date.
+fn snapshot(cell: &SessionCell, st: &CellState, mark: &mut Mark) -> Snapshot {
     let s = &st.session;
-    let mut messages: Vec<Message> = Vec::new();
-    let mut seen: BTreeSet<u64> = BTreeSet::new();
-    let mut keep = |m: &SharedMessage| {
-        if seen.insert(m.id) {
-            messages.push(Message::clone(m));
-        }
-    };
+    let mut record_messages: Vec<SharedMessage> = Vec::new();
     let mut rec = StoredSession::new(&*cell.namespace, &*cell.client_id);
     rec.expiry_interval_secs = s.expiry_interval_secs;
     rec.created_at_ms = s.created_at_ms;
@@ -330,7 +359,7 @@ fn to_record(cell: &SessionCell, st: &CellState) -> (StoredSession, Vec<Message>
     subs.sort_by(|a, b| a.filter.cmp(&b.filter));
     rec.subscriptions = subs;
     for (packet_id, e) in s.inflight() {
-        keep(&e.delivery.message);
+        record_messages.push(e.delivery.message.clone());
         rec.inflight.push(StoredInflight {
             packet_id,
             stage: match e.state {
@@ -341,10 +370,6 @@ fn to_record(cell: &SessionCell, st: &CellState) -> (StoredSession, Vec<Message>
             delivery: stored_delivery(&e.delivery),
         });
     }
-    for d in s.queued() {
-        keep(&d.message);
-        rec.queued.push(stored_delivery(d));
-    }
     rec.awaiting_rel = s
         .awaiting_rel()
         .map(|(packet_id, received_at_ms)| AwaitingRel {
@@ -354,16 +379,56 @@ fn to_record(cell: &SessionCell, st: &CellState) -> (StoredSession, Vec<Message>
         .collect();
     if let Some(w) = &st.will {
         if w.message.id != 0 {
-            if seen.insert(w.message.id) {
-                messages.push(w.message.clone());
-            }
+            record_messages.push(Arc::new(w.message.clone()));
             rec.will = Some(StoredWill {
                 message_id: w.message.id,
                 publish_at_ms: w.publish_at_ms,
             });
         }
     }
-    (rec, messages)
+    // The queue: what left its front is trimmed, what joined its back is put.
+    let w = s.queue_window();
+    let tail = w.head + w.len as u64;
+    let mut trim_below = None;
+    let mut left_queue = HashSet::new();
+    let from = match mark.queue.as_mut() {
+        Some(q)
+            if q.epoch == w.epoch && w.head >= q.head && tail >= q.head + q.ids.len() as u64 =>
+        {
+            let old_tail = q.head + q.ids.len() as u64;
+            if w.head > q.head {
+                trim_below = Some(w.head);
+                let gone = ((w.head - q.head) as usize).min(q.ids.len());
+                left_queue.extend(q.ids.drain(..gone));
+                q.head = w.head;
+            }
+            old_tail.max(w.head)
+        }
+        _ => {
+            // First write, or renumbered: the queue is written whole.
+            trim_below = Some(u64::MAX);
+            mark.queue = Some(QueueMark {
+                epoch: w.epoch,
+                head: w.head,
+                ids: VecDeque::new(),
+            });
+            w.head
+        }
+    };
+    let mut queue_puts = Vec::new();
+    if let Some(q) = mark.queue.as_mut() {
+        for (seq, d) in s.queued_from(from) {
+            q.ids.push_back(d.message.id);
+            queue_puts.push((seq, stored_delivery(d), d.message.clone()));
+        }
+    }
+    Snapshot {
+        record: rec,
+        record_messages,
+        trim_below,
+        queue_puts,
+        left_queue,
+    }
 }
 
 /// The session a record describes, when it was left (ms), and its will. Deliveries of

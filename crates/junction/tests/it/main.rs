@@ -4,6 +4,7 @@
 
 mod access;
 mod common;
+mod crash;
 mod durable;
 mod gateways;
 mod listeners;
