@@ -319,3 +319,124 @@ async fn an_mqttsn_session_survives_a_restart() {
     }
     assert_eq!(got.as_deref(), Some(&b"kept"[..]));
 }
+
+/// Steady load of short-lived persistent sessions, each left with a queued message:
+/// 100,000 sessions and their 100,000 messages expire and leave the data file, whose
+/// size stops growing once the load is steady. Driven through the broker's own session
+/// calls (what every connection makes) to keep the test to seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_sessions_and_messages_leave_the_file_and_it_stops_growing() {
+    use junction_broker::{Close, OpenSession};
+    use junction_session::{SessionLimits, SubOptions};
+    const WAVES: usize = 12;
+    const PER_WAVE: usize = 10_000;
+    let dir = fresh_data_dir();
+    let s = TestServer::start_at(&dir, "").await;
+    let server = s.server.as_ref().unwrap();
+    let broker = s.broker().clone();
+    let file = dir.join("junction.redb");
+    let started = std::time::Instant::now();
+    let mut sizes = Vec::new();
+    let (mut sessions_gone, mut messages_gone) = (0usize, 0usize);
+    for wave in 0..WAVES {
+        for i in 0..PER_WAVE {
+            let (kick, _rx) = tokio::sync::oneshot::channel();
+            let conn_id = broker.next_conn_id();
+            let id = format!("soak-{wave}-{i}");
+            let opened = broker.open_session(OpenSession {
+                namespace: Default::default(),
+                client_id: id.as_str().into(),
+                clean_start: true,
+                expiry_interval_secs: 2,
+                limits: SessionLimits::default(),
+                conn_id,
+                kick,
+            });
+            let sub = SubOptions {
+                qos: junction_types::QoS::AtLeastOnce,
+                ..SubOptions::default()
+            };
+            broker
+                .subscribe(&opened.cell, &format!("soak/{id}"), sub)
+                .unwrap();
+            broker.close_session(
+                &opened.cell,
+                conn_id,
+                Close {
+                    expiry_interval_secs: 2,
+                    will: None,
+                },
+            );
+            let mut m = junction_broker::system_message(format!("soak/{id}"), "x", false);
+            m.qos = junction_types::QoS::AtLeastOnce;
+            m.from = "soak".into();
+            assert_eq!(broker.publish(m), 1);
+            if i % 1000 == 999 {
+                // Written while it lives (the commit thread would do the same).
+                server.persist_now().unwrap();
+                let rec = server.store().get_session("", &id).unwrap();
+                assert_eq!(rec.map(|r| r.queued.len()), Some(1), "{id} is stored");
+            }
+        }
+        // Let the wave expire (2 s), persist the removals, and sweep twice: unreferenced
+        // messages go on the second sweep (what the broker's sweeper does every minute).
+        eventually("the wave expires", || broker.session_count() == 0).await;
+        server.persist_now().unwrap();
+        let store = server.store().clone();
+        let (a, b) = tokio::task::spawn_blocking(move || {
+            let now = junction_types::now_ms();
+            (
+                store.sweep_expired(now).unwrap(),
+                store.sweep_expired(now).unwrap(),
+            )
+        })
+        .await
+        .unwrap();
+        sessions_gone += a.sessions + b.sessions;
+        messages_gone += a.messages + b.messages;
+        assert!(server.store().list_sessions().unwrap().is_empty());
+        sizes.push(std::fs::metadata(&file).unwrap().len());
+    }
+    // Every message left the file; the sessions left through the broker's expiry (their
+    // records deleted by the persister) rather than the store's sweep.
+    assert_eq!(messages_gone, WAVES * PER_WAVE, "messages swept");
+    assert_eq!(
+        sessions_gone, 0,
+        "records were removed when their sessions expired"
+    );
+    assert_eq!(server.store().message_count().unwrap(), 0);
+    // redb grows the file in steps and gives pages back when it can: the size moves
+    // within a band. Under a steady load the band must not climb.
+    let (first, second) = sizes.split_at(WAVES / 2);
+    let (first, second) = (first.iter().max().unwrap(), second.iter().max().unwrap());
+    eprintln!(
+        "{WAVES} waves in {:?}; file sizes {sizes:?}",
+        started.elapsed()
+    );
+    assert!(
+        *second <= first + first / 4,
+        "the file grew from at most {first} to {second} bytes under a steady load: {sizes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_data_file_stops_the_start_naming_the_file() {
+    let dir = fresh_data_dir();
+    let mut s = TestServer::start_at(&dir, "").await;
+    let mut c = v5::connect(persistent(s.tcp, "truncated", true)).await;
+    c.subscribe("trunc/#", v5::QoS::AtLeastOnce).await;
+    drop(c);
+    s.stop().await;
+    let file = dir.join("junction.redb");
+    let len = std::fs::metadata(&file).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+    let err = junction::Server::start(&test_config(&dir, ""))
+        .await
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains(&file.display().to_string()), "{msg}");
+    // Left as it was for the operator to look at: not reset, not repaired.
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), len / 2);
+}
