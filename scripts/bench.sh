@@ -8,6 +8,10 @@
 #   BENCH_DURATION=5 scripts/bench.sh     # shorter timed scenarios
 #   BENCH_BROKERS=junction BENCH_SCENARIOS="gw-mqtt gw-stomp gw-mqttsn" scripts/bench.sh
 #                                         # Junction's gateways: MQTT vs STOMP vs MQTT-SN
+#   BENCH_BROKERS="junction junction_ack mosquitto mosquitto_persist" \
+#     BENCH_SCENARIOS="mem-q1 persist-q1" scripts/bench.sh
+#                                         # QoS 1 to persistent sessions: both durability
+#                                         # modes, in memory, and Mosquitto with persistence
 #
 # Every broker listens on loopback on its own port and is restarted for each scenario, so
 # each scenario starts from an empty broker. The load tool reads the broker's CPU time
@@ -29,7 +33,9 @@ MAX_MESSAGES=${BENCH_MAX_MESSAGES:-2000000}
 IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-10000}
 CLK_TCK=$(getconf CLK_TCK)
 JUNCTION="$ROOT/target/release/junction"
-declare -A PORT=([junction]=18831 [mosquitto]=18832 [rumqttd]=18833 [junction_1t]=18834)
+PERSIST_MESSAGES=${BENCH_PERSIST_MESSAGES:-200000}
+declare -A PORT=([junction]=18831 [mosquitto]=18832 [rumqttd]=18833 [junction_1t]=18834
+    [junction_ack]=18837 [mosquitto_persist]=18838)
 # Junction's gateway listeners (gateway.stomp.listeners.tcp.default and
 # gateway.mqttsn.listeners.udp.default), moved off their default ports.
 STOMP_PORT=18835
@@ -113,6 +119,8 @@ wait_port() { # port seconds
 # default; Mosquitto's default is 20), no persistence, errors-only logging.
 start_junction() {
     local port=$1
+    # A fresh data file for every run: no session or retained message carries over.
+    rm -rf "$WORK/junction-data"
     mkdir -p "$WORK/junction-data"
     RUST_LOG=warn \
         JUNCTION_NODE__DATA_DIR="$WORK/junction-data" \
@@ -139,12 +147,29 @@ start_junction_1t() {
     JUNCTION_NODE__WORKER_THREADS=1 start_junction "$@"
 }
 
+# Junction committing before every PUBACK/PUBREC (durable_sessions.commit_before_ack);
+# plain `junction` commits in batches every 10 ms (the default).
+start_junction_ack() {
+    JUNCTION_DURABLE_SESSIONS__COMMIT_BEFORE_ACK=true start_junction "$@"
+}
+
+# Mosquitto with its persistence on: it keeps everything in memory and writes the whole
+# database to mosquitto.db every autosave_interval seconds (here 1) and at exit; nothing
+# is written per message.
+start_mosquitto_persist() {
+    MOSQUITTO_PERSISTENCE=true start_mosquitto "$@"
+}
+
 start_mosquitto() {
-    local port=$1
+    local port=$1 persistence=${MOSQUITTO_PERSISTENCE:-false}
+    rm -rf "$WORK/mosquitto-data"
+    mkdir -p "$WORK/mosquitto-data"
     cat >"$WORK/mosquitto.conf" <<EOF
 listener $port 127.0.0.1
 allow_anonymous true
-persistence false
+persistence $persistence
+persistence_location $WORK/mosquitto-data/
+autosave_interval 1
 max_connections -1
 max_queued_messages 100000
 max_queued_bytes 0
@@ -203,6 +228,13 @@ scenario_args() {
         echo "pubsub --pubs 1000 --subs 1 -t bench/fanin/%i --sub-topic bench/fanin/+ -s 64 -q ${1: -1} --rate 10000 --duration $DURATION" ;;
     idle-10k)
         echo "conn -c $IDLE_CONNECTIONS --duration $DURATION" ;;
+    # QoS 1 at full speed to 100 MQTT 5 subscribers, with clean sessions (mem-q1) and with
+    # persistent ones (persist-q1: Session Expiry Interval 1 h, so every delivery and
+    # acknowledgement changes state the broker persists).
+    mem-q1)
+        echo "pubsub -V 5 --pubs 100 --subs 100 -t bench/p2p/%i -s 64 -q 1 -I 0 -L $PERSIST_MESSAGES --duration $MAX_DURATION" ;;
+    persist-q1)
+        echo "pubsub -V 5 --pubs 100 --subs 100 -t bench/p2p/%i -s 64 -q 1 -I 0 -L $PERSIST_MESSAGES --duration $MAX_DURATION --sub-session-expiry 3600" ;;
     # Junction only: the p2p-q0 load through the MQTT listener, the STOMP gateway and the
     # MQTT-SN gateway (one UDP socket per client).
     gw-mqtt | gw-stomp | gw-mqttsn)
@@ -285,6 +317,8 @@ titles = {
     "fanin-q0": "fan-in: 1,000 publishers → 1 subscriber, QoS 0, 10,000 msgs/s total",
     "fanin-q1": "fan-in: 1,000 publishers → 1 subscriber, QoS 1, 10,000 msgs/s total",
     "idle-10k": "10,000 idle connections",
+    "mem-q1": "QoS 1 max throughput, clean sessions: 100 MQTT 5 pairs, 64 B, unthrottled, fixed count",
+    "persist-q1": "QoS 1 max throughput to persistent sessions: 100 MQTT 5 pairs (subscribers with Session Expiry Interval 1 h), 64 B, unthrottled, fixed count",
 }
 gateways = [s for s in scenarios if s.startswith("gw-")]
 scenarios = [s for s in scenarios if not s.startswith("gw-")]
@@ -306,7 +340,7 @@ def ratio(a, b):
 for s in scenarios:
     print(f"## {titles.get(s, s)}\n")
     rows = {b: load(b, s) for b in brokers}
-    base = rows.get("mosquitto") or {}
+    base = rows.get("mosquitto_persist" if s == "persist-q1" and "mosquitto_persist" in rows else "mosquitto") or {}
     if s.startswith("idle"):
         print("| broker | connected | failed | connects/s | RSS before (KiB) | RSS after (KiB) | KiB per connection | ÷ Mosquitto |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")

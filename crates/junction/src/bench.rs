@@ -204,6 +204,10 @@ pub struct PubSubArgs {
     /// the missing ones lost.
     #[arg(long, default_value_t = 5.0)]
     drain: f64,
+    /// Subscribers keep persistent sessions with this expiry interval, seconds (5.0:
+    /// Session Expiry Interval; 3.x: clean_session = false).
+    #[arg(long)]
+    sub_session_expiry: Option<u32>,
 }
 
 /// Run the load tool.
@@ -238,6 +242,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Settings derived from [`Common`].
+#[derive(Clone)]
 struct Setup {
     target: Target,
     qos: QoS,
@@ -276,6 +281,7 @@ impl Setup {
                 keepalive: c.keepalive,
                 username: c.username.clone(),
                 password: c.password.clone(),
+                session_expiry: None,
             },
             qos: QoS::from_u8(c.qos).unwrap_or(QoS::AtMostOnce),
             pacing: Pacing {
@@ -833,7 +839,11 @@ async fn pubsub(args: PubSubArgs) -> anyhow::Result<Value> {
     let shared = Arc::new(Shared::default());
     let _progress = Progress::start(label.clone(), shared.clone());
     let mut handles = Vec::new();
-    let sub_secs = start_subscribers(&setup, &filters, &shared, &mut handles).await;
+    let sub_secs = {
+        let mut subs = setup.clone();
+        subs.target.session_expiry = args.sub_session_expiry;
+        start_subscribers(&subs, &filters, &shared, &mut handles).await
+    };
     let drain = secs(args.drain);
     let (go, _) = tokio::sync::watch::channel(None);
     let pub_secs = start_publishers(&setup, &plan, &shared, &mut handles, &go, drain).await?;

@@ -48,6 +48,9 @@ pub struct Target {
     pub username: Option<String>,
     /// Password, if any.
     pub password: Option<String>,
+    /// Session expiry interval (seconds) for a session that outlives the connection:
+    /// the Session Expiry Interval property in 5.0, `clean_session = false` in 3.x.
+    pub session_expiry: Option<u32>,
 }
 
 /// One MQTT connection.
@@ -96,9 +99,15 @@ impl Client {
             wbuf: BytesMut::with_capacity(256),
             read_chunk,
         };
+        let mut properties = ConnectProperties::default();
+        if target.version == ProtocolVersion::V5 {
+            properties.session_expiry_interval = target.session_expiry;
+        }
         let connect = Connect {
             protocol: target.version,
-            clean_start: true,
+            // 5.0 starts a fresh session that persists by its expiry; 3.x can only ask
+            // for a persistent session by not starting clean.
+            clean_start: target.session_expiry.is_none() || target.version == ProtocolVersion::V5,
             keep_alive: target.keepalive,
             client_id: client_id.into(),
             will: None,
@@ -107,7 +116,7 @@ impl Client {
                 .password
                 .as_ref()
                 .map(|p| Bytes::from(p.clone().into_bytes())),
-            properties: ConnectProperties::default(),
+            properties,
         };
         client.send(&Packet::Connect(Box::new(connect)))?;
         client.flush().await?;

@@ -252,7 +252,9 @@ fn keep_publishing(late: &v5::Client) -> tokio::task::JoinHandle<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_acknowledged_message_with_commit_before_ack() {
     let dir = fresh_data_dir();
-    let proc = Proc::start(&dir, "durable_sessions.commit_before_ack = true");
+    // No periodic commit to help: only the commits made before acknowledging count.
+    let durable = "durable_sessions { commit_before_ack = true, commit_interval = \"1h\" }";
+    let proc = Proc::start(&dir, durable);
     let late = fill(&proc).await;
     let pump = keep_publishing(&late);
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -261,7 +263,7 @@ async fn kill_9_loses_no_acknowledged_message_with_commit_before_ack() {
         .unwrap();
     pump.abort();
     drop(late);
-    let proc = Proc::start(&dir, "durable_sessions.commit_before_ack = true");
+    let proc = Proc::start(&dir, durable);
     check(&proc).await;
 }
 
