@@ -52,7 +52,7 @@ pub struct CellState {
     pub disconnected_at_ms: Option<u64>,
     /// The will of the attached connection, or of the last one while its delay runs,
     /// kept here so that it is persisted with the session.
-    pub will: Option<PendingWill>,
+    pub will: Option<Box<PendingWill>>,
 }
 
 /// A will kept with its session.

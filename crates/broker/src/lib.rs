@@ -287,7 +287,7 @@ impl Broker {
                 .publish_at_ms
                 .unwrap_or_else(|| now.saturating_add(w.delay_secs as u64 * 1000));
             w.publish_at_ms = Some(due);
-            cell.lock().will = Some(w);
+            cell.lock().will = Some(Box::new(w));
             self.schedule_will(&cell, generation, due.saturating_sub(now));
         }
         if expiry != u32::MAX {
@@ -639,10 +639,12 @@ impl Broker {
     pub fn set_will(&self, cell: &SessionCell, conn_id: u64, will: Option<&Will>) {
         let mut st = cell.lock();
         if st.conn.as_ref().is_some_and(|c| c.conn_id == conn_id) {
-            st.will = will.map(|w| PendingWill {
-                message: w.message.clone(),
-                delay_secs: w.delay_secs,
-                publish_at_ms: None,
+            st.will = will.map(|w| {
+                Box::new(PendingWill {
+                    message: w.message.clone(),
+                    delay_secs: w.delay_secs,
+                    publish_at_ms: None,
+                })
             });
         }
     }
@@ -692,11 +694,11 @@ impl Broker {
                 publish_now = Some(will.message);
             } else {
                 let after = delay as u64 * 1000;
-                st.will = Some(PendingWill {
+                st.will = Some(Box::new(PendingWill {
                     message: will.message,
                     delay_secs: will.delay_secs,
                     publish_at_ms: Some(now.saturating_add(after)),
-                });
+                }));
                 delayed_ms = Some(after);
             }
         }
