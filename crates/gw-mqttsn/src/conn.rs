@@ -218,6 +218,9 @@ struct Conn {
     reg_wait: Option<RegWait>,
     next_msg_id: u16,
     out: Vec<Message>,
+    /// `out` holds a PUBACK or PUBREC for a routed PUBLISH: the broker's ack barrier
+    /// (`durable_sessions.commit_before_ack`) is awaited before it is sent.
+    ack_pending: bool,
     /// `retry_interval` (0: no resend while connected).
     retry_interval: Duration,
     /// How often inbound QoS 2 messages awaiting PUBREL are checked for `await_rel_timeout`.
@@ -481,6 +484,7 @@ fn attach(
         reg_wait: None,
         next_msg_id: 0,
         out: Vec::new(),
+        ack_pending: false,
         retry_interval: Duration::from_millis(limits.retry_interval_ms),
         rel_check_every: rel_check_period(&limits),
         sent_at: HashMap::new(),
@@ -503,6 +507,16 @@ fn rel_check_period(limits: &SessionLimits) -> Duration {
 
 impl Conn {
     async fn flush(&mut self) {
+        if std::mem::take(&mut self.ack_pending) {
+            if let Some(barrier) = self.shared.ctx.broker.ack_barrier() {
+                if let Err(e) = barrier().await {
+                    // Not on disk: no acknowledgement; the client sends the PUBLISH again.
+                    tracing::error!(error = %e, "commit before acknowledging failed");
+                    self.out
+                        .retain(|m| !matches!(m, Message::PubAck { .. } | Message::PubRec { .. }));
+                }
+            }
+        }
         for m in std::mem::take(&mut self.out) {
             if self.shared.send(self.peer, &m).await {
                 inc(&self.stats.send_pkt);
@@ -1173,8 +1187,14 @@ impl Conn {
         );
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.out.push(puback(ReturnCode::Accepted)),
-            QoS::ExactlyOnce => self.out.push(Message::PubRec { msg_id }),
+            QoS::AtLeastOnce => {
+                self.out.push(puback(ReturnCode::Accepted));
+                self.ack_pending = true;
+            }
+            QoS::ExactlyOnce => {
+                self.out.push(Message::PubRec { msg_id });
+                self.ack_pending = true;
+            }
         }
     }
 

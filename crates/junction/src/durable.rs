@@ -63,20 +63,20 @@ impl Durable {
             .with_context(|| format!("node.data_dir {}", opts.data_dir.display()))?;
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(opts.data_dir.join("junction.redb"))?);
         broker.reserve_message_ids(store.message_id_high_water()?);
-        // Sessions that expired while the broker was down go first; their wills are due.
+        // Sessions that expired while the broker was down go first.
         let swept = store.sweep_expired(now_ms())?;
         store.commit()?;
-        for will in swept.wills {
-            let mut will = will;
-            will.id = 0;
-            will.received_at_ms = now_ms();
-            broker.publish(will);
-        }
         let restored = broker.restore_retained(store.list_retained()?);
         tracing::info!(restored, "retained messages restored");
         let persister = Arc::new(Persister::new(store.clone(), broker));
         let sessions = persister.restore(broker, opts.limits)?;
         tracing::info!(sessions, "sessions restored");
+        // Their wills are due; published once the restored sessions can receive them.
+        for mut will in swept.wills {
+            will.id = 0;
+            will.received_at_ms = now_ms();
+            broker.publish(will);
+        }
         set_retained_sink(broker, &store);
         spawn_sweeper(&store);
         if opts.commit_before_ack {

@@ -13,6 +13,34 @@ fn persistent(addr: std::net::SocketAddr, id: &str, clean_start: bool) -> v5::Mq
     o
 }
 
+/// A raw MQTT 5 connection keeping its session `expiry` seconds, with a QoS 1 will
+/// delayed by `delay` seconds.
+async fn with_will(
+    addr: std::net::SocketAddr,
+    id: &str,
+    expiry: u32,
+    delay: u32,
+    topic: &str,
+    payload: &'static [u8],
+) -> Raw {
+    let v5 = ProtocolVersion::V5;
+    let mut c = Raw::connect(addr, v5).await;
+    let mut connect = pk::connect(v5, id, false, 60);
+    connect.properties.session_expiry_interval = Some(expiry);
+    connect.will = Some(junction_codec_mqtt::LastWill {
+        topic: topic.into(),
+        payload: bytes::Bytes::from_static(payload),
+        qos: RawQoS::AtLeastOnce,
+        retain: false,
+        properties: junction_codec_mqtt::WillProperties {
+            delay_interval: Some(delay),
+            ..Default::default()
+        },
+    });
+    c.handshake(connect).await;
+    c
+}
+
 async fn publish_and_wait(c: &mut v5::Client, topic: &str, qos: v5::QoS, body: String) {
     c.client.publish(topic, qos, false, body).await.unwrap();
     match qos {
@@ -207,21 +235,7 @@ async fn a_session_that_expired_while_the_broker_was_down_is_not_restored() {
 async fn a_delayed_will_survives_a_restart_and_is_published_when_due() {
     let dir = fresh_data_dir();
     let mut s = TestServer::start_at(&dir, "").await;
-    let v5 = ProtocolVersion::V5;
-    let mut c = Raw::connect(s.tcp, v5).await;
-    let mut connect = pk::connect(v5, "will-durable", false, 60);
-    connect.properties.session_expiry_interval = Some(600);
-    connect.will = Some(junction_codec_mqtt::LastWill {
-        topic: "wills/durable".into(),
-        payload: bytes::Bytes::from_static(b"gone"),
-        qos: RawQoS::AtLeastOnce,
-        retain: false,
-        properties: junction_codec_mqtt::WillProperties {
-            delay_interval: Some(2),
-            ..Default::default()
-        },
-    });
-    c.handshake(connect).await;
+    let c = with_will(s.tcp, "will-durable", 600, 2, "wills/durable", b"gone").await;
     // The connection drops without DISCONNECT: the will is due in 2 s.
     drop(c);
     eventually("offline", || {
@@ -242,22 +256,8 @@ async fn a_delayed_will_survives_a_restart_and_is_published_when_due() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mqttsn_session_survives_a_restart() {
-    use bytes::Bytes;
-    use junction_codec_mqttsn::{decode, encode, Flags, Message, QoS as SnQoS, Topic, TopicIdType};
-    use tokio::net::UdpSocket;
-    async fn send(sock: &UdpSocket, gw: std::net::SocketAddr, m: Message) {
-        let mut b = bytes::BytesMut::new();
-        encode(&m, &mut b).unwrap();
-        sock.send_to(&b, gw).await.unwrap();
-    }
-    async fn recv(sock: &UdpSocket) -> Message {
-        let mut buf = vec![0u8; 65536];
-        let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
-            .await
-            .expect("a datagram from the gateway")
-            .unwrap();
-        decode(Bytes::copy_from_slice(&buf[..n])).unwrap()
-    }
+    use crate::gateways::sn::Sn;
+    use junction_codec_mqttsn::{Flags, Message, QoS as SnQoS, Topic, TopicIdType};
     let connect = |clean| Message::Connect {
         flags: Flags {
             clean_session: clean,
@@ -276,26 +276,22 @@ async fn an_mqttsn_session_survives_a_restart() {
     };
     let dir = fresh_data_dir();
     let mut s = TestServer::start_at(&dir, "").await;
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    send(&sock, gw_of(&s), connect(false)).await;
-    assert!(matches!(recv(&sock).await, Message::ConnAck { .. }));
-    send(
-        &sock,
-        gw_of(&s),
-        Message::Subscribe {
-            flags: Flags {
-                qos: SnQoS::AtLeastOnce,
-                topic_id_type: TopicIdType::Short,
-                ..Flags::default()
-            },
-            msg_id: 1,
-            topic: Topic::Short(*b"sd"),
+    let mut sn = Sn::new(gw_of(&s)).await;
+    sn.send(connect(false)).await;
+    assert!(matches!(sn.recv().await, Message::ConnAck { .. }));
+    sn.send(Message::Subscribe {
+        flags: Flags {
+            qos: SnQoS::AtLeastOnce,
+            topic_id_type: TopicIdType::Short,
+            ..Flags::default()
         },
-    )
+        msg_id: 1,
+        topic: Topic::Short(*b"sd"),
+    })
     .await;
-    assert!(matches!(recv(&sock).await, Message::SubAck { .. }));
-    send(&sock, gw_of(&s), Message::Disconnect { duration: None }).await;
-    assert!(matches!(recv(&sock).await, Message::Disconnect { .. }));
+    assert!(matches!(sn.recv().await, Message::SubAck { .. }));
+    sn.send(Message::Disconnect { duration: None }).await;
+    assert!(matches!(sn.recv().await, Message::Disconnect { .. }));
     s.stop().await;
 
     let s = TestServer::start_at(&dir, "").await;
@@ -306,15 +302,13 @@ async fn an_mqttsn_session_survives_a_restart() {
     // Published while the client is away: it waits in the restored session.
     let mut publisher = v5::simple(s.tcp, "sn-durable-pub").await;
     publish_and_wait(&mut publisher, "sd", v5::QoS::AtLeastOnce, "kept".into()).await;
-    send(&sock, gw_of(&s), connect(false)).await;
+    sn.retarget(gw_of(&s));
+    sn.send(connect(false)).await;
     let mut got = None;
     for _ in 0..3 {
-        match recv(&sock).await {
-            Message::Publish { data, .. } => {
-                got = Some(data);
-                break;
-            }
-            _ => continue,
+        if let Message::Publish { data, .. } = sn.recv().await {
+            got = Some(data);
+            break;
         }
     }
     assert_eq!(got.as_deref(), Some(&b"kept"[..]));
@@ -439,4 +433,94 @@ async fn a_truncated_data_file_stops_the_start_naming_the_file() {
     assert!(msg.contains(&file.display().to_string()), "{msg}");
     // Left as it was for the operator to look at: not reset, not repaired.
     assert_eq!(std::fs::metadata(&file).unwrap().len(), len / 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_will_of_a_session_that_expired_while_down_reaches_a_restored_subscriber() {
+    let dir = fresh_data_dir();
+    let mut s = TestServer::start_at(&dir, "").await;
+    let mut watcher = v5::connect(persistent(s.tcp, "will-reader", true)).await;
+    watcher
+        .subscribe("wills/expired", v5::QoS::AtLeastOnce)
+        .await;
+    watcher.client.disconnect().await.unwrap();
+    drop(watcher);
+    // The session ends after 1 s, before the will's 30 s delay: the will goes then.
+    let c = with_will(
+        s.tcp,
+        "will-expiring",
+        1,
+        30,
+        "wills/expired",
+        b"expired while down",
+    )
+    .await;
+    drop(c);
+    eventually("both offline", || {
+        ["will-reader", "will-expiring"]
+            .iter()
+            .all(|id| s.broker().lookup(id).is_some_and(|c| !c.is_online()))
+    })
+    .await;
+    s.stop().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    let s = TestServer::start_at(&dir, "").await;
+    assert!(s.broker().lookup("will-expiring").is_none());
+    let mut watcher = v5::connect(persistent(s.tcp, "will-reader", false)).await;
+    assert!(watcher.connack.session_present);
+    let p = watcher.publish_in().await;
+    assert_eq!(&p.payload[..], b"expired while down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_commit_before_ack_a_puback_means_the_message_is_in_the_file() {
+    use junction_codec_mqttsn::{Flags, Message, QoS as SnQoS, Topic, TopicIdType};
+    // No periodic commit: only the commits made before acknowledging reach the file.
+    let s = TestServer::start_with(
+        "durable_sessions { commit_before_ack = true, commit_interval = \"1h\" }",
+    )
+    .await;
+    let server = s.server.as_ref().unwrap();
+    let mut sub = v5::connect(persistent(s.tcp, "ack-sub", true)).await;
+    sub.subscribe("ak", v5::QoS::AtLeastOnce).await;
+    sub.client.disconnect().await.unwrap();
+    drop(sub);
+    eventually("offline", || {
+        s.broker().lookup("ack-sub").is_some_and(|c| !c.is_online())
+    })
+    .await;
+    let queued = || {
+        server
+            .store()
+            .get_session("", "ack-sub")
+            .unwrap()
+            .map_or(0, |r| r.queued.len())
+    };
+    // MQTT: once the PUBACK is in, the queued message is committed.
+    let mut publisher = v5::simple(s.tcp, "ack-pub").await;
+    publish_and_wait(
+        &mut publisher,
+        "ak",
+        v5::QoS::AtLeastOnce,
+        "from mqtt".into(),
+    )
+    .await;
+    assert_eq!(queued(), 1);
+    // MQTT-SN: the same for its PUBACK (QoS 1, short topic "ak").
+    let sn = crate::gateways::sn::Sn::new(server.local_addr("mqttsn:udp:default").unwrap()).await;
+    sn.connect("ack-sn").await;
+    sn.send(Message::Publish {
+        flags: Flags {
+            qos: SnQoS::AtLeastOnce,
+            topic_id_type: TopicIdType::Short,
+            ..Flags::default()
+        },
+        topic: Topic::Short(*b"ak"),
+        msg_id: 7,
+        data: bytes::Bytes::from_static(b"from mqtt-sn"),
+    })
+    .await;
+    assert!(matches!(sn.recv().await, Message::PubAck { msg_id: 7, .. }));
+    assert_eq!(queued(), 2);
 }

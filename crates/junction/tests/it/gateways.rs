@@ -219,7 +219,7 @@ async fn listener_added_at_run_time_accepts_and_unload_closes_the_ports() {
 
 // ------------------------------------------------------------------ MQTT-SN
 
-mod sn {
+pub(crate) mod sn {
     use super::*;
     use bytes::Bytes;
     use junction_codec_mqttsn::{decode, encode, Flags, Message, QoS as SnQoS, Topic, TopicIdType};
@@ -236,6 +236,11 @@ mod sn {
                 sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
                 gw,
             }
+        }
+
+        /// Talk to a gateway at another address from the same socket (after a restart).
+        pub fn retarget(&mut self, gw: SocketAddr) {
+            self.gw = gw;
         }
 
         pub async fn send(&self, m: Message) {
