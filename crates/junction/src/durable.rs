@@ -78,7 +78,7 @@ impl Durable {
             broker.publish(will);
         }
         set_retained_sink(broker, &store);
-        spawn_sweeper(&store);
+        spawn_sweeper(&persister);
         if opts.commit_before_ack {
             let p = Arc::downgrade(&persister);
             broker.set_ack_barrier(Box::new(move || {
@@ -146,17 +146,17 @@ fn set_retained_sink(broker: &Arc<Broker>, store: &Arc<dyn Store>) {
 }
 
 /// Expired sessions, expired messages and unreferenced messages leave the file.
-fn spawn_sweeper(store: &Arc<dyn Store>) {
-    let sweeper = Arc::downgrade(store);
+fn spawn_sweeper(persister: &Arc<Persister>) {
+    let sweeper = Arc::downgrade(persister);
     tokio::spawn(async move {
         let mut every = tokio::time::interval(SWEEP_EVERY);
         every.tick().await;
         loop {
             every.tick().await;
-            let Some(store) = sweeper.upgrade() else {
+            let Some(p) = sweeper.upgrade() else {
                 return;
             };
-            let swept = tokio::task::spawn_blocking(move || store.sweep_expired(now_ms())).await;
+            let swept = tokio::task::spawn_blocking(move || p.sweep(now_ms())).await;
             if let Ok(Err(e)) = swept {
                 tracing::warn!(error = %e, "sweeping the data file failed");
             }
@@ -257,6 +257,13 @@ impl Persister {
         drop(marks);
         self.store.commit()?;
         Ok(n)
+    }
+
+    /// Sweep the file (it commits what is pending): between flushes, so that a session's
+    /// writes are never committed half.
+    pub(crate) fn sweep(&self, now: u64) -> Result<junction_store::SweepReport, StoreError> {
+        let _between_flushes = self.state.lock();
+        self.store.sweep_expired(now)
     }
 
     /// Snapshot every session changed since the last flush, then commit.

@@ -166,6 +166,12 @@ impl Server {
         self.durable.persister.flush()
     }
 
+    /// Sweep expired sessions and messages and unreferenced messages out of the data
+    /// file, now (what the sweeper does every minute).
+    pub fn sweep_now(&self) -> Result<junction_store::SweepReport, junction_store::StoreError> {
+        self.durable.persister.sweep(junction_types::now_ms())
+    }
+
     /// Stop accepting and disconnect every client (5.0 clients get reason 0x8B).
     pub async fn shutdown(self) {
         for l in &self.listeners {
