@@ -185,6 +185,17 @@ impl SessionCell {
         self.persistent.load(Ordering::Relaxed)
     }
 
+    /// Stop persisting this session's changes (its record is gone: a discarded cell that a
+    /// late timer or connection still locks must not be written again).
+    pub fn clear_persistent(&self) {
+        self.persistent.store(false, Ordering::Relaxed);
+    }
+
+    /// Put the session back on the dirty list (a persister that could not write it).
+    pub fn mark_dirty(&self) {
+        self.touch();
+    }
+
     /// Put a persistent session on the dirty list (once until the persister takes it).
     fn touch(&self) {
         let Some(tracker) = &self.tracker else {

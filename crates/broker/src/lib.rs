@@ -230,24 +230,23 @@ impl Broker {
     }
 
     /// Put a persisted session back (at start-up), offline: its subscriptions go into
-    /// the router, its expiry runs from `disconnected_at_ms`, and a will that was due
-    /// (or whose connection the restart ended) is published when its delay has passed.
-    /// A session whose expiry has already passed is not restored; returns `None` then.
+    /// the router, its expiry runs from `disconnected_at_ms`, and a will still to come is
+    /// scheduled. A session whose expiry has already passed is not restored (`None`).
+    /// A will that is due now (its session ended, or its delay passed) is returned, not
+    /// published: the caller publishes it once every session is back to receive it
+    /// ([`Broker::publish_will`]).
     pub fn restore_session(
         self: &Arc<Self>,
         namespace: ByteString,
         session: Session,
         disconnected_at_ms: u64,
         will: Option<PendingWill>,
-    ) -> Option<Arc<SessionCell>> {
+    ) -> (Option<Arc<SessionCell>>, Option<Message>) {
         let now = now_ms();
         let expiry = session.expiry_interval_secs;
         let deadline = disconnected_at_ms.saturating_add(expiry as u64 * 1000);
         if expiry == 0 || (expiry != u32::MAX && deadline <= now) {
-            if let Some(w) = will {
-                self.publish_will(w.message);
-            }
-            return None;
+            return (None, will.map(|w| w.message));
         }
         let key = SessionKey(namespace.clone(), session.client_id.clone());
         let filters: Vec<(String, SubOptions)> = session
@@ -282,18 +281,24 @@ impl Broker {
             let mut st = old.lock();
             self.discard_locked(&old, &mut st);
         }
+        let mut due_now = None;
         if let Some(mut w) = will {
+            // A will whose connection the stop ended counts its delay from now.
             let due = w
                 .publish_at_ms
                 .unwrap_or_else(|| now.saturating_add(w.delay_secs as u64 * 1000));
-            w.publish_at_ms = Some(due);
-            cell.lock().will = Some(Box::new(w));
-            self.schedule_will(&cell, generation, due.saturating_sub(now));
+            if due <= now {
+                due_now = Some(w.message);
+            } else {
+                w.publish_at_ms = Some(due);
+                cell.lock().will = Some(Box::new(w));
+                self.schedule_will(&cell, generation, due - now);
+            }
         }
         if expiry != u32::MAX {
             self.schedule_expiry(&cell, generation, deadline.saturating_sub(now));
         }
-        Some(cell)
+        (Some(cell), due_now)
     }
 
     /// Be told of every retained-table change: a message with the retain flag sets its
@@ -628,7 +633,8 @@ impl Broker {
         }
     }
 
-    fn publish_will(&self, mut will: Message) {
+    /// Publish a will message now (a fresh id and receive time).
+    pub fn publish_will(&self, mut will: Message) {
         will.id = 0;
         will.received_at_ms = now_ms();
         self.publish(will);

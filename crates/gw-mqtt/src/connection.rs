@@ -189,7 +189,7 @@ struct Conn {
     last_recv: Instant,
     connected_at: u64,
     scratch: Vec<Outbound>,
-    /// A PUBACK or PUBREC is waiting in `wbuf` for the broker's ack barrier
+    /// A PUBACK, PUBREC or PUBCOMP is waiting in `wbuf` for the broker's ack barrier
     /// (`durable_sessions.commit_before_ack`).
     ack_pending: bool,
 }
@@ -698,6 +698,8 @@ impl Conn {
                     reason::PACKET_IDENTIFIER_NOT_FOUND
                 };
                 self.write_packet(&Packet::PubComp(ack(a.packet_id, code)));
+                // The released id must be on disk before PUBCOMP lets the client reuse it.
+                self.ack_pending |= known;
                 Ok(())
             }
             Packet::Subscribe(s) => self.on_subscribe(s),

@@ -218,7 +218,7 @@ struct Conn {
     reg_wait: Option<RegWait>,
     next_msg_id: u16,
     out: Vec<Message>,
-    /// `out` holds a PUBACK or PUBREC for a routed PUBLISH: the broker's ack barrier
+    /// `out` holds a PUBACK, PUBREC or PUBCOMP: the broker's ack barrier
     /// (`durable_sessions.commit_before_ack`) is awaited before it is sent.
     ack_pending: bool,
     /// `retry_interval` (0: no resend while connected).
@@ -512,8 +512,14 @@ impl Conn {
                 if let Err(e) = barrier().await {
                     // Not on disk: no acknowledgement; the client sends the PUBLISH again.
                     tracing::error!(error = %e, "commit before acknowledging failed");
-                    self.out
-                        .retain(|m| !matches!(m, Message::PubAck { .. } | Message::PubRec { .. }));
+                    self.out.retain(|m| {
+                        !matches!(
+                            m,
+                            Message::PubAck { .. }
+                                | Message::PubRec { .. }
+                                | Message::PubComp { .. }
+                        )
+                    });
                 }
             }
         }
@@ -522,6 +528,37 @@ impl Conn {
                 inc(&self.stats.send_pkt);
             }
         }
+    }
+
+    /// The will as the broker publishes it.
+    fn will_message(&self, w: WillSpec) -> Will {
+        Will {
+            message: junction_types::Message {
+                id: 0,
+                topic: self.mountpoint.mount(&w.topic).into(),
+                payload: w.payload,
+                qos: w.qos,
+                retain: w.retain,
+                properties: MessageProperties::default(),
+                expires_at_ms: None,
+                received_at_ms: now_ms(),
+                from: self.info.clientid.clone(),
+                namespace: ByteString::from_static(self.shared.ctx.name),
+            },
+            delay_secs: 0,
+        }
+    }
+
+    /// Keep the current will with a persistent session, so that it outlives a restart.
+    fn sync_will(&self) {
+        if !self.cell.is_persistent() {
+            return;
+        }
+        let will = self.data.lock().will.clone().map(|w| self.will_message(w));
+        self.shared
+            .ctx
+            .broker
+            .set_will(&self.cell, self.conn_id, will.as_ref());
     }
 
     fn msg_id(&mut self) -> u16 {
@@ -640,6 +677,7 @@ impl Conn {
         if self.state != State::Asleep {
             self.drain_outbox();
         }
+        self.sync_will();
         self.check_awake_done();
         self.arm_retry();
         // A resumed session may hold inbound QoS 2 messages awaiting PUBREL.
@@ -790,10 +828,13 @@ impl Conn {
                 self.acked(r, "packets.pubcomp.missed");
             }
             Message::PubRel { msg_id } => {
-                if !self.cell.lock().session.release(msg_id) {
+                let known = self.cell.lock().session.release(msg_id);
+                if !known {
                     self.shared.ctx.metrics.inc("packets.pubrel.missed");
                 }
                 self.out.push(Message::PubComp { msg_id });
+                // The released id must be on disk before PUBCOMP lets the client reuse it.
+                self.ack_pending |= known;
             }
             Message::Subscribe {
                 flags,
@@ -838,6 +879,7 @@ impl Conn {
                     }
                 }
                 drop(d);
+                self.sync_will();
                 self.out.push(Message::WillTopicResp {
                     rc: ReturnCode::Accepted,
                 });
@@ -846,19 +888,21 @@ impl Conn {
                 if let Some(w) = &mut self.data.lock().will {
                     w.payload = payload;
                 }
+                self.sync_will();
                 self.out.push(Message::WillMsgResp {
                     rc: ReturnCode::Accepted,
                 });
             }
             Message::WillTopic { flags, topic } => {
                 // Late will dialogue message: treat like an update, without an answer.
-                let mut d = self.data.lock();
-                d.will = topic.map(|t| will_of(flags, t));
+                self.data.lock().will = topic.map(|t| will_of(flags, t));
+                self.sync_will();
             }
             Message::WillMsg { payload } => {
                 if let Some(w) = &mut self.data.lock().will {
                     w.payload = payload;
                 }
+                self.sync_will();
             }
             other => {
                 tracing::debug!(clientid = %self.info.clientid, msg = other.name(), "unexpected mqtt-sn message ignored");
@@ -1462,21 +1506,7 @@ impl Conn {
             };
             (will, d.clean)
         };
-        let will = will.map(|w| Will {
-            message: junction_types::Message {
-                id: 0,
-                topic: self.mountpoint.mount(&w.topic).into(),
-                payload: w.payload,
-                qos: w.qos,
-                retain: w.retain,
-                properties: MessageProperties::default(),
-                expires_at_ms: None,
-                received_at_ms: now_ms(),
-                from: self.info.clientid.clone(),
-                namespace: ByteString::from_static(self.shared.ctx.name),
-            },
-            delay_secs: 0,
-        });
+        let will = will.map(|w| self.will_message(w));
         tracing::debug!(clientid = %self.info.clientid, %reason, "mqtt-sn client disconnected");
         self.shared.ctx.broker.close_session(
             &self.cell,

@@ -68,16 +68,15 @@ impl Durable {
         store.commit()?;
         let restored = broker.restore_retained(store.list_retained()?);
         tracing::info!(restored, "retained messages restored");
-        let persister = Arc::new(Persister::new(store.clone(), broker));
-        let sessions = persister.restore(broker, opts.limits)?;
-        tracing::info!(sessions, "sessions restored");
-        // Their wills are due; published once the restored sessions can receive them.
-        for mut will in swept.wills {
-            will.id = 0;
-            will.received_at_ms = now_ms();
-            broker.publish(will);
-        }
+        // From here on, retained changes (a retained will included) reach the file.
         set_retained_sink(broker, &store);
+        let persister = Arc::new(Persister::new(store.clone(), broker));
+        let (sessions, due) = persister.restore(broker, opts.limits)?;
+        tracing::info!(sessions, "sessions restored");
+        // The wills that are due, once every restored session can receive them.
+        for will in swept.wills.into_iter().chain(due) {
+            broker.publish_will(will);
+        }
         spawn_sweeper(&persister);
         if opts.commit_before_ack {
             let p = Arc::downgrade(&persister);
@@ -178,8 +177,10 @@ pub(crate) struct Persister {
 
 /// What the file holds of one session, as far as the persister needs to know to write
 /// only what changed.
-#[derive(Default)]
 struct Mark {
+    /// The cell the record was written from: a session that ended (discarded, expired)
+    /// deletes the record only while it is still its own, not a newer session's.
+    cell_id: u64,
     /// Message ids the record (in-flight, will) refers to.
     record_ids: BTreeSet<u64>,
     /// The queue entries written, unless the queue must be written whole next time.
@@ -207,6 +208,16 @@ struct Snapshot {
     left_queue: HashSet<u64>,
 }
 
+impl Mark {
+    fn new(cell_id: u64) -> Mark {
+        Mark {
+            cell_id,
+            record_ids: BTreeSet::new(),
+            queue: None,
+        }
+    }
+}
+
 impl Persister {
     fn new(store: Arc<dyn Store>, broker: &Arc<Broker>) -> Persister {
         Persister {
@@ -217,11 +228,17 @@ impl Persister {
         }
     }
 
-    /// Put every stored session back into the broker; returns how many.
-    fn restore(&self, broker: &Arc<Broker>, limits: SessionLimits) -> anyhow::Result<usize> {
+    /// Put every stored session back into the broker; returns how many, and the wills
+    /// that are due now.
+    fn restore(
+        &self,
+        broker: &Arc<Broker>,
+        limits: SessionLimits,
+    ) -> anyhow::Result<(usize, Vec<Message>)> {
         let now = now_ms();
         let mut marks = self.state.lock();
         let mut n = 0;
+        let mut due = Vec::new();
         for rec in self.store.list_sessions()? {
             let mut messages: HashMap<u64, SharedMessage> = HashMap::new();
             for id in rec.message_ids() {
@@ -231,10 +248,10 @@ impl Persister {
             }
             let key: Key = (rec.namespace.as_str().into(), rec.client_id.as_str().into());
             let (session, disconnected_at, will) = from_record(&rec, &messages, limits, now);
-            if broker
-                .restore_session(key.0.clone(), session, disconnected_at, will)
-                .is_some()
-            {
+            let (cell, will_now) =
+                broker.restore_session(key.0.clone(), session, disconnected_at, will);
+            due.extend(will_now);
+            if let Some(cell) = cell {
                 n += 1;
                 // The restored queue is numbered afresh: the first flush rewrites it.
                 let record_ids = rec
@@ -246,6 +263,7 @@ impl Persister {
                 marks.insert(
                     key,
                     Mark {
+                        cell_id: cell.id,
                         record_ids,
                         queue: None,
                     },
@@ -256,24 +274,38 @@ impl Persister {
         }
         drop(marks);
         self.store.commit()?;
-        Ok(n)
+        Ok((n, due))
     }
 
-    /// Sweep the file (it commits what is pending): between flushes, so that a session's
-    /// writes are never committed half.
+    /// Sweep expired and unreferenced messages out of the file (it commits what is
+    /// pending): between flushes, so that a session's writes are never committed half.
+    /// Sessions are left to the broker, whose expiry deletes their records.
     pub(crate) fn sweep(&self, now: u64) -> Result<junction_store::SweepReport, StoreError> {
         let _between_flushes = self.state.lock();
-        self.store.sweep_expired(now)
+        self.store.sweep_messages(now)
     }
 
     /// Snapshot every session changed since the last flush, then commit.
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
         let mut marks = self.state.lock();
         let mut put: HashSet<u64> = HashSet::new();
+        let mut failed = None;
         for cell in self.dirty.take() {
-            self.write_session(&cell, &mut marks, &mut put)?;
+            if let Err(e) = self.write_session(&cell, &mut marks, &mut put) {
+                // Tried again, whole, at the next flush; the others still go now.
+                let key: Key = (cell.namespace.clone(), cell.client_id.clone());
+                if marks.get(&key).is_some_and(|m| m.cell_id == cell.id) {
+                    marks.remove(&key);
+                }
+                cell.mark_dirty();
+                failed.get_or_insert(e);
+            }
         }
-        self.store.commit()
+        let committed = self.store.commit();
+        match failed {
+            Some(e) => Err(e),
+            None => committed,
+        }
     }
 
     fn write_session(
@@ -286,6 +318,11 @@ impl Persister {
         let mut st = cell.lock_for_snapshot();
         if st.discarded || st.session.expiry_interval_secs == 0 {
             drop(st);
+            cell.clear_persistent();
+            // The record under this client id may already be a newer session's.
+            if marks.get(&key).is_some_and(|m| m.cell_id != cell.id) {
+                return Ok(());
+            }
             marks.remove(&key);
             return self.store.delete_session(&cell.namespace, &cell.client_id);
         }
@@ -296,7 +333,11 @@ impl Persister {
                 }
             }
         }
-        let mark = marks.entry(key).or_default();
+        let mark = marks.entry(key).or_insert_with(|| Mark::new(cell.id));
+        if mark.cell_id != cell.id {
+            // A new session under a known client id: its record is written whole.
+            *mark = Mark::new(cell.id);
+        }
         let snap = snapshot(cell, &st, mark);
         drop(st);
         let (ns, id) = (&*cell.namespace, &*cell.client_id);
@@ -390,6 +431,7 @@ fn snapshot(cell: &SessionCell, st: &CellState, mark: &mut Mark) -> Snapshot {
             rec.will = Some(StoredWill {
                 message_id: w.message.id,
                 publish_at_ms: w.publish_at_ms,
+                delay_secs: w.delay_secs,
             });
         }
     }
@@ -517,7 +559,7 @@ fn from_record(
     let will = rec.will.and_then(|w| {
         messages.get(&w.message_id).map(|m| PendingWill {
             message: Message::clone(m),
-            delay_secs: 0,
+            delay_secs: w.delay_secs,
             publish_at_ms: w.publish_at_ms,
         })
     });

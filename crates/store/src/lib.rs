@@ -93,7 +93,7 @@ pub use redb_store::RedbStore;
 use junction_types::Message;
 
 /// The data format version this build reads and writes.
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Key/value namespaces used by the broker (any other name works as well).
 pub mod kv {
@@ -182,4 +182,8 @@ pub trait Store: Send + Sync {
     /// messages no longer referred to since before the previous sweep, in one
     /// transaction; starts a new sweep epoch.
     fn sweep_expired(&self, now_ms: u64) -> Result<SweepReport, StoreError>;
+    /// [`Store::sweep_expired`] without the sessions: for a running broker, which ends
+    /// sessions by its own timers and deletes their records then (a session it still
+    /// holds, resumed just before its deadline, must not lose its record to a sweep).
+    fn sweep_messages(&self, now_ms: u64) -> Result<SweepReport, StoreError>;
 }

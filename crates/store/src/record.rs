@@ -136,6 +136,9 @@ pub struct StoredWill {
     /// When to publish it, ms since the Unix epoch: the disconnect time plus the will
     /// delay; `None` while the client is connected.
     pub publish_at_ms: Option<u64>,
+    /// The Will Delay Interval, seconds: counted from the restart for a will whose
+    /// connection the broker's stop ended (`publish_at_ms` is `None` then).
+    pub delay_secs: u32,
 }
 
 /// What [`crate::Store::sweep_expired`] removed.

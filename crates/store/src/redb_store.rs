@@ -210,9 +210,13 @@ impl RedbStore {
                 Err(e) => return Err(self.fault(e)),
             }
         };
-        match found {
-            Some(FORMAT_VERSION) => {}
-            None if is_new => {}
+        // Version 1 (retained messages only; no session was ever written in it) becomes
+        // version 2 (session records with a will delay, and the session_queue table)
+        // by creating the new table and recording the new version.
+        let migrate = match found {
+            Some(FORMAT_VERSION) => false,
+            None if is_new => false,
+            Some(1) if self.no_sessions(&txn)? => true,
             found => {
                 return Err(StoreError::Format {
                     path: self.path.clone(),
@@ -220,16 +224,25 @@ impl RedbStore {
                     supported: FORMAT_VERSION,
                 })
             }
-        }
+        };
         // Opening creates missing tables, so later read transactions find every one.
         let created = Tables::open(&txn).and_then(|mut t| {
-            if is_new {
+            if is_new || migrate {
                 t.meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION)?;
             }
             Ok(())
         });
         created.map_err(|f| f.at(&self.path))?;
         txn.commit().map_err(|e| self.fault(e))
+    }
+
+    /// True if the file has no session record (absent table or an empty one).
+    fn no_sessions(&self, txn: &WriteTransaction) -> Result<bool, StoreError> {
+        match txn.open_table(SESSIONS) {
+            Ok(t) => t.is_empty().map_err(|e| self.fault(e)),
+            Err(TableError::TableDoesNotExist(_)) => Ok(true),
+            Err(e) => Err(self.fault(e)),
+        }
     }
 
     fn fault(&self, e: impl Into<Fault>) -> StoreError {
@@ -638,13 +651,14 @@ impl Applier<'_> {
         Ok(())
     }
 
-    fn sweep(&mut self, now_ms: u64) -> Result<SweepReport, Fault> {
+    fn sweep(&mut self, now_ms: u64, sessions: bool) -> Result<SweepReport, Fault> {
         let mut report = SweepReport::default();
         let mut due_sessions = Vec::new();
+        let sessions_due_by = if sessions { now_ms } else { 0 };
         for entry in self.t.session_expiry.range::<(u64, &str, &str)>(..)? {
             let (key, _) = entry?;
             let (deadline, namespace, client_id) = key.value();
-            if deadline > now_ms {
+            if !sessions || deadline > sessions_due_by {
                 break;
             }
             due_sessions.push((namespace.to_string(), client_id.to_string()));
@@ -918,7 +932,13 @@ impl Store for RedbStore {
     fn sweep_expired(&self, now_ms: u64) -> Result<SweepReport, StoreError> {
         let _commit = self.commit_lock.lock();
         let ops = std::mem::take(&mut *self.pending.lock());
-        self.apply_or_requeue(ops, |applier| applier.sweep(now_ms))
+        self.apply_or_requeue(ops, |applier| applier.sweep(now_ms, true))
+    }
+
+    fn sweep_messages(&self, now_ms: u64) -> Result<SweepReport, StoreError> {
+        let _commit = self.commit_lock.lock();
+        let ops = std::mem::take(&mut *self.pending.lock());
+        self.apply_or_requeue(ops, |applier| applier.sweep(now_ms, false))
     }
 }
 
@@ -976,6 +996,7 @@ mod tests {
         b.will = Some(StoredWill {
             message_id: 1,
             publish_at_ms: None,
+            delay_secs: 0,
         });
         store.put_session(&b).unwrap();
         store.commit().unwrap();
@@ -1120,6 +1141,7 @@ mod tests {
         s.will = Some(StoredWill {
             message_id: 9,
             publish_at_ms: Some(150),
+            delay_secs: 0,
         });
         store.put_session(&s).unwrap();
         store.commit().unwrap();

@@ -100,6 +100,7 @@ fn every_table_round_trips() {
         will: Some(StoredWill {
             message_id: 3,
             publish_at_ms: Some(14),
+            delay_secs: 0,
         }),
     };
     store.put_session(&session).unwrap();
@@ -524,4 +525,68 @@ fn every_ack_commit_makes_each_callers_write_visible() {
         t.join().unwrap();
     }
     assert_eq!(store.list_kv(kv::CONFIG_CHANGES).unwrap().len(), 100);
+}
+
+/// Writes `version` as the file's data format version.
+fn set_format_version(path: &Path, version: u64) {
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let meta: redb::TableDefinition<'_, &str, u64> = redb::TableDefinition::new("meta");
+        let mut meta = txn.open_table(meta).unwrap();
+        meta.insert("format_version", version).unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_version_1_file_without_sessions_is_upgraded_and_keeps_its_retained_messages() {
+    let (_dir, path) = data_file();
+    {
+        let store = RedbStore::open(&path).unwrap();
+        store.put_retained(&message(5, "kept/topic", None)).unwrap();
+        store.commit().unwrap();
+    }
+    set_format_version(&path, 1);
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(store.list_retained().unwrap().len(), 1);
+    store.queue_put("", "c", 1, &delivery(5)).unwrap();
+    store.put_session(&StoredSession::new("", "c")).unwrap();
+    store.commit().unwrap();
+    drop(store);
+    // Now a version 2 file: a build that reads version 1 only would refuse it.
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(store.get_session("", "c").unwrap().unwrap().queued.len(), 1);
+}
+
+#[test]
+fn a_version_1_file_with_session_records_is_refused() {
+    let (_dir, path) = data_file();
+    {
+        let store = RedbStore::open(&path).unwrap();
+        store.put_session(&StoredSession::new("", "old")).unwrap();
+        store.commit().unwrap();
+    }
+    set_format_version(&path, 1);
+    match open_error(&path) {
+        StoreError::Format { found, .. } => assert_eq!(found, Some(1)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sweeping_messages_only_leaves_sessions_past_their_deadline() {
+    let (_dir, path) = data_file();
+    let store = RedbStore::open(&path).unwrap();
+    store.put_message(&message(1, "t", None)).unwrap();
+    let mut s = session_waiting_for("held", &[1]);
+    s.expiry_deadline_ms = Some(10);
+    store.put_session(&s).unwrap();
+    store.commit().unwrap();
+    let report = store.sweep_messages(100).unwrap();
+    assert_eq!(report.sessions, 0);
+    assert!(store.get_session("", "held").unwrap().is_some());
+    store.sweep_messages(100).unwrap();
+    assert!(store.get_message(1).unwrap().is_some(), "still referred to");
+    assert_eq!(store.sweep_expired(100).unwrap().sessions, 1);
 }

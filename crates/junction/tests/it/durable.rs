@@ -515,3 +515,40 @@ async fn with_commit_before_ack_a_puback_means_the_message_is_in_the_file() {
     assert!(matches!(sn.recv().await, Message::PubAck { msg_id: 7, .. }));
     assert_eq!(queued(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_timer_of_an_ended_session_leaves_the_new_sessions_record_alone() {
+    let s = TestServer::start().await;
+    let server = s.server.as_ref().unwrap();
+    let mut o = v5::options(s.tcp, "reborn");
+    o.set_clean_start(true);
+    o.set_session_expiry_interval(Some(1));
+    let mut old = v5::connect(o).await;
+    old.subscribe("old/#", v5::QoS::AtLeastOnce).await;
+    old.client.disconnect().await.unwrap();
+    drop(old);
+    eventually("offline", || {
+        s.broker().lookup("reborn").is_some_and(|c| !c.is_online())
+    })
+    .await;
+    // A clean start ends the old session (its expiry timer still runs) and opens a new one.
+    let mut new = v5::connect(persistent(s.tcp, "reborn", true)).await;
+    new.subscribe("new/#", v5::QoS::AtLeastOnce).await;
+    let filters = || -> Vec<String> {
+        server.persist_now().unwrap();
+        server
+            .store()
+            .get_session("", "reborn")
+            .unwrap()
+            .map(|r| r.subscriptions.into_iter().map(|s| s.filter).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(filters(), vec!["new/#"]);
+    // The old session's timer fires and looks at its (ended) session.
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    assert_eq!(
+        filters(),
+        vec!["new/#"],
+        "the live session's record was deleted"
+    );
+}
