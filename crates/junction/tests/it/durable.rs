@@ -41,6 +41,14 @@ async fn with_will(
     c
 }
 
+/// Wait until the broker has seen client `id` go.
+async fn offline(s: &TestServer, id: &str) {
+    eventually(&format!("{id} offline"), || {
+        s.broker().lookup(id).is_some_and(|c| !c.is_online())
+    })
+    .await;
+}
+
 async fn publish_and_wait(c: &mut v5::Client, topic: &str, qos: v5::QoS, body: String) {
     c.client.publish(topic, qos, false, body).await.unwrap();
     match qos {
@@ -65,12 +73,7 @@ async fn subscriptions_and_queued_messages_survive_a_restart() {
     sub.subscribe("dur/two/#", v5::QoS::ExactlyOnce).await;
     sub.client.disconnect().await.unwrap();
     drop(sub);
-    eventually("the subscriber is offline", || {
-        s.broker()
-            .lookup("durable-sub")
-            .is_some_and(|c| !c.is_online())
-    })
-    .await;
+    offline(&s, "durable-sub").await;
     let mut publisher = v5::simple(s.tcp, "durable-pub").await;
     for i in 0..5 {
         publish_and_wait(
@@ -211,12 +214,7 @@ async fn a_session_that_expired_while_the_broker_was_down_is_not_restored() {
     c.subscribe("short/#", v5::QoS::AtLeastOnce).await;
     c.client.disconnect().await.unwrap();
     drop(c);
-    eventually("offline", || {
-        s.broker()
-            .lookup("short-lived")
-            .is_some_and(|c| !c.is_online())
-    })
-    .await;
+    offline(&s, "short-lived").await;
     s.stop().await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let s = TestServer::start_at(&dir, "").await;
@@ -238,12 +236,7 @@ async fn a_delayed_will_survives_a_restart_and_is_published_when_due() {
     let c = with_will(s.tcp, "will-durable", 600, 2, "wills/durable", b"gone").await;
     // The connection drops without DISCONNECT: the will is due in 2 s.
     drop(c);
-    eventually("offline", || {
-        s.broker()
-            .lookup("will-durable")
-            .is_some_and(|c| !c.is_online())
-    })
-    .await;
+    offline(&s, "will-durable").await;
     s.stop().await;
 
     let s = TestServer::start_at(&dir, "").await;
@@ -257,7 +250,7 @@ async fn a_delayed_will_survives_a_restart_and_is_published_when_due() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mqttsn_session_survives_a_restart() {
     use crate::gateways::sn::Sn;
-    use junction_codec_mqttsn::{Flags, Message, QoS as SnQoS, Topic, TopicIdType};
+    use junction_codec_mqttsn::{Flags, Message};
     let connect = |clean| Message::Connect {
         flags: Flags {
             clean_session: clean,
@@ -279,17 +272,7 @@ async fn an_mqttsn_session_survives_a_restart() {
     let mut sn = Sn::new(gw_of(&s)).await;
     sn.send(connect(false)).await;
     assert!(matches!(sn.recv().await, Message::ConnAck { .. }));
-    sn.send(Message::Subscribe {
-        flags: Flags {
-            qos: SnQoS::AtLeastOnce,
-            topic_id_type: TopicIdType::Short,
-            ..Flags::default()
-        },
-        msg_id: 1,
-        topic: Topic::Short(*b"sd"),
-    })
-    .await;
-    assert!(matches!(sn.recv().await, Message::SubAck { .. }));
+    sn.subscribe_short(b"sd").await;
     sn.send(Message::Disconnect { duration: None }).await;
     assert!(matches!(sn.recv().await, Message::Disconnect { .. }));
     s.stop().await;
@@ -479,10 +462,7 @@ async fn with_commit_before_ack_a_puback_means_the_message_is_in_the_file() {
     sub.subscribe("ak", v5::QoS::AtLeastOnce).await;
     sub.client.disconnect().await.unwrap();
     drop(sub);
-    eventually("offline", || {
-        s.broker().lookup("ack-sub").is_some_and(|c| !c.is_online())
-    })
-    .await;
+    offline(&s, "ack-sub").await;
     let queued = || {
         server
             .store()
@@ -529,10 +509,7 @@ async fn a_late_timer_of_an_ended_session_leaves_the_new_sessions_record_alone()
     old.subscribe("old/#", v5::QoS::AtLeastOnce).await;
     old.client.disconnect().await.unwrap();
     drop(old);
-    eventually("offline", || {
-        s.broker().lookup("reborn").is_some_and(|c| !c.is_online())
-    })
-    .await;
+    offline(&s, "reborn").await;
     // A clean start ends the old session (its expiry timer still runs) and opens a new one.
     let mut new = v5::connect(persistent(s.tcp, "reborn", true)).await;
     new.subscribe("new/#", v5::QoS::AtLeastOnce).await;

@@ -279,6 +279,21 @@ pub(crate) mod sn {
             assert!(matches!(self.recv().await, Message::ConnAck { .. }));
         }
 
+        /// Subscribe at QoS 1 to a 2-character short topic and wait for the SUBACK.
+        pub async fn subscribe_short(&self, topic: &[u8; 2]) {
+            self.send(Message::Subscribe {
+                flags: Flags {
+                    qos: SnQoS::AtLeastOnce,
+                    topic_id_type: TopicIdType::Short,
+                    ..Flags::default()
+                },
+                msg_id: 1,
+                topic: Topic::Short(*topic),
+            })
+            .await;
+            assert!(matches!(self.recv().await, Message::SubAck { .. }));
+        }
+
         /// Publish at QoS 0 on a 2-character short topic.
         pub async fn publish_short(&self, topic: &[u8; 2], data: &'static [u8]) {
             self.send(Message::Publish {
@@ -322,21 +337,11 @@ async fn mqttsn_publish_reaches_mqtt_and_stomp_subscribers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_publish_reaches_a_sleeping_mqttsn_client_on_wake_up() {
-    use junction_codec_mqttsn::{Flags, Message, QoS as SnQoS, Topic, TopicIdType};
+    use junction_codec_mqttsn::Message;
     let s = TestServer::start().await;
     let sn = sn::Sn::new(sn_addr(&s)).await;
     sn.connect("sleepy-sn").await;
-    sn.send(Message::Subscribe {
-        flags: Flags {
-            qos: SnQoS::AtLeastOnce,
-            topic_id_type: TopicIdType::Short,
-            ..Flags::default()
-        },
-        msg_id: 1,
-        topic: Topic::Short(*b"zz"),
-    })
-    .await;
-    assert!(matches!(sn.recv().await, Message::SubAck { .. }));
+    sn.subscribe_short(b"zz").await;
     sn.send(Message::Disconnect { duration: Some(60) }).await;
     assert!(matches!(sn.recv().await, Message::Disconnect { .. }));
     let publisher = v4::simple(s.tcp, "wake-pub").await;
