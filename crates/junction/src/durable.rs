@@ -3,14 +3,16 @@
 //!
 //! Retained messages are written as they change (the broker's retained sink). Persistent
 //! sessions (those with an expiry interval) put themselves on the broker's dirty list
-//! whenever they change; the [`Persister`] snapshots each dirty session into one session
-//! record (subscriptions, in-flight, queued, awaiting-release ids, will) and writes the
-//! messages it refers to once. The snapshot and the commit run together:
+//! whenever they change; the [`Persister`] snapshots each dirty session: its record
+//! (subscriptions, in-flight, awaiting-release ids, will, expiry) whole, its queue by
+//! the entries that left the front and joined the back, and each message it refers to
+//! once. The snapshot and the commit run together:
 //!
 //! - batched (`durable_sessions.commit_interval`): a thread flushes every interval;
 //! - `durable_sessions.commit_before_ack = true`: connections also flush before they send
-//!   a PUBACK or PUBREC (the broker's ack barrier). Flushes are serialized, so concurrent
-//!   connections share them: whoever flushes next commits everything changed so far.
+//!   a PUBACK, PUBREC or PUBCOMP (the broker's ack barrier). Flushes are serialized, so
+//!   concurrent connections share them: whoever flushes next commits everything changed
+//!   so far.
 
 use anyhow::Context;
 use bytestring::ByteString;
@@ -29,7 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often expired sessions and messages are swept out of the file.
+/// How often expired and unreferenced messages are swept out of the file.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// The data file and the thread that commits to it.
