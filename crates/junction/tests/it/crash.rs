@@ -249,36 +249,31 @@ fn keep_publishing(late: &v5::Client) -> tokio::task::JoinHandle<()> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_loses_no_acknowledged_message_with_commit_before_ack() {
+/// Fill the session, keep publishing, stop the broker with `stop` 50 ms later, restart it
+/// on the same data and check what the session gets.
+async fn stop_and_check(config: &str, stop: fn(Proc)) {
     let dir = fresh_data_dir();
-    // No periodic commit to help: only the commits made before acknowledging count.
-    let durable = "durable_sessions { commit_before_ack = true, commit_interval = \"1h\" }";
-    let proc = Proc::start(&dir, durable);
+    let proc = Proc::start(&dir, config);
     let late = fill(&proc).await;
     let pump = keep_publishing(&late);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    tokio::task::spawn_blocking(move || proc.kill9())
+    tokio::task::spawn_blocking(move || stop(proc))
         .await
         .unwrap();
     pump.abort();
     drop(late);
-    let proc = Proc::start(&dir, durable);
+    let proc = Proc::start(&dir, config);
     check(&proc).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_acknowledged_message_with_commit_before_ack() {
+    // No periodic commit to help: only the commits made before acknowledging count.
+    let durable = "durable_sessions { commit_before_ack = true, commit_interval = \"1h\" }";
+    stop_and_check(durable, Proc::kill9).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_loses_nothing_with_batched_commits() {
-    let dir = fresh_data_dir();
-    let proc = Proc::start(&dir, "");
-    let late = fill(&proc).await;
-    let pump = keep_publishing(&late);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    tokio::task::spawn_blocking(move || proc.terminate())
-        .await
-        .unwrap();
-    pump.abort();
-    drop(late);
-    let proc = Proc::start(&dir, "");
-    check(&proc).await;
+    stop_and_check("", Proc::terminate).await;
 }
