@@ -8,6 +8,10 @@
 #   BENCH_DURATION=5 scripts/bench.sh     # shorter timed scenarios
 #   BENCH_BROKERS=junction BENCH_SCENARIOS="gw-mqtt gw-stomp gw-mqttsn" scripts/bench.sh
 #                                         # Junction's gateways: MQTT vs STOMP vs MQTT-SN
+#   BENCH_BROKERS="junction floor" BENCH_SCENARIOS=p2p-q0 scripts/bench.sh
+#                                         # `floor` is scripts/bench-floor.c: one read and
+#                                         # one write per message and nothing else, what the
+#                                         # kernel charges any broker (built with gcc)
 #   BENCH_BROKERS="junction junction_ack mosquitto mosquitto_persist" \
 #     BENCH_SCENARIOS="mem-q1 persist-q1" scripts/bench.sh
 #                                         # QoS 1 to persistent sessions: both durability
@@ -24,8 +28,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT="$ROOT/target/bench"
 WORK=$(mktemp -d /tmp/junction-bench.XXXXXX)
-BROKERS=${BENCH_BROKERS:-"junction junction_1t mosquitto rumqttd"}
-SCENARIOS=${BENCH_SCENARIOS:-"p2p-q0 p2p-q1 p2p-max-q0 p2p-max-q1 fanout-q0 fanin-q0 fanin-q1 idle-10k"}
+BROKERS=${BENCH_BROKERS:-"junction junction_1t mosquitto rumqttd floor"}
+SCENARIOS=${BENCH_SCENARIOS:-"p2p-q0 p2p-q1 p2p-max-q0 p2p-max-q1 fanout-q0 fanout-max-q0 fanin-q0 fanin-q1 fanin-max-q0 fanin-max-q1 idle-10k"}
 DURATION=${BENCH_DURATION:-10}
 # Cap of the unthrottled scenarios: they stop after BENCH_MAX_MESSAGES or this many seconds.
 MAX_DURATION=${BENCH_MAX_DURATION:-20}
@@ -35,7 +39,8 @@ CLK_TCK=$(getconf CLK_TCK)
 JUNCTION="$ROOT/target/release/junction"
 PERSIST_MESSAGES=${BENCH_PERSIST_MESSAGES:-200000}
 declare -A PORT=([junction]=18831 [mosquitto]=18832 [rumqttd]=18833 [junction_1t]=18834
-    [junction_ack]=18837 [mosquitto_persist]=18838)
+    [junction_ack]=18837 [mosquitto_persist]=18838 [floor]=18839)
+FLOOR="$ROOT/target/bench-floor"
 # Junction's gateway listeners (gateway.stomp.listeners.tcp.default and
 # gateway.mqttsn.listeners.udp.default), moved off their default ports.
 STOMP_PORT=18835
@@ -90,6 +95,11 @@ fi
 if [[ " $BROKERS " == *" mosquitto "* ]] && ! command -v mosquitto >/dev/null; then
     NOTES+=("mosquitto could not be installed: skipped")
     BROKERS=${BROKERS/mosquitto/}
+fi
+
+if [[ " $BROKERS " == *" floor "* ]] && ! gcc -O2 -o "$FLOOR" "$ROOT/scripts/bench-floor.c" >&2; then
+    NOTES+=("the floor (scripts/bench-floor.c) did not build with gcc: skipped")
+    BROKERS=${BROKERS/floor/}
 fi
 
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -184,6 +194,15 @@ EOF
     wait_port "$port" 10
 }
 
+# Not a broker: the least one can do per message (scripts/bench-floor.c). Its figures are
+# the kernel's cost of one read and one write per message on loopback.
+start_floor() {
+    local port=$1
+    "$FLOOR" "$port" >"$BROKER_LOG" 2>&1 &
+    BROKER_PID=$!
+    wait_port "$port" 10
+}
+
 start_rumqttd() {
     local port=$1
     # rumqttd 0.20 (rumqttd/rumqttd.toml): one v4 (MQTT 3.1.1) listener. Segments of
@@ -224,8 +243,14 @@ scenario_args() {
         echo "pubsub --pubs 100 --subs 100 -t bench/p2p/%i -s 64 -q ${1: -1} -I 0 -L $MAX_MESSAGES --duration $MAX_DURATION" ;;
     fanout-q0)
         echo "pubsub --pubs 1 --subs 1000 -t bench/fanout -s 64 -q 0 --rate 50 --duration $DURATION" ;;
+    # The publisher sends MAX_MESSAGES / 1000 messages as fast as it can: MAX_MESSAGES
+    # deliveries.
+    fanout-max-q0)
+        echo "pubsub --pubs 1 --subs 1000 -t bench/fanout -s 64 -q 0 -I 0 -L $((MAX_MESSAGES / 1000)) --duration $MAX_DURATION" ;;
     fanin-q0 | fanin-q1)
         echo "pubsub --pubs 1000 --subs 1 -t bench/fanin/%i --sub-topic bench/fanin/+ -s 64 -q ${1: -1} --rate 10000 --duration $DURATION" ;;
+    fanin-max-q0 | fanin-max-q1)
+        echo "pubsub --pubs 1000 --subs 1 -t bench/fanin/%i --sub-topic bench/fanin/+ -s 64 -q ${1: -1} -I 0 -L $((MAX_MESSAGES / 2)) --duration $MAX_DURATION" ;;
     idle-10k)
         echo "conn -c $IDLE_CONNECTIONS --duration $DURATION" ;;
     # QoS 1 at full speed to 100 MQTT 5 subscribers, with clean sessions (mem-q1) and with
@@ -257,6 +282,9 @@ run_scenario() { # broker scenario
     args=$(scenario_args "$scenario") || { log "unknown scenario $scenario"; return 1; }
     if [[ $scenario == gw-* && $broker != junction* ]]; then
         return 0 # the gateway scenarios are Junction's own
+    fi
+    if [[ $broker == floor && $scenario != p2p-* && $scenario != fan* ]]; then
+        return 0 # the floor speaks MQTT 3.1.1 pub/sub and nothing else
     fi
     BROKER_LOG="$OUT/$broker.$scenario.log"
     if ! "start_$broker" "$port"; then
@@ -314,6 +342,9 @@ titles = {
     "p2p-max-q0": "p2p max throughput: 100 pairs, QoS 0, 64 B, unthrottled, fixed count",
     "p2p-max-q1": "p2p max throughput: 100 pairs, QoS 1, 64 B, unthrottled, fixed count",
     "fanout-q0": "fan-out: 1 publisher → 1,000 subscribers, QoS 0, 50 msgs/s published",
+    "fanout-max-q0": "fan-out max throughput: 1 publisher → 1,000 subscribers, QoS 0, 64 B, unthrottled, fixed count",
+    "fanin-max-q0": "fan-in max throughput: 1,000 publishers → 1 subscriber, QoS 0, 64 B, unthrottled, fixed count",
+    "fanin-max-q1": "fan-in max throughput: 1,000 publishers → 1 subscriber, QoS 1, 64 B, unthrottled, fixed count",
     "fanin-q0": "fan-in: 1,000 publishers → 1 subscriber, QoS 0, 10,000 msgs/s total",
     "fanin-q1": "fan-in: 1,000 publishers → 1 subscriber, QoS 1, 10,000 msgs/s total",
     "idle-10k": "10,000 idle connections",
@@ -340,6 +371,8 @@ def ratio(a, b):
 for s in scenarios:
     print(f"## {titles.get(s, s)}\n")
     rows = {b: load(b, s) for b in brokers}
+    if rows.get("floor") is None:
+        rows.pop("floor", None)  # the floor runs the pub/sub scenarios only
     base = rows.get("mosquitto_persist" if s == "persist-q1" and "mosquitto_persist" in rows else "mosquitto") or {}
     if s.startswith("idle"):
         print("| broker | connected | failed | connects/s | RSS before (KiB) | RSS after (KiB) | KiB per connection | ÷ Mosquitto |")
