@@ -2,13 +2,15 @@
 //! every publisher that delivers to it.
 
 use bytestring::ByteString;
+use futures_util::task::AtomicWaker;
 use junction_session::{Delivery, DropReason, Dropped, Outbound, Session};
 use junction_types::QoS;
 use parking_lot::{Mutex, MutexGuard};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use tokio::sync::{oneshot, Notify};
+use std::task::{Context, Poll};
+use tokio::sync::oneshot;
 
 /// Why a connection is told to go away by the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +119,41 @@ impl Drop for CellGuard<'_> {
     }
 }
 
+/// Wakes the task of the connection that owns a session: a pending flag and one waker
+/// slot. `tokio::sync::Notify` keeps a waiter list behind a mutex, locked again whenever a
+/// connection's `select!` drops an unfinished wait, which is once per message on a busy
+/// publisher. Only the newest registered task is woken: a connection that is being taken
+/// over no longer waits for its successor's deliveries.
+#[derive(Debug, Default)]
+struct Signal {
+    pending: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Signal {
+    fn notify(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn take(&self) -> bool {
+        self.pending.load(Ordering::Relaxed) && self.pending.swap(false, Ordering::AcqRel)
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.take() {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        // A notify between the first check and the registration woke no one: look again.
+        if self.take() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
 /// One session, shared by reference between the registry, the router and its connection.
 #[derive(Debug)]
 pub struct SessionCell {
@@ -128,7 +165,7 @@ pub struct SessionCell {
     pub namespace: ByteString,
     online: AtomicBool,
     state: Mutex<CellState>,
-    notify: Notify,
+    notify: Signal,
     /// Upper bound of QoS 0 messages waiting in the outbox of a connected client; past it a
     /// slow client's QoS 0 messages are dropped rather than buffered without end.
     max_outbox_qos0: usize,
@@ -166,7 +203,7 @@ impl SessionCell {
                 disconnected_at_ms: None,
                 will: None,
             }),
-            notify: Notify::new(),
+            notify: Signal::default(),
             max_outbox_qos0,
             me: me.clone(),
             tracker,
@@ -239,12 +276,12 @@ impl SessionCell {
 
     /// Wait until the outbox has something (or was poked).
     pub async fn notified(&self) {
-        self.notify.notified().await
+        std::future::poll_fn(|cx| self.notify.poll(cx)).await
     }
 
     /// Wake the connection's task.
     pub fn wake(&self) {
-        self.notify.notify_one();
+        self.notify.notify();
     }
 
     /// Move everything waiting in the outbox into `into`, if connection `conn_id` still
@@ -294,7 +331,7 @@ impl SessionCell {
             }
         }
         if wake {
-            self.notify.notify_one();
+            self.notify.notify();
         }
         dropped
     }

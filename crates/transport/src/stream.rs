@@ -98,7 +98,9 @@ impl Stream {
     pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => {
-                s.readable().await?;
+                // `poll_read_ready` waits in the socket's one reader slot; `readable()` would
+                // join a waiter list, locked again when `select!` drops the unfinished wait.
+                std::future::poll_fn(|cx| s.poll_read_ready(cx)).await?;
                 reserve_read_space(buf);
                 // `read_buf` (unlike `try_read_buf`) clears readiness after a short read, so
                 // the next wait goes straight to epoll instead of costing an EAGAIN read.
