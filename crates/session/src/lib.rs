@@ -201,6 +201,9 @@ pub struct Session {
     /// Bumped whenever the queue changes other than at its ends in FIFO order (a drop
     /// from the middle, a push at the front): sequence numbers restart meaning then.
     mqueue_epoch: u64,
+    /// How many queued deliveries are QoS 0: a full queue looks for a QoS 0 victim only
+    /// when it holds one, so a queue full of QoS 1/2 messages drops in constant time.
+    mqueue_qos0: usize,
     awaiting_rel: HashMap<u16, u64>,
     next_packet_id: u16,
 }
@@ -231,6 +234,7 @@ impl Session {
             mqueue: VecDeque::new(),
             mqueue_head: 0,
             mqueue_epoch: 0,
+            mqueue_qos0: 0,
             awaiting_rel: HashMap::new(),
             next_packet_id: 1,
         }
@@ -287,7 +291,20 @@ impl Session {
     fn pop_queue_front(&mut self) -> Option<Delivery> {
         let d = self.mqueue.pop_front()?;
         self.mqueue_head += 1;
+        self.count_qos0_out(&d);
         Some(d)
+    }
+
+    fn count_qos0_out(&mut self, d: &Delivery) {
+        if d.qos == QoS::AtMostOnce {
+            self.mqueue_qos0 = self.mqueue_qos0.saturating_sub(1);
+        }
+    }
+
+    fn count_qos0_in(&mut self, d: &Delivery) {
+        if d.qos == QoS::AtMostOnce {
+            self.mqueue_qos0 += 1;
+        }
     }
 
     /// Inbound QoS 2 packet ids awaiting PUBREL, with when each arrived (ms), by id.
@@ -315,6 +332,11 @@ impl Session {
             session.next_packet_id = if *last == u16::MAX { 1 } else { *last + 1 };
         }
         session.mqueue = parts.queued.into();
+        session.mqueue_qos0 = session
+            .mqueue
+            .iter()
+            .filter(|d| d.qos == QoS::AtMostOnce)
+            .count();
         session.awaiting_rel = parts.awaiting_rel.into_iter().collect();
         session
     }
@@ -338,6 +360,7 @@ impl Session {
 
     fn send_inflight(&mut self, delivery: Delivery, now_ms: u64, out: &mut Vec<Outbound>) {
         let Some(id) = self.alloc_packet_id() else {
+            self.count_qos0_in(&delivery);
             self.mqueue.push_front(delivery);
             self.mqueue_epoch += 1;
             return;
@@ -363,10 +386,16 @@ impl Session {
     fn enqueue(&mut self, delivery: Delivery, dropped: &mut Vec<Dropped>) {
         let max = self.limits.max_mqueue_len;
         if max > 0 && self.mqueue.len() >= max {
-            let victim = match self.mqueue.iter().position(|d| d.qos == QoS::AtMostOnce) {
+            let first_qos0 = if self.mqueue_qos0 > 0 {
+                self.mqueue.iter().position(|d| d.qos == QoS::AtMostOnce)
+            } else {
+                None
+            };
+            let victim = match first_qos0 {
                 Some(0) => self.pop_queue_front(),
                 Some(i) => {
                     self.mqueue_epoch += 1;
+                    self.mqueue_qos0 = self.mqueue_qos0.saturating_sub(1);
                     self.mqueue.remove(i)
                 }
                 None if delivery.qos == QoS::AtMostOnce => {
@@ -385,6 +414,7 @@ impl Session {
                 });
             }
         }
+        self.count_qos0_in(&delivery);
         self.mqueue.push_back(delivery);
     }
 
@@ -587,6 +617,7 @@ impl Session {
             }
         }
         self.mqueue_head += self.mqueue.len() as u64;
+        self.mqueue_qos0 = 0;
         all.extend(self.mqueue.drain(..));
         all
     }
@@ -873,6 +904,38 @@ mod tests {
         let queued: Vec<u64> = s.queued().map(|d| d.message.id).collect();
         assert_eq!(queued, vec![3, 4]);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_counts_its_qos0_messages_through_every_change() {
+        let mut s = session(1, 3);
+        let (mut out, mut dropped) = (vec![], vec![]);
+        let mut offline = |s: &mut Session, id, qos| {
+            s.deliver(delivery(id, qos), false, 0, &mut out, &mut dropped);
+            dropped.last().map(|d: &Dropped| d.delivery.message.id)
+        };
+        offline(&mut s, 2, QoS::AtLeastOnce);
+        offline(&mut s, 3, QoS::AtMostOnce);
+        offline(&mut s, 4, QoS::AtLeastOnce);
+        assert_eq!((s.mqueue_len(), s.mqueue_qos0), (3, 1));
+        // Full: the QoS 0 message goes first, from the middle.
+        assert_eq!(offline(&mut s, 5, QoS::AtLeastOnce), Some(3));
+        assert_eq!(s.mqueue_qos0, 0);
+        // No QoS 0 left: the oldest goes, and an incoming QoS 0 is the one dropped.
+        assert_eq!(offline(&mut s, 6, QoS::ExactlyOnce), Some(2));
+        assert_eq!(offline(&mut s, 7, QoS::AtMostOnce), Some(7));
+        let queued: Vec<u64> = s.queued().map(|d| d.message.id).collect();
+        assert_eq!((queued, s.mqueue_qos0), (vec![4, 5, 6], 0));
+        // A restored session counts again what it was given.
+        let parts = RestoredParts {
+            queued: vec![delivery(8, QoS::AtMostOnce), delivery(9, QoS::AtLeastOnce)],
+            ..RestoredParts::default()
+        };
+        let r = Session::restore("c".into(), s.limits.clone(), parts);
+        assert_eq!(r.mqueue_qos0, 1);
+        // Taking everything out leaves nothing counted.
+        assert_eq!(s.drain_all().len(), 3);
+        assert_eq!((s.mqueue_len(), s.mqueue_qos0), (0, 0));
     }
 
     #[test]
