@@ -931,7 +931,7 @@ mod tests {
             queued: vec![delivery(8, QoS::AtMostOnce), delivery(9, QoS::AtLeastOnce)],
             ..RestoredParts::default()
         };
-        let r = Session::restore("c".into(), s.limits.clone(), parts);
+        let r = Session::restore("c".into(), s.limits, parts);
         assert_eq!(r.mqueue_qos0, 1);
         // Taking everything out leaves nothing counted.
         assert_eq!(s.drain_all().len(), 3);
