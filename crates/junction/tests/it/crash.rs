@@ -273,6 +273,15 @@ async fn kill_9_loses_no_acknowledged_message_with_commit_before_ack() {
     stop_and_check(durable, Proc::kill9).await;
 }
 
+/// One worker thread runs tokio's single-threaded scheduler: the commit barrier, the
+/// committer and the final flush must work on it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_acknowledged_message_on_one_worker_thread() {
+    let durable = "node.worker_threads = 1\n\
+                   durable_sessions { commit_before_ack = true, commit_interval = \"1h\" }";
+    stop_and_check(durable, Proc::kill9).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_loses_nothing_with_batched_commits() {
     stop_and_check("", Proc::terminate).await;
