@@ -57,20 +57,10 @@ fn start(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         .init();
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("node.data_dir {}", config.node.data_dir.display()))?;
-    // One worker thread runs tokio's single-threaded scheduler: a task woken by another
-    // (a subscriber by its publishers) runs after the tasks already due, not at once in
-    // the multi-threaded scheduler's LIFO slot, so the messages that one round of socket
-    // reads routes to a connection leave in one write (fan-in at 10,000 msgs/s: 5.5 to 8.6
-    // messages per subscriber read instead of 2.5, 22 % less CPU; BENCHMARKS.md).
-    let mut runtime = match config.node.worker_threads {
-        Some(n) if n <= 1 => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n.min(1024) as usize);
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.node.worker_threads {
+        runtime.worker_threads(n.clamp(1, 1024) as usize);
+    }
     let rt = runtime.enable_all().build()?;
     rt.block_on(async move {
         let server = Server::start(&config).await?;
