@@ -154,6 +154,19 @@ impl Signal {
     }
 }
 
+/// What [`SessionCell::deliver`] did beyond sending or queueing.
+#[must_use]
+#[derive(Debug)]
+pub struct Delivered {
+    /// Deliveries dropped (the queue or outbox was full, the message expired).
+    pub dropped: Vec<Dropped>,
+    /// The connection's outbox is half full or more: its task is behind the publishers
+    /// feeding it. A publisher told so lets it run before routing more (see
+    /// [`crate::Routed::congested`]), so that a burst from many publishers is written
+    /// out instead of overflowing the outbox.
+    pub congested: bool,
+}
+
 /// One session, shared by reference between the registry, the router and its connection.
 #[derive(Debug)]
 pub struct SessionCell {
@@ -301,11 +314,12 @@ impl SessionCell {
 
     /// Hand a delivery to the session: sent now if the client is online and the window has
     /// room, queued otherwise.
-    /// Returns what was dropped, for the caller to count ([`crate::Broker::count_dropped`]).
-    #[must_use]
-    pub fn deliver(&self, delivery: Delivery, now_ms: u64) -> Vec<Dropped> {
+    /// Returns what was dropped, for the caller to count ([`crate::Broker::count_dropped`]),
+    /// and whether the connection is behind.
+    pub fn deliver(&self, delivery: Delivery, now_ms: u64) -> Delivered {
         let mut dropped: Vec<Dropped> = Vec::new();
         let wake;
+        let congested;
         {
             let mut guard = self.state.lock();
             let st = &mut *guard;
@@ -317,6 +331,7 @@ impl SessionCell {
                     reason: DropReason::QueueFull,
                 });
                 wake = false;
+                congested = true;
             } else {
                 let was_empty = st.outbox.is_empty();
                 // A QoS 0 message for a connected client only passes through the outbox;
@@ -325,6 +340,7 @@ impl SessionCell {
                 st.session
                     .deliver(delivery, online, now_ms, &mut st.outbox, &mut dropped);
                 wake = online && was_empty && !st.outbox.is_empty();
+                congested = online && st.outbox.len() >= self.max_outbox_qos0 / 2;
                 if keeps {
                     self.touch();
                 }
@@ -333,6 +349,6 @@ impl SessionCell {
         if wake {
             self.notify.notify();
         }
-        dropped
+        Delivered { dropped, congested }
     }
 }

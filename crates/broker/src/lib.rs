@@ -17,7 +17,7 @@ pub mod router;
 pub mod sys;
 
 pub use cell::{
-    CellGuard, CellState, ConnLink, DirtySessions, KickReason, PendingWill, SessionCell,
+    CellGuard, CellState, ConnLink, Delivered, DirtySessions, KickReason, PendingWill, SessionCell,
 };
 pub use hooks::{Flow, Hooks};
 pub use metrics::Metrics;
@@ -35,6 +35,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// What [`Broker::publish_routed`] did with a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Routed {
+    /// Sessions it was handed to.
+    pub targets: usize,
+    /// A connection it was handed to has half its outbox or more waiting
+    /// ([`Delivered::congested`]): the publisher should let that connection's task write
+    /// before it routes more, or one round of many publishers can overflow the outbox.
+    pub congested: bool,
+}
 
 /// Receives retained-table changes (see [`Broker::set_retained_sink`]).
 pub type RetainedSink = dyn Fn(&SharedMessage) + Send + Sync;
@@ -374,7 +385,12 @@ impl Broker {
     /// Route a message to every matching subscription; returns how many deliveries were made.
     /// A message with the retain flag also replaces (or, with an empty payload, clears) the
     /// retained message of its topic.
-    pub fn publish(&self, mut msg: Message) -> usize {
+    pub fn publish(&self, msg: Message) -> usize {
+        self.publish_routed(msg).targets
+    }
+
+    /// [`Broker::publish`], telling also whether a connection it delivered to is behind.
+    pub fn publish_routed(&self, mut msg: Message) -> Routed {
         if msg.id == 0 {
             msg.id = self.next_message_id();
         }
@@ -385,7 +401,7 @@ impl Broker {
             };
             self.hooks.message_publish.run(&mut args);
             if !args.allow {
-                return 0;
+                return Routed::default();
             }
             msg = args.message;
         }
@@ -409,6 +425,7 @@ impl Broker {
         );
         let now = now_ms();
         let mut delivered = 0;
+        let mut congested = false;
         for (cell, opts, shared) in targets {
             let own = !msg.from.is_empty()
                 && cell.client_id == msg.from
@@ -429,10 +446,11 @@ impl Broker {
                 retain: msg.retain && opts.retain_as_published,
                 subscription_ids: opts.subscription_id.into_iter().collect(),
             };
-            let dropped = cell.deliver(delivery, now);
-            if !dropped.is_empty() {
-                self.count_dropped(dropped);
+            let outcome = cell.deliver(delivery, now);
+            if !outcome.dropped.is_empty() {
+                self.count_dropped(outcome.dropped);
             }
+            congested |= outcome.congested;
             delivered += 1;
         }
         if delivered == 0 {
@@ -442,7 +460,10 @@ impl Broker {
                 reason: "no_subscribers",
             });
         }
-        delivered
+        Routed {
+            targets: delivered,
+            congested,
+        }
     }
 
     /// Count dropped deliveries in the `messages.dropped` family and run `message.dropped`.
@@ -500,7 +521,7 @@ impl Broker {
             let msgs = self.retained.read().matching(parsed.filter, now);
             for m in msgs {
                 let qos = m.qos.min(opts.qos);
-                let dropped = cell.deliver(
+                let outcome = cell.deliver(
                     Delivery {
                         message: m,
                         qos,
@@ -510,7 +531,7 @@ impl Broker {
                     },
                     now,
                 );
-                self.count_dropped(dropped);
+                self.count_dropped(outcome.dropped);
             }
         }
         Ok(existed)
@@ -851,6 +872,32 @@ mod tests {
 
     fn outbox_len(cell: &SessionCell) -> usize {
         cell.lock().outbox.len()
+    }
+
+    #[tokio::test]
+    async fn a_publisher_is_told_when_a_subscribers_outbox_is_half_full() {
+        let b = Broker::new(BrokerSettings {
+            max_outbox_qos0: 10,
+            ..BrokerSettings::default()
+        });
+        let (a, _ka) = open(&b, "a", true);
+        let (c, _kc) = open(&b, "c", true);
+        b.subscribe(&a.cell, "t", SubOptions::default()).unwrap();
+        b.subscribe(&c.cell, "other", SubOptions::default())
+            .unwrap();
+        let congested: Vec<bool> = (0..12)
+            .map(|_| b.publish_routed(msg("t", QoS::AtMostOnce, "p")).congested)
+            .collect();
+        // Four waiting: not yet; five and on: half of 10; past 10 the message is dropped.
+        assert_eq!(congested, [vec![false; 4], vec![true; 8]].concat());
+        assert_eq!(outbox_len(&a.cell), 10);
+        // Another subscriber's connection is not behind.
+        let r = b.publish_routed(msg("other", QoS::AtMostOnce, "p"));
+        assert_eq!((r.targets, r.congested), (1, false));
+        // Once the connection has taken its outbox, publishers go on undisturbed.
+        let conn_id = a.cell.lock().conn.as_ref().unwrap().conn_id;
+        a.cell.take_outbox(conn_id, &mut Vec::new());
+        assert!(!b.publish_routed(msg("t", QoS::AtMostOnce, "p")).congested);
     }
 
     #[tokio::test]

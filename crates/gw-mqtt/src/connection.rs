@@ -192,6 +192,9 @@ struct Conn {
     /// A PUBACK, PUBREC or PUBCOMP is waiting in `wbuf` for the broker's ack barrier
     /// (`durable_sessions.commit_before_ack`).
     ack_pending: bool,
+    /// A connection this one published to is behind ([`junction_broker::Routed`]): stop
+    /// decoding and let it write before routing the rest of the read buffer.
+    congested: bool,
 }
 
 impl Conn {
@@ -444,6 +447,7 @@ impl Conn {
             connected_at: now_ms(),
             scratch: Vec::new(),
             ack_pending: false,
+            congested: false,
             settings,
         };
         if conn.will.is_some() && conn.cell.is_persistent() {
@@ -562,6 +566,9 @@ impl Conn {
         if let Err(e) = self.flush().await {
             return e;
         }
+        if let Err(e) = self.finish_congested_input().await {
+            return e;
+        }
         // Most devices go quiet after connecting: hold no buffers until they speak.
         self.shrink_idle_buffers();
         let ka = self.keepalive_timeout();
@@ -611,7 +618,23 @@ impl Conn {
             if let Err(e) = self.flush().await {
                 return e;
             }
+            if let Err(e) = self.finish_congested_input().await {
+                return e;
+            }
         }
+    }
+
+    /// While a subscriber this connection feeds is behind, yield to the scheduler before
+    /// each further packet of the read buffer: its task gets to write, where routing a
+    /// whole buffer from each of many publishers in one round could overflow its outbox
+    /// and drop QoS 0 messages. No new read happens until the buffer is done.
+    async fn finish_congested_input(&mut self) -> Flow {
+        while std::mem::take(&mut self.congested) {
+            tokio::task::yield_now().await;
+            self.process_input()?;
+            self.flush().await?;
+        }
+        Ok(())
     }
 
     /// Release buffer memory of a connection that has gone quiet.
@@ -652,6 +675,9 @@ impl Conn {
                 Ok(Some(p)) => {
                     Metrics::inc(&self.broker.metrics.packets_received);
                     self.handle(p)?;
+                    if self.congested {
+                        break;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => return Err(decode_exit(&e)),
@@ -852,7 +878,7 @@ impl Conn {
     }
 
     /// Turn a PUBLISH into a message and route it.
-    fn route(&self, p: Publish) -> usize {
+    fn route(&mut self, p: Publish) -> usize {
         let now = now_ms();
         let expiry = p
             .properties
@@ -877,7 +903,9 @@ impl Conn {
             from: self.client_id.clone(),
             namespace: ByteString::new(),
         };
-        self.broker.publish(msg)
+        let routed = self.broker.publish_routed(msg);
+        self.congested |= routed.congested;
+        routed.targets
     }
 
     fn on_subscribe(&mut self, s: Subscribe) -> Flow {
