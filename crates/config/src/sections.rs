@@ -17,8 +17,9 @@ pub struct NodeConfig {
     /// Junction does not use it. Default unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cookie: Option<String>,
-    /// Threads that run connections and routing: `"auto"` (one per CPU) or a number.
-    /// A Junction extension (EMQX sets its schedulers in vm.args). Default `"auto"`.
+    /// Threads that run connections and routing: `"auto"` (one per CPU) or a number; 1
+    /// runs tokio's single-threaded scheduler. A Junction extension (EMQX sets its
+    /// schedulers in vm.args). Default `"auto"`.
     #[serde(with = "auto_or")]
     pub worker_threads: Option<u64>,
 }

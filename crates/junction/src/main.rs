@@ -57,10 +57,20 @@ fn start(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         .init();
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("node.data_dir {}", config.node.data_dir.display()))?;
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = config.node.worker_threads {
-        runtime.worker_threads(n.clamp(1, 1024) as usize);
-    }
+    // One worker thread runs tokio's single-threaded scheduler. It has no LIFO slot, so a
+    // subscriber woken by a publisher's delivery runs after the other connections already
+    // due, and what one round of reads routes to it leaves in one write (fan-in at 10,000
+    // msgs/s: 5 to 6 messages per subscriber read instead of 2.5; BENCHMARKS.md). Publishers
+    // that find its outbox half full yield to it (`Routed::congested`).
+    let mut runtime = match config.node.worker_threads {
+        Some(n) if n <= 1 => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.min(1024) as usize);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = runtime.enable_all().build()?;
     rt.block_on(async move {
         let server = Server::start(&config).await?;

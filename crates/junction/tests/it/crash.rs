@@ -273,8 +273,8 @@ async fn kill_9_loses_no_acknowledged_message_with_commit_before_ack() {
     stop_and_check(durable, Proc::kill9).await;
 }
 
-/// On one worker thread (`node.worker_threads = 1`, as the benchmarks' `junction_1t`) the
-/// commit barrier, the committer and the final flush work too.
+/// One worker thread runs tokio's single-threaded scheduler: the commit barrier, the
+/// committer and the final flush work on it too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_acknowledged_message_on_one_worker_thread() {
     let durable = "node.worker_threads = 1\n\
