@@ -15,7 +15,9 @@ use junction_broker::hooks::{
     Action, ConnackArgs, ConnectArgs, MessageArgs, ReasonArgs, SessionSubArgs, SubscribeArgs,
     UnsubscribeArgs,
 };
-use junction_broker::{system_message, Broker, KickReason, OpenSession, Opened, SessionCell};
+use junction_broker::{
+    system_message, Broker, KickReason, OpenSession, Opened, Routed, SessionCell,
+};
 use junction_session::{SessionLimits, SubOptions};
 use junction_topic::TopicError;
 use junction_types::{now_ms, Message, MessageProperties, QoS, SharedMessage};
@@ -357,7 +359,9 @@ impl GatewayCtx {
     }
 
     /// Publish on behalf of a client: the topic is mounted, the message carries the
-    /// gateway's namespace. Returns the number of deliveries.
+    /// gateway's namespace. Returns the number of deliveries and whether a connection
+    /// delivered to is behind: the caller yields before handling more input, as MQTT does
+    /// ([`junction_broker::Routed`]).
     #[allow(clippy::too_many_arguments)]
     pub fn publish(
         &self,
@@ -368,7 +372,7 @@ impl GatewayCtx {
         qos: QoS,
         retain: bool,
         properties: MessageProperties,
-    ) -> usize {
+    ) -> Routed {
         let now = now_ms();
         let msg = Message {
             id: 0,
@@ -382,7 +386,7 @@ impl GatewayCtx {
             from: info.clientid.clone(),
             namespace: self.namespace.clone(),
         };
-        self.broker.publish(msg)
+        self.broker.publish_routed(msg)
     }
 
     /// Subscribe a client's session to a (client-visible) filter, mounted; runs
@@ -655,7 +659,7 @@ mod tests {
             false,
             MessageProperties::default(),
         );
-        assert_eq!(n, 1);
+        assert_eq!(n.targets, 1);
         assert_eq!(delivered_topics(&mqtt.cell, 1), vec!["stomp/a/b"]);
     }
 

@@ -221,6 +221,9 @@ struct Conn {
     /// `out` holds a PUBACK, PUBREC or PUBCOMP: the broker's ack barrier
     /// (`durable_sessions.commit_before_ack`) is awaited before it is sent.
     ack_pending: bool,
+    /// A connection this client published to is behind
+    /// (`junction_broker::Routed::congested`): yield before taking the next datagram.
+    congested: bool,
     /// `retry_interval` (0: no resend while connected).
     retry_interval: Duration,
     /// How often inbound QoS 2 messages awaiting PUBREL are checked for `await_rel_timeout`.
@@ -485,6 +488,7 @@ fn attach(
         next_msg_id: 0,
         out: Vec::new(),
         ack_pending: false,
+        congested: false,
         retry_interval: Duration::from_millis(limits.retry_interval_ms),
         rel_check_every: rel_check_period(&limits),
         sent_at: HashMap::new(),
@@ -716,6 +720,10 @@ impl Conn {
             self.flush().await;
             if let Err(e) = step {
                 return e;
+            }
+            if std::mem::take(&mut self.congested) {
+                // Let the subscriber's task write before the next datagram is routed.
+                tokio::task::yield_now().await;
             }
         }
     }
@@ -1220,7 +1228,7 @@ impl Conn {
         }
         inc(&self.stats.recv_msg);
         self.shared.ctx.metrics.inc("messages.received");
-        self.shared.ctx.publish(
+        let routed = self.shared.ctx.publish(
             &self.info,
             &self.mountpoint,
             &name,
@@ -1229,6 +1237,7 @@ impl Conn {
             flags.retain,
             MessageProperties::default(),
         );
+        self.congested |= routed.congested;
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => {

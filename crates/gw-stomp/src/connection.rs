@@ -274,6 +274,9 @@ struct Conn {
     recv_within: Option<Duration>,
     last_recv: Instant,
     scratch: Vec<Outbound>,
+    /// A connection this one sent to is behind (`junction_broker::Routed::congested`):
+    /// stop decoding and let it write before handling the rest of the read buffer.
+    congested: bool,
 }
 
 type Accept = (
@@ -403,6 +406,7 @@ impl Conn {
             next_sub_index: 1,
             last_message_id: 0,
             txs: Vec::new(),
+            congested: false,
             send_every: (cy > 0).then(|| Duration::from_millis(cy)),
             recv_within: (cx > 0).then(|| Duration::from_millis(cx.saturating_mul(2))),
             last_recv: Instant::now(),
@@ -492,6 +496,9 @@ impl Conn {
         if let Err(e) = self.flush().await {
             return e;
         }
+        if let Err(e) = self.finish_congested_input().await {
+            return e;
+        }
         // Most devices go quiet after connecting: hold no buffers until they speak.
         self.shrink_idle_buffers();
         let mut next_send = self.send_every.map(|d| Instant::now() + d);
@@ -544,7 +551,22 @@ impl Conn {
             if let Err(e) = self.flush().await {
                 return e;
             }
+            if let Err(e) = self.finish_congested_input().await {
+                return e;
+            }
         }
+    }
+
+    /// While a subscriber this connection sends to is behind, yield to the scheduler
+    /// before each further frame of the read buffer, so its task gets to write (as the
+    /// MQTT connection does).
+    async fn finish_congested_input(&mut self) -> Flow {
+        while std::mem::take(&mut self.congested) {
+            tokio::task::yield_now().await;
+            self.process_input()?;
+            self.flush().await?;
+        }
+        Ok(())
     }
 
     /// Release buffer memory of a connection that has gone quiet.
@@ -568,6 +590,9 @@ impl Conn {
                 Ok(Some(Item::Frame(f))) => {
                     inc(&self.stats.recv_pkt);
                     self.handle(f)?;
+                    if self.congested {
+                        break;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -691,7 +716,7 @@ impl Conn {
             }
         }
         inc(&self.stats.recv_msg);
-        self.ctx.publish(
+        let routed = self.ctx.publish(
             &self.info,
             &self.mountpoint,
             dest,
@@ -700,6 +725,7 @@ impl Conn {
             false,
             props,
         );
+        self.congested |= routed.congested;
         Ok(())
     }
 
