@@ -563,10 +563,7 @@ impl Conn {
         if let Err(e) = self.process_input() {
             return e;
         }
-        if let Err(e) = self.flush().await {
-            return e;
-        }
-        if let Err(e) = self.finish_congested_input().await {
+        if let Err(e) = self.flush_and_finish_input().await {
             return e;
         }
         // Most devices go quiet after connecting: hold no buffers until they speak.
@@ -615,20 +612,18 @@ impl Conn {
             if let Err(e) = step {
                 return e;
             }
-            if let Err(e) = self.flush().await {
-                return e;
-            }
-            if let Err(e) = self.finish_congested_input().await {
+            if let Err(e) = self.flush_and_finish_input().await {
                 return e;
             }
         }
     }
 
-    /// While a subscriber this connection feeds is behind, yield to the scheduler before
+    /// Flush; then, while a subscriber this connection feeds is behind, yield to the scheduler before
     /// each further packet of the read buffer: its task gets to write, where routing a
     /// whole buffer from each of many publishers in one round could overflow its outbox
     /// and drop QoS 0 messages. No new read happens until the buffer is done.
-    async fn finish_congested_input(&mut self) -> Flow {
+    async fn flush_and_finish_input(&mut self) -> Flow {
+        self.flush().await?;
         while std::mem::take(&mut self.congested) {
             tokio::task::yield_now().await;
             self.process_input()?;

@@ -493,10 +493,7 @@ impl Conn {
         if let Err(e) = self.process_input() {
             return e;
         }
-        if let Err(e) = self.flush().await {
-            return e;
-        }
-        if let Err(e) = self.finish_congested_input().await {
+        if let Err(e) = self.flush_and_finish_input().await {
             return e;
         }
         // Most devices go quiet after connecting: hold no buffers until they speak.
@@ -548,19 +545,17 @@ impl Conn {
             if let Err(e) = step {
                 return e;
             }
-            if let Err(e) = self.flush().await {
-                return e;
-            }
-            if let Err(e) = self.finish_congested_input().await {
+            if let Err(e) = self.flush_and_finish_input().await {
                 return e;
             }
         }
     }
 
-    /// While a subscriber this connection sends to is behind, yield to the scheduler
+    /// Flush; then, while a subscriber this connection sends to is behind, yield to the scheduler
     /// before each further frame of the read buffer, so its task gets to write (as the
     /// MQTT connection does).
-    async fn finish_congested_input(&mut self) -> Flow {
+    async fn flush_and_finish_input(&mut self) -> Flow {
+        self.flush().await?;
         while std::mem::take(&mut self.congested) {
             tokio::task::yield_now().await;
             self.process_input()?;
