@@ -102,6 +102,47 @@ pub fn matches(filter: &str, name: &str) -> bool {
     }
 }
 
+/// The limits every protocol applies to the topics and filters it takes from the network
+/// (MQTT PUBLISH, SUBSCRIBE and will topics; MQTT-SN REGISTER, SUBSCRIBE and WILLTOPIC;
+/// STOMP destinations; every gateway's topics), so one configured bound holds everywhere.
+/// Each protocol turns a [`TopicError`] into its own error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicLimits {
+    /// `mqtt.max_topic_levels`: most `/`-separated levels in a topic name or filter (the
+    /// filter proper, without a `$share/<group>/` prefix); 0: no limit.
+    pub max_levels: usize,
+}
+
+impl Default for TopicLimits {
+    /// EMQX's default: 128 levels.
+    fn default() -> Self {
+        TopicLimits { max_levels: 128 }
+    }
+}
+
+impl TopicLimits {
+    fn check_depth(&self, topic: &str) -> Result<(), TopicError> {
+        // Counting stops one past the limit: a 65,000-level topic costs no more than that.
+        if self.max_levels > 0 && topic.split('/').nth(self.max_levels).is_some() {
+            return Err(TopicError::TooManyLevels(self.max_levels));
+        }
+        Ok(())
+    }
+
+    /// Check a topic name to publish to: [`validate_topic_name`] and the level limit.
+    pub fn check_name(&self, name: &str) -> Result<(), TopicError> {
+        validate_topic_name(name)?;
+        self.check_depth(name)
+    }
+
+    /// Check a subscription filter: [`parse_filter`] and the level limit.
+    pub fn check_filter<'a>(&self, raw: &'a str) -> Result<ParsedFilter<'a>, TopicError> {
+        let parsed = parse_filter(raw)?;
+        self.check_depth(parsed.filter)?;
+        Ok(parsed)
+    }
+}
+
 /// A parsed subscription filter: plain, or shared with a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParsedFilter<'a> {
@@ -204,6 +245,26 @@ mod tests {
         assert!(!matches("+/brokers", "$SYS/brokers"));
         assert!(matches("$SYS/#", "$SYS/brokers"));
         assert!(matches("$SYS/+", "$SYS/brokers"));
+    }
+
+    #[test]
+    fn limits_count_levels_of_names_and_of_the_filter_proper() {
+        let limits = TopicLimits { max_levels: 3 };
+        assert_eq!(limits.check_name("a/b/c"), Ok(()));
+        assert_eq!(
+            limits.check_name("a/b/c/d"),
+            Err(TopicError::TooManyLevels(3))
+        );
+        assert_eq!(limits.check_name("a/+"), Err(TopicError::WildcardInName));
+        assert!(limits.check_filter("$share/g/a/b/#").is_ok());
+        assert_eq!(
+            limits.check_filter("a/b/c/#"),
+            Err(TopicError::TooManyLevels(3))
+        );
+        let deep = "/".repeat(65_000);
+        assert_eq!(limits.check_filter(&deep), Err(TopicError::TooManyLevels(3)));
+        let unlimited = TopicLimits { max_levels: 0 };
+        assert!(unlimited.check_filter(&deep).is_ok());
     }
 
     #[test]
