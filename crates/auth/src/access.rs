@@ -7,7 +7,7 @@
 
 use crate::AuthnChains;
 use bytes::Bytes;
-use junction_broker::hooks::{Action, AuthenticateArgs, AuthnResult, AuthorizeArgs, AuthzResult};
+use junction_broker::hooks::{AuthenticateArgs, AuthnResult};
 use junction_broker::Hooks;
 use junction_types::ClientInfo;
 
@@ -32,36 +32,4 @@ pub async fn authenticate(
     args.result
 }
 
-/// The built-in rule: `$SYS/` topics are published by the broker only.
-pub fn default_verdict(action: Action, topic: &str) -> AuthzResult {
-    match action {
-        Action::Publish { .. } if topic.starts_with("$SYS/") => AuthzResult::Deny,
-        _ => AuthzResult::Allow,
-    }
-}
-
-/// May the client do `action` on `topic` (as the client wrote it)? `client` builds the
-/// client's info, and is called only when a `client.authorize` handler needs it, so the
-/// publish path allocates nothing while no one hooks in.
-pub fn authorize(
-    hooks: &Hooks,
-    is_superuser: bool,
-    action: Action,
-    topic: &str,
-    client: impl FnOnce() -> ClientInfo,
-) -> bool {
-    if is_superuser {
-        return true;
-    }
-    let verdict = default_verdict(action, topic);
-    if hooks.client_authorize.is_empty() {
-        return verdict == AuthzResult::Allow;
-    }
-    let mut args = AuthorizeArgs {
-        action,
-        topic: topic.to_string(),
-        result: verdict,
-    };
-    hooks.client_authorize.run(&client(), &mut args);
-    args.result == AuthzResult::Allow
-}
+pub use junction_broker::access::{authorize, default_verdict};

@@ -66,6 +66,9 @@ pub struct PendingWill {
     pub delay_secs: u32,
     /// When it is due (ms): `None` while the connection is up.
     pub publish_at_ms: Option<u64>,
+    /// Who set it, to authorize it when it is published; `None` once restored from the
+    /// data file, which does not keep it.
+    pub publisher: Option<std::sync::Arc<junction_types::ClientInfo>>,
 }
 
 /// Sessions changed since the persister last looked (see [`SessionCell::lock`]).

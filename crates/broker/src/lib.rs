@@ -9,12 +9,16 @@
 //! lock is never held while a cell is locked by the publish path: targets are collected
 //! under the router's read lock, which is released before any cell is locked.
 
+pub mod access;
 pub mod cell;
 pub mod hooks;
 pub mod metrics;
 pub mod retained;
 pub mod router;
 pub mod sys;
+
+#[cfg(test)]
+mod hostile_tests;
 
 pub use cell::{
     CellGuard, CellState, ConnLink, Delivered, DirtySessions, KickReason, PendingWill, SessionCell,
@@ -29,7 +33,7 @@ use bytestring::ByteString;
 use hooks::{DroppedArgs, PublishArgs};
 use junction_session::{Delivery, DropReason, Dropped, Session, SessionLimits, SubOptions};
 use junction_topic::{parse_filter, TopicError};
-use junction_types::{now_ms, Message, QoS, SharedMessage};
+use junction_types::{now_ms, ClientInfo, Message, QoS, SharedMessage};
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -104,6 +108,8 @@ pub struct BrokerSettings {
     pub sys_event_client_disconnected: bool,
     /// Upper bound of QoS 0 messages buffered for one connected client.
     pub max_outbox_qos0: usize,
+    /// `mqtt.max_topic_levels`, which every protocol applies to the topics it takes in.
+    pub topic_limits: junction_topic::TopicLimits,
 }
 
 impl Default for BrokerSettings {
@@ -118,6 +124,7 @@ impl Default for BrokerSettings {
             sys_event_client_connected: true,
             sys_event_client_disconnected: true,
             max_outbox_qos0: 10_000,
+            topic_limits: junction_topic::TopicLimits::default(),
         }
     }
 }
@@ -129,6 +136,9 @@ pub struct Will {
     pub message: Message,
     /// Will delay interval in seconds (MQTT 5.0; 0 for 3.x).
     pub delay_secs: u32,
+    /// Who set it: the will is authorized as this client when it is published
+    /// ([`Broker::publish_will`]).
+    pub publisher: Arc<ClientInfo>,
 }
 
 /// What a connection asks for when it opens a session.
@@ -654,8 +664,41 @@ impl Broker {
         }
     }
 
-    /// Publish a will message now (a fresh id and receive time).
-    pub fn publish_will(&self, mut will: Message) {
+    /// Publish a will message now (a fresh id and receive time), if its publisher may
+    /// publish it (EMQX authorizes a will when it publishes it, not when it is set). A
+    /// denied will is dropped: `messages.dropped` and `message.dropped` with reason
+    /// `not_authorized`. `publisher` is `None` for a will restored from the data file,
+    /// which keeps no identity: it is authorized as a client with its client id and no
+    /// user name or superuser right.
+    pub fn publish_will(&self, mut will: Message, publisher: Option<&ClientInfo>) {
+        let action = hooks::Action::Publish {
+            qos: will.qos,
+            retain: will.retain,
+        };
+        // Rules see the topic as the client wrote it, without its mountpoint.
+        let visible = publisher
+            .and_then(|p| will.topic.strip_prefix(p.mountpoint.as_str()))
+            .unwrap_or(&will.topic);
+        let allowed = access::authorize(
+            &self.hooks,
+            publisher.is_some_and(|p| p.is_superuser),
+            action,
+            visible,
+            || match publisher {
+                Some(p) => p.clone(),
+                None => ClientInfo::restored(will.from.clone()),
+            },
+        );
+        if !allowed {
+            Metrics::inc(&self.metrics.messages_dropped);
+            Metrics::inc(&self.metrics.messages_dropped_not_authorized);
+            tracing::info!(client = %will.from, topic = %will.topic, "will not authorized: dropped");
+            self.hooks.message_dropped.run(&mut DroppedArgs {
+                message: Arc::new(will),
+                reason: "not_authorized",
+            });
+            return;
+        }
         will.id = 0;
         will.received_at_ms = now_ms();
         self.publish(will);
@@ -671,6 +714,7 @@ impl Broker {
                     message: w.message.clone(),
                     delay_secs: w.delay_secs,
                     publish_at_ms: None,
+                    publisher: Some(w.publisher.clone()),
                 })
             });
         }
@@ -687,7 +731,7 @@ impl Broker {
             drop(st);
             if let Some(will) = close.will {
                 if ended || will.delay_secs == 0 {
-                    self.publish_will(will.message);
+                    self.publish_will(will.message, Some(&will.publisher));
                 }
             }
             return;
@@ -706,7 +750,7 @@ impl Broker {
             self.unregister(cell);
             Metrics::inc(&self.metrics.session_terminated);
             if let Some(will) = close.will {
-                self.publish_will(will.message);
+                self.publish_will(will.message, Some(&will.publisher));
             }
             return;
         }
@@ -718,20 +762,21 @@ impl Broker {
         if let Some(will) = close.will {
             let delay = will.delay_secs.min(close.expiry_interval_secs);
             if delay == 0 {
-                publish_now = Some(will.message);
+                publish_now = Some(will);
             } else {
                 let after = delay as u64 * 1000;
                 st.will = Some(Box::new(PendingWill {
                     message: will.message,
                     delay_secs: will.delay_secs,
                     publish_at_ms: Some(now.saturating_add(after)),
+                    publisher: Some(will.publisher),
                 }));
                 delayed_ms = Some(after);
             }
         }
         drop(st);
-        if let Some(message) = publish_now {
-            self.publish_will(message);
+        if let Some(will) = publish_now {
+            self.publish_will(will.message, Some(&will.publisher));
         }
         if let Some(after) = delayed_ms {
             self.schedule_will(cell, generation, after);
@@ -756,7 +801,7 @@ impl Broker {
                 st.will.take()
             };
             if let Some(w) = will {
-                broker.publish_will(w.message);
+                broker.publish_will(w.message, w.publisher.as_deref());
             }
         });
     }
@@ -784,7 +829,7 @@ impl Broker {
         Metrics::inc(&self.metrics.session_terminated);
         // The session ended before the will delay did: the will goes now [MQTT-3.1.3-9].
         if let Some(w) = will {
-            self.publish_will(w.message);
+            self.publish_will(w.message, w.publisher.as_deref());
         }
     }
 

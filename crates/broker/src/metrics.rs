@@ -59,6 +59,7 @@ metrics! {
     messages_dropped_qos0_offline => "delivery.dropped.qos0_msg",
     messages_dropped_too_large => "delivery.dropped.too_large",
     messages_dropped_await_pubrel_timeout => "messages.dropped.await_pubrel_timeout",
+    messages_dropped_not_authorized => "messages.dropped.not_authorized",
     messages_retained => "messages.retained",
     client_connect => "client.connect",
     client_connected => "client.connected",

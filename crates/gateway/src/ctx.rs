@@ -19,7 +19,7 @@ use junction_broker::{
     system_message, Broker, KickReason, OpenSession, Opened, Routed, SessionCell,
 };
 use junction_session::{SessionLimits, SubOptions};
-use junction_topic::TopicError;
+use junction_topic::{ParsedFilter, TopicError};
 use junction_types::{now_ms, Message, MessageProperties, QoS, SharedMessage};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -181,6 +181,18 @@ impl GatewayCtx {
             self.metrics.inc("session.created");
         }
         opened
+    }
+
+    /// Check a topic name a client sent (to publish to, to register, as its will) against
+    /// the broker's topic rules and `mqtt.max_topic_levels`; the caller answers with its
+    /// protocol's error.
+    pub fn check_topic_name(&self, name: &str) -> Result<(), TopicError> {
+        self.broker.settings.topic_limits.check_name(name)
+    }
+
+    /// Check a subscription filter a client sent, as [`GatewayCtx::check_topic_name`].
+    pub fn check_filter<'a>(&self, raw: &'a str) -> Result<ParsedFilter<'a>, TopicError> {
+        self.broker.settings.topic_limits.check_filter(raw)
     }
 
     /// Run `client.connect`: a handler may refuse the client (`Err(reason)`).
@@ -399,6 +411,8 @@ impl GatewayCtx {
         filter: &str,
         opts: SubOptions,
     ) -> Result<bool, TopicError> {
+        // Every path in (the protocol, the management API) meets the same limits here.
+        self.check_filter(filter)?;
         let mounted = mountpoint.mount_filter(filter);
         let existed = self.broker.subscribe(cell, &mounted, opts)?;
         self.metrics.inc("session.subscribed");

@@ -357,6 +357,9 @@ impl Conn {
             (true, Some(ka)) => ka,
             _ => connect.keep_alive,
         };
+        info.expiry_interval = expiry_interval;
+        info.keepalive = keep_alive as u32;
+        let publisher = Arc::new(info.clone());
         let will = connect.will.as_ref().map(|w| Will {
             message: Message {
                 id: 0,
@@ -382,6 +385,7 @@ impl Conn {
             } else {
                 0
             },
+            publisher: publisher.clone(),
         });
         let mut props = ConnAckProperties::default();
         if v5 {
@@ -414,8 +418,6 @@ impl Conn {
                 props.response_information = Some(settings.response_information.as_str().into());
             }
         }
-        info.expiry_interval = expiry_interval;
-        info.keepalive = keep_alive as u32;
         let mut conn = Conn {
             broker: broker.clone(),
             stream,

@@ -304,6 +304,13 @@ async fn handshake(
                     }
                 };
                 if let Some((wflags, topic)) = topic {
+                    // A will topic is a topic name like any other: no wildcards, within
+                    // `mqtt.max_topic_levels` (refused as "not supported").
+                    if shared.ctx.check_topic_name(&topic).is_err() {
+                        let rc = ReturnCode::NotSupported;
+                        shared.send(peer, &Message::ConnAck { rc }).await;
+                        return None;
+                    }
                     shared.send(peer, &Message::WillMsgReq).await;
                     let payload = loop {
                         match recv_until(rx, deadline).await? {
@@ -550,6 +557,7 @@ impl Conn {
                 namespace: ByteString::from_static(self.shared.ctx.name),
             },
             delay_secs: 0,
+            publisher: Arc::new(self.info.clone()),
         }
     }
 
@@ -876,6 +884,15 @@ impl Conn {
                 return Err(Exit::Disconnected);
             }
             Message::WillTopicUpd { flags, topic } => {
+                if topic
+                    .as_ref()
+                    .is_some_and(|t| self.shared.ctx.check_topic_name(t).is_err())
+                {
+                    self.out.push(Message::WillTopicResp {
+                        rc: ReturnCode::NotSupported,
+                    });
+                    return Ok(());
+                }
                 let mut d = self.data.lock();
                 match topic {
                     None => d.will = None,
@@ -902,7 +919,14 @@ impl Conn {
                 });
             }
             Message::WillTopic { flags, topic } => {
-                // Late will dialogue message: treat like an update, without an answer.
+                // Late will dialogue message: treat like an update, without an answer
+                // (and without a topic that is not a valid name).
+                if topic
+                    .as_ref()
+                    .is_some_and(|t| self.shared.ctx.check_topic_name(t).is_err())
+                {
+                    return Ok(());
+                }
                 self.data.lock().will = topic.map(|t| will_of(flags, t));
                 self.sync_will();
             }
@@ -1083,9 +1107,7 @@ impl Conn {
     }
 
     fn on_register(&mut self, msg_id: u16, name: &str) {
-        let (topic_id, rc) = if junction_topic::is_wildcard(name)
-            || junction_topic::validate_topic_name(name).is_err()
-        {
+        let (topic_id, rc) = if self.shared.ctx.check_topic_name(name).is_err() {
             (0, ReturnCode::NotSupported)
         } else if let Some(id) = self.shared.predefined_by_name.get(name) {
             (*id, ReturnCode::Accepted)
@@ -1293,7 +1315,7 @@ impl Conn {
             },
             Topic::Name(n) => (n.to_string(), 0),
         };
-        if junction_topic::parse_filter(&filter).is_err() {
+        if self.shared.ctx.check_filter(&filter).is_err() {
             self.out.push(suback(0, ReturnCode::InvalidTopicId));
             return;
         }
@@ -1314,7 +1336,7 @@ impl Conn {
             self.out.push(suback(0, ReturnCode::Other(0x83)));
             return;
         };
-        if junction_topic::parse_filter(&filter).is_err() {
+        if self.shared.ctx.check_filter(&filter).is_err() {
             self.out.push(suback(0, ReturnCode::InvalidTopicId));
             return;
         }

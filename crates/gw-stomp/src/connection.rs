@@ -688,7 +688,7 @@ impl Conn {
                 "missing_destination",
             );
         };
-        if junction_topic::validate_topic_name(dest).is_err() {
+        if self.ctx.check_topic_name(dest).is_err() {
             let text = format!("Invalid destination {dest}");
             return self.fail(text, receipt, "invalid_destination");
         }
@@ -822,7 +822,7 @@ impl Conn {
             let text = format!("Topic {dest} already in subscribed");
             return self.fail(text, receipt, "topic_already_subscribed");
         }
-        if junction_topic::parse_filter(dest).is_err() {
+        if self.ctx.check_filter(dest).is_err() {
             let text = format!("Invalid destination {dest}");
             return self.fail(text, receipt, "invalid_destination");
         }

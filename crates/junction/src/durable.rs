@@ -77,7 +77,7 @@ impl Durable {
         tracing::info!(sessions, "sessions restored");
         // The wills that are due, once every restored session can receive them.
         for will in swept.wills.into_iter().chain(due) {
-            broker.publish_will(will);
+            broker.publish_will(will, None);
         }
         spawn_sweeper(&persister);
         if opts.commit_before_ack {
@@ -576,6 +576,7 @@ fn from_record(
             message: Message::clone(m),
             delay_secs: w.delay_secs,
             publish_at_ms: w.publish_at_ms,
+            publisher: None,
         })
     });
     let session = Session::restore(rec.client_id.as_str().into(), limits, parts);

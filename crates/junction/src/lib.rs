@@ -225,6 +225,9 @@ fn broker_settings(config: &Config) -> BrokerSettings {
             .mqtt
             .max_mqueue_len
             .map_or(10_000, |n| (n as usize).max(1000)),
+        topic_limits: junction_topic::TopicLimits {
+            max_levels: config.mqtt.max_topic_levels as usize,
+        },
     }
 }
 

@@ -262,7 +262,10 @@ mod tests {
             Err(TopicError::TooManyLevels(3))
         );
         let deep = "/".repeat(65_000);
-        assert_eq!(limits.check_filter(&deep), Err(TopicError::TooManyLevels(3)));
+        assert_eq!(
+            limits.check_filter(&deep),
+            Err(TopicError::TooManyLevels(3))
+        );
         let unlimited = TopicLimits { max_levels: 0 };
         assert!(unlimited.check_filter(&deep).is_ok());
     }

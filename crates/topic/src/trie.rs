@@ -149,7 +149,11 @@ impl<T> Trie<T> {
                 node.children.entry(level.into()).or_default()
             };
         }
-        let slot = if hash { &mut node.hash } else { &mut node.value };
+        let slot = if hash {
+            &mut node.hash
+        } else {
+            &mut node.value
+        };
         if slot.is_none() {
             self.len += 1;
         }

@@ -39,3 +39,30 @@ pub struct ClientInfo {
     /// Protocol-specific fields.
     pub extras: serde_json::Map<String, serde_json::Value>,
 }
+
+impl ClientInfo {
+    /// What is known of a client whose session was restored from the data file and who has
+    /// not connected since: its client id, nothing else (no user name, not a superuser, an
+    /// unspecified address; `extras.restored` is true). Authorization of what such a
+    /// session still publishes (a will) sees this.
+    pub fn restored(clientid: ByteString) -> ClientInfo {
+        let mut extras = serde_json::Map::new();
+        extras.insert("restored".into(), serde_json::Value::Bool(true));
+        ClientInfo {
+            clientid,
+            username: None,
+            protocol: "",
+            proto_ver: String::new(),
+            peername: SocketAddr::from(([0, 0, 0, 0], 0)),
+            sockport: 0,
+            listener: Arc::from(""),
+            mountpoint: String::new(),
+            keepalive: 0,
+            clean_start: false,
+            expiry_interval: 0,
+            connected_at: 0,
+            is_superuser: false,
+            extras,
+        }
+    }
+}

@@ -10,18 +10,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A minimal STOMP 1.2 client over a raw socket.
-struct Stomp {
+pub(crate) struct Stomp {
     stream: TcpStream,
     buf: BytesMut,
     decoder: Decoder,
 }
 
 impl Stomp {
-    async fn connect(addr: SocketAddr) -> Stomp {
+    pub(crate) async fn connect(addr: SocketAddr) -> Stomp {
         Self::connect_with(addr, &[("accept-version", "1.2"), ("login", "user")]).await
     }
 
-    async fn connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Stomp {
+    pub(crate) async fn connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Stomp {
         let stream = TcpStream::connect(addr).await.expect("connect to STOMP");
         let mut c = Stomp {
             stream,
@@ -38,13 +38,13 @@ impl Stomp {
         c
     }
 
-    async fn send(&mut self, f: Frame) {
+    pub(crate) async fn send(&mut self, f: Frame) {
         let mut out = BytesMut::new();
         encode(&f, Version::V1_2, &mut out);
         self.stream.write_all(&out).await.unwrap();
     }
 
-    async fn frame_within(&mut self, d: Duration) -> Option<Frame> {
+    pub(crate) async fn frame_within(&mut self, d: Duration) -> Option<Frame> {
         let deadline = tokio::time::Instant::now() + d;
         loop {
             match self.decoder.decode(&mut self.buf) {
@@ -60,11 +60,11 @@ impl Stomp {
         }
     }
 
-    async fn frame(&mut self) -> Option<Frame> {
+    pub(crate) async fn frame(&mut self) -> Option<Frame> {
         self.frame_within(WAIT).await
     }
 
-    async fn subscribe(&mut self, id: &str, destination: &str) {
+    pub(crate) async fn subscribe(&mut self, id: &str, destination: &str) {
         self.send(
             Frame::new(Command::Subscribe)
                 .with_header("id", id)
@@ -77,7 +77,7 @@ impl Stomp {
     }
 }
 
-fn stomp_addr(s: &TestServer) -> SocketAddr {
+pub(crate) fn stomp_addr(s: &TestServer) -> SocketAddr {
     s.server
         .as_ref()
         .unwrap()
@@ -311,7 +311,7 @@ pub(crate) mod sn {
     }
 }
 
-fn sn_addr(s: &TestServer) -> SocketAddr {
+pub(crate) fn sn_addr(s: &TestServer) -> SocketAddr {
     s.server
         .as_ref()
         .unwrap()

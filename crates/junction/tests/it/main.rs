@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod durable;
 mod gateways;
+mod hardening;
 mod listeners;
 mod load;
 mod malformed;

@@ -1,0 +1,172 @@
+//! Issue 9: what an attacker sends without credentials is refused with each protocol's
+//! error, and every other client keeps being served.
+
+use crate::common::*;
+use crate::gateways::{sn::Sn, sn_addr, stomp_addr, Stomp};
+use bytes::Bytes;
+use junction_codec_mqttsn::{Flags, Message as SnMessage, QoS as SnQoS, ReturnCode, Topic};
+use junction_codec_stomp::{Command, Frame};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_mqttsn_filter_is_refused_and_the_broker_outlives_the_keepalive() {
+    let s = TestServer::start().await;
+    let mut bystander = v4::simple(s.tcp, "bystander").await;
+    bystander.subscribe("alive", v4::QoS::AtMostOnce).await;
+
+    // CONNECT with Duration 1, then SUBSCRIBE to 65,000 `/`: no credentials needed.
+    let sn = Sn::new(sn_addr(&s)).await;
+    sn.send(SnMessage::Connect {
+        flags: Flags {
+            clean_session: false,
+            ..Flags::default()
+        },
+        protocol_id: 1,
+        duration: 1,
+        client_id: "deep".into(),
+    })
+    .await;
+    assert!(matches!(sn.recv().await, SnMessage::ConnAck { .. }));
+    sn.send(SnMessage::Subscribe {
+        flags: Flags {
+            qos: SnQoS::AtMostOnce,
+            ..Flags::default()
+        },
+        msg_id: 7,
+        topic: Topic::Name("/".repeat(65_000).into()),
+    })
+    .await;
+    match sn.recv().await {
+        SnMessage::SubAck { msg_id, rc, .. } => {
+            assert_eq!(msg_id, 7);
+            assert_eq!(rc, ReturnCode::InvalidTopicId);
+        }
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    assert_eq!(
+        s.broker().subscription_counts().1,
+        1,
+        "only the bystander's"
+    );
+    // The same depth as a REGISTER is refused too.
+    sn.send(SnMessage::Register {
+        topic_id: 0,
+        msg_id: 8,
+        topic_name: "a/".repeat(200).into(),
+    })
+    .await;
+    match sn.recv().await {
+        SnMessage::RegAck { msg_id, rc, .. } => {
+            assert_eq!(msg_id, 8);
+            assert_eq!(rc, ReturnCode::NotSupported);
+        }
+        other => panic!("expected REGACK, got {other:?}"),
+    }
+
+    // The keepalive runs out (1.5 × 1 s) and the client leaves; the broker stays up and
+    // the bystander is still served.
+    let gateway = s.server.as_ref().unwrap().gateway("mqttsn").await.unwrap();
+    assert_eq!(gateway.clients.len(), 1);
+    eventually("the keepalive ends the mqtt-sn client", || {
+        gateway.clients.is_empty()
+    })
+    .await;
+    let publisher = v4::simple(s.tcp, "publisher").await;
+    publisher
+        .client
+        .publish("alive", v4::QoS::AtMostOnce, false, "yes")
+        .await
+        .unwrap();
+    assert_eq!(bystander.publish_in().await.payload, Bytes::from("yes"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_will_on_sys_is_not_published_and_is_counted() {
+    let s = TestServer::start().await;
+    let node = s.broker().settings.node_name.clone();
+    let mut watcher = v4::simple(s.tcp, "sys-watcher").await;
+    watcher
+        .subscribe("$SYS/brokers/+/version", v4::QoS::AtMostOnce)
+        .await;
+    let mut opts = v4::options(s.tcp, "will-attacker");
+    opts.set_last_will(rumqttc::LastWill::new(
+        format!("$SYS/brokers/{node}/version"),
+        "pwned",
+        v4::QoS::AtMostOnce,
+        true,
+    ));
+    let attacker = v4::connect(opts).await;
+    // The socket drops without DISCONNECT: the will is due now.
+    drop(attacker);
+    eventually("the will is judged", || {
+        s.metric("messages.dropped.not_authorized") == 1
+    })
+    .await;
+    while let Some(p) = watcher.maybe_publish(QUIET).await {
+        assert_ne!(
+            p.payload,
+            Bytes::from("pwned"),
+            "a denied will was delivered"
+        );
+    }
+    // Nor was it retained.
+    let mut late = v4::simple(s.tcp, "sys-late").await;
+    late.subscribe("$SYS/brokers/+/version", v4::QoS::AtMostOnce)
+        .await;
+    while let Some(p) = late.maybe_publish(QUIET).await {
+        assert_ne!(
+            p.payload,
+            Bytes::from("pwned"),
+            "a denied will was retained"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqttsn_will_topic_with_a_wildcard_is_refused() {
+    let s = TestServer::start().await;
+    let sn = Sn::new(sn_addr(&s)).await;
+    sn.send(SnMessage::Connect {
+        flags: Flags {
+            will: true,
+            clean_session: true,
+            ..Flags::default()
+        },
+        protocol_id: 1,
+        duration: 60,
+        client_id: "sn-will".into(),
+    })
+    .await;
+    assert!(matches!(sn.recv().await, SnMessage::WillTopicReq));
+    sn.send(SnMessage::WillTopic {
+        flags: Flags::default(),
+        topic: Some("alarm/#".into()),
+    })
+    .await;
+    match sn.recv().await {
+        SnMessage::ConnAck { rc } => assert_eq!(rc, ReturnCode::NotSupported),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stomp_destination_deeper_than_max_topic_levels_gets_an_error() {
+    let s = TestServer::start_with("mqtt.max_topic_levels = 8").await;
+    let mut st = Stomp::connect(stomp_addr(&s)).await;
+    st.send(
+        Frame::new(Command::Send)
+            .with_header("destination", "a/".repeat(8) + "z")
+            .with_body(Bytes::from_static(b"deep")),
+    )
+    .await;
+    let f = st.frame().await.expect("ERROR");
+    assert_eq!(f.command, Command::Error, "{f:?}");
+    let mut st = Stomp::connect(stomp_addr(&s)).await;
+    st.send(
+        Frame::new(Command::Subscribe)
+            .with_header("id", "1")
+            .with_header("destination", "+/".repeat(8) + "#"),
+    )
+    .await;
+    let f = st.frame().await.expect("ERROR");
+    assert_eq!(f.command, Command::Error, "{f:?}");
+}
