@@ -848,7 +848,20 @@ impl Conn {
                 self.ack_pending = true;
             }
             QoS::ExactlyOnce => {
-                let state = self.cell.lock().session.incoming_qos2(packet_id, now_ms());
+                let state = {
+                    let mut st = self.cell.lock();
+                    if self.v5() {
+                        // The Receive Maximum this connection's CONNACK gave.
+                        let receive_maximum = self.settings.session.max_inflight.max(1);
+                        st.session.incoming_qos2_within(
+                            packet_id,
+                            now_ms(),
+                            receive_maximum as usize,
+                        )
+                    } else {
+                        st.session.incoming_qos2(packet_id, now_ms())
+                    }
+                };
                 let code = match state {
                     IncomingQos2::New => {
                         if self.route(p) == 0 && self.v5() {
@@ -865,6 +878,13 @@ impl Conn {
                             return Ok(());
                         }
                         reason::RECEIVE_MAXIMUM_EXCEEDED
+                    }
+                    IncomingQos2::OverReceiveMaximum => {
+                        Metrics::inc(&m.packets_publish_dropped);
+                        return Err(Exit::Error(
+                            reason::RECEIVE_MAXIMUM_EXCEEDED,
+                            "receive maximum exceeded",
+                        ));
                     }
                 };
                 self.write_packet(&Packet::PubRec(ack(packet_id, code)));

@@ -1238,7 +1238,8 @@ impl Conn {
                     }
                     return;
                 }
-                IncomingQos2::TooMany => {
+                // MQTT-SN has no Receive Maximum: only `max_awaiting_rel` bounds it.
+                IncomingQos2::TooMany | IncomingQos2::OverReceiveMaximum => {
                     self.shared
                         .ctx
                         .metrics

@@ -158,6 +158,9 @@ pub enum IncomingQos2 {
     Duplicate,
     /// Too many messages awaiting PUBREL (`mqtt.max_awaiting_rel`): reason 0x93.
     TooMany,
+    /// The client has more QoS 2 messages unacknowledged (no PUBCOMP yet) than the Receive
+    /// Maximum the server gave it: DISCONNECT 0x93 [MQTT-3.3.4-8], §4.9.
+    OverReceiveMaximum,
 }
 
 /// What [`Session::restore`] rebuilds a session from.
@@ -591,6 +594,21 @@ impl Session {
         IncomingQos2::New
     }
 
+    /// [`Session::incoming_qos2`] for an MQTT 5 client that was given `receive_maximum`:
+    /// a new packet id past it is [`IncomingQos2::OverReceiveMaximum`]. Only QoS 2 counts:
+    /// a QoS 1 PUBLISH is acknowledged as soon as it is routed.
+    pub fn incoming_qos2_within(
+        &mut self,
+        id: u16,
+        now_ms: u64,
+        receive_maximum: usize,
+    ) -> IncomingQos2 {
+        if !self.awaiting_rel.contains_key(&id) && self.awaiting_rel.len() >= receive_maximum {
+            return IncomingQos2::OverReceiveMaximum;
+        }
+        self.incoming_qos2(id, now_ms)
+    }
+
     /// PUBREL for an inbound QoS 2 message: true if the id was awaiting release.
     pub fn release(&mut self, id: u16) -> bool {
         self.awaiting_rel.remove(&id).is_some()
@@ -984,6 +1002,20 @@ mod tests {
         assert_eq!(s.incoming_qos2(2, 0), IncomingQos2::TooMany);
         assert_eq!(s.expire_awaiting_rel(100), 1);
         assert_eq!(s.incoming_qos2(2, 100), IncomingQos2::New);
+    }
+
+    #[test]
+    fn qos2_past_the_receive_maximum_is_a_protocol_violation_but_a_resend_is_not() {
+        let mut s = session(32, 100);
+        assert_eq!(s.incoming_qos2_within(1, 0, 2), IncomingQos2::New);
+        assert_eq!(s.incoming_qos2_within(2, 0, 2), IncomingQos2::New);
+        assert_eq!(s.incoming_qos2_within(2, 0, 2), IncomingQos2::Duplicate);
+        assert_eq!(
+            s.incoming_qos2_within(3, 0, 2),
+            IncomingQos2::OverReceiveMaximum
+        );
+        assert!(s.release(1));
+        assert_eq!(s.incoming_qos2_within(3, 0, 2), IncomingQos2::New);
     }
 
     #[test]

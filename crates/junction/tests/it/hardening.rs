@@ -170,3 +170,43 @@ async fn a_stomp_destination_deeper_than_max_topic_levels_gets_an_error() {
     let f = st.frame().await.expect("ERROR");
     assert_eq!(f.command, Command::Error, "{f:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_unacknowledged_qos2_publishes_than_the_receive_maximum_get_disconnect_0x93() {
+    use junction_codec_mqtt::{Packet, ProtocolVersion, QoS};
+    let s = TestServer::start_with("mqtt.max_inflight = 4").await;
+    let (mut c, ack) = Raw::open(s.tcp, ProtocolVersion::V5, "flooder", true).await;
+    assert_eq!(ack.properties.receive_maximum, Some(4));
+    // Four unacknowledged QoS 2 messages (no PUBREL, so no PUBCOMP) are within it.
+    for id in 1..=4u16 {
+        c.send(&Packet::Publish(pk::publish(
+            "q2",
+            QoS::ExactlyOnce,
+            Some(id),
+            "x",
+        )))
+        .await;
+        match c.recv().await {
+            Some(Packet::PubRec(r)) => assert_eq!((r.packet_id, r.reason_code), (id, 0x10)),
+            other => panic!("expected PUBREC, got {other:?}"),
+        }
+    }
+    // A resend of one of them is not a new one.
+    let mut resend = pk::publish("q2", QoS::ExactlyOnce, Some(4), "x");
+    resend.dup = true;
+    c.send(&Packet::Publish(resend)).await;
+    assert!(matches!(c.recv().await, Some(Packet::PubRec(_))));
+    // The fifth is one too many.
+    c.send(&Packet::Publish(pk::publish(
+        "q2",
+        QoS::ExactlyOnce,
+        Some(5),
+        "x",
+    )))
+    .await;
+    match c.recv().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code, 0x93),
+        other => panic!("expected DISCONNECT 0x93, got {other:?}"),
+    }
+    assert!(c.closed().await);
+}
