@@ -15,7 +15,9 @@ use junction_config::{Config, ListenerKind as CfgKind, SharedSubscriptionStrateg
 use junction_gw_mqtt::MqttSettings;
 use junction_session::SessionLimits;
 use junction_store::Store;
-use junction_transport::{ListenerHandle, ListenerKind, ListenerOptions, TlsOptions, WsOptions};
+use junction_transport::{
+    ListenerHandle, ListenerKind, ListenerOptions, OriginCheck, TlsOptions, WsOptions,
+};
 use junction_types::QoS;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,7 +65,7 @@ impl Server {
         let mqtt = Arc::new(mqtt);
         let mut listeners = Vec::new();
         for (kind, name, l) in config.listeners.enabled() {
-            let opts = listener_options(kind, name, l)?;
+            let opts = listener_options(kind, name, l, mqtt.max_packet_size)?;
             authn.set_listener_authn(&opts.id, l.enable_authn);
 
             let b = broker.clone();
@@ -267,6 +269,7 @@ fn listener_options(
     kind: CfgKind,
     name: &str,
     l: &junction_config::Listener,
+    max_packet_size: u32,
 ) -> anyhow::Result<ListenerOptions> {
     let tkind = match kind {
         CfgKind::Tcp => ListenerKind::Tcp,
@@ -308,7 +311,19 @@ fn listener_options(
             path: ws.mqtt_path.clone(),
             subprotocols: ws.subprotocols().map(String::from).collect(),
             fail_if_no_subprotocol: ws.fail_if_no_subprotocol,
+            max_frame_size: ws
+                .max_frame_size
+                .map(|b| b.as_u64().min(usize::MAX as u64) as usize),
+            max_message_size: max_packet_size as usize,
+            check_origin: ws.check_origin_enable.then(|| OriginCheck {
+                origins: ws.origins().map(String::from).collect(),
+                allow_absence: ws.allow_origin_absence,
+            }),
+            proxy_address_header: ws.proxy_address_header.to_ascii_lowercase(),
+            proxy_port_header: ws.proxy_port_header.to_ascii_lowercase(),
         };
+        // The upgrade is part of the handshake: it ends by `websocket.idle_timeout` too.
+        opts.handshake_timeout = opts.handshake_timeout.min(ws.idle_timeout.as_std());
     }
     Ok(opts)
 }

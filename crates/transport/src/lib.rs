@@ -9,6 +9,7 @@ mod stream;
 mod tls;
 
 pub use stream::Stream;
+
 pub use tls::{load_server_config, TlsOptions};
 
 use std::net::{IpAddr, SocketAddr};
@@ -83,6 +84,28 @@ pub struct WsOptions {
     pub subprotocols: Vec<String>,
     /// Refuse an upgrade that offers no subprotocol (`fail_if_no_subprotocol`).
     pub fail_if_no_subprotocol: bool,
+    /// Largest WebSocket frame payload read (`max_frame_size`; `None`: as large as a
+    /// message). A larger frame closes the connection before its payload is read.
+    pub max_frame_size: Option<usize>,
+    /// Largest WebSocket message, its frames together (`mqtt.max_packet_size`): nothing
+    /// larger than one packet is ever buffered.
+    pub max_message_size: usize,
+    /// `check_origin_enable`: the `Origin` header must be one of these (else 403).
+    pub check_origin: Option<OriginCheck>,
+    /// `proxy_address_header` / `proxy_port_header`: where a proxy in front puts the
+    /// client's address (the first of a list) and port; empty: not used.
+    pub proxy_address_header: String,
+    /// See `proxy_address_header`.
+    pub proxy_port_header: String,
+}
+
+/// Which `Origin`s a WebSocket listener serves (`check_origins`, `allow_origin_absence`).
+#[derive(Debug, Clone, Default)]
+pub struct OriginCheck {
+    /// Origins allowed, compared exactly (`http://localhost:18083`).
+    pub origins: Vec<String>,
+    /// Whether a request without `Origin` (not from a browser) is served.
+    pub allow_absence: bool,
 }
 
 impl Default for WsOptions {
@@ -93,6 +116,11 @@ impl Default for WsOptions {
                 .map(String::from)
                 .to_vec(),
             fail_if_no_subprotocol: true,
+            max_frame_size: None,
+            max_message_size: 1024 * 1024,
+            check_origin: None,
+            proxy_address_header: "x-forwarded-for".into(),
+            proxy_port_header: "x-forwarded-port".into(),
         }
     }
 }
@@ -371,10 +399,10 @@ where
                 let ready =
                     tokio::time::timeout(opts.handshake_timeout, handshake(sock, tls, &opts)).await;
                 match ready {
-                    Ok(Ok(stream)) => {
+                    Ok(Ok((stream, forwarded))) => {
                         handler(Accepted {
                             stream,
-                            peer,
+                            peer: forwarded.unwrap_or(peer),
                             listener: id,
                             sockport,
                             permit,
@@ -397,11 +425,13 @@ where
     })
 }
 
+/// The TLS handshake and the WebSocket upgrade; for WebSocket, also the client address a
+/// proxy in front reported, if any.
 async fn handshake(
     sock: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
     opts: &ListenerOptions,
-) -> std::io::Result<Stream> {
+) -> std::io::Result<(Stream, Option<SocketAddr>)> {
     let raw = match tls {
         Some(acceptor) => stream::Raw::Tls(Box::new(acceptor.accept(sock).await?)),
         None => stream::Raw::Tcp(sock),
@@ -409,9 +439,12 @@ async fn handshake(
     if opts.kind.is_ws() {
         stream::ws_accept(raw, &opts.ws).await
     } else {
-        Ok(match raw {
-            stream::Raw::Tcp(s) => Stream::Tcp(s),
-            stream::Raw::Tls(s) => Stream::Tls(s),
-        })
+        Ok((
+            match raw {
+                stream::Raw::Tcp(s) => Stream::Tcp(s),
+                stream::Raw::Tls(s) => Stream::Tls(s),
+            },
+            None,
+        ))
     }
 }

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -29,6 +30,10 @@ fn reserve_read_space(buf: &mut BytesMut) {
         buf.reserve(CHUNK);
     }
 }
+
+/// What a WebSocket connection reads from its socket at once (tungstenite allocates it
+/// up front; its default of 128 KiB would be most of an idle connection's memory).
+const READ_CHUNK: usize = 16 * 1024;
 
 /// TCP or TLS under a WebSocket.
 #[derive(Debug)]
@@ -171,15 +176,32 @@ impl Stream {
     }
 }
 
-/// Run the WebSocket upgrade: the path must match and a supported subprotocol is echoed.
+/// Run the WebSocket upgrade: the path must match, the `Origin` must be allowed (403
+/// otherwise), and a supported subprotocol is echoed. Frames and messages are read within
+/// the listener's limits. Returns the stream and the client address a proxy reported in
+/// `proxy_address_header` / `proxy_port_header`, if any.
 // The callback's error type is fixed by tungstenite's handshake API.
 #[allow(clippy::result_large_err)]
-pub(crate) async fn ws_accept(raw: Raw, opts: &WsOptions) -> io::Result<Stream> {
+pub(crate) async fn ws_accept(
+    raw: Raw,
+    opts: &WsOptions,
+) -> io::Result<(Stream, Option<std::net::SocketAddr>)> {
+    let refuse = |status: StatusCode, why: &str| {
+        let mut err = ErrorResponse::new(Some(why.into()));
+        *err.status_mut() = status;
+        err
+    };
+    let mut forwarded = None;
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() != opts.path {
-            let mut err = ErrorResponse::new(Some("not found".into()));
-            *err.status_mut() = StatusCode::NOT_FOUND;
-            return Err(err);
+            return Err(refuse(StatusCode::NOT_FOUND, "not found"));
+        }
+        if let Some(check) = &opts.check_origin {
+            match req.headers().get("origin").map(|v| v.to_str()) {
+                None if check.allow_absence => {}
+                Some(Ok(origin)) if check.origins.iter().any(|o| o == origin) => {}
+                _ => return Err(refuse(StatusCode::FORBIDDEN, "origin not allowed")),
+            }
         }
         let offered: Vec<&str> = req
             .headers()
@@ -199,16 +221,40 @@ pub(crate) async fn ws_accept(raw: Raw, opts: &WsOptions) -> io::Result<Stream> 
                 }
             }
             None if opts.fail_if_no_subprotocol => {
-                let mut err = ErrorResponse::new(Some("unsupported subprotocol".into()));
-                *err.status_mut() = StatusCode::BAD_REQUEST;
-                return Err(err);
+                return Err(refuse(StatusCode::BAD_REQUEST, "unsupported subprotocol"));
             }
             None => {}
         }
+        forwarded = forwarded_peer(req, opts);
         Ok(resp)
     };
-    let ws = tokio_tungstenite::accept_hdr_async(raw, callback)
+    let max_message = opts.max_message_size.max(1);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_CHUNK)
+        .max_message_size(Some(max_message))
+        // A frame's length is checked from its header, before its payload is read.
+        .max_frame_size(Some(
+            opts.max_frame_size.unwrap_or(max_message).min(max_message),
+        ));
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(raw, callback, Some(config))
         .await
         .map_err(io::Error::other)?;
-    Ok(Stream::Ws(Box::new(ws)))
+    Ok((Stream::Ws(Box::new(ws)), forwarded))
+}
+
+/// The client address in the proxy's headers (EMQX's `get_peer`): the first address of
+/// `proxy_address_header`, with `proxy_port_header` or port 0.
+fn forwarded_peer(req: &Request, opts: &WsOptions) -> Option<std::net::SocketAddr> {
+    if opts.proxy_address_header.is_empty() {
+        return None;
+    }
+    let value = req.headers().get(opts.proxy_address_header.as_str())?;
+    let first = value.to_str().ok()?.split(',').next()?.trim();
+    let ip: std::net::IpAddr = first.parse().ok()?;
+    let port = (!opts.proxy_port_header.is_empty())
+        .then(|| req.headers().get(opts.proxy_port_header.as_str()))
+        .flatten()
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u16>().ok())
+        .unwrap_or(0);
+    Some(std::net::SocketAddr::new(ip, port))
 }

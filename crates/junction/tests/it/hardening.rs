@@ -210,3 +210,105 @@ async fn more_unacknowledged_qos2_publishes_than_the_receive_maximum_get_disconn
     }
     assert!(c.closed().await);
 }
+
+/// The process's resident set, in bytes (Linux).
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// A masked client frame header (RFC 6455 §5.2) for `len` bytes of zeros under a zero mask.
+fn ws_frame_header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
+    let mut h = vec![if fin { 0x80 } else { 0 } | opcode, 0x80 | 127];
+    h.extend_from_slice(&len.to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0, 0]);
+    h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_60_mib_websocket_message_before_connect_is_refused_without_being_buffered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start().await;
+    let mut sock = tokio::net::TcpStream::connect(s.ws).await.unwrap();
+    sock.write_all(
+        b"GET /mqtt HTTP/1.1\r\nHost: junction\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(sock.read(&mut b).await.unwrap(), 1);
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let before = rss_bytes();
+    // 60 MiB in 1 MiB fragments: each frame is small, the message is not.
+    const MIB: u64 = 1 << 20;
+    let zeros = vec![0u8; 64 * 1024];
+    let mut sent: u64 = 0;
+    'send: for i in 0..60u64 {
+        let opcode = if i == 0 { 0x2 } else { 0x0 };
+        if sock
+            .write_all(&ws_frame_header(i == 59, opcode, MIB))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        for _ in 0..16 {
+            if sock.write_all(&zeros).await.is_err() {
+                break 'send;
+            }
+            sent += zeros.len() as u64;
+        }
+    }
+    // The server closed the connection long before the message was whole...
+    assert!(sent < 60 * MIB, "the server read all {sent} bytes");
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, sock.read_to_end(&mut rest)).await;
+    // ...without holding it: the process grew by far less than the message.
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(grown < 16 * MIB, "RSS grew by {grown} bytes");
+    // Other clients are served.
+    let _ok = v4::simple(s.tcp, "after-ws-flood").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_from_a_foreign_origin_gets_403() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Error;
+    let s = TestServer::start_with(
+        "listeners.ws.default.websocket { check_origin_enable = true, \
+         check_origins = \"https://app.example.com, http://localhost:18083\", \
+         allow_origin_absence = false }",
+    )
+    .await;
+    let request = |origin: Option<&str>| {
+        let mut req = format!("ws://{}/mqtt", s.ws).into_client_request().unwrap();
+        req.headers_mut()
+            .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
+        if let Some(o) = origin {
+            req.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        req
+    };
+    for refused in [Some("https://evil.example.net"), None] {
+        match tokio_tungstenite::connect_async(request(refused)).await {
+            Err(Error::Http(resp)) => assert_eq!(resp.status(), 403, "{refused:?}"),
+            other => panic!("{refused:?}: expected 403, got {:?}", other.map(|r| r.1)),
+        }
+    }
+    let (_ws, resp) = tokio_tungstenite::connect_async(request(Some("https://app.example.com")))
+        .await
+        .expect("an allowed origin upgrades");
+    assert_eq!(resp.status(), 101);
+}
