@@ -26,6 +26,29 @@ pub enum KickReason {
     Shutdown,
 }
 
+/// Where a connection task hears that it must go (from the broker, or the gateway's
+/// registry): each fires at most once, and waiting on a fired or absent one waits forever,
+/// so a connection can wait on it from its packet loop and from a blocked write alike.
+#[derive(Debug, Default)]
+pub struct KickWait(Option<tokio::sync::oneshot::Receiver<KickReason>>);
+
+impl KickWait {
+    /// Wait on `rx`.
+    pub fn new(rx: tokio::sync::oneshot::Receiver<KickReason>) -> KickWait {
+        KickWait(Some(rx))
+    }
+
+    /// The reason, once (a dropped sender counts as an administrative kick).
+    pub async fn wait(&mut self) -> KickReason {
+        let Some(rx) = self.0.as_mut() else {
+            return std::future::pending().await;
+        };
+        let kicked = rx.await.unwrap_or(KickReason::Administrative);
+        self.0 = None;
+        kicked
+    }
+}
+
 /// The attachment of a live connection to a session.
 #[derive(Debug)]
 pub struct ConnLink {

@@ -21,7 +21,8 @@ pub mod sys;
 mod hostile_tests;
 
 pub use cell::{
-    CellGuard, CellState, ConnLink, Delivered, DirtySessions, KickReason, PendingWill, SessionCell,
+    CellGuard, CellState, ConnLink, Delivered, DirtySessions, KickReason, KickWait, PendingWill,
+    SessionCell,
 };
 pub use hooks::{Flow, Hooks};
 pub use metrics::Metrics;

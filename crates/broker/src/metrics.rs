@@ -72,6 +72,7 @@ metrics! {
     session_discarded => "session.discarded",
     session_terminated => "session.terminated",
     connections_count => "connections.count",
+    send_timeout => "send.timeout",
 }
 
 impl Metrics {

@@ -13,7 +13,9 @@ use junction_broker::hooks::{
     UnsubscribeArgs,
 };
 use junction_broker::sys::ClientEvent;
-use junction_broker::{Broker, Close, KickReason, Metrics, OpenSession, SessionCell, Will};
+use junction_broker::{
+    Broker, Close, KickReason, KickWait, Metrics, OpenSession, SessionCell, Will,
+};
 use junction_codec_mqtt::{
     encode_publish, reason, AckProperties, Codec, ConnAck, ConnAckProperties, Connect, DecodeError,
     Disconnect, DisconnectProperties, Packet, ProtocolVersion, PubAck, Publish, PublishProperties,
@@ -51,6 +53,7 @@ pub async fn serve(broker: Arc<Broker>, settings: Arc<MqttSettings>, accepted: A
         listener,
         sockport,
         permit,
+        send_timeout,
     } = accepted;
     Metrics::inc(&broker.metrics.connections_count);
     let mut rbuf = BytesMut::new();
@@ -74,6 +77,7 @@ pub async fn serve(broker: Arc<Broker>, settings: Arc<MqttSettings>, accepted: A
             peer,
             listener: listener.clone(),
             sockport,
+            send_timeout,
         },
         rbuf,
         *connect,
@@ -89,7 +93,8 @@ pub async fn serve(broker: Arc<Broker>, settings: Arc<MqttSettings>, accepted: A
         }
     };
     tracing::debug!(client_id = %conn.client_id, %peer, %listener, "client connected");
-    let exit = conn.run(kick_rx).await;
+    conn.kick = KickWait::new(kick_rx);
+    let exit = conn.run().await;
     Box::pin(conn.finish(exit)).await;
     Metrics::dec(&broker.metrics.connections_count);
     drop(permit);
@@ -157,6 +162,7 @@ struct Endpoint {
     peer: SocketAddr,
     listener: Arc<str>,
     sockport: u16,
+    send_timeout: Duration,
 }
 
 /// A connected MQTT client.
@@ -195,6 +201,12 @@ struct Conn {
     /// A connection this one published to is behind ([`junction_broker::Routed`]): stop
     /// decoding and let it write before routing the rest of the read buffer.
     congested: bool,
+    /// The broker's kick (takeover, discard, administrative, shutdown).
+    kick: KickWait,
+    /// `tcp_options.send_timeout`: how long a write may make no progress.
+    send_timeout: Duration,
+    /// A write was abandoned half done: nothing more may be written (no DISCONNECT).
+    write_cut: bool,
 }
 
 impl Conn {
@@ -218,6 +230,7 @@ impl Conn {
             peer,
             listener,
             sockport,
+            send_timeout,
         } = endpoint;
         Metrics::inc(&broker.metrics.client_connect);
         let version = connect.protocol;
@@ -450,6 +463,9 @@ impl Conn {
             scratch: Vec::new(),
             ack_pending: false,
             congested: false,
+            kick: KickWait::default(),
+            send_timeout,
+            write_cut: false,
             settings,
         };
         if conn.will.is_some() && conn.cell.is_persistent() {
@@ -536,15 +552,41 @@ impl Conn {
                 }
             }
         }
+        if self.write_cut {
+            self.wbuf.clear();
+            return Err(Exit::Closed);
+        }
         let n = self.wbuf.len();
-        let res = self.stream.write_all(&self.wbuf).await;
+        // A peer that stopped reading blocks this write: the kick and the keepalive still
+        // end the connection, and a write that makes no progress for `send_timeout` does.
+        let keepalive = self.keepalive_timeout().map(|ka| self.last_recv + ka);
+        let res = tokio::select! {
+            biased;
+            kicked = self.kick.wait() => Err(Exit::Kicked(kicked)),
+            _ = tokio::time::sleep_until(keepalive.unwrap_or_else(far_future)) => {
+                Err(Exit::Error(reason::KEEP_ALIVE_TIMEOUT, "keepalive timeout"))
+            }
+            res = self.stream.write_within(&self.wbuf, self.send_timeout) => match res {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    Metrics::inc(&self.broker.metrics.send_timeout);
+                    Err(Exit::Error(reason::UNSPECIFIED_ERROR, "send_timeout"))
+                }
+                Err(_) => Err(Exit::Closed),
+            },
+        };
         self.wbuf.clear();
         match res {
             Ok(()) => {
                 Metrics::add(&self.broker.metrics.bytes_sent, n as u64);
                 Ok(())
             }
-            Err(_) => Err(Exit::Closed),
+            Err(exit) => {
+                // Part of the buffer may have gone: the stream is no longer at a packet
+                // boundary.
+                self.write_cut = true;
+                Err(exit)
+            }
         }
     }
 
@@ -555,7 +597,7 @@ impl Conn {
     }
 
     /// The packet loop.
-    async fn run(&mut self, mut kick_rx: oneshot::Receiver<KickReason>) -> Exit {
+    async fn run(&mut self) -> Exit {
         // Deliver what the session had waiting (resume), after the CONNACK.
         self.drain_outbox();
         if let Err(e) = self.flush().await {
@@ -580,9 +622,7 @@ impl Conn {
         loop {
             let step: Flow = tokio::select! {
                 biased;
-                kicked = &mut kick_rx => {
-                    return Exit::Kicked(kicked.unwrap_or(KickReason::Administrative));
-                }
+                kicked = self.kick.wait() => return Exit::Kicked(kicked),
                 read = self.stream.read_buf(&mut self.rbuf) => match read {
                     Ok(0) | Err(_) => return Exit::Closed,
                     Ok(n) => {
@@ -1234,14 +1274,23 @@ impl Conn {
                 (text.to_string(), Some(code), true)
             }
         };
-        if let (Some(code), true) = (server_code, self.v5()) {
+        if let (Some(code), true, false) = (server_code, self.v5(), self.write_cut) {
             self.wbuf.clear();
             self.write_packet(&Packet::Disconnect(Disconnect {
                 reason_code: code,
                 properties: DisconnectProperties::default(),
             }));
             Metrics::inc(&self.broker.metrics.packets_disconnect_sent);
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
+            // The goodbye is not worth waiting for: a second at most.
+            let goodbye = std::mem::take(&mut self.wbuf);
+            if self
+                .stream
+                .write_within(&goodbye, Duration::from_secs(1))
+                .await
+                .is_ok()
+            {
+                Metrics::add(&self.broker.metrics.bytes_sent, goodbye.len() as u64);
+            }
         }
         tracing::debug!(client_id = %self.client_id, reason = %reason_text, "client disconnected");
         let will = if publish_will { self.will.take() } else { None };
@@ -1269,6 +1318,11 @@ impl Conn {
             .sys_client_disconnected(&self.client_event(Some(reason_text)));
         let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
     }
+}
+
+/// A year from now: a deadline that never comes.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
 }
 
 fn ack(packet_id: u16, reason_code: u8) -> PubAck {

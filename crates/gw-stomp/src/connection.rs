@@ -8,7 +8,7 @@ use crate::StompSettings;
 use bytes::BytesMut;
 use bytestring::ByteString;
 use junction_broker::hooks::Action;
-use junction_broker::{Close, KickReason, SessionCell};
+use junction_broker::{Close, KickReason, KickWait, SessionCell};
 use junction_codec_stomp::{encode, encode_heartbeat, Command, Decoder, Frame, Item, Version};
 use junction_gateway::{
     CallError, ClientCall, ClientInfo, ConnStats, GatewayCtx, Mountpoint, SubscriptionInfo,
@@ -69,6 +69,7 @@ pub async fn serve(ctx: Arc<GatewayCtx>, settings: Arc<StompSettings>, accepted:
         listener,
         sockport,
         permit,
+        send_timeout,
     } = accepted;
     let stats = Arc::new(ConnStats::default());
     let mut rbuf = BytesMut::new();
@@ -101,13 +102,14 @@ pub async fn serve(ctx: Arc<GatewayCtx>, settings: Arc<StompSettings>, accepted:
         decoder,
         stats,
         connect,
+        send_timeout,
     }))
     .await;
-    let Some((mut conn, kick_rx, registry_rx, calls_rx)) = accepted else {
+    let Some((mut conn, calls_rx)) = accepted else {
         return;
     };
     tracing::debug!(clientid = %conn.info.clientid, %peer, "stomp client connected");
-    let exit = conn.run(kick_rx, registry_rx, calls_rx).await;
+    let exit = conn.run(calls_rx).await;
     Box::pin(conn.finish(exit)).await;
     drop(permit);
 }
@@ -223,6 +225,7 @@ struct Handshake {
     decoder: Decoder,
     stats: Arc<ConnStats>,
     connect: Frame,
+    send_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,14 +280,17 @@ struct Conn {
     /// A connection this one sent to is behind (`junction_broker::Routed::congested`):
     /// stop decoding and let it write before handling the rest of the read buffer.
     congested: bool,
+    /// The broker's kick (takeover, shutdown).
+    kick: KickWait,
+    /// The gateway registry's kick (a second connection with this client id, the API).
+    evict: KickWait,
+    /// `tcp_options.send_timeout`: how long a write may make no progress.
+    send_timeout: Duration,
+    /// A write was abandoned half done: nothing more may be written.
+    write_cut: bool,
 }
 
-type Accept = (
-    Conn,
-    oneshot::Receiver<KickReason>,
-    oneshot::Receiver<KickReason>,
-    mpsc::Receiver<ClientCall>,
-);
+type Accept = (Conn, mpsc::Receiver<ClientCall>);
 
 impl Conn {
     /// Negotiate, authenticate, open the session and answer CONNECTED. `None`: refused and
@@ -301,6 +307,7 @@ impl Conn {
             mut decoder,
             stats,
             connect,
+            send_timeout,
         } = h;
         let refuse = |reason: &str| {
             let mut out = BytesMut::new();
@@ -411,6 +418,10 @@ impl Conn {
             recv_within: (cx > 0).then(|| Duration::from_millis(cx.saturating_mul(2))),
             last_recv: Instant::now(),
             scratch: Vec::new(),
+            kick: KickWait::new(kick_rx),
+            evict: KickWait::new(registry_rx),
+            send_timeout,
+            write_cut: false,
         };
         let connected = Frame::new(Command::Connected)
             .with_header("version", version.as_str())
@@ -420,7 +431,7 @@ impl Conn {
                 concat!("junction-stomp/", env!("CARGO_PKG_VERSION")),
             );
         conn.write_frame(&connected, "packets.connected.sent");
-        Some((conn, kick_rx, registry_rx, calls_rx))
+        Some((conn, calls_rx))
     }
 
     fn write_frame(&mut self, f: &Frame, counter: &'static str) {
@@ -458,8 +469,30 @@ impl Conn {
         if self.wbuf.is_empty() {
             return Ok(());
         }
+        if self.write_cut {
+            self.wbuf.clear();
+            return Err(Exit::Closed);
+        }
         let n = self.wbuf.len();
-        let res = self.stream.write_all(&self.wbuf).await;
+        // A client that stopped reading blocks this write: kicks and the heart-beat check
+        // still end the connection, and a write that makes no progress for `send_timeout`
+        // does.
+        let silent_until = self.recv_within.map(|w| self.last_recv + w);
+        let far = Instant::now() + Duration::from_secs(86400 * 365);
+        let res = tokio::select! {
+            biased;
+            kicked = self.kick.wait() => Err(Exit::Kicked(kicked)),
+            kicked = self.evict.wait() => Err(Exit::Kicked(kicked)),
+            _ = tokio::time::sleep_until(silent_until.unwrap_or(far)) => Err(Exit::HeartbeatTimeout),
+            res = self.stream.write_within(&self.wbuf, self.send_timeout) => match res {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    self.ctx.metrics.inc("send.timeout");
+                    Err(Exit::Error("send_timeout"))
+                }
+                Err(_) => Err(Exit::Closed),
+            },
+        };
         self.wbuf.clear();
         match res {
             Ok(()) => {
@@ -467,7 +500,11 @@ impl Conn {
                 self.stats.send_oct.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(())
             }
-            Err(_) => Err(Exit::Closed),
+            Err(exit) => {
+                // Part of the buffer may have gone: the stream is not at a frame boundary.
+                self.write_cut = true;
+                Err(exit)
+            }
         }
     }
 
@@ -483,12 +520,7 @@ impl Conn {
     }
 
     /// The frame loop.
-    async fn run(
-        &mut self,
-        mut kick_rx: oneshot::Receiver<KickReason>,
-        mut registry_rx: oneshot::Receiver<KickReason>,
-        mut calls_rx: mpsc::Receiver<ClientCall>,
-    ) -> Exit {
+    async fn run(&mut self, mut calls_rx: mpsc::Receiver<ClientCall>) -> Exit {
         // CONNECTED, and frames that arrived together with CONNECT.
         if let Err(e) = self.process_input() {
             return e;
@@ -504,8 +536,8 @@ impl Conn {
         loop {
             let step: Flow = tokio::select! {
                 biased;
-                kicked = &mut kick_rx => Err(Exit::Kicked(kicked.unwrap_or(KickReason::Administrative))),
-                kicked = &mut registry_rx => Err(Exit::Kicked(kicked.unwrap_or(KickReason::Administrative))),
+                kicked = self.kick.wait() => Err(Exit::Kicked(kicked)),
+                kicked = self.evict.wait() => Err(Exit::Kicked(kicked)),
                 read = self.stream.read_buf(&mut self.rbuf) => match read {
                     Ok(0) | Err(_) => Err(Exit::Closed),
                     Ok(n) => {
@@ -1048,8 +1080,17 @@ impl Conn {
                 why
             }
         };
-        if !matches!(exit, Exit::Closed) {
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
+        if !matches!(exit, Exit::Closed) && !self.write_cut {
+            // The goodbye (an ERROR frame) is not worth waiting for: a second at most.
+            let goodbye = std::mem::take(&mut self.wbuf);
+            if self
+                .stream
+                .write_within(&goodbye, Duration::from_secs(1))
+                .await
+                .is_ok()
+            {
+                self.ctx.metrics.add("bytes.sent", goodbye.len() as u64);
+            }
         }
         tracing::debug!(clientid = %self.info.clientid, %reason, "stomp client disconnected");
         self.ctx.broker.close_session(

@@ -324,6 +324,10 @@ fn tcp_listener_options(
     if let Some(t) = &l.tcp_options {
         opts.nodelay = t.nodelay;
         opts.backlog = t.backlog;
+        opts.send_timeout = t.send_timeout.as_std();
+        opts.sndbuf = t.sndbuf.map(|b| b.as_u64() as usize);
+        opts.recbuf = t.recbuf.map(|b| b.as_u64() as usize);
+        opts.reuseaddr = t.reuseaddr;
     }
     opts.access = access_list(&l.access_rules);
     if let Some(ssl) = &l.ssl_options {

@@ -283,6 +283,10 @@ fn listener_options(
     opts.max_conn_rate = l.max_conn_rate.map(|n| n.min(u32::MAX as u64) as u32);
     opts.nodelay = l.tcp_options.nodelay;
     opts.backlog = l.tcp_options.backlog;
+    opts.send_timeout = l.tcp_options.send_timeout.as_std();
+    opts.sndbuf = l.tcp_options.sndbuf.map(|b| b.as_u64() as usize);
+    opts.recbuf = l.tcp_options.recbuf.map(|b| b.as_u64() as usize);
+    opts.reuseaddr = l.tcp_options.reuseaddr;
     opts.access = gateways::access_list(&l.access_rules);
     if let Some(ssl) = &l.ssl_options {
         let certfile = ssl.certfile.clone().with_context(|| {

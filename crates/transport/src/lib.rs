@@ -176,6 +176,15 @@ pub struct ListenerOptions {
     pub backlog: u32,
     /// Peers served; others are closed at accept.
     pub access: AccessList,
+    /// `tcp_options.send_timeout`: a connection whose peer takes nothing for this long
+    /// while there is something to send is closed (EMQX's `send_timeout_close`).
+    pub send_timeout: Duration,
+    /// `tcp_options.sndbuf`: the kernel send buffer (`SO_SNDBUF`); `None`: the OS's.
+    pub sndbuf: Option<usize>,
+    /// `tcp_options.recbuf`: the kernel receive buffer (`SO_RCVBUF`); `None`: the OS's.
+    pub recbuf: Option<usize>,
+    /// `tcp_options.reuseaddr`: `SO_REUSEADDR` on the listening socket.
+    pub reuseaddr: bool,
 }
 
 impl ListenerOptions {
@@ -193,6 +202,10 @@ impl ListenerOptions {
             nodelay: true,
             backlog: 1024,
             access: AccessList::default(),
+            send_timeout: Duration::from_secs(15),
+            sndbuf: None,
+            recbuf: None,
+            reuseaddr: true,
         }
     }
 }
@@ -210,6 +223,8 @@ pub struct Accepted {
     pub sockport: u16,
     /// Holds a slot of `max_connections` until dropped.
     pub permit: ConnPermit,
+    /// The listener's `tcp_options.send_timeout`, for [`Stream::write_within`].
+    pub send_timeout: Duration,
 }
 
 impl Accepted {
@@ -223,6 +238,7 @@ impl Accepted {
             listener: listener.into(),
             sockport: 0,
             permit: ConnPermit { count },
+            send_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -275,7 +291,12 @@ impl Drop for ListenerHandle {
 fn bind_socket(opts: &ListenerOptions) -> std::io::Result<TcpListener> {
     let domain = socket2::Domain::for_address(opts.bind);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
+    socket.set_reuse_address(opts.reuseaddr)?;
+    // Set on the listening socket, the receive buffer is inherited by accepted sockets
+    // before the handshake, so the TCP window is scaled for it.
+    if let Some(size) = opts.recbuf {
+        socket.set_recv_buffer_size(size)?;
+    }
     if opts.bind.is_ipv6() {
         socket.set_only_v6(false).ok();
     }
@@ -391,6 +412,9 @@ where
                 continue;
             }
             let _ = sock.set_nodelay(opts.nodelay);
+            if let Some(size) = opts.sndbuf {
+                let _ = socket2::SockRef::from(&sock).set_send_buffer_size(size);
+            }
             let handler = handler.clone();
             let opts = opts.clone();
             let tls = tls.clone();
@@ -406,6 +430,7 @@ where
                             listener: id,
                             sockport,
                             permit,
+                            send_timeout: opts.send_timeout,
                         })
                         .await
                     }

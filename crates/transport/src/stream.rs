@@ -6,6 +6,7 @@ use futures_util::{SinkExt, StreamExt};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -151,6 +152,30 @@ impl Stream {
         }
     }
 
+    /// Write all of `data` as [`Stream::write_all`] does, but fail with `TimedOut` when
+    /// the peer takes nothing for `stall` (`tcp_options.send_timeout`): a client that
+    /// stopped reading is not waited for forever. A WebSocket message must go whole
+    /// within `stall`. After a failure the stream may hold part of `data`: close it.
+    pub async fn write_within(&mut self, data: &[u8], stall: Duration) -> io::Result<()> {
+        let stalled = |_| io::Error::new(io::ErrorKind::TimedOut, "send_timeout");
+        match self {
+            Stream::Tcp(s) => write_progressing(s, data, stall).await,
+            Stream::Tls(s) => {
+                write_progressing(s.as_mut(), data, stall).await?;
+                tokio::time::timeout(stall, s.flush())
+                    .await
+                    .map_err(stalled)?
+            }
+            Stream::Ws(ws) => tokio::time::timeout(
+                stall,
+                ws.send(Message::Binary(Bytes::copy_from_slice(data))),
+            )
+            .await
+            .map_err(stalled)?
+            .map_err(io::Error::other),
+        }
+    }
+
     /// Close the stream politely (TLS close_notify, WebSocket close frame, TCP FIN).
     pub async fn shutdown(&mut self) {
         match self {
@@ -174,6 +199,24 @@ impl Stream {
             Stream::Ws(_) => "ws",
         }
     }
+}
+
+/// Write `data`, giving up when one write call makes no progress for `stall`.
+async fn write_progressing<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut data: &[u8],
+    stall: Duration,
+) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = tokio::time::timeout(stall, w.write(data))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "send_timeout"))??;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        data = &data[n..];
+    }
+    Ok(())
 }
 
 /// Run the WebSocket upgrade: the path must match, the `Origin` must be allowed (403

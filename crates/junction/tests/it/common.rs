@@ -356,6 +356,11 @@ pub struct Raw {
 impl Raw {
     pub async fn connect(addr: SocketAddr, version: ProtocolVersion) -> Raw {
         let stream = TcpStream::connect(addr).await.expect("tcp connect");
+        Raw::over(stream, version)
+    }
+
+    /// A client on a socket connected elsewhere (with socket options of its own).
+    pub fn over(stream: TcpStream, version: ProtocolVersion) -> Raw {
         stream.set_nodelay(true).ok();
         Raw {
             stream,

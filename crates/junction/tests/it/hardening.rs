@@ -312,3 +312,110 @@ async fn a_websocket_upgrade_from_a_foreign_origin_gets_403() {
         .expect("an allowed origin upgrades");
     assert_eq!(resp.status(), 101);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_never_reads_is_closed_after_send_timeout_while_others_receive() {
+    use junction_codec_mqtt::{Packet, ProtocolVersion, QoS};
+    let s = TestServer::start_with(
+        "listeners.tcp.default.tcp_options { send_timeout = 1s, sndbuf = 8KB }",
+    )
+    .await;
+    // A subscriber with a small receive window that stops reading after its SUBACK.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(s.tcp).await.unwrap();
+    let mut stalled = Raw::over(stream, ProtocolVersion::V3_1_1);
+    stalled
+        .handshake(pk::connect(ProtocolVersion::V3_1_1, "stalled", true, 0))
+        .await;
+    stalled
+        .subscribe(pk::subscribe(1, "flood", QoS::AtMostOnce))
+        .await;
+    let mut opts = v4::options(s.tcp, "healthy");
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let mut healthy = v4::connect(opts).await;
+    healthy.subscribe("flood", v4::QoS::AtMostOnce).await;
+    let (mut publisher, _) = Raw::open(s.tcp, ProtocolVersion::V3_1_1, "flooder", true).await;
+    let payload = "x".repeat(32 * 1024);
+    let mut sent = 0u32;
+    // Publish until the stalled connection is closed; the healthy one reads them all.
+    while s.metric("send.timeout") == 0 {
+        assert!(sent < 20_000, "the stalled subscriber was never closed");
+        publisher
+            .send(&Packet::Publish(pk::publish(
+                "flood",
+                QoS::AtMostOnce,
+                None,
+                &payload,
+            )))
+            .await;
+        sent += 1;
+        let got = healthy.publish_in().await;
+        assert_eq!(got.payload.len(), payload.len());
+    }
+    assert_eq!(s.broker().session_count(), 2, "the stalled session is gone");
+    // The healthy subscriber is still served.
+    publisher
+        .send(&Packet::Publish(pk::publish(
+            "flood",
+            QoS::AtMostOnce,
+            None,
+            "after",
+        )))
+        .await;
+    loop {
+        if healthy.publish_in().await.payload.as_ref() == b"after" {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_blocked_in_a_write_is_still_taken_over_at_once() {
+    use junction_codec_mqtt::{Packet, ProtocolVersion, QoS};
+    let s = TestServer::start_with(
+        "listeners.tcp.default.tcp_options { send_timeout = 1h, sndbuf = 8KB }",
+    )
+    .await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = Raw::over(sock.connect(s.tcp).await.unwrap(), ProtocolVersion::V3_1_1);
+    stalled
+        .handshake(pk::connect(ProtocolVersion::V3_1_1, "blocked", true, 0))
+        .await;
+    stalled
+        .subscribe(pk::subscribe(1, "flood", QoS::AtMostOnce))
+        .await;
+    let (mut publisher, _) = Raw::open(s.tcp, ProtocolVersion::V3_1_1, "flooder2", true).await;
+    let payload = "x".repeat(32 * 1024);
+    // Far more than the two socket buffers hold: the broker's write to it blocks.
+    for _ in 0..200 {
+        publisher
+            .send(&Packet::Publish(pk::publish(
+                "flood",
+                QoS::AtMostOnce,
+                None,
+                &payload,
+            )))
+            .await;
+    }
+    // A bystander's round trip proves the flood was routed.
+    let mut probe = v4::simple(s.tcp, "probe").await;
+    probe.subscribe("probe", v4::QoS::AtMostOnce).await;
+    publisher
+        .send(&Packet::Publish(pk::publish(
+            "probe",
+            QoS::AtMostOnce,
+            None,
+            "p",
+        )))
+        .await;
+    probe.publish_in().await;
+    // The same client id connects again: the blocked connection is kicked, not waited for.
+    let again = tokio::time::timeout(WAIT, v4::simple(s.tcp, "blocked")).await;
+    assert!(again.is_ok(), "the takeover waited for the blocked write");
+    eventually("the blocked connection is gone", || {
+        s.metric("connections.count") == 3
+    })
+    .await;
+}
