@@ -67,6 +67,9 @@ pub struct CellState {
     pub conn: Option<ConnLink>,
     /// Packets waiting for the connection's task to send.
     pub outbox: Vec<Outbound>,
+    /// Payload bytes of the QoS 0 messages in the outbox (the part a slow reader can
+    /// grow; QoS 1/2 are bounded by the in-flight window). Reset when the outbox empties.
+    pub outbox_qos0_bytes: usize,
     /// Bumped on every attach and on discard: a timer armed at generation N does nothing
     /// if the generation has moved on.
     pub generation: u64,
@@ -78,6 +81,14 @@ pub struct CellState {
     /// The will of the attached connection, or of the last one while its delay runs,
     /// kept here so that it is persisted with the session.
     pub will: Option<Box<PendingWill>>,
+}
+
+impl CellState {
+    /// Forget what waits for the connection (it left; the session resends what matters).
+    pub fn clear_outbox(&mut self) {
+        self.outbox.clear();
+        self.outbox_qos0_bytes = 0;
+    }
 }
 
 /// A will kept with its session.
@@ -208,6 +219,8 @@ pub struct SessionCell {
     /// Upper bound of QoS 0 messages waiting in the outbox of a connected client; past it a
     /// slow client's QoS 0 messages are dropped rather than buffered without end.
     max_outbox_qos0: usize,
+    /// The same bound in payload bytes (`mqtt.max_outbox_bytes`).
+    max_outbox_bytes: usize,
     /// This cell, for putting it on the dirty list.
     me: Weak<SessionCell>,
     /// Where changes are reported, when the broker persists sessions.
@@ -225,6 +238,7 @@ impl SessionCell {
         namespace: ByteString,
         session: Session,
         max_outbox_qos0: usize,
+        max_outbox_bytes: usize,
         tracker: Option<Arc<DirtySessions>>,
     ) -> Arc<Self> {
         let persistent = session.expiry_interval_secs > 0;
@@ -237,6 +251,7 @@ impl SessionCell {
                 session,
                 conn: None,
                 outbox: Vec::new(),
+                outbox_qos0_bytes: 0,
                 generation: 0,
                 discarded: false,
                 disconnected_at_ms: None,
@@ -244,6 +259,7 @@ impl SessionCell {
             }),
             notify: Signal::default(),
             max_outbox_qos0,
+            max_outbox_bytes,
             me: me.clone(),
             tracker,
             persistent: AtomicBool::new(persistent),
@@ -336,6 +352,7 @@ impl SessionCell {
         } else {
             into.append(&mut st.outbox);
         }
+        st.outbox_qos0_bytes = 0;
     }
 
     /// Hand a delivery to the session: sent now if the client is online and the window has
@@ -350,8 +367,15 @@ impl SessionCell {
             let mut guard = self.state.lock();
             let st = &mut *guard;
             let online = st.conn.is_some();
-            if online && delivery.qos == QoS::AtMostOnce && st.outbox.len() >= self.max_outbox_qos0
-            {
+            let qos0_bytes = if online && delivery.qos == QoS::AtMostOnce {
+                delivery.message.payload.len()
+            } else {
+                0
+            };
+            let full = st.outbox.len() >= self.max_outbox_qos0
+                || (!st.outbox.is_empty()
+                    && st.outbox_qos0_bytes + qos0_bytes > self.max_outbox_bytes);
+            if online && delivery.qos == QoS::AtMostOnce && full {
                 dropped.push(Dropped {
                     delivery,
                     reason: DropReason::QueueFull,
@@ -365,8 +389,11 @@ impl SessionCell {
                 let keeps = !online || delivery.qos != QoS::AtMostOnce;
                 st.session
                     .deliver(delivery, online, now_ms, &mut st.outbox, &mut dropped);
+                st.outbox_qos0_bytes += qos0_bytes;
                 wake = online && was_empty && !st.outbox.is_empty();
-                congested = online && st.outbox.len() >= self.max_outbox_qos0 / 2;
+                congested = online
+                    && (st.outbox.len() >= self.max_outbox_qos0 / 2
+                        || st.outbox_qos0_bytes >= self.max_outbox_bytes / 2);
                 if keeps {
                     self.touch();
                 }

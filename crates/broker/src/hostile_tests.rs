@@ -208,3 +208,36 @@ async fn a_delayed_will_is_authorized_when_it_is_published_by_the_hook_then_in_f
     }
     assert_eq!(watcher.cell.lock().outbox.len(), 0);
 }
+
+#[tokio::test]
+async fn what_waits_for_a_slow_reader_is_bounded_in_bytes_as_well_as_in_messages() {
+    let b = Broker::new(BrokerSettings {
+        max_outbox_qos0: 10_000,
+        max_outbox_bytes: 64 * 1024,
+        ..BrokerSettings::default()
+    });
+    let (slow, _k) = open(&b, "slow");
+    b.subscribe(&slow.cell, "big", SubOptions::default())
+        .unwrap();
+    let big = |n: usize| Message {
+        payload: bytes::Bytes::from(vec![b'x'; n]),
+        ..msg("big", "p")
+    };
+    // 100 messages of 4 KiB: only 16 fit the 64 KiB; the rest are dropped and counted.
+    for _ in 0..100 {
+        b.publish(big(4096));
+    }
+    assert_eq!(slow.cell.lock().outbox.len(), 16);
+    assert_eq!(
+        b.metrics
+            .messages_dropped_queue_full
+            .load(Ordering::Relaxed),
+        84
+    );
+    // A message larger than the bound still goes to a reader that has caught up.
+    let mut taken = Vec::new();
+    slow.cell.take_outbox(conn_id(&slow.cell), &mut taken);
+    assert_eq!(taken.len(), 16);
+    b.publish(big(100 * 1024));
+    assert_eq!(slow.cell.lock().outbox.len(), 1);
+}

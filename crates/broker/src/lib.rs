@@ -109,6 +109,8 @@ pub struct BrokerSettings {
     pub sys_event_client_disconnected: bool,
     /// Upper bound of QoS 0 messages buffered for one connected client.
     pub max_outbox_qos0: usize,
+    /// The same in payload bytes (`mqtt.max_outbox_bytes`).
+    pub max_outbox_bytes: usize,
     /// `mqtt.max_topic_levels`, which every protocol applies to the topics it takes in.
     pub topic_limits: junction_topic::TopicLimits,
 }
@@ -125,6 +127,7 @@ impl Default for BrokerSettings {
             sys_event_client_connected: true,
             sys_event_client_disconnected: true,
             max_outbox_qos0: 10_000,
+            max_outbox_bytes: 16 << 20,
             topic_limits: junction_topic::TopicLimits::default(),
         }
     }
@@ -247,6 +250,7 @@ impl Broker {
             namespace,
             session,
             self.settings.max_outbox_qos0,
+            self.settings.max_outbox_bytes,
             self.dirty.get().cloned(),
         )
     }
@@ -600,7 +604,7 @@ impl Broker {
                 let mut dropped = Vec::new();
                 {
                     let st = &mut *st;
-                    st.outbox.clear();
+                    st.clear_outbox();
                     st.session.resume(now, &mut st.outbox, &mut dropped);
                 }
                 Metrics::inc(&self.metrics.session_resumed);
@@ -652,7 +656,7 @@ impl Broker {
         if !lost.is_empty() {
             Metrics::add(&self.metrics.messages_dropped, lost.len() as u64);
         }
-        st.outbox.clear();
+        st.clear_outbox();
         Metrics::inc(&self.metrics.session_discarded);
     }
 
@@ -744,7 +748,7 @@ impl Broker {
         st.session.expiry_interval_secs = close.expiry_interval_secs;
         st.will = None;
         // Anything not yet written goes back through the session on resume.
-        st.outbox.clear();
+        st.clear_outbox();
         if close.expiry_interval_secs == 0 {
             self.discard_locked(cell, &mut st);
             drop(st);

@@ -76,6 +76,12 @@ pub struct MqttConfig {
     pub mqueue_default_priority: MqueueDefaultPriority,
     /// Whether QoS 0 messages are queued for offline sessions too. Default `true`.
     pub mqueue_store_qos0: bool,
+    /// Junction key: most payload bytes of QoS 0 messages waiting to be written to one
+    /// connected client (one that reads slower than it is sent to); past it they are
+    /// dropped and counted (`delivery.dropped.queue_full`), as past `max_mqueue_len`
+    /// messages. QoS 1/2 wait in the session, bounded by `max_inflight` and
+    /// `max_mqueue_len`. Default `"16MB"`.
+    pub max_outbox_bytes: ByteSize,
     /// Whether the username replaces the client ID once authenticated. Default `false`.
     pub use_username_as_clientid: bool,
     /// Which part of a TLS client certificate becomes the username. Default `"disabled"`.
@@ -122,6 +128,7 @@ impl Default for MqttConfig {
             mqueue_priorities: None,
             mqueue_default_priority: MqueueDefaultPriority::Lowest,
             mqueue_store_qos0: true,
+            max_outbox_bytes: ByteSize::from_mb(16),
             use_username_as_clientid: false,
             peer_cert_as_username: PeerCertAs::Disabled,
             peer_cert_as_clientid: PeerCertAs::Disabled,

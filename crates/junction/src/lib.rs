@@ -227,6 +227,7 @@ fn broker_settings(config: &Config) -> BrokerSettings {
             .mqtt
             .max_mqueue_len
             .map_or(10_000, |n| (n as usize).max(1000)),
+        max_outbox_bytes: config.mqtt.max_outbox_bytes.as_u64().min(usize::MAX as u64) as usize,
         topic_limits: junction_topic::TopicLimits {
             max_levels: config.mqtt.max_topic_levels as usize,
         },
