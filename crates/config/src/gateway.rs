@@ -79,6 +79,32 @@ impl Default for StompFrame {
     }
 }
 
+/// `gateway.stomp.transaction { … }` (Junction keys; EMQX has none): what one client may
+/// hold in open transactions, which defer SEND, ACK and NACK until COMMIT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StompTransaction {
+    /// Most transactions open at once on one connection. Default `16`.
+    pub max_open: u32,
+    /// Most frames one transaction defers. Default `1000`.
+    pub max_frames: u32,
+    /// Most body bytes one transaction defers. Default `"1MB"`.
+    pub max_bytes: ByteSize,
+    /// An open transaction is aborted this long after its BEGIN. Default `"60s"`.
+    pub timeout: Duration,
+}
+
+impl Default for StompTransaction {
+    fn default() -> Self {
+        StompTransaction {
+            max_open: 16,
+            max_frames: 1000,
+            max_bytes: ByteSize::from_mb(1),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// `gateway.stomp { … }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -95,6 +121,11 @@ pub struct StompGateway {
     pub clientinfo_override: ClientInfoOverride,
     /// Frame limits.
     pub frame: StompFrame,
+    /// Transaction limits (Junction keys).
+    pub transaction: StompTransaction,
+    /// Junction key: most subscriptions one connection may hold (an ERROR past it).
+    /// Default `1024`.
+    pub max_subscriptions: u32,
     /// The gateway's global authenticator (chain `<protocol>:global`). Default none:
     /// clients are let in.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,6 +143,8 @@ impl Default for StompGateway {
             mountpoint: String::new(),
             clientinfo_override: ClientInfoOverride::default(),
             frame: StompFrame::default(),
+            transaction: StompTransaction::default(),
+            max_subscriptions: 1024,
             authentication: None,
             listeners: GatewayListeners::one("tcp", 61613),
         }

@@ -27,8 +27,6 @@ use tokio::time::Instant;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest heart-beat period honoured, ms.
 const MAX_HEARTBEAT_MS: u64 = 86_400_000;
-/// Transactions older than this are dropped (EMQX's intent, reference §5.1).
-const TX_MAX_AGE: Duration = Duration::from_secs(60);
 /// Headers of a MESSAGE the server sets itself; a carried header of that name is skipped.
 const RESERVED_OUT: [&str; 6] = [
     "subscription",
@@ -251,8 +249,11 @@ struct Sub {
 #[derive(Debug)]
 struct Tx {
     id: ByteString,
-    started: Instant,
+    /// Aborted at this time (`transaction.timeout` after BEGIN).
+    expires: Instant,
     actions: Vec<Frame>,
+    /// Body bytes of `actions`.
+    bytes: usize,
 }
 
 /// A connected STOMP client.
@@ -288,6 +289,8 @@ struct Conn {
     send_timeout: Duration,
     /// A write was abandoned half done: nothing more may be written.
     write_cut: bool,
+    /// What this connection may hold.
+    bounds: crate::ConnBounds,
 }
 
 type Accept = (Conn, mpsc::Receiver<ClientCall>);
@@ -422,6 +425,7 @@ impl Conn {
             evict: KickWait::new(registry_rx),
             send_timeout,
             write_cut: false,
+            bounds: settings.bounds,
         };
         let connected = Frame::new(Command::Connected)
             .with_header("version", version.as_str())
@@ -512,11 +516,23 @@ impl Conn {
     fn next_timer(&self, next_send: Option<Instant>) -> Instant {
         let far = Instant::now() + Duration::from_secs(86400 * 365);
         let check = self.recv_within.map(|w| self.last_recv + w);
-        [next_send, check]
+        let tx_due = self.txs.iter().map(|t| t.expires).min();
+        [next_send, check, tx_due]
             .into_iter()
             .flatten()
             .min()
             .unwrap_or(far)
+    }
+
+    /// Abort the transactions whose time is up (`transaction.timeout`).
+    fn expire_transactions(&mut self, now: Instant) {
+        let before = self.txs.len();
+        self.txs.retain(|t| t.expires > now);
+        let expired = before - self.txs.len();
+        if expired > 0 {
+            tracing::debug!(clientid = %self.info.clientid, expired, "stomp transactions timed out");
+            self.ctx.metrics.add("transactions.expired", expired as u64);
+        }
     }
 
     /// The frame loop.
@@ -560,6 +576,7 @@ impl Conn {
                     if self.recv_within.is_some_and(|w| now >= self.last_recv + w) {
                         return Exit::HeartbeatTimeout;
                     }
+                    self.expire_transactions(now);
                     if let (Some(at), Some(every)) = (next_send, self.send_every) {
                         if now >= at {
                             encode_heartbeat(&mut self.wbuf);
@@ -579,6 +596,12 @@ impl Conn {
             }
             if let Err(e) = self.flush_and_finish_input().await {
                 return e;
+            }
+            // A BEGIN may have brought a transaction's timeout nearer.
+            if let Some(expires) = self.txs.iter().map(|t| t.expires).min() {
+                if expires < timer.deadline() {
+                    timer.as_mut().reset(expires);
+                }
             }
         }
     }
@@ -670,8 +693,7 @@ impl Conn {
             }
             Command::Begin => {
                 m.inc("packets.begin.received");
-                self.on_begin(&f);
-                Ok(())
+                self.on_begin(&f)
             }
             Command::Commit => {
                 m.inc("packets.commit.received");
@@ -756,12 +778,25 @@ impl Conn {
         Ok(())
     }
 
-    /// Add a SEND / ACK / NACK to a transaction.
+    /// Add a SEND / ACK / NACK to a transaction, within `transaction.max_frames` and
+    /// `max_bytes` (past them: ERROR and close).
     fn defer(&mut self, tx: ByteString, f: Frame) -> Flow {
         match self.txs.iter().position(|t| t.id == tx) {
             Some(i) => {
+                let t = &self.txs[i];
+                if t.actions.len() >= self.bounds.max_tx_frames
+                    || t.bytes + f.body.len() > self.bounds.max_tx_bytes
+                {
+                    let text = format!(
+                        "Transaction {tx} is over its limit ({} frames, {} bytes)",
+                        self.bounds.max_tx_frames, self.bounds.max_tx_bytes
+                    );
+                    return self.fail(text, f.header("receipt"), "transaction_too_large");
+                }
                 self.receipt(&f);
-                self.txs[i].actions.push(f);
+                let t = &mut self.txs[i];
+                t.bytes += f.body.len();
+                t.actions.push(f);
             }
             None => {
                 self.error_frame(format!("Transaction {tx} not found"), f.header("receipt"));
@@ -770,30 +805,38 @@ impl Conn {
         Ok(())
     }
 
-    fn on_begin(&mut self, f: &Frame) {
+    fn on_begin(&mut self, f: &Frame) -> Flow {
         let Some(tx) = f.header("transaction") else {
             self.error_frame(
                 "Frame error: missing transaction header".into(),
                 f.header("receipt"),
             );
-            return;
+            return Ok(());
         };
         let now = Instant::now();
-        self.txs
-            .retain(|t| now.duration_since(t.started) < TX_MAX_AGE);
+        self.expire_transactions(now);
         if self.txs.iter().any(|t| t.id == tx) {
             self.error_frame(
                 format!("Transaction {tx} already started"),
                 f.header("receipt"),
             );
-            return;
+            return Ok(());
+        }
+        if self.txs.len() >= self.bounds.max_transactions {
+            let text = format!(
+                "Too many transactions: at most {} open",
+                self.bounds.max_transactions
+            );
+            return self.fail(text, f.header("receipt"), "too_many_transactions");
         }
         self.txs.push(Tx {
             id: ByteString::from(tx),
-            started: now,
+            expires: now + self.bounds.tx_timeout,
             actions: Vec::new(),
+            bytes: 0,
         });
         self.receipt(f);
+        Ok(())
     }
 
     fn take_tx(&mut self, f: &Frame) -> Option<Tx> {
@@ -846,6 +889,13 @@ impl Conn {
                 return self.fail(text, receipt, "invalid_ack_mode");
             }
         };
+        if self.subs.len() >= self.bounds.max_subscriptions {
+            let text = format!(
+                "Too many subscriptions: at most {}",
+                self.bounds.max_subscriptions
+            );
+            return self.fail(text, receipt, "too_many_subscriptions");
+        }
         if self.subs.iter().any(|s| s.id == id) {
             let text = format!("Subscription id {id} is in used");
             return self.fail(text, receipt, "subscription_id_inused");

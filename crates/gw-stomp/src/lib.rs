@@ -17,4 +17,33 @@ pub struct StompSettings {
     pub limits: junction_codec_stomp::Limits,
     /// The listener's own `mountpoint`, overriding the gateway's.
     pub listener_mountpoint: Option<String>,
+    /// What one connection may hold.
+    pub bounds: ConnBounds,
+}
+
+/// What one STOMP connection may hold (`gateway.stomp.transaction`, `max_subscriptions`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnBounds {
+    /// `transaction.max_open`.
+    pub max_transactions: usize,
+    /// `transaction.max_frames`.
+    pub max_tx_frames: usize,
+    /// `transaction.max_bytes`: body bytes.
+    pub max_tx_bytes: usize,
+    /// `transaction.timeout`.
+    pub tx_timeout: std::time::Duration,
+    /// `max_subscriptions`.
+    pub max_subscriptions: usize,
+}
+
+impl Default for ConnBounds {
+    fn default() -> Self {
+        ConnBounds {
+            max_transactions: 16,
+            max_tx_frames: 1000,
+            max_tx_bytes: 1 << 20,
+            tx_timeout: std::time::Duration::from_secs(60),
+            max_subscriptions: 1024,
+        }
+    }
 }

@@ -382,6 +382,8 @@ impl GatewayKind for Stomp {
 
     fn restart_listeners(old: &StompGateway, new: &StompGateway) -> bool {
         old.frame != new.frame
+            || old.transaction != new.transaction
+            || old.max_subscriptions != new.max_subscriptions
     }
 
     async fn start(
@@ -399,6 +401,13 @@ impl GatewayKind for Stomp {
                 max_body_length: c.frame.max_body_length as usize,
             },
             listener_mountpoint: l.mountpoint.clone(),
+            bounds: junction_gw_stomp::ConnBounds {
+                max_transactions: c.transaction.max_open as usize,
+                max_tx_frames: c.transaction.max_frames as usize,
+                max_tx_bytes: c.transaction.max_bytes.as_u64().min(usize::MAX as u64) as usize,
+                tx_timeout: c.transaction.timeout.as_std(),
+                max_subscriptions: c.max_subscriptions as usize,
+            },
         });
         Ok(junction_transport::start(opts, move |accepted| {
             junction_gw_stomp::serve(ctx.clone(), settings.clone(), accepted)

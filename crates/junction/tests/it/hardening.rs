@@ -419,3 +419,82 @@ async fn a_connection_blocked_in_a_write_is_still_taken_over_at_once() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stomp_transaction_over_its_limits_gets_an_error_and_an_idle_one_expires() {
+    let s = TestServer::start_with(
+        "gateway.stomp { max_subscriptions = 2, \
+         transaction { max_frames = 3, max_bytes = 100B, max_open = 2, timeout = 300ms } }",
+    )
+    .await;
+    let send_in = |tx: &str, body: &'static [u8]| {
+        Frame::new(Command::Send)
+            .with_header("destination", "tx/t")
+            .with_header("transaction", tx.to_string())
+            .with_body(Bytes::from_static(body))
+    };
+    let begin = |tx: &str| {
+        Frame::new(Command::Begin)
+            .with_header("transaction", tx.to_string())
+            .with_header("receipt", format!("b-{tx}"))
+    };
+    // Frames: the fourth is one too many.
+    let mut st = Stomp::connect(stomp_addr(&s)).await;
+    st.send(begin("a")).await;
+    assert_eq!(st.frame().await.unwrap().command, Command::Receipt);
+    for _ in 0..3 {
+        st.send(send_in("a", b"x")).await;
+    }
+    st.send(send_in("a", b"x")).await;
+    let f = st.frame().await.expect("ERROR");
+    assert_eq!(f.command, Command::Error, "{f:?}");
+    assert!(st.frame().await.is_none(), "the connection is closed");
+    // Bytes: 60 + 60 is past 100.
+    let mut st = Stomp::connect(stomp_addr(&s)).await;
+    st.send(begin("b")).await;
+    assert_eq!(st.frame().await.unwrap().command, Command::Receipt);
+    st.send(send_in("b", &[b'y'; 60])).await;
+    st.send(send_in("b", &[b'y'; 60])).await;
+    assert_eq!(st.frame().await.unwrap().command, Command::Error);
+    // Open transactions: a third is refused.
+    let mut st = Stomp::connect(stomp_addr(&s)).await;
+    for tx in ["c1", "c2"] {
+        st.send(begin(tx)).await;
+        assert_eq!(st.frame().await.unwrap().command, Command::Receipt);
+    }
+    st.send(begin("c3")).await;
+    assert_eq!(st.frame().await.unwrap().command, Command::Error);
+    // Subscriptions: a third is refused.
+    let mut st = Stomp::connect(stomp_addr(&s)).await;
+    st.subscribe("1", "s/1").await;
+    st.subscribe("2", "s/2").await;
+    st.send(
+        Frame::new(Command::Subscribe)
+            .with_header("id", "3")
+            .with_header("destination", "s/3"),
+    )
+    .await;
+    assert_eq!(st.frame().await.unwrap().command, Command::Error);
+    // Expiry: an idle transaction is aborted by a timer, without another BEGIN.
+    let gateway = s.server.as_ref().unwrap().gateway("stomp").await.unwrap();
+    let mut st = Stomp::connect(stomp_addr(&s)).await;
+    st.send(begin("idle")).await;
+    assert_eq!(st.frame().await.unwrap().command, Command::Receipt);
+    st.send(send_in("idle", b"never")).await;
+    eventually("the idle transaction expires", || {
+        gateway.metrics.get("transactions.expired") == 1
+    })
+    .await;
+    st.send(
+        Frame::new(Command::Commit)
+            .with_header("transaction", "idle")
+            .with_header("receipt", "c-idle"),
+    )
+    .await;
+    let f = st.frame().await.expect("ERROR");
+    assert_eq!(f.command, Command::Error);
+    assert!(
+        String::from_utf8_lossy(&f.body).contains("not found"),
+        "{f:?}"
+    );
+}
