@@ -7,7 +7,7 @@
 use crate::call::{CallError, ClientCall, SubscriptionInfo};
 use crate::client::{ClientInfo, ClientRegistry, ConnStats};
 use crate::metrics::GatewayMetrics;
-use crate::mountpoint::{render, Mountpoint, Placeholders};
+use crate::mountpoint::{render, Mountpoint, Placeholders, UnsafePlaceholder};
 use bytes::Bytes;
 use bytestring::ByteString;
 use junction_auth::{AuthnChains, AuthnResult};
@@ -138,16 +138,17 @@ impl GatewayCtx {
     }
 
     /// The mountpoint of a client: the listener's if it has one, else the gateway's, with
-    /// placeholders rendered.
+    /// placeholders rendered. `Err` when the client id or user name the template uses would
+    /// widen or move it: the gateway refuses the client ("client identifier not valid").
     pub fn mountpoint_for(
         &self,
         listener_mountpoint: Option<&str>,
         clientid: &str,
         username: Option<&str>,
-    ) -> Mountpoint {
+    ) -> Result<Mountpoint, UnsafePlaceholder> {
         let settings = self.settings();
         let template = listener_mountpoint.unwrap_or(&settings.mountpoint);
-        Mountpoint::new(render(
+        render(
             template,
             &Placeholders {
                 clientid: Some(clientid),
@@ -155,7 +156,8 @@ impl GatewayCtx {
                 zone: Some("default"),
                 endpoint_name: None,
             },
-        ))
+        )
+        .map(Mountpoint::new)
     }
 
     /// Open a session for a client in this gateway's namespace.
@@ -639,9 +641,13 @@ mod tests {
     #[tokio::test]
     async fn listener_mountpoint_overrides_the_gateway_one_and_renders_placeholders() {
         let c = ctx("stomp/${clientid}/");
-        assert_eq!(c.mountpoint_for(None, "c1", None).as_str(), "stomp/c1/");
+        assert_eq!(
+            c.mountpoint_for(None, "c1", None).unwrap().as_str(),
+            "stomp/c1/"
+        );
         assert_eq!(
             c.mountpoint_for(Some("l/${username}/"), "c1", Some("bob"))
+                .unwrap()
                 .as_str(),
             "l/bob/"
         );
@@ -663,7 +669,7 @@ mod tests {
         c.broker
             .subscribe(&mqtt.cell, "stomp/#", SubOptions::default())
             .unwrap();
-        let mp = c.mountpoint_for(None, "s1", None);
+        let mp = c.mountpoint_for(None, "s1", None).unwrap();
         let n = c.publish(
             &info("s1"),
             &mp,
@@ -688,7 +694,7 @@ mod tests {
             .lookup_in("stomp", "same")
             .is_some_and(|cell| Arc::ptr_eq(&cell, &opened.cell)));
         assert_eq!(c.metrics.get("session.created"), 1);
-        let mp = c.mountpoint_for(None, "same", None);
+        let mp = c.mountpoint_for(None, "same", None).unwrap();
         c.subscribe(
             &info("same"),
             &opened.cell,

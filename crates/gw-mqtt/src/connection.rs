@@ -22,6 +22,7 @@ use junction_codec_mqtt::{
     SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use junction_session::{AckResult, Delivery, IncomingQos2, Outbound, SessionLimits, SubOptions};
+use junction_topic::mountpoint::{render, Mountpoint, Placeholders};
 use junction_transport::{Accepted, Stream};
 use junction_types::{now_ms, ClientInfo, Message, MessageProperties, QoS};
 use std::net::SocketAddr;
@@ -207,6 +208,8 @@ struct Conn {
     send_timeout: Duration,
     /// A write was abandoned half done: nothing more may be written (no DISCONNECT).
     write_cut: bool,
+    /// The listener's mountpoint, rendered for this client (empty: none).
+    mountpoint: Mountpoint,
 }
 
 impl Conn {
@@ -286,6 +289,25 @@ impl Conn {
             client_id = format!("junction-{:016x}", rand::random::<u64>()).into();
             assigned = true;
         }
+        // The listener's mountpoint; a client id or user name that would widen or move it
+        // is not a valid client identifier here.
+        let mountpoint = render(
+            &settings.mountpoint,
+            &Placeholders {
+                clientid: Some(&client_id),
+                username: connect.username.as_deref(),
+                zone: Some("default"),
+                endpoint_name: None,
+            },
+        );
+        let Ok(mountpoint) = mountpoint.map(Mountpoint::new) else {
+            let mut out = BytesMut::new();
+            let _ = codec.encode(&refuse(reason::CLIENT_IDENTIFIER_NOT_VALID), &mut out);
+            let _ = stream.write_all(&out).await;
+            stream.shutdown().await;
+            Metrics::inc(&broker.metrics.packets_connack_error);
+            return None;
+        };
         if connect.username.is_none() {
             Metrics::inc(&broker.metrics.client_auth_anonymous);
         }
@@ -299,7 +321,7 @@ impl Conn {
             peername: peer,
             sockport,
             listener: listener.clone(),
-            mountpoint: String::new(),
+            mountpoint: mountpoint.as_str().to_string(),
             keepalive: connect.keep_alive as u32,
             clean_start: connect.clean_start,
             expiry_interval: 0,
@@ -376,7 +398,7 @@ impl Conn {
         let will = connect.will.as_ref().map(|w| Will {
             message: Message {
                 id: 0,
-                topic: w.topic.clone(),
+                topic: mount(&mountpoint, &w.topic),
                 payload: w.payload.clone(),
                 qos: w.qos,
                 retain: w.retain,
@@ -466,6 +488,7 @@ impl Conn {
             kick: KickWait::default(),
             send_timeout,
             write_cut: false,
+            mountpoint,
             settings,
         };
         if conn.will.is_some() && conn.cell.is_persistent() {
@@ -508,7 +531,7 @@ impl Conn {
             peername: self.peer,
             sockport: self.sockport,
             listener: self.listener.clone(),
-            mountpoint: String::new(),
+            mountpoint: self.mountpoint.as_str().to_string(),
             keepalive: self.keep_alive as u32,
             clean_start: self.clean_start,
             expiry_interval: self.expiry_interval,
@@ -944,7 +967,7 @@ impl Conn {
         let pp = p.properties;
         let msg = Message {
             id: 0,
-            topic: p.topic,
+            topic: mount(&self.mountpoint, &p.topic),
             payload: p.payload,
             qos: p.qos,
             retain: p.retain,
@@ -1044,9 +1067,10 @@ impl Conn {
         if too_deep(parsed.filter, self.settings.max_topic_levels) {
             return Ok(reason::TOPIC_FILTER_INVALID);
         }
+        let mounted = self.mountpoint.mount_filter(filter);
         if let Some(max) = self.settings.max_subscriptions {
             let st = self.cell.lock();
-            if !st.session.subscriptions.contains_key(filter)
+            if !st.session.subscriptions.contains_key(&mounted)
                 && st.session.subscriptions.len() >= max
             {
                 return Ok(reason::QUOTA_EXCEEDED);
@@ -1069,13 +1093,13 @@ impl Conn {
             retain_handling: opts.retain_handling,
             subscription_id: sub_id,
         };
-        match self.broker.subscribe(&self.cell, filter, sub) {
+        match self.broker.subscribe(&self.cell, &mounted, sub) {
             Ok(_) => {
                 if !self.broker.hooks.session_subscribed.is_empty() {
                     self.broker.hooks.session_subscribed.run(
                         &self.info(),
                         &mut SessionSubArgs {
-                            filter: filter.to_string(),
+                            filter: mounted,
                             opts: sub,
                         },
                     );
@@ -1105,12 +1129,15 @@ impl Conn {
             .map(|f| {
                 if kept.as_ref().is_some_and(|k| !k.iter().any(|x| x == &**f)) {
                     reason::UNSPECIFIED_ERROR
-                } else if self.broker.unsubscribe(&self.cell, f) {
+                } else if self
+                    .broker
+                    .unsubscribe(&self.cell, &self.mountpoint.mount_filter(f))
+                {
                     if !hooks.session_unsubscribed.is_empty() {
                         hooks.session_unsubscribed.run(
                             &self.info(),
                             &mut SessionSubArgs {
-                                filter: f.to_string(),
+                                filter: self.mountpoint.mount_filter(f),
                                 opts: SubOptions::default(),
                             },
                         );
@@ -1170,7 +1197,13 @@ impl Conn {
 
     fn send_delivery(&mut self, packet_id: Option<u16>, dup: bool, d: &Delivery, now: u64) {
         let m = &d.message;
-        let mut topic = m.topic.clone();
+        // The client sees its topics without the mountpoint (no copy: a slice of the
+        // message's topic).
+        let mut topic = if self.mountpoint.is_empty() {
+            m.topic.clone()
+        } else {
+            m.topic.slice_ref(self.mountpoint.unmount(&m.topic))
+        };
         let mut properties = PublishProperties::default();
         let mut new_alias = None;
         if self.v5() {
@@ -1317,6 +1350,15 @@ impl Conn {
         self.broker
             .sys_client_disconnected(&self.client_event(Some(reason_text)));
         let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+    }
+}
+
+/// `topic` under `mountpoint` (shared, not copied, when there is none).
+fn mount(mountpoint: &Mountpoint, topic: &ByteString) -> ByteString {
+    if mountpoint.is_empty() {
+        topic.clone()
+    } else {
+        mountpoint.mount(topic).into()
     }
 }
 

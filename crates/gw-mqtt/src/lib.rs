@@ -49,6 +49,9 @@ pub struct MqttSettings {
     pub message_expiry_interval: Option<u32>,
     /// The node's authentication chains (`mqtt:global` and per listener).
     pub authn: Arc<AuthnChains>,
+    /// The listener's `mountpoint` template (`${clientid}`, `${username}`, `${zone}`);
+    /// empty: none.
+    pub mountpoint: String,
 }
 
 impl Default for MqttSettings {
@@ -71,6 +74,7 @@ impl Default for MqttSettings {
             response_information: String::new(),
             message_expiry_interval: None,
             authn: Arc::default(),
+            mountpoint: String::new(),
         }
     }
 }

@@ -345,10 +345,20 @@ async fn handshake(
                     .map(|_expire_at| ()),
                 Err(reason) => Err(reason),
             };
+            // A client id or user name that would widen or move the mountpoint: CONNACK
+            // 0x85, client identifier not valid.
+            let admitted = admitted.and_then(|()| match mountpoint_of(shared, &probe) {
+                Some(_) => Ok(()),
+                None => Err("client_identifier_not_valid".to_string()),
+            });
             if let Err(reason) = admitted {
                 tracing::debug!(%clientid, %peer, %reason, "mqtt-sn client refused");
                 ctx.connack(&probe, &reason);
-                let rc = ReturnCode::Other(0x80);
+                let rc = ReturnCode::Other(if reason == "client_identifier_not_valid" {
+                    0x85
+                } else {
+                    0x80
+                });
                 shared.send(peer, &Message::ConnAck { rc }).await;
                 return None;
             }
@@ -370,7 +380,7 @@ async fn handshake(
                 d.is_superuser = probe.is_superuser;
             }
             let (conn, kick_rx, registry_rx, calls_rx, present) =
-                attach(shared, peer, clientid, clean, clean, data, State::Connected);
+                attach(shared, peer, clientid, clean, clean, data, State::Connected)?;
             let mut conn = conn;
             conn.out.push(Message::ConnAck {
                 rc: ReturnCode::Accepted,
@@ -397,7 +407,7 @@ async fn handshake(
                 State::Connected
             };
             let (mut conn, kick_rx, registry_rx, calls_rx, _) =
-                attach(shared, peer, clientid, clean, false, data, state);
+                attach(shared, peer, clientid, clean, false, data, state)?;
             conn.asleep_until = asleep.map(|s| Instant::now() + Duration::from_secs(s as u64));
             if state == State::Connected {
                 conn.out.push(Message::PingResp);
@@ -407,6 +417,18 @@ async fn handshake(
         }
         _ => None,
     }
+}
+
+/// The client's mountpoint; `None` when its client id or user name would widen or move it.
+fn mountpoint_of(shared: &Shared, info: &ClientInfo) -> Option<Mountpoint> {
+    shared
+        .ctx
+        .mountpoint_for(
+            shared.settings.listener_mountpoint.as_deref(),
+            &info.clientid,
+            info.username.as_deref(),
+        )
+        .ok()
 }
 
 /// The ClientInfo of a client of this listener (mountpoint and clean start filled later).
@@ -435,6 +457,16 @@ fn client_info(
     }
 }
 
+/// What [`attach`] hands the connection task: the connection, its kicks and calls, and
+/// whether a session was present.
+type Attached = (
+    Conn,
+    oneshot::Receiver<KickReason>,
+    oneshot::Receiver<KickReason>,
+    mpsc::Receiver<ClientCall>,
+    bool,
+);
+
 /// Open (or take over) the session and register the client.
 fn attach(
     shared: &Arc<Shared>,
@@ -444,23 +476,15 @@ fn attach(
     clean_start: bool,
     data: Arc<Mutex<ClientData>>,
     state: State,
-) -> (
-    Conn,
-    oneshot::Receiver<KickReason>,
-    oneshot::Receiver<KickReason>,
-    mpsc::Receiver<ClientCall>,
-    bool,
-) {
+) -> Option<Attached> {
     let ctx = &shared.ctx;
     let (keepalive, username, is_superuser) = {
         let d = data.lock();
         (d.keepalive, d.username.clone(), d.is_superuser)
     };
-    let mountpoint = ctx.mountpoint_for(
-        shared.settings.listener_mountpoint.as_deref(),
-        &clientid,
-        username.as_deref(),
-    );
+    let mut info = client_info(shared, peer, &clientid, username, keepalive);
+    // Checked at CONNECT; a gateway update may have changed the template since.
+    let mountpoint = mountpoint_of(shared, &info)?;
     let expiry = if clean { 0 } else { PERSISTENT_EXPIRY_SECS };
     let conn_id = ctx.broker.next_conn_id();
     let (kick_tx, kick_rx) = oneshot::channel();
@@ -470,7 +494,6 @@ fn attach(
         ..shared.settings.session
     };
     let opened = ctx.open_session(&clientid, clean_start, expiry, limits, conn_id, kick_tx);
-    let mut info = client_info(shared, peer, &clientid, username, keepalive);
     info.mountpoint = mountpoint.as_str().to_string();
     info.clean_start = clean;
     info.expiry_interval = expiry;
@@ -502,7 +525,7 @@ fn attach(
         retry_at: None,
         rel_check_at: None,
     };
-    (conn, kick_rx, registry_rx, calls_rx, opened.session_present)
+    Some((conn, kick_rx, registry_rx, calls_rx, opened.session_present))
 }
 
 /// How often to look for inbound QoS 2 messages past `await_rel_timeout`: the timeout,

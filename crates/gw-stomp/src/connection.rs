@@ -380,21 +380,28 @@ impl Conn {
                 .map(|_expire_at| ()),
             Err(reason) => Err(reason),
         };
-        if let Err(reason) = admitted {
-            ctx.connack(&info, &reason);
-            let out = refuse(&reason);
-            let _ = stream.write_all(&out).await;
-            ctx.metrics.inc("packets.error.sent");
-            ctx.metrics.add("bytes.sent", out.len() as u64);
-            stream.shutdown().await;
-            return None;
-        }
+        // A client id or user name that would widen or move the mountpoint is refused.
+        let admitted = admitted.and_then(|()| {
+            ctx.mountpoint_for(
+                settings.listener_mountpoint.as_deref(),
+                &clientid,
+                info.username.as_deref(),
+            )
+            .map_err(|_| "client_identifier_not_valid".to_string())
+        });
+        let mountpoint = match admitted {
+            Ok(mountpoint) => mountpoint,
+            Err(reason) => {
+                ctx.connack(&info, &reason);
+                let out = refuse(&reason);
+                let _ = stream.write_all(&out).await;
+                ctx.metrics.inc("packets.error.sent");
+                ctx.metrics.add("bytes.sent", out.len() as u64);
+                stream.shutdown().await;
+                return None;
+            }
+        };
         decoder.version = version;
-        let mountpoint = ctx.mountpoint_for(
-            settings.listener_mountpoint.as_deref(),
-            &clientid,
-            info.username.as_deref(),
-        );
         info.mountpoint = mountpoint.as_str().to_string();
         let conn_id = ctx.broker.next_conn_id();
         let (kick_tx, kick_rx) = oneshot::channel();

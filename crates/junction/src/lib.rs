@@ -69,7 +69,14 @@ impl Server {
             authn.set_listener_authn(&opts.id, l.enable_authn);
 
             let b = broker.clone();
-            let m = mqtt.clone();
+            let m = if l.mountpoint.is_empty() {
+                mqtt.clone()
+            } else {
+                Arc::new(MqttSettings {
+                    mountpoint: l.mountpoint.clone(),
+                    ..(*mqtt).clone()
+                })
+            };
             let handle = junction_transport::start(opts, move |accepted| {
                 junction_gw_mqtt::serve(b.clone(), m.clone(), accepted)
             })
@@ -263,6 +270,7 @@ fn mqtt_settings(config: &Config) -> MqttSettings {
             .message_expiry_interval
             .map(|d| d.as_secs().min(u32::MAX as u64) as u32),
         authn: Arc::default(),
+        mountpoint: String::new(),
     }
 }
 

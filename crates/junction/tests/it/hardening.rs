@@ -498,3 +498,71 @@ async fn a_stomp_transaction_over_its_limits_gets_an_error_and_an_idle_one_expir
         "{f:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_listener_mountpoint_isolates_each_client_and_refuses_a_widening_id() {
+    use junction_codec_mqtt::ProtocolVersion;
+    let s = TestServer::start_with(
+        "listeners.tcp.tenant { bind = \"127.0.0.1:0\", mountpoint = \"tenant/${clientid}/\" }",
+    )
+    .await;
+    let tenant = s.server.as_ref().unwrap().local_addr("tcp:tenant").unwrap();
+    let mut watcher = v4::simple(s.tcp, "watcher").await;
+    watcher.subscribe("tenant/#", v4::QoS::AtMostOnce).await;
+    // A device's publish lands under its own prefix.
+    let mut dev1 = v4::simple(tenant, "dev1").await;
+    dev1.subscribe("#", v4::QoS::AtMostOnce).await;
+    dev1.client
+        .publish("temp", v4::QoS::AtMostOnce, false, "21")
+        .await
+        .unwrap();
+    let p = watcher.publish_in().await;
+    assert_eq!(p.topic, "tenant/dev1/temp");
+    // Its `#` covers its own tree only, and it sees its topics unmounted.
+    watcher
+        .client
+        .publish("tenant/dev2/cmd", v4::QoS::AtMostOnce, false, "not yours")
+        .await
+        .unwrap();
+    watcher
+        .client
+        .publish("tenant/dev1/cmd", v4::QoS::AtMostOnce, false, "yours")
+        .await
+        .unwrap();
+    let p = dev1.publish_in().await;
+    assert_eq!((p.topic.as_str(), &p.payload[..]), ("temp", &b"21"[..]));
+    let p = dev1.publish_in().await;
+    assert_eq!((p.topic.as_str(), &p.payload[..]), ("cmd", &b"yours"[..]));
+    assert!(dev1.maybe_publish(QUIET).await.is_none());
+    // A client id `+` (or `#`, or one with `/`) would widen or move the prefix: refused.
+    for (version, id, code) in [
+        (ProtocolVersion::V5, "+", 0x85),
+        (ProtocolVersion::V3_1_1, "#", 0x02),
+        (ProtocolVersion::V5, "dev2/..", 0x85),
+    ] {
+        let mut raw = Raw::connect(tenant, version).await;
+        let ack = raw.handshake(pk::connect(version, id, true, 30)).await;
+        assert_eq!(ack.reason_code, code, "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqttsn_client_id_that_would_widen_the_mountpoint_is_refused() {
+    let s = TestServer::start_with("gateway.mqttsn.mountpoint = \"sn/${clientid}/\"").await;
+    let sn = Sn::new(sn_addr(&s)).await;
+    sn.send(SnMessage::Connect {
+        flags: Flags {
+            clean_session: true,
+            ..Flags::default()
+        },
+        protocol_id: 1,
+        duration: 60,
+        client_id: "+".into(),
+    })
+    .await;
+    match sn.recv().await {
+        SnMessage::ConnAck { rc } => assert_eq!(rc, ReturnCode::Other(0x85)),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    sn.connect("fine").await;
+}
