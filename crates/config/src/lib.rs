@@ -16,6 +16,7 @@
 pub mod authn;
 mod error;
 mod gateway;
+mod keys;
 mod listener;
 mod mqtt;
 mod sections;
@@ -28,6 +29,7 @@ pub use gateway::{
     ClientInfoOverride, GatewayListener, GatewayListeners, Gateways, HealthCheck, MqttSnGateway,
     PredefinedTopic, StompFrame, StompGateway, UdpOptions,
 };
+pub use keys::accepted_keys;
 pub use listener::{
     AccessAction, AccessRule, AccessTarget, Listener, ListenerKind, Listeners, Piggyback,
     SslOptions, SslVerify, TcpOptions, TlsVersion, WebsocketOptions, DEFAULT_LISTENER_NAME,

@@ -330,6 +330,7 @@ fn tcp_listener_options(
         opts.reuseaddr = t.reuseaddr;
     }
     opts.access = access_list(&l.access_rules);
+    opts.proxy_protocol = l.proxy_protocol.then(|| l.proxy_protocol_timeout.as_std());
     if let Some(ssl) = &l.ssl_options {
         let path =
             |what: &str| format!("gateway.{gateway}.listeners.{kind}.{name}.ssl_options.{what}");

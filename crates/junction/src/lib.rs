@@ -296,6 +296,7 @@ fn listener_options(
     opts.sndbuf = l.tcp_options.sndbuf.map(|b| b.as_u64() as usize);
     opts.recbuf = l.tcp_options.recbuf.map(|b| b.as_u64() as usize);
     opts.reuseaddr = l.tcp_options.reuseaddr;
+    opts.proxy_protocol = l.proxy_protocol.then(|| l.proxy_protocol_timeout.as_std());
     opts.access = gateways::access_list(&l.access_rules);
     if let Some(ssl) = &l.ssl_options {
         let certfile = ssl.certfile.clone().with_context(|| {

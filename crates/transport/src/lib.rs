@@ -5,6 +5,7 @@
 //! handshake never holds up the accept loop) and hands a ready [`Stream`] to the protocol's
 //! handler. Every listener stops the same way: [`ListenerHandle::stop`].
 
+pub mod proxy;
 mod stream;
 mod tls;
 
@@ -185,6 +186,10 @@ pub struct ListenerOptions {
     pub recbuf: Option<usize>,
     /// `tcp_options.reuseaddr`: `SO_REUSEADDR` on the listening socket.
     pub reuseaddr: bool,
+    /// `proxy_protocol` with its `proxy_protocol_timeout`: every connection must open with
+    /// a PROXY protocol v1 or v2 header within this time, and the client address it names
+    /// is the peer from then on (access rules included). `None`: no header expected.
+    pub proxy_protocol: Option<Duration>,
 }
 
 impl ListenerOptions {
@@ -206,6 +211,7 @@ impl ListenerOptions {
             sndbuf: None,
             recbuf: None,
             reuseaddr: true,
+            proxy_protocol: None,
         }
     }
 }
@@ -396,7 +402,8 @@ where
                     continue;
                 }
             };
-            if !opts.access.allows(peer.ip()) {
+            // Behind a proxy, the rules are for the client it names (checked below).
+            if opts.proxy_protocol.is_none() && !opts.access.allows(peer.ip()) {
                 tracing::debug!(listener = %opts.id, %peer, "denied by access_rules, closing");
                 drop(sock);
                 continue;
@@ -420,6 +427,26 @@ where
             let tls = tls.clone();
             let id = id.clone();
             tokio::spawn(async move {
+                let mut sock = sock;
+                let mut peer = peer;
+                if let Some(limit) = opts.proxy_protocol {
+                    match tokio::time::timeout(limit, proxy::read_header(&mut sock)).await {
+                        Ok(Ok(proxy::ProxyHeader::Proxied(client))) => peer = client,
+                        Ok(Ok(proxy::ProxyHeader::Local)) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(listener = %opts.id, %peer, error = %e, "no PROXY header, closing");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(listener = %opts.id, %peer, "PROXY header timed out, closing");
+                            return;
+                        }
+                    }
+                    if !opts.access.allows(peer.ip()) {
+                        tracing::debug!(listener = %opts.id, %peer, "denied by access_rules, closing");
+                        return;
+                    }
+                }
                 let ready =
                     tokio::time::timeout(opts.handshake_timeout, handshake(sock, tls, &opts)).await;
                 match ready {
