@@ -338,13 +338,3 @@ mod tests {
         assert!(!keys.iter().any(|k| k == "listeners" || k == "mqtt"));
     }
 }
-
-#[cfg(test)]
-mod print {
-    #[test]
-    fn print_keys() {
-        for k in super::accepted_keys() {
-            println!("KEY {k}");
-        }
-    }
-}

@@ -31,7 +31,9 @@ pub struct MqttConfig {
     /// Whether a client's own publishes are withheld from its matching subscriptions
     /// (MQTT 3.x; MQTT 5 uses the No Local option). Default `false`.
     pub ignore_loop_deliver: bool,
-    /// Whether packets are checked strictly (UTF-8 validity, topic rules). Default `false`.
+    /// Whether packets are checked strictly (UTF-8 validity, topic rules). Junction always
+    /// is: `false` (EMQX's default, which lets invalid UTF-8 through) is refused ("not
+    /// supported yet"). Default `true`.
     pub strict_mode: bool,
     /// How long a new connection may stay silent before sending CONNECT. Default `"15s"`.
     pub idle_timeout: Duration,
@@ -113,7 +115,7 @@ impl Default for MqttConfig {
             shared_subscription: true,
             exclusive_subscription: false,
             ignore_loop_deliver: false,
-            strict_mode: false,
+            strict_mode: true,
             idle_timeout: Duration::from_secs(15),
             keepalive_multiplier: 1.5,
             server_keepalive: None,

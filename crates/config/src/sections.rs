@@ -13,8 +13,9 @@ pub struct NodeConfig {
     /// Directory for persistent data (relative paths are relative to the working
     /// directory). Default `"data"`.
     pub data_dir: PathBuf,
-    /// Erlang distribution cookie. Accepted so EMQX's stock `emqx.conf` loads;
-    /// Junction does not use it. Default unset.
+    /// Erlang distribution cookie. Junction has no Erlang distribution: setting it is
+    /// refused ("not supported yet"; clustering will come with its own keys). Default
+    /// unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cookie: Option<String>,
     /// Threads that run connections and routing: `"auto"` (one per CPU) or a number; 1
@@ -198,7 +199,8 @@ pub struct DashboardListeners {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DashboardHttpListener {
-    /// Whether the HTTP listener is started. Default `true`.
+    /// Whether the HTTP listener is started. The management API is not built yet: `true`
+    /// is refused ("not supported yet"). Default `false`.
     pub enable: bool,
     /// Address to listen on: a port or `"ip:port"`. Default `18083` (`0.0.0.0:18083`).
     pub bind: Bind,
@@ -207,8 +209,85 @@ pub struct DashboardHttpListener {
 impl Default for DashboardHttpListener {
     fn default() -> Self {
         DashboardHttpListener {
-            enable: true,
+            enable: false,
             bind: Bind::any(18083),
+        }
+    }
+}
+
+/// `authorization { … }` (EMQX's keys): the central authorization sources. The sources
+/// themselves come with a later release: a non-empty `sources` list, and any setting that
+/// only matters with sources or changes the verdict, are refused by name ("not supported
+/// yet"). What applies today is the built-in rule (`$SYS/` is published by the broker only)
+/// and the `client.authorize` hook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthorizationConfig {
+    /// Verdict when no source matches: `allow` or `deny`. Default `"allow"`.
+    pub no_match: AuthzVerdict,
+    /// What a denied client gets: `ignore` (the request is refused) or `disconnect`.
+    /// Default `"ignore"`.
+    pub deny_action: DenyAction,
+    /// Cache of source verdicts per client.
+    pub cache: AuthzCache,
+    /// Ordered sources (`file`, `built_in_database`, `http`, …). Default `[]`.
+    pub sources: Vec<serde_json::Value>,
+}
+
+impl Default for AuthorizationConfig {
+    fn default() -> Self {
+        AuthorizationConfig {
+            no_match: AuthzVerdict::Allow,
+            deny_action: DenyAction::Ignore,
+            cache: AuthzCache::default(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// `authorization.no_match`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthzVerdict {
+    /// Allowed.
+    #[default]
+    Allow,
+    /// Denied.
+    Deny,
+}
+
+/// `authorization.deny_action`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyAction {
+    /// Refuse the request, keep the connection.
+    #[default]
+    Ignore,
+    /// Close the connection.
+    Disconnect,
+}
+
+/// `authorization.cache { … }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthzCache {
+    /// Cache verdicts. Default `true`.
+    pub enable: bool,
+    /// Most verdicts cached per client. Default `32`.
+    pub max_size: u32,
+    /// How long a verdict is kept. Default `"1m"`.
+    pub ttl: Duration,
+    /// Topics never cached. Default `[]`.
+    pub excludes: Vec<String>,
+}
+
+impl Default for AuthzCache {
+    fn default() -> Self {
+        AuthzCache {
+            enable: true,
+            max_size: 32,
+            ttl: Duration::from_secs(60),
+            excludes: Vec::new(),
         }
     }
 }

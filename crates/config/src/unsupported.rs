@@ -1,0 +1,257 @@
+//! Keys the loader accepts (EMQX's configurations carry them) whose behaviour Junction does
+//! not offer yet. At their default they describe what Junction does; set to anything else
+//! they stop the start with the key's path and "not supported yet", so a configuration
+//! never relies on a setting that is quietly ignored. Every key's status is listed in
+//! [`crate::key_status`], which a test holds against the keys the types accept.
+
+use crate::error::ConfigError;
+use crate::gateway::GatewayListener;
+use crate::listener::{Piggyback, SslOptions, TcpOptions};
+use crate::mqtt::{MqueueDefaultPriority, PeerCertAs};
+use crate::sections::{AuthzCache, AuthzVerdict, DenyAction};
+use crate::tree::render_path;
+use crate::Config;
+
+/// The message every refusal carries.
+pub(crate) const NOT_SUPPORTED: &str = "not supported yet";
+
+fn refused(path: impl Into<String>, what: &str) -> ConfigError {
+    ConfigError::invalid(path, format!("{NOT_SUPPORTED}: {what}"))
+}
+
+/// Refuse the first key set to a value Junction does not support.
+pub(crate) fn refuse(config: &Config) -> Result<(), ConfigError> {
+    let check = |cond: bool, path: &str, what: &str| {
+        if cond {
+            Err(refused(path, what))
+        } else {
+            Ok(())
+        }
+    };
+    check(
+        config.node.cookie.is_some(),
+        "node.cookie",
+        "Junction has no Erlang distribution",
+    )?;
+    check(
+        !config.broker.enable_session_registry,
+        "broker.enable_session_registry",
+        "sessions are always registered by client id",
+    )?;
+    let mqtt = &config.mqtt;
+    check(
+        mqtt.exclusive_subscription,
+        "mqtt.exclusive_subscription",
+        "no $exclusive/ subscriptions",
+    )?;
+    check(
+        !mqtt.strict_mode,
+        "mqtt.strict_mode",
+        "packets are always checked strictly (invalid UTF-8 is refused)",
+    )?;
+    check(
+        mqtt.mqueue_priorities.is_some(),
+        "mqtt.mqueue_priorities",
+        "queues are first in, first out",
+    )?;
+    check(
+        mqtt.mqueue_default_priority != MqueueDefaultPriority::Lowest,
+        "mqtt.mqueue_default_priority",
+        "queues are first in, first out",
+    )?;
+    for (key, value) in [
+        ("mqtt.peer_cert_as_username", mqtt.peer_cert_as_username),
+        ("mqtt.peer_cert_as_clientid", mqtt.peer_cert_as_clientid),
+    ] {
+        check(
+            value != PeerCertAs::Disabled,
+            key,
+            "client certificates are verified but not read",
+        )?;
+    }
+    let events = &config.sys_topics.sys_event_messages;
+    check(
+        events.client_subscribed,
+        "sys_topics.sys_event_messages.client_subscribed",
+        "no subscribed events",
+    )?;
+    check(
+        events.client_unsubscribed,
+        "sys_topics.sys_event_messages.client_unsubscribed",
+        "no unsubscribed events",
+    )?;
+    let http = &config.dashboard.listeners.http;
+    check(
+        http.enable,
+        "dashboard.listeners.http.enable",
+        "the management API and dashboard are not built yet",
+    )?;
+    check(
+        http.bind != crate::sections::DashboardHttpListener::default().bind,
+        "dashboard.listeners.http.bind",
+        "the management API and dashboard are not built yet",
+    )?;
+    refuse_authorization(config)?;
+    for (kind, name, l) in config.listeners.iter() {
+        let path = |key: &[&str]| {
+            render_path(
+                ["listeners", kind.as_str(), name]
+                    .into_iter()
+                    .chain(key.iter().copied()),
+            )
+        };
+        check(l.zone != "default", &path(&["zone"]), "one zone, `default`")?;
+        refuse_tcp_options(&l.tcp_options, &path(&["tcp_options"]))?;
+        if let Some(ssl) = &l.ssl_options {
+            refuse_ssl_options(ssl, &path(&["ssl_options"]))?;
+        }
+        if let Some(ws) = &l.websocket {
+            check(
+                ws.compress,
+                &path(&["websocket", "compress"]),
+                "no permessage-deflate",
+            )?;
+            check(
+                ws.mqtt_piggyback == Piggyback::Single,
+                &path(&["websocket", "mqtt_piggyback"]),
+                "a WebSocket message may carry several packets (`multiple`)",
+            )?;
+        }
+    }
+    for (gateway, listeners) in [
+        ("stomp", &config.gateway.stomp.listeners),
+        ("mqttsn", &config.gateway.mqttsn.listeners),
+    ] {
+        for (kind, name, l) in listeners.iter() {
+            refuse_gateway_listener(gateway, kind, name, l)?;
+        }
+    }
+    for (name, section) in [
+        ("coap", &config.gateway.coap),
+        ("lwm2m", &config.gateway.lwm2m),
+        ("exproto", &config.gateway.exproto),
+        ("jt808", &config.gateway.jt808),
+        ("gbt32960", &config.gateway.gbt32960),
+        ("ocpp", &config.gateway.ocpp),
+        ("nats", &config.gateway.nats),
+    ] {
+        check(
+            section.is_some(),
+            &format!("gateway.{name}"),
+            "this gateway is not built yet",
+        )?;
+    }
+    Ok(())
+}
+
+fn refuse_authorization(config: &Config) -> Result<(), ConfigError> {
+    let authz = &config.authorization;
+    if !authz.sources.is_empty() {
+        return Err(refused(
+            "authorization.sources",
+            "authorization sources come with a later release",
+        ));
+    }
+    if authz.no_match != AuthzVerdict::Allow {
+        return Err(refused(
+            "authorization.no_match",
+            "without sources every request is allowed",
+        ));
+    }
+    if authz.deny_action != DenyAction::Ignore {
+        return Err(refused(
+            "authorization.deny_action",
+            "a denied request is refused, the connection kept",
+        ));
+    }
+    if authz.cache != AuthzCache::default() {
+        return Err(refused(
+            "authorization.cache",
+            "there are no source verdicts to cache",
+        ));
+    }
+    Ok(())
+}
+
+fn refuse_tcp_options(t: &TcpOptions, path: &str) -> Result<(), ConfigError> {
+    if t.buffer.is_some() {
+        return Err(refused(
+            format!("{path}.buffer"),
+            "the read buffer grows as needed",
+        ));
+    }
+    Ok(())
+}
+
+fn refuse_ssl_options(ssl: &SslOptions, path: &str) -> Result<(), ConfigError> {
+    if ssl.depth != SslOptions::default().depth {
+        return Err(refused(
+            format!("{path}.depth"),
+            "client chains are verified whole",
+        ));
+    }
+    if ssl.password.is_some() {
+        return Err(refused(
+            format!("{path}.password"),
+            "keyfile must not be encrypted",
+        ));
+    }
+    Ok(())
+}
+
+fn refuse_gateway_listener(
+    gateway: &str,
+    kind: &str,
+    name: &str,
+    l: &GatewayListener,
+) -> Result<(), ConfigError> {
+    let path = |key: &str| render_path(["gateway", gateway, "listeners", kind, name, key]);
+    let stream = matches!(kind, "tcp" | "ssl");
+    let only = |set: bool, key: &str, kinds: &str| {
+        if set {
+            Err(refused(
+                path(key),
+                &format!("{key} applies to {kinds} listeners"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if stream {
+        only(l.udp_options.is_some(), "udp_options", "udp and dtls")?;
+        only(l.health_check.is_some(), "health_check", "udp and dtls")?;
+        only(l.dtls_options.is_some(), "dtls_options", "dtls")?;
+        only(
+            kind == "tcp" && l.ssl_options.is_some(),
+            "ssl_options",
+            "ssl",
+        )?;
+    } else {
+        only(l.tcp_options.is_some(), "tcp_options", "tcp and ssl")?;
+        only(l.ssl_options.is_some(), "ssl_options", "ssl")?;
+        only(l.proxy_protocol, "proxy_protocol", "tcp and ssl")?;
+        only(
+            l.acceptors != GatewayListener::default().acceptors,
+            "acceptors",
+            "tcp and ssl",
+        )?;
+        if let Some(udp) = &l.udp_options {
+            if udp.active_n != crate::gateway::UdpOptions::default().active_n {
+                return Err(refused(
+                    path("udp_options") + ".active_n",
+                    "datagrams are read as they come",
+                ));
+            }
+        }
+        if l.dtls_options.is_some() {
+            return Err(refused(path("dtls_options"), "no DTLS listeners yet"));
+        }
+    }
+    if let Some(t) = &l.tcp_options {
+        refuse_tcp_options(t, &path("tcp_options"))?;
+    }
+    if let Some(ssl) = &l.ssl_options {
+        refuse_ssl_options(ssl, &path("ssl_options"))?;
+    }
+    Ok(())
+}
