@@ -321,3 +321,68 @@ def test_mosquitto_clients_with_client_cert(tls_broker, pki):
         capture_output=True, text=True, timeout=TIMEOUT,
     )
     assert r.returncode != 0, "mosquitto_pub without a client certificate was accepted"
+
+
+# ---------------------------------------------------------------------------------------
+# ssl_options.versions, ssl_options.ciphers, and PEM text instead of file paths
+
+
+@pytest.fixture(scope="module")
+def tuned_tls_broker(tmp_path_factory, pki) -> Broker:
+    v12_port, inline_port = free_port(), free_port()
+    cert_text = pki.server_cert.read_text()
+    key_text = pki.server_key.read_text()
+    config = f"""
+listeners.ssl.v12 {{
+  bind = "{HOST}:{v12_port}"
+  ssl_options {{
+    certfile = "{pki.server_cert}"
+    keyfile = "{pki.server_key}"
+    versions = ["tlsv1.2"]
+    ciphers = ["DHE-RSA-AES256-SHA", "ECDHE-ECDSA-AES128-GCM-SHA256"]
+  }}
+}}
+listeners.ssl.inline {{
+  bind = "{HOST}:{inline_port}"
+  ssl_options {{
+    certfile = \"\"\"{cert_text}\"\"\"
+    keyfile = \"\"\"{key_text}\"\"\"
+  }}
+}}
+"""
+    b = start_broker(tmp_path_factory.mktemp("junction-tls-tuned"), config=config)
+    yield b
+    alive = b.proc.poll() is None
+    b.stop()
+    assert alive, f"broker died during the tests (rc={b.proc.returncode}):\n{b.stderr_tail()}"
+
+
+def _handshake(port: int, pki: Pki, *, version=None, ciphers=None) -> tuple[str, str]:
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    if version is not None:
+        ctx.minimum_version = version
+        ctx.maximum_version = version
+    if ciphers is not None:
+        ctx.set_ciphers(ciphers)
+    with socket.create_connection((HOST, port), timeout=TIMEOUT) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            return s.version(), s.cipher()[0]
+
+
+def test_ssl_versions_and_ciphers_are_what_the_listener_offers(tuned_tls_broker, pki):
+    port = tuned_tls_broker.port("ssl:v12")
+    # Only TLS 1.2, and of the listed ciphers only the one the library has.
+    assert _handshake(port, pki) == ("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256")
+    with pytest.raises(ssl.SSLError):
+        _handshake(port, pki, version=ssl.TLSVersion.TLSv1_3)
+    with pytest.raises(ssl.SSLError):
+        _handshake(port, pki, version=ssl.TLSVersion.TLSv1_2, ciphers="ECDHE-ECDSA-AES256-GCM-SHA384")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_ssl_options_take_pem_text_as_well_as_paths(tuned_tls_broker, pki, clients, protocol):
+    port = tuned_tls_broker.port("ssl:inline")
+    tls = {"ca_certs": str(pki.ca)}
+    a = clients(port, protocol=protocol, tls=tls).connect()
+    b = clients(port, protocol=protocol, tls=tls).connect()
+    _exchange(a, b, qos=1)

@@ -4,16 +4,17 @@
 //! One generic [`GatewayRunner`] does the lifecycle for every gateway; what differs per
 //! protocol (its settings, how one listener starts) is a [`GatewayKind`].
 
+use crate::transport_opts::{apply_proxy_protocol, apply_ssl_options, apply_tcp_options};
 use anyhow::Context;
 use junction_auth::AuthnChains;
 use junction_broker::{Broker, KickReason};
 use junction_config::authn::AuthnConfig;
 use junction_config::{
-    ClientInfoOverride, GatewayListener, GatewayListeners, MqttSnGateway, SslVerify, StompGateway,
+    ClientInfoOverride, GatewayListener, GatewayListeners, MqttSnGateway, StompGateway,
 };
 use junction_gateway::{CommonSettings, GatewayCtx};
 use junction_session::SessionLimits;
-use junction_transport::{AccessList, ListenerHandle, ListenerKind, ListenerOptions, TlsOptions};
+use junction_transport::{AccessList, ListenerHandle, ListenerKind, ListenerOptions};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -322,30 +323,13 @@ fn tcp_listener_options(
     opts.max_connections = l.max_connections.map(|n| n as usize);
     opts.max_conn_rate = l.max_conn_rate.map(|n| n.min(u32::MAX as u64) as u32);
     if let Some(t) = &l.tcp_options {
-        opts.nodelay = t.nodelay;
-        opts.backlog = t.backlog;
-        opts.send_timeout = t.send_timeout.as_std();
-        opts.sndbuf = t.sndbuf.map(|b| b.as_u64() as usize);
-        opts.recbuf = t.recbuf.map(|b| b.as_u64() as usize);
-        opts.reuseaddr = t.reuseaddr;
+        apply_tcp_options(&mut opts, t);
     }
     opts.access = access_list(&l.access_rules);
-    opts.proxy_protocol = l.proxy_protocol.then(|| l.proxy_protocol_timeout.as_std());
+    apply_proxy_protocol(&mut opts, l.proxy_protocol, l.proxy_protocol_timeout);
     if let Some(ssl) = &l.ssl_options {
-        let path =
-            |what: &str| format!("gateway.{gateway}.listeners.{kind}.{name}.ssl_options.{what}");
-        opts.tls = Some(TlsOptions {
-            certfile: ssl
-                .certfile
-                .clone()
-                .with_context(|| path("certfile"))?
-                .into(),
-            keyfile: ssl.keyfile.clone().with_context(|| path("keyfile"))?.into(),
-            cacertfile: ssl.cacertfile.clone().map(Into::into),
-            verify_peer: ssl.verify == SslVerify::VerifyPeer,
-            fail_if_no_peer_cert: ssl.fail_if_no_peer_cert,
-        });
-        opts.handshake_timeout = ssl.handshake_timeout.as_std();
+        let path = format!("gateway.{gateway}.listeners.{kind}.{name}");
+        apply_ssl_options(&mut opts, ssl, &path)?;
     }
     Ok(opts)
 }

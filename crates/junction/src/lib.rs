@@ -6,21 +6,21 @@
 pub mod bench;
 mod durable;
 pub mod gateways;
+mod transport_opts;
 
 use anyhow::Context;
 use durable::{Durable, DurableOptions};
 use junction_auth::AuthnChains;
 use junction_broker::{Broker, BrokerSettings, KickReason, SharedStrategy};
-use junction_config::{Config, ListenerKind as CfgKind, SharedSubscriptionStrategy, SslVerify};
+use junction_config::{Config, ListenerKind as CfgKind, SharedSubscriptionStrategy};
 use junction_gw_mqtt::MqttSettings;
 use junction_session::SessionLimits;
 use junction_store::Store;
-use junction_transport::{
-    ListenerHandle, ListenerKind, ListenerOptions, OriginCheck, TlsOptions, WsOptions,
-};
+use junction_transport::{ListenerHandle, ListenerKind, ListenerOptions, OriginCheck, WsOptions};
 use junction_types::QoS;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use transport_opts::{apply_proxy_protocol, apply_ssl_options, apply_tcp_options};
 
 /// A running server.
 #[derive(Debug)]
@@ -290,35 +290,15 @@ fn listener_options(
     let mut opts = ListenerOptions::new(id.clone(), tkind, l.bind.0);
     opts.max_connections = l.max_connections.map(|n| n as usize);
     opts.max_conn_rate = l.max_conn_rate.map(|n| n.min(u32::MAX as u64) as u32);
-    opts.nodelay = l.tcp_options.nodelay;
-    opts.backlog = l.tcp_options.backlog;
-    opts.send_timeout = l.tcp_options.send_timeout.as_std();
-    opts.sndbuf = l.tcp_options.sndbuf.map(|b| b.as_u64() as usize);
-    opts.recbuf = l.tcp_options.recbuf.map(|b| b.as_u64() as usize);
-    opts.reuseaddr = l.tcp_options.reuseaddr;
-    opts.proxy_protocol = l.proxy_protocol.then(|| l.proxy_protocol_timeout.as_std());
+    apply_tcp_options(&mut opts, &l.tcp_options);
     opts.access = gateways::access_list(&l.access_rules);
+    apply_proxy_protocol(&mut opts, l.proxy_protocol, l.proxy_protocol_timeout);
     if let Some(ssl) = &l.ssl_options {
-        let certfile = ssl.certfile.clone().with_context(|| {
-            format!(
-                "listeners.{}.{name}.ssl_options.certfile is required",
-                kind.as_str()
-            )
-        })?;
-        let keyfile = ssl.keyfile.clone().with_context(|| {
-            format!(
-                "listeners.{}.{name}.ssl_options.keyfile is required",
-                kind.as_str()
-            )
-        })?;
-        opts.tls = Some(TlsOptions {
-            certfile: certfile.into(),
-            keyfile: keyfile.into(),
-            cacertfile: ssl.cacertfile.clone().map(Into::into),
-            verify_peer: ssl.verify == SslVerify::VerifyPeer,
-            fail_if_no_peer_cert: ssl.fail_if_no_peer_cert,
-        });
-        opts.handshake_timeout = ssl.handshake_timeout.as_std();
+        apply_ssl_options(
+            &mut opts,
+            ssl,
+            &format!("listeners.{}.{name}", kind.as_str()),
+        )?;
     }
     if let Some(ws) = &l.websocket {
         opts.ws = WsOptions {

@@ -11,7 +11,7 @@ mod tls;
 
 pub use stream::Stream;
 
-pub use tls::{load_server_config, TlsOptions};
+pub use tls::{load_server_config, Pem, TlsOptions, TlsVersion};
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
