@@ -289,6 +289,12 @@ impl Conn {
             client_id = format!("junction-{:016x}", rand::random::<u64>()).into();
             assigned = true;
         }
+        // `use_username_as_clientid`: as EMQX, before authentication and the mountpoint.
+        if settings.use_username_as_clientid {
+            if let Some(username) = connect.username.as_ref().filter(|u| !u.is_empty()) {
+                client_id = detach(username);
+            }
+        }
         // The listener's mountpoint; a client id or user name that would widen or move it
         // is not a valid client identifier here.
         let mountpoint = render(

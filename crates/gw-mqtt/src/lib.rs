@@ -52,6 +52,9 @@ pub struct MqttSettings {
     /// The listener's `mountpoint` template (`${clientid}`, `${username}`, `${zone}`);
     /// empty: none.
     pub mountpoint: String,
+    /// `mqtt.use_username_as_clientid`: an authenticated client with a user name takes
+    /// it as its client id.
+    pub use_username_as_clientid: bool,
 }
 
 impl Default for MqttSettings {
@@ -75,6 +78,7 @@ impl Default for MqttSettings {
             message_expiry_interval: None,
             authn: Arc::default(),
             mountpoint: String::new(),
+            use_username_as_clientid: false,
         }
     }
 }

@@ -19,6 +19,7 @@ mod listener;
 
 pub use listener::{start_udp, UdpListenerHandle};
 
+use bytes::Bytes;
 use junction_session::SessionLimits;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -54,6 +55,43 @@ pub struct MqttSnSettings {
     pub session: SessionLimits,
     /// `access_rules`: datagrams from other peers are dropped.
     pub access: junction_transport::AccessList,
+    /// The UDP socket and peer-table settings of the listener.
+    pub udp: UdpSettings,
+}
+
+/// A UDP listener's own keys: `max_connections`, `max_conn_rate`, `udp_options`,
+/// `health_check`.
+#[derive(Debug, Clone)]
+pub struct UdpSettings {
+    /// `max_connections`: most peers with a client task; a CONNECT from one more is dropped.
+    pub max_peers: Option<usize>,
+    /// `max_conn_rate`: most new client tasks a second; a CONNECT past it is dropped.
+    pub max_new_peers_per_sec: Option<u32>,
+    /// `udp_options.recbuf` (`SO_RCVBUF`).
+    pub recbuf: Option<usize>,
+    /// `udp_options.sndbuf` (`SO_SNDBUF`).
+    pub sndbuf: Option<usize>,
+    /// `udp_options.reuseaddr`.
+    pub reuseaddr: bool,
+    /// `udp_options.buffer`: the largest datagram read (longer ones are cut, so refused
+    /// as malformed). Default 65,536.
+    pub buffer: usize,
+    /// `health_check`: a datagram equal to `request` is answered with `reply`.
+    pub health_check: Option<(Bytes, Bytes)>,
+}
+
+impl Default for UdpSettings {
+    fn default() -> Self {
+        UdpSettings {
+            max_peers: Some(1024),
+            max_new_peers_per_sec: Some(1000),
+            recbuf: None,
+            sndbuf: None,
+            reuseaddr: true,
+            buffer: 65_536,
+            health_check: None,
+        }
+    }
 }
 
 impl Default for MqttSnSettings {
@@ -69,6 +107,7 @@ impl Default for MqttSnSettings {
             advertise_to: None,
             session: SessionLimits::default(),
             access: junction_transport::AccessList::default(),
+            udp: UdpSettings::default(),
         }
     }
 }

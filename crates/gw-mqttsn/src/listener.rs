@@ -161,7 +161,7 @@ pub async fn start_udp(
     id: String,
     bind: SocketAddr,
 ) -> std::io::Result<UdpListenerHandle> {
-    let socket = Arc::new(UdpSocket::bind(bind).await?);
+    let socket = Arc::new(bind_udp(bind, &settings.udp)?);
     let local_addr = socket.local_addr()?;
     let mut by_id = HashMap::new();
     let mut by_name = HashMap::new();
@@ -195,8 +195,29 @@ pub async fn start_udp(
     })
 }
 
+/// A UDP socket with the listener's `udp_options`.
+fn bind_udp(bind: SocketAddr, udp: &crate::UdpSettings) -> std::io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(bind);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    socket.set_reuse_address(udp.reuseaddr)?;
+    if let Some(size) = udp.recbuf {
+        socket.set_recv_buffer_size(size)?;
+    }
+    if let Some(size) = udp.sndbuf {
+        socket.set_send_buffer_size(size)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&bind.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 async fn recv_loop(shared: Arc<Shared>) {
-    let mut buf = vec![0u8; 65_536];
+    let mut buf = vec![0u8; shared.settings.udp.buffer.clamp(64, 65_536)];
+    let mut new_peers = shared
+        .settings
+        .udp
+        .max_new_peers_per_sec
+        .map(junction_transport::RateLimiter::new);
     loop {
         let (n, peer) = match shared.socket.recv_from(&mut buf).await {
             Ok(r) => r,
@@ -211,6 +232,12 @@ async fn recv_loop(shared: Arc<Shared>) {
             continue;
         }
         shared.ctx.metrics.add("bytes.received", n as u64);
+        if let Some((request, reply)) = &shared.settings.udp.health_check {
+            if buf[..n] == request[..] {
+                let _ = shared.socket.send_to(reply, peer).await;
+                continue;
+            }
+        }
         let msg = match decode(Bytes::copy_from_slice(&buf[..n])) {
             Ok(m) => m,
             Err(e) => {
@@ -246,12 +273,17 @@ async fn recv_loop(shared: Arc<Shared>) {
             },
             None => msg,
         };
-        unknown_peer(&shared, peer, msg).await;
+        unknown_peer(&shared, peer, msg, &mut new_peers).await;
     }
 }
 
 /// A datagram from an address without a client task.
-async fn unknown_peer(shared: &Arc<Shared>, peer: SocketAddr, msg: Message) {
+async fn unknown_peer(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    msg: Message,
+    new_peers: &mut Option<junction_transport::RateLimiter>,
+) {
     match msg {
         Message::Publish {
             flags,
@@ -267,6 +299,18 @@ async fn unknown_peer(shared: &Arc<Shared>, peer: SocketAddr, msg: Message) {
                 .await;
         }
         Message::Connect { .. } | Message::PingReq { client_id: Some(_) } => {
+            // `max_connections` and `max_conn_rate` bound the client tasks: past them the
+            // datagram is dropped and the client retries later, as over TCP.
+            let full = shared
+                .settings
+                .udp
+                .max_peers
+                .is_some_and(|max| shared.peers.lock().len() >= max);
+            if full || new_peers.as_mut().is_some_and(|r| r.take().is_some()) {
+                shared.ctx.metrics.inc("packets.dropped");
+                tracing::debug!(%peer, full, "mqtt-sn peer over max_connections or max_conn_rate: dropped");
+                return;
+            }
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
             let task = shared.next_task.fetch_add(1, Ordering::Relaxed);
             let _ = tx.try_send(msg);

@@ -325,6 +325,7 @@ fn tcp_listener_options(
     if let Some(t) = &l.tcp_options {
         apply_tcp_options(&mut opts, t);
     }
+    opts.acceptors = (l.acceptors as usize).clamp(1, 1024);
     opts.access = access_list(&l.access_rules);
     apply_proxy_protocol(&mut opts, l.proxy_protocol, l.proxy_protocol_timeout);
     if let Some(ssl) = &l.ssl_options {
@@ -452,6 +453,7 @@ impl GatewayKind for MqttSn {
             anyhow::bail!("{id}: {kind} listeners are not supported yet");
         }
         let bind = bind_of(Self::NAME, kind, name, l)?;
+        let udp = l.udp_options.clone().unwrap_or_default();
         let settings = Arc::new(junction_gw_mqttsn::MqttSnSettings {
             gateway_id: c.gateway_id,
             enable_qos3: c.enable_qos3,
@@ -465,6 +467,26 @@ impl GatewayKind for MqttSn {
             broadcast: c.broadcast,
             session: ctx.settings().session,
             access: access_list(&l.access_rules),
+            udp: junction_gw_mqttsn::UdpSettings {
+                max_peers: l.max_connections.map(|n| n.min(usize::MAX as u64) as usize),
+                max_new_peers_per_sec: l.max_conn_rate.map(|n| n.min(u32::MAX as u64) as u32),
+                recbuf: udp
+                    .recbuf
+                    .map(|b| b.as_u64().min(usize::MAX as u64) as usize),
+                sndbuf: udp
+                    .sndbuf
+                    .map(|b| b.as_u64().min(usize::MAX as u64) as usize),
+                reuseaddr: udp.reuseaddr,
+                buffer: udp
+                    .buffer
+                    .map_or(65_536, |b| b.as_u64().min(65_536) as usize),
+                health_check: l.health_check.as_ref().map(|h| {
+                    (
+                        bytes::Bytes::from(h.request.clone()),
+                        bytes::Bytes::from(h.reply.clone()),
+                    )
+                }),
+            },
             // ADVERTISE every 15 min to the interfaces' broadcast addresses.
             ..junction_gw_mqttsn::MqttSnSettings::default()
         });

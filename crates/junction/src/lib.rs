@@ -271,6 +271,7 @@ fn mqtt_settings(config: &Config) -> MqttSettings {
             .map(|d| d.as_secs().min(u32::MAX as u64) as u32),
         authn: Arc::default(),
         mountpoint: String::new(),
+        use_username_as_clientid: m.use_username_as_clientid,
     }
 }
 

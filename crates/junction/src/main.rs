@@ -45,7 +45,9 @@ fn start(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(path.as_deref(), std::env::vars())
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let level = format!("{:?}", config.log.console.level).to_lowercase();
+    // `log.console.enable = false` silences the console (RUST_LOG still wins, for debugging).
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| match level.as_str() {
+        _ if !config.log.console.enable => "off".into(),
         "debug" => "debug".into(),
         "info" | "notice" => "info".into(),
         "warning" => "warn".into(),

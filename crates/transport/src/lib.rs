@@ -186,6 +186,8 @@ pub struct ListenerOptions {
     pub recbuf: Option<usize>,
     /// `tcp_options.reuseaddr`: `SO_REUSEADDR` on the listening socket.
     pub reuseaddr: bool,
+    /// `acceptors`: accept loops sharing the socket (at least one).
+    pub acceptors: usize,
     /// `proxy_protocol` with its `proxy_protocol_timeout`: every connection must open with
     /// a PROXY protocol v1 or v2 header within this time, and the client address it names
     /// is the peer from then on (access rules included). `None`: no header expected.
@@ -211,6 +213,7 @@ impl ListenerOptions {
             sndbuf: None,
             recbuf: None,
             reuseaddr: true,
+            acceptors: 1,
             proxy_protocol: None,
         }
     }
@@ -270,6 +273,8 @@ pub struct ListenerHandle {
     pub local_addr: SocketAddr,
     /// Live connection count.
     pub connections: Arc<AtomicUsize>,
+    /// Accept loops running (`acceptors`).
+    pub accept_loops: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -313,15 +318,18 @@ fn bind_socket(opts: &ListenerOptions) -> std::io::Result<TcpListener> {
 }
 
 /// A token bucket for `max_conn_rate`: when empty the accept loop waits, so new
-/// connections wait in the kernel's backlog rather than being refused.
-struct RateLimiter {
+/// connections wait in the kernel's backlog rather than being refused (a datagram
+/// listener drops the new peer's datagram instead).
+#[derive(Debug)]
+pub struct RateLimiter {
     rate: f64,
     tokens: f64,
     last: tokio::time::Instant,
 }
 
 impl RateLimiter {
-    fn new(per_sec: u32) -> Self {
+    /// A full bucket of `per_sec` tokens, refilled at `per_sec` a second.
+    pub fn new(per_sec: u32) -> Self {
         RateLimiter {
             rate: per_sec.max(1) as f64,
             tokens: per_sec.max(1) as f64,
@@ -329,18 +337,27 @@ impl RateLimiter {
         }
     }
 
-    async fn acquire(&mut self) {
+    /// Take a token, or say how long until one is due.
+    pub fn take(&mut self) -> Option<Duration> {
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return None;
+        }
+        Some(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+    }
+
+    /// Wait for a token of a limiter the accept loops share.
+    async fn acquire(limiter: &parking_lot::Mutex<RateLimiter>) {
         loop {
-            let now = tokio::time::Instant::now();
-            let elapsed = now.duration_since(self.last).as_secs_f64();
-            self.last = now;
-            self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-            if self.tokens >= 1.0 {
-                self.tokens -= 1.0;
-                return;
+            let wait = limiter.lock().take();
+            match wait {
+                None => return,
+                Some(wait) => tokio::time::sleep(wait).await,
             }
-            let wait = (1.0 - self.tokens) / self.rate;
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         }
     }
 }
@@ -387,94 +404,141 @@ where
     let id: Arc<str> = opts.id.as_str().into();
     let handle_id = opts.id.clone();
     let sockport = local_addr.port();
+    let accept_loops = Arc::new(AtomicUsize::new(0));
+    let acceptor = Arc::new(Acceptor {
+        loops: accept_loops.clone(),
+        listener,
+        limiter: opts
+            .max_conn_rate
+            .map(|r| parking_lot::Mutex::new(RateLimiter::new(r))),
+        count,
+        handler,
+        tls,
+        id,
+        sockport,
+        opts,
+    });
+    // `acceptors` accept loops share the socket, the rate limit and the connection count;
+    // aborting the listener's task drops the set, which aborts them all.
     let task = tokio::spawn(async move {
-        let mut limiter = opts.max_conn_rate.map(RateLimiter::new);
-        loop {
-            if let Some(l) = limiter.as_mut() {
-                l.acquire().await;
-            }
-            let (sock, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off rather than spin.
-                    tracing::warn!(listener = %opts.id, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            // Behind a proxy, the rules are for the client it names (checked below).
-            if opts.proxy_protocol.is_none() && !opts.access.allows(peer.ip()) {
-                tracing::debug!(listener = %opts.id, %peer, "denied by access_rules, closing");
-                drop(sock);
-                continue;
-            }
-            let n = count.fetch_add(1, Ordering::Relaxed) + 1;
-            let permit = ConnPermit {
-                count: count.clone(),
-            };
-            if opts.max_connections.is_some_and(|max| n > max) {
-                tracing::debug!(listener = %opts.id, %peer, "max_connections reached, closing");
-                drop(sock);
-                drop(permit);
-                continue;
-            }
-            let _ = sock.set_nodelay(opts.nodelay);
-            if let Some(size) = opts.sndbuf {
-                let _ = socket2::SockRef::from(&sock).set_send_buffer_size(size);
-            }
-            let handler = handler.clone();
-            let opts = opts.clone();
-            let tls = tls.clone();
-            let id = id.clone();
-            tokio::spawn(async move {
-                let mut sock = sock;
-                let mut peer = peer;
-                if let Some(limit) = opts.proxy_protocol {
-                    match tokio::time::timeout(limit, proxy::read_header(&mut sock)).await {
-                        Ok(Ok(proxy::ProxyHeader::Proxied(client))) => peer = client,
-                        Ok(Ok(proxy::ProxyHeader::Local)) => {}
-                        Ok(Err(e)) => {
-                            tracing::debug!(listener = %opts.id, %peer, error = %e, "no PROXY header, closing");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(listener = %opts.id, %peer, "PROXY header timed out, closing");
-                            return;
-                        }
-                    }
-                    if !opts.access.allows(peer.ip()) {
-                        tracing::debug!(listener = %opts.id, %peer, "denied by access_rules, closing");
-                        return;
-                    }
-                }
-                let ready =
-                    tokio::time::timeout(opts.handshake_timeout, handshake(sock, tls, &opts)).await;
-                match ready {
-                    Ok(Ok((stream, forwarded))) => {
-                        handler(Accepted {
-                            stream,
-                            peer: forwarded.unwrap_or(peer),
-                            listener: id,
-                            sockport,
-                            permit,
-                            send_timeout: opts.send_timeout,
-                        })
-                        .await
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(listener = %opts.id, %peer, error = %e, "handshake failed")
-                    }
-                    Err(_) => tracing::debug!(listener = %opts.id, %peer, "handshake timed out"),
-                }
-            });
+        let mut loops = tokio::task::JoinSet::new();
+        for _ in 0..acceptor.opts.acceptors.max(1) {
+            loops.spawn(accept_loop(acceptor.clone()));
         }
+        while loops.join_next().await.is_some() {}
     });
     Ok(ListenerHandle {
         id: handle_id,
         local_addr,
         connections,
+        accept_loops,
         task,
     })
+}
+
+/// What the accept loops of one listener share.
+struct Acceptor<H> {
+    /// How many loops run.
+    loops: Arc<AtomicUsize>,
+    listener: TcpListener,
+    limiter: Option<parking_lot::Mutex<RateLimiter>>,
+    count: Arc<AtomicUsize>,
+    handler: Arc<H>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    id: Arc<str>,
+    sockport: u16,
+    opts: Arc<ListenerOptions>,
+}
+
+/// Accept connections within the limits and hand each, once through its handshakes, to
+/// the handler in a task of its own.
+async fn accept_loop<H, F>(a: Arc<Acceptor<H>>)
+where
+    H: Fn(Accepted) -> F + Send + Sync + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let opts = &a.opts;
+    a.loops.fetch_add(1, Ordering::Relaxed);
+    loop {
+        if let Some(limiter) = &a.limiter {
+            RateLimiter::acquire(limiter).await;
+        }
+        let (sock, peer) = match a.listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off rather than spin.
+                tracing::warn!(listener = %opts.id, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Behind a proxy, the rules are for the client it names (checked below).
+        if opts.proxy_protocol.is_none() && !opts.access.allows(peer.ip()) {
+            tracing::debug!(listener = %opts.id, %peer, "denied by access_rules, closing");
+            drop(sock);
+            continue;
+        }
+        let n = a.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let permit = ConnPermit {
+            count: a.count.clone(),
+        };
+        if opts.max_connections.is_some_and(|max| n > max) {
+            tracing::debug!(listener = %opts.id, %peer, "max_connections reached, closing");
+            drop(sock);
+            drop(permit);
+            continue;
+        }
+        let _ = sock.set_nodelay(opts.nodelay);
+        if let Some(size) = opts.sndbuf {
+            let _ = socket2::SockRef::from(&sock).set_send_buffer_size(size);
+        }
+        let handler = a.handler.clone();
+        let opts = a.opts.clone();
+        let tls = a.tls.clone();
+        let id = a.id.clone();
+        let sockport = a.sockport;
+        tokio::spawn(async move {
+            let mut sock = sock;
+            let mut peer = peer;
+            if let Some(limit) = opts.proxy_protocol {
+                match tokio::time::timeout(limit, proxy::read_header(&mut sock)).await {
+                    Ok(Ok(proxy::ProxyHeader::Proxied(client))) => peer = client,
+                    Ok(Ok(proxy::ProxyHeader::Local)) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(listener = %opts.id, %peer, error = %e, "no PROXY header, closing");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(listener = %opts.id, %peer, "PROXY header timed out, closing");
+                        return;
+                    }
+                }
+                if !opts.access.allows(peer.ip()) {
+                    tracing::debug!(listener = %opts.id, %peer, "denied by access_rules, closing");
+                    return;
+                }
+            }
+            let ready =
+                tokio::time::timeout(opts.handshake_timeout, handshake(sock, tls, &opts)).await;
+            match ready {
+                Ok(Ok((stream, forwarded))) => {
+                    handler(Accepted {
+                        stream,
+                        peer: forwarded.unwrap_or(peer),
+                        listener: id,
+                        sockport,
+                        permit,
+                        send_timeout: opts.send_timeout,
+                    })
+                    .await
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = %opts.id, %peer, error = %e, "handshake failed")
+                }
+                Err(_) => tracing::debug!(listener = %opts.id, %peer, "handshake timed out"),
+            }
+        });
+    }
 }
 
 /// The TLS handshake and the WebSocket upgrade; for WebSocket, also the client address a
@@ -498,5 +562,47 @@ async fn handshake(
             },
             None,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acceptors_accept_loops_share_one_socket_and_serve_every_connection() {
+        let mut opts = ListenerOptions::new(
+            "stomp:tcp:test",
+            ListenerKind::Tcp,
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        opts.acceptors = 3;
+        let served = Arc::new(AtomicUsize::new(0));
+        let seen = served.clone();
+        let handle = start(opts, move |mut accepted: Accepted| {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(1, Ordering::Relaxed);
+                accepted.stream.shutdown().await;
+            }
+        })
+        .await
+        .unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..20 {
+            let mut c = TcpStream::connect(handle.local_addr).await.unwrap();
+            c.write_all(b"x").await.unwrap();
+            clients.push(c);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while served.load(Ordering::Relaxed) < 20 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not every connection was served"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(handle.accept_loops.load(Ordering::Relaxed), 3);
     }
 }

@@ -566,3 +566,48 @@ async fn an_mqttsn_client_id_that_would_widen_the_mountpoint_is_refused() {
     }
     sn.connect("fine").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_username_as_clientid_names_the_session_after_the_user() {
+    let s = TestServer::start_with("mqtt.use_username_as_clientid = true").await;
+    let mut opts = v4::options(s.tcp, "ignored-id");
+    opts.set_credentials("alice", "pw");
+    let _c = v4::connect(opts).await;
+    assert!(s.broker().lookup("alice").is_some());
+    assert!(s.broker().lookup("ignored-id").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqttsn_listener_keeps_to_max_connections_and_answers_its_health_check() {
+    let s = TestServer::start_with(
+        "gateway.mqttsn.listeners.udp.default { max_connections = 2, \
+         health_check { request = \"ping?\", reply = \"pong!\" } }",
+    )
+    .await;
+    let addr = sn_addr(&s);
+    let a = Sn::new(addr).await;
+    a.connect("first").await;
+    let b = Sn::new(addr).await;
+    b.connect("second").await;
+    // A third address gets no task and no answer; the first two are still served.
+    let c = Sn::new(addr).await;
+    c.send(SnMessage::Connect {
+        flags: Flags::default(),
+        protocol_id: 1,
+        duration: 60,
+        client_id: "third".into(),
+    })
+    .await;
+    assert!(c.silent_for(QUIET).await, "a third peer was admitted");
+    a.send(SnMessage::PingReq { client_id: None }).await;
+    assert!(matches!(a.recv().await, SnMessage::PingResp));
+    // The load balancer's probe is answered by the listener itself.
+    let probe = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    probe.send_to(b"ping?", addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let (n, _) = tokio::time::timeout(WAIT, probe.recv_from(&mut buf))
+        .await
+        .expect("a health check reply")
+        .unwrap();
+    assert_eq!(&buf[..n], b"pong!");
+}
