@@ -8,6 +8,7 @@ mod crash;
 mod durable;
 mod gateways;
 mod hardening;
+mod keys;
 mod listeners;
 mod load;
 mod malformed;
