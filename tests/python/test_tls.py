@@ -8,6 +8,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -329,7 +330,7 @@ def test_mosquitto_clients_with_client_cert(tls_broker, pki):
 
 @pytest.fixture(scope="module")
 def tuned_tls_broker(tmp_path_factory, pki) -> Broker:
-    v12_port, inline_port = free_port(), free_port()
+    v12_port, inline_port, quick_port = free_port(), free_port(), free_port()
     cert_text = pki.server_cert.read_text()
     key_text = pki.server_key.read_text()
     config = f"""
@@ -340,6 +341,14 @@ listeners.ssl.v12 {{
     keyfile = "{pki.server_key}"
     versions = ["tlsv1.2"]
     ciphers = ["DHE-RSA-AES256-SHA", "ECDHE-ECDSA-AES128-GCM-SHA256"]
+  }}
+}}
+listeners.ssl.quick {{
+  bind = "{HOST}:{quick_port}"
+  ssl_options {{
+    certfile = "{pki.server_cert}"
+    keyfile = "{pki.server_key}"
+    handshake_timeout = 300ms
   }}
 }}
 listeners.ssl.inline {{
@@ -386,3 +395,17 @@ def test_ssl_options_take_pem_text_as_well_as_paths(tuned_tls_broker, pki, clien
     a = clients(port, protocol=protocol, tls=tls).connect()
     b = clients(port, protocol=protocol, tls=tls).connect()
     _exchange(a, b, qos=1)
+
+
+def test_ssl_handshake_timeout_closes_a_client_that_never_says_hello(tuned_tls_broker):
+    port = tuned_tls_broker.port("ssl:quick")
+    with socket.create_connection((HOST, port), timeout=TIMEOUT) as s:
+        started = time.monotonic()
+        s.settimeout(TIMEOUT)
+        try:
+            data = s.recv(16)
+        except ConnectionResetError:
+            data = b""
+        assert data == b""
+        # Closed by the 300 ms handshake timeout, not by anything slower.
+        assert time.monotonic() - started < 3.0

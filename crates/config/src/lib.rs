@@ -16,6 +16,7 @@
 pub mod authn;
 mod error;
 mod gateway;
+mod key_status;
 mod keys;
 mod listener;
 mod mqtt;
@@ -30,6 +31,7 @@ pub use gateway::{
     ClientInfoOverride, GatewayListener, GatewayListeners, Gateways, HealthCheck, MqttSnGateway,
     PredefinedTopic, StompFrame, StompGateway, UdpOptions,
 };
+pub use key_status::{key_list_markdown, key_status, KeyStatus, KEY_STATUS};
 pub use keys::accepted_keys;
 pub use listener::{
     AccessAction, AccessRule, AccessTarget, Listener, ListenerKind, Listeners, Piggyback,

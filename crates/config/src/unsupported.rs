@@ -164,11 +164,19 @@ fn refuse_authorization(config: &Config) -> Result<(), ConfigError> {
             "a denied request is refused, the connection kept",
         ));
     }
-    if authz.cache != AuthzCache::default() {
-        return Err(refused(
-            "authorization.cache",
-            "there are no source verdicts to cache",
-        ));
+    let default = AuthzCache::default();
+    for (key, differs) in [
+        ("enable", authz.cache.enable != default.enable),
+        ("max_size", authz.cache.max_size != default.max_size),
+        ("ttl", authz.cache.ttl != default.ttl),
+        ("excludes", authz.cache.excludes != default.excludes),
+    ] {
+        if differs {
+            return Err(refused(
+                format!("authorization.cache.{key}"),
+                "there are no source verdicts to cache",
+            ));
+        }
     }
     Ok(())
 }
@@ -206,6 +214,12 @@ fn refuse_gateway_listener(
     l: &GatewayListener,
 ) -> Result<(), ConfigError> {
     let path = |key: &str| render_path(["gateway", gateway, "listeners", kind, name, key]);
+    if kind == "dtls" {
+        return Err(refused(
+            render_path(["gateway", gateway, "listeners", kind, name]),
+            "DTLS listeners come with the gateway SDK",
+        ));
+    }
     let stream = matches!(kind, "tcp" | "ssl");
     let only = |set: bool, key: &str, kinds: &str| {
         if set {
@@ -231,6 +245,11 @@ fn refuse_gateway_listener(
         only(l.ssl_options.is_some(), "ssl_options", "ssl")?;
         only(l.proxy_protocol, "proxy_protocol", "tcp and ssl")?;
         only(
+            l.proxy_protocol_timeout != GatewayListener::default().proxy_protocol_timeout,
+            "proxy_protocol_timeout",
+            "tcp and ssl",
+        )?;
+        only(
             l.acceptors != GatewayListener::default().acceptors,
             "acceptors",
             "tcp and ssl",
@@ -243,9 +262,7 @@ fn refuse_gateway_listener(
                 ));
             }
         }
-        if l.dtls_options.is_some() {
-            return Err(refused(path("dtls_options"), "no DTLS listeners yet"));
-        }
+        only(l.dtls_options.is_some(), "dtls_options", "dtls")?;
     }
     if let Some(t) = &l.tcp_options {
         refuse_tcp_options(t, &path("tcp_options"))?;

@@ -367,3 +367,24 @@ async fn negative_qos_publish(
     shared.ctx.metrics.inc("messages.received");
     shared.ctx.broker.publish(msg);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn udp_options_reach_the_socket() {
+        let udp = crate::UdpSettings {
+            recbuf: Some(64 * 1024),
+            sndbuf: Some(32 * 1024),
+            reuseaddr: false,
+            ..crate::UdpSettings::default()
+        };
+        let socket = bind_udp("127.0.0.1:0".parse().unwrap(), &udp).unwrap();
+        let r = socket2::SockRef::from(&socket);
+        assert!(!r.reuse_address().unwrap());
+        // Linux doubles what it is given.
+        assert!(r.recv_buffer_size().unwrap() >= 64 * 1024);
+        assert!(r.send_buffer_size().unwrap() >= 32 * 1024);
+    }
+}

@@ -605,4 +605,45 @@ mod tests {
         }
         assert_eq!(handle.accept_loops.load(Ordering::Relaxed), 3);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tcp_options_reach_the_listening_and_the_accepted_sockets() {
+        let mut opts = ListenerOptions::new(
+            "tcp:opts",
+            ListenerKind::Tcp,
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        opts.reuseaddr = false;
+        opts.recbuf = Some(96 * 1024);
+        let listener = bind_socket(&opts).unwrap();
+        let sock = socket2::SockRef::from(&listener);
+        assert!(!sock.reuse_address().unwrap());
+        // Linux doubles what it is given.
+        assert!(sock.recv_buffer_size().unwrap() >= 96 * 1024);
+        drop(listener);
+
+        opts.nodelay = false;
+        opts.sndbuf = Some(24 * 1024);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = parking_lot::Mutex::new(Some(tx));
+        let handle = start(opts, move |accepted: Accepted| {
+            let seen = match &accepted.stream {
+                Stream::Tcp(s) => {
+                    let r = socket2::SockRef::from(s);
+                    Some((r.tcp_nodelay().unwrap(), r.send_buffer_size().unwrap()))
+                }
+                _ => None,
+            };
+            if let Some(tx) = tx.lock().take() {
+                let _ = tx.send(seen);
+            }
+            async move { drop(accepted) }
+        })
+        .await
+        .unwrap();
+        let _c = TcpStream::connect(handle.local_addr).await.unwrap();
+        let (nodelay, sndbuf) = rx.await.unwrap().unwrap();
+        assert!(!nodelay);
+        assert!(sndbuf >= 24 * 1024);
+    }
 }

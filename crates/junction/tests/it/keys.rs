@@ -203,3 +203,174 @@ async fn websocket_mqtt_path_and_supported_subprotocols_gate_the_upgrade() {
         .await
         .is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_subscriptions_answers_quota_exceeded_past_it() {
+    let s = TestServer::start_with("mqtt.max_subscriptions = 2").await;
+    let (mut c, _) = Raw::open(s.tcp, V5, "quota", true).await;
+    for (id, filter, code) in [(1u16, "a", 0u8), (2, "b", 0), (3, "c", 0x97), (4, "a", 0)] {
+        assert_eq!(
+            c.subscribe(pk::subscribe(id, filter, QoS::AtMostOnce))
+                .await,
+            [code],
+            "{filter}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_subscription_false_refuses_share_filters() {
+    let s = TestServer::start_with("mqtt.shared_subscription = false").await;
+    let (mut c, ack) = Raw::open(s.tcp, V5, "no-share", true).await;
+    assert_eq!(ack.properties.shared_subscription_available, Some(false));
+    assert_eq!(
+        c.subscribe(pk::subscribe(1, "$share/g/t", QoS::AtMostOnce))
+            .await,
+        [0x9E]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_expiry_interval_caps_messages_that_set_none() {
+    let s = TestServer::start_with("mqtt.message_expiry_interval = 1h").await;
+    let (mut sub, _) = Raw::open(s.tcp, V5, "exp-sub", true).await;
+    sub.subscribe(pk::subscribe(1, "exp", QoS::AtMostOnce))
+        .await;
+    let (mut publisher, _) = Raw::open(s.tcp, V5, "exp-pub", true).await;
+    publisher
+        .send(&Packet::Publish(pk::publish(
+            "exp",
+            QoS::AtMostOnce,
+            None,
+            "x",
+        )))
+        .await;
+    let p = sub.next_publish().await.unwrap();
+    let left = p.properties.message_expiry_interval.expect("an expiry");
+    assert!((3590..=3600).contains(&left), "{left}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_if_no_subprotocol_false_upgrades_without_one() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = TestServer::start_with("listeners.ws.default.websocket.fail_if_no_subprotocol = false")
+        .await;
+    let req = format!("ws://{}/mqtt", s.ws).into_client_request().unwrap();
+    assert!(tokio_tungstenite::connect_async(req).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_max_frame_size_closes_on_a_larger_frame_header() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_with("listeners.ws.default.websocket.max_frame_size = 1KB").await;
+    let mut sock = tokio::net::TcpStream::connect(s.ws).await.unwrap();
+    sock.write_all(
+        b"GET /mqtt HTTP/1.1\r\nHost: j\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 512];
+    let n = sock.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 101"));
+    // A binary frame announcing 2 KiB (masked, 16-bit length): refused from its header.
+    sock.write_all(&[0x82, 0x80 | 126, 0x08, 0x00, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(WAIT, sock.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection stayed open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_idle_timeout_bounds_the_upgrade() {
+    use tokio::io::AsyncReadExt;
+    let s = TestServer::start_with("listeners.ws.default.websocket.idle_timeout = 200ms").await;
+    // A connection that never sends its upgrade request is closed.
+    let mut sock = tokio::net::TcpStream::connect(s.ws).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(WAIT, sock.read(&mut buf))
+        .await
+        .expect("closed within the wait")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_address_and_port_headers_name_the_websocket_client() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let s = TestServer::start_with(
+        "listeners.ws.default.websocket { proxy_address_header = \"X-Real-IP\", \
+         proxy_port_header = \"X-Real-Port\" }",
+    )
+    .await;
+    let (mut watcher, _) = Raw::open(s.tcp, V4, "ws-watch", true).await;
+    watcher
+        .subscribe(pk::subscribe(
+            1,
+            "$SYS/brokers/+/clients/+/connected",
+            QoS::AtMostOnce,
+        ))
+        .await;
+    let mut req = format!("ws://{}/mqtt", s.ws).into_client_request().unwrap();
+    let h = req.headers_mut();
+    h.insert("sec-websocket-protocol", "mqtt".parse().unwrap());
+    h.insert("x-real-ip", "203.0.113.9, 10.0.0.1".parse().unwrap());
+    h.insert("x-real-port", "4242".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut connect = bytes::BytesMut::new();
+    junction_codec_mqtt::Codec::new(V4, 1 << 20)
+        .encode(
+            &Packet::Connect(Box::new(pk::connect(V4, "behind-proxy", true, 30))),
+            &mut connect,
+        )
+        .unwrap();
+    ws.send(Message::Binary(connect.freeze())).await.unwrap();
+    let event = watcher.next_publish().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
+    assert_eq!(body["ipaddress"], "203.0.113.9", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqttsn_udp_buffer_and_max_conn_rate_are_kept() {
+    use crate::gateways::{sn::Sn, sn_addr};
+    use junction_codec_mqttsn::{Flags, Message as SnMessage};
+    let s = TestServer::start_with(
+        "gateway.mqttsn.listeners.udp.default { max_conn_rate = 1, udp_options.buffer = 64B }",
+    )
+    .await;
+    let addr = sn_addr(&s);
+    let first = Sn::new(addr).await;
+    first.connect("rate-1").await;
+    // The bucket held one: a second new peer within the second is dropped.
+    let second = Sn::new(addr).await;
+    second
+        .send(SnMessage::Connect {
+            flags: Flags::default(),
+            protocol_id: 1,
+            duration: 60,
+            client_id: "rate-2".into(),
+        })
+        .await;
+    assert!(
+        second.silent_for(QUIET).await,
+        "a peer past max_conn_rate was admitted"
+    );
+    // A datagram longer than `buffer` is cut short, so refused as malformed.
+    let gateway = s.server.as_ref().unwrap().gateway("mqttsn").await.unwrap();
+    let before = gateway.metrics.get("packets.frame_error");
+    first
+        .send(SnMessage::Register {
+            topic_id: 0,
+            msg_id: 3,
+            topic_name: "t/".repeat(40).into(),
+        })
+        .await;
+    eventually("the long datagram is refused", || {
+        gateway.metrics.get("packets.frame_error") == before + 1
+    })
+    .await;
+}
