@@ -12,6 +12,10 @@
 #                                         # `floor` is scripts/bench-floor.c: one read and
 #                                         # one write per message and nothing else, what the
 #                                         # kernel charges any broker (built with gcc)
+#   JUNCTION_BASE_BIN=/path/to/older/junction BENCH_BROKERS="junction_base junction mosquitto" \
+#     BENCH_SCENARIOS="p2p-q0 fanout-q0" scripts/bench.sh
+#                                         # before and after a change, in one run: the
+#                                         # `junction` binary of another revision
 #   BENCH_BROKERS="junction junction_ack mosquitto mosquitto_persist" \
 #     BENCH_SCENARIOS="mem-q1 persist-q1" scripts/bench.sh
 #                                         # QoS 1 to persistent sessions: both durability
@@ -39,7 +43,7 @@ CLK_TCK=$(getconf CLK_TCK)
 JUNCTION="$ROOT/target/release/junction"
 PERSIST_MESSAGES=${BENCH_PERSIST_MESSAGES:-200000}
 declare -A PORT=([junction]=18831 [mosquitto]=18832 [rumqttd]=18833 [junction_1t]=18834
-    [junction_ack]=18837 [mosquitto_persist]=18838 [floor]=18839)
+    [junction_ack]=18837 [mosquitto_persist]=18838 [floor]=18839 [junction_base]=18840)
 FLOOR="$ROOT/target/bench-floor"
 # Junction's gateway listeners (gateway.stomp.listeners.tcp.default and
 # gateway.mqttsn.listeners.udp.default), moved off their default ports.
@@ -141,7 +145,7 @@ start_junction() {
         JUNCTION_MQTT__MAX_INFLIGHT=32 \
         JUNCTION_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND="127.0.0.1:$STOMP_PORT" \
         JUNCTION_GATEWAY__MQTTSN__LISTENERS__UDP__DEFAULT__BIND="127.0.0.1:$MQTTSN_PORT" \
-        "$JUNCTION" start >"$BROKER_LOG" 2>&1 &
+        "${JUNCTION_RUN_BIN:-$JUNCTION}" start >"$BROKER_LOG" 2>&1 &
     BROKER_PID=$!
     local deadline=$((SECONDS + 20))
     until grep -q "junction: started" "$BROKER_LOG" 2>/dev/null; do
@@ -155,6 +159,12 @@ start_junction() {
 # fairest per-CPU comparison on a 2-core machine that also runs the load tool.
 start_junction_1t() {
     JUNCTION_NODE__WORKER_THREADS=1 start_junction "$@"
+}
+
+# Another revision's binary (JUNCTION_BASE_BIN), for a before/after comparison in one run.
+start_junction_base() {
+    [[ -x "${JUNCTION_BASE_BIN:-}" ]] || return 1
+    JUNCTION_RUN_BIN="$JUNCTION_BASE_BIN" start_junction "$@"
 }
 
 # Junction committing before every PUBACK/PUBREC (durable_sessions.commit_before_ack);
