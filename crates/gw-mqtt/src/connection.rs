@@ -586,16 +586,26 @@ impl Conn {
             return Err(Exit::Closed);
         }
         let n = self.wbuf.len();
-        // A peer that stopped reading blocks this write: the kick and the keepalive still
+        // What the socket takes at once needs no wait (nearly always all of it).
+        let sent = match self.stream.write_now(&self.wbuf) {
+            Ok(sent) => sent,
+            Err(_) => {
+                self.wbuf.clear();
+                self.write_cut = true;
+                return Err(Exit::Closed);
+            }
+        };
+        if sent == n {
+            self.wbuf.clear();
+            Metrics::add(&self.broker.metrics.bytes_sent, n as u64);
+            return Ok(());
+        }
+        // A peer that stopped reading blocks the rest: the kick and the keepalive still
         // end the connection, and a write that makes no progress for `send_timeout` does.
         let keepalive = self.keepalive_timeout().map(|ka| self.last_recv + ka);
         let res = tokio::select! {
             biased;
-            kicked = self.kick.wait() => Err(Exit::Kicked(kicked)),
-            _ = tokio::time::sleep_until(keepalive.unwrap_or_else(far_future)) => {
-                Err(Exit::Error(reason::KEEP_ALIVE_TIMEOUT, "keepalive timeout"))
-            }
-            res = self.stream.write_within(&self.wbuf, self.send_timeout) => match res {
+            res = self.stream.write_within(&self.wbuf[sent..], self.send_timeout) => match res {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     Metrics::inc(&self.broker.metrics.send_timeout);
@@ -603,6 +613,10 @@ impl Conn {
                 }
                 Err(_) => Err(Exit::Closed),
             },
+            kicked = self.kick.wait() => Err(Exit::Kicked(kicked)),
+            _ = tokio::time::sleep_until(keepalive.unwrap_or_else(far_future)) => {
+                Err(Exit::Error(reason::KEEP_ALIVE_TIMEOUT, "keepalive timeout"))
+            }
         };
         self.wbuf.clear();
         match res {

@@ -485,17 +485,29 @@ impl Conn {
             return Err(Exit::Closed);
         }
         let n = self.wbuf.len();
-        // A client that stopped reading blocks this write: kicks and the heart-beat check
+        // What the socket takes at once needs no wait (nearly always all of it).
+        let sent = match self.stream.write_now(&self.wbuf) {
+            Ok(sent) => sent,
+            Err(_) => {
+                self.wbuf.clear();
+                self.write_cut = true;
+                return Err(Exit::Closed);
+            }
+        };
+        if sent == n {
+            self.wbuf.clear();
+            self.ctx.metrics.add("bytes.sent", n as u64);
+            self.stats.send_oct.fetch_add(n as u64, Ordering::Relaxed);
+            return Ok(());
+        }
+        // A client that stopped reading blocks the rest: kicks and the heart-beat check
         // still end the connection, and a write that makes no progress for `send_timeout`
         // does.
         let silent_until = self.recv_within.map(|w| self.last_recv + w);
         let far = Instant::now() + Duration::from_secs(86400 * 365);
         let res = tokio::select! {
             biased;
-            kicked = self.kick.wait() => Err(Exit::Kicked(kicked)),
-            kicked = self.evict.wait() => Err(Exit::Kicked(kicked)),
-            _ = tokio::time::sleep_until(silent_until.unwrap_or(far)) => Err(Exit::HeartbeatTimeout),
-            res = self.stream.write_within(&self.wbuf, self.send_timeout) => match res {
+            res = self.stream.write_within(&self.wbuf[sent..], self.send_timeout) => match res {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     self.ctx.metrics.inc("send.timeout");
@@ -503,6 +515,9 @@ impl Conn {
                 }
                 Err(_) => Err(Exit::Closed),
             },
+            kicked = self.kick.wait() => Err(Exit::Kicked(kicked)),
+            kicked = self.evict.wait() => Err(Exit::Kicked(kicked)),
+            _ = tokio::time::sleep_until(silent_until.unwrap_or(far)) => Err(Exit::HeartbeatTimeout),
         };
         self.wbuf.clear();
         match res {

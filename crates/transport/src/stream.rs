@@ -176,6 +176,25 @@ impl Stream {
         }
     }
 
+    /// Write what the socket takes now, without waiting: how many bytes of `data` went.
+    /// A plain TCP socket almost always takes a whole batch, and then the caller needs no
+    /// timer or other wait at all; TLS and WebSocket streams take nothing here.
+    pub fn write_now(&mut self, data: &[u8]) -> io::Result<usize> {
+        let Stream::Tcp(s) = self else {
+            return Ok(0);
+        };
+        let mut done = 0;
+        while done < data.len() {
+            match s.try_write(&data[done..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
     /// Close the stream politely (TLS close_notify, WebSocket close frame, TCP FIN).
     pub async fn shutdown(&mut self) {
         match self {
