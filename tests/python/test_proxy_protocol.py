@@ -197,12 +197,22 @@ def test_access_rules_judge_the_address_in_the_proxy_header(proxied, name, liste
         c.close()
 
 
-@pytest.mark.parametrize("listener", ["tcp:proxied", "ssl:proxied", "ws:proxied", "wss:proxied"])
+# What each listener's client would send first, where the header should be.
+FIRST_BYTES = {
+    "tcp:proxied": bytes.fromhex("101000044d5154540402003c0004616263ff"),  # MQTT CONNECT
+    "ssl:proxied": bytes.fromhex("16030100"),  # a TLS record header
+    "ws:proxied": b"GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n",
+    "wss:proxied": bytes.fromhex("16030100"),
+    "stomp:tcp:proxied": b"CONNECT\naccept-version:1.2\n\n\x00",
+    "stomp:ssl:proxied": bytes.fromhex("16030100"),
+}
+
+
+@pytest.mark.parametrize("listener", list(FIRST_BYTES))
 def test_a_connection_without_a_proxy_header_is_refused(proxied, listener):
     port = proxied.broker.port(listener)
     with socket.create_connection((HOST, port), timeout=TIMEOUT) as s:
-        # An MQTT 3.1.1 CONNECT where the header should be.
-        s.sendall(bytes.fromhex("101000044d5154540402003c0004616263ff"))
+        s.sendall(FIRST_BYTES[listener])
         s.settimeout(TIMEOUT)
         try:
             data = s.recv(100)
