@@ -23,7 +23,7 @@ use junction_codec_mqtt::{
 };
 use junction_session::{AckResult, Delivery, IncomingQos2, Outbound, SessionLimits, SubOptions};
 use junction_topic::mountpoint::{render, Mountpoint, Placeholders};
-use junction_transport::{Accepted, Stream};
+use junction_transport::{Accepted, SendError, Stream};
 use junction_types::{now_ms, ClientInfo, Message, MessageProperties, QoS};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -586,51 +586,37 @@ impl Conn {
             return Err(Exit::Closed);
         }
         let n = self.wbuf.len();
-        // What the socket takes at once needs no wait (nearly always all of it).
-        let sent = match self.stream.write_now(&self.wbuf) {
-            Ok(sent) => sent,
-            Err(_) => {
-                self.wbuf.clear();
-                self.write_cut = true;
-                return Err(Exit::Closed);
-            }
-        };
-        if sent == n {
-            self.wbuf.clear();
-            Metrics::add(&self.broker.metrics.bytes_sent, n as u64);
-            return Ok(());
-        }
-        // A peer that stopped reading blocks the rest: the kick and the keepalive still
+        // A peer that stopped reading blocks the write: the kick and the keepalive still
         // end the connection, and a write that makes no progress for `send_timeout` does.
         let keepalive = self.keepalive_timeout().map(|ka| self.last_recv + ka);
-        let res = tokio::select! {
-            biased;
-            res = self.stream.write_within(&self.wbuf[sent..], self.send_timeout) => match res {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    Metrics::inc(&self.broker.metrics.send_timeout);
-                    Err(Exit::Error(reason::UNSPECIFIED_ERROR, "send_timeout"))
+        let kick = &mut self.kick;
+        let res = self
+            .stream
+            .send(&self.wbuf, self.send_timeout, || async move {
+                tokio::select! {
+                    kicked = kick.wait() => Exit::Kicked(kicked),
+                    _ = tokio::time::sleep_until(keepalive.unwrap_or_else(far_future)) => {
+                        Exit::Error(reason::KEEP_ALIVE_TIMEOUT, "keepalive timeout")
+                    }
                 }
-                Err(_) => Err(Exit::Closed),
-            },
-            kicked = self.kick.wait() => Err(Exit::Kicked(kicked)),
-            _ = tokio::time::sleep_until(keepalive.unwrap_or_else(far_future)) => {
-                Err(Exit::Error(reason::KEEP_ALIVE_TIMEOUT, "keepalive timeout"))
-            }
-        };
+            })
+            .await;
         self.wbuf.clear();
-        match res {
+        let exit = match res {
             Ok(()) => {
                 Metrics::add(&self.broker.metrics.bytes_sent, n as u64);
-                Ok(())
+                return Ok(());
             }
-            Err(exit) => {
-                // Part of the buffer may have gone: the stream is no longer at a packet
-                // boundary.
-                self.write_cut = true;
-                Err(exit)
+            Err(SendError::Stalled) => {
+                Metrics::inc(&self.broker.metrics.send_timeout);
+                Exit::Error(reason::UNSPECIFIED_ERROR, "send_timeout")
             }
-        }
+            Err(SendError::Closed) => Exit::Closed,
+            Err(SendError::Interrupted(exit)) => exit,
+        };
+        // Part of the buffer may have gone: the stream is no longer at a packet boundary.
+        self.write_cut = true;
+        Err(exit)
     }
 
     fn keepalive_timeout(&self) -> Option<Duration> {

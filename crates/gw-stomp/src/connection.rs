@@ -14,7 +14,7 @@ use junction_gateway::{
     CallError, ClientCall, ClientInfo, ConnStats, GatewayCtx, Mountpoint, SubscriptionInfo,
 };
 use junction_session::{Delivery, Outbound, SubOptions};
-use junction_transport::{Accepted, Stream};
+use junction_transport::{Accepted, SendError, Stream};
 use junction_types::{now_ms, MessageProperties, QoS};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -485,53 +485,39 @@ impl Conn {
             return Err(Exit::Closed);
         }
         let n = self.wbuf.len();
-        // What the socket takes at once needs no wait (nearly always all of it).
-        let sent = match self.stream.write_now(&self.wbuf) {
-            Ok(sent) => sent,
-            Err(_) => {
-                self.wbuf.clear();
-                self.write_cut = true;
-                return Err(Exit::Closed);
-            }
-        };
-        if sent == n {
-            self.wbuf.clear();
-            self.ctx.metrics.add("bytes.sent", n as u64);
-            self.stats.send_oct.fetch_add(n as u64, Ordering::Relaxed);
-            return Ok(());
-        }
-        // A client that stopped reading blocks the rest: kicks and the heart-beat check
+        // A client that stopped reading blocks the write: kicks and the heart-beat check
         // still end the connection, and a write that makes no progress for `send_timeout`
         // does.
         let silent_until = self.recv_within.map(|w| self.last_recv + w);
-        let far = Instant::now() + Duration::from_secs(86400 * 365);
-        let res = tokio::select! {
-            biased;
-            res = self.stream.write_within(&self.wbuf[sent..], self.send_timeout) => match res {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    self.ctx.metrics.inc("send.timeout");
-                    Err(Exit::Error("send_timeout"))
+        let (kick, evict) = (&mut self.kick, &mut self.evict);
+        let res = self
+            .stream
+            .send(&self.wbuf, self.send_timeout, || async move {
+                let far = Instant::now() + Duration::from_secs(86400 * 365);
+                tokio::select! {
+                    kicked = kick.wait() => Exit::Kicked(kicked),
+                    kicked = evict.wait() => Exit::Kicked(kicked),
+                    _ = tokio::time::sleep_until(silent_until.unwrap_or(far)) => Exit::HeartbeatTimeout,
                 }
-                Err(_) => Err(Exit::Closed),
-            },
-            kicked = self.kick.wait() => Err(Exit::Kicked(kicked)),
-            kicked = self.evict.wait() => Err(Exit::Kicked(kicked)),
-            _ = tokio::time::sleep_until(silent_until.unwrap_or(far)) => Err(Exit::HeartbeatTimeout),
-        };
+            })
+            .await;
         self.wbuf.clear();
-        match res {
+        let exit = match res {
             Ok(()) => {
                 self.ctx.metrics.add("bytes.sent", n as u64);
                 self.stats.send_oct.fetch_add(n as u64, Ordering::Relaxed);
-                Ok(())
+                return Ok(());
             }
-            Err(exit) => {
-                // Part of the buffer may have gone: the stream is not at a frame boundary.
-                self.write_cut = true;
-                Err(exit)
+            Err(SendError::Stalled) => {
+                self.ctx.metrics.inc("send.timeout");
+                Exit::Error("send_timeout")
             }
-        }
+            Err(SendError::Closed) => Exit::Closed,
+            Err(SendError::Interrupted(exit)) => exit,
+        };
+        // Part of the buffer may have gone: the stream is not at a frame boundary.
+        self.write_cut = true;
+        Err(exit)
     }
 
     /// When the heart-beat timer must next fire.

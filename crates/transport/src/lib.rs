@@ -9,7 +9,7 @@ pub mod proxy;
 mod stream;
 mod tls;
 
-pub use stream::Stream;
+pub use stream::{SendError, Stream};
 
 pub use tls::{load_server_config, Pem, TlsOptions, TlsVersion};
 

@@ -176,10 +176,47 @@ impl Stream {
         }
     }
 
+    /// Write all of `data` for a connection's packet loop: at once when the socket takes
+    /// it (nearly always, and then nothing else is set up: no timer, no wait), else
+    /// waiting while each write makes progress within `stall` (`tcp_options.send_timeout`)
+    /// and giving up as soon as the future `interrupt()` builds completes (a kick, a
+    /// keepalive deadline: what still ends a connection whose peer stopped reading).
+    /// After an error the stream may hold part of `data`: write nothing more to it.
+    pub async fn send<E, F>(
+        &mut self,
+        data: &[u8],
+        stall: Duration,
+        interrupt: impl FnOnce() -> F,
+    ) -> Result<(), SendError<E>>
+    where
+        F: std::future::Future<Output = E>,
+    {
+        let sent = self.write_now(data).map_err(|_| SendError::Closed)?;
+        if sent == data.len() {
+            return Ok(());
+        }
+        // The waiting part lives on the heap, only while a write is blocked: idle
+        // connections (whose futures embed this one) stay small.
+        let interrupt = interrupt();
+        let rest = &data[sent..];
+        Box::pin(async move {
+            tokio::select! {
+                biased;
+                res = self.write_within(rest, stall) => match res {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(SendError::Stalled),
+                    Err(_) => Err(SendError::Closed),
+                },
+                why = interrupt => Err(SendError::Interrupted(why)),
+            }
+        })
+        .await
+    }
+
     /// Write what the socket takes now, without waiting: how many bytes of `data` went.
-    /// A plain TCP socket almost always takes a whole batch, and then the caller needs no
-    /// timer or other wait at all; TLS and WebSocket streams take nothing here.
-    pub fn write_now(&mut self, data: &[u8]) -> io::Result<usize> {
+    /// A plain TCP socket almost always takes a whole batch; TLS and WebSocket streams
+    /// take nothing here.
+    fn write_now(&mut self, data: &[u8]) -> io::Result<usize> {
         let Stream::Tcp(s) = self else {
             return Ok(0);
         };
@@ -218,6 +255,17 @@ impl Stream {
             Stream::Ws(_) => "ws",
         }
     }
+}
+
+/// Why [`Stream::send`] stopped short.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError<E> {
+    /// No progress for `tcp_options.send_timeout`: the peer stopped reading.
+    Stalled,
+    /// The stream failed or the peer is gone.
+    Closed,
+    /// The interrupt came first (its value).
+    Interrupted(E),
 }
 
 /// Write `data`, giving up when one write call makes no progress for `stall`.
