@@ -107,6 +107,10 @@ pub struct BrokerSettings {
     pub sys_event_client_connected: bool,
     /// `sys_topics.sys_event_messages.client_disconnected`.
     pub sys_event_client_disconnected: bool,
+    /// `sys_topics.sys_event_messages.client_subscribed`.
+    pub sys_event_client_subscribed: bool,
+    /// `sys_topics.sys_event_messages.client_unsubscribed`.
+    pub sys_event_client_unsubscribed: bool,
     /// Upper bound of QoS 0 messages buffered for one connected client.
     pub max_outbox_qos0: usize,
     /// The same in payload bytes (`mqtt.max_outbox_bytes`).
@@ -126,6 +130,8 @@ impl Default for BrokerSettings {
             sys_heartbeat_interval: Some(Duration::from_secs(30)),
             sys_event_client_connected: true,
             sys_event_client_disconnected: true,
+            sys_event_client_subscribed: false,
+            sys_event_client_unsubscribed: false,
             max_outbox_qos0: 10_000,
             max_outbox_bytes: 16 << 20,
             topic_limits: junction_topic::TopicLimits::default(),

@@ -77,6 +77,54 @@ impl Broker {
         self.publish(system_message(topic, body.to_string(), false));
     }
 
+    /// The body of a subscribed / unsubscribed event (EMQX's keys).
+    pub fn sys_subscription_body(
+        clientid: &str,
+        username: Option<&str>,
+        protocol: &str,
+        topic: &str,
+        opts: Option<&junction_session::SubOptions>,
+    ) -> serde_json::Value {
+        let mut body = json!({
+            "clientid": clientid,
+            "username": username,
+            "protocol": protocol,
+            "topic": topic,
+            "ts": junction_types::now_ms(),
+        });
+        if let Some(o) = opts {
+            body["subopts"] = json!({
+                "qos": o.qos.as_u8(),
+                "nl": u8::from(o.no_local),
+                "rap": u8::from(o.retain_as_published),
+                "rh": o.retain_handling,
+            });
+        }
+        body
+    }
+
+    /// Publish `$SYS/brokers/<node>/clients/<clientid>/subscribed` or `…/unsubscribed`
+    /// (an MQTT client's), when `sys_event_messages` asks for it. `opts`: the subscription
+    /// options of a subscribe; `None` for an unsubscribe.
+    pub fn sys_client_subscription(
+        &self,
+        clientid: &str,
+        username: Option<&str>,
+        topic: &str,
+        opts: Option<&junction_session::SubOptions>,
+    ) {
+        let (wanted, event) = match opts {
+            Some(_) => (self.settings.sys_event_client_subscribed, "subscribed"),
+            None => (self.settings.sys_event_client_unsubscribed, "unsubscribed"),
+        };
+        if !wanted {
+            return;
+        }
+        let body = Self::sys_subscription_body(clientid, username, "mqtt", topic, opts);
+        let topic = self.sys_topic(&format!("clients/{clientid}/{event}"));
+        self.publish(system_message(topic, body.to_string(), false));
+    }
+
     /// Publish the static `$SYS` topics (retained) once.
     pub fn sys_publish_static(&self) {
         self.publish(system_message(self.sys_topic("version"), VERSION, true));

@@ -108,10 +108,13 @@ pub const KEY_STATUS: &[(&str, KeyStatus)] = &[
         "sys_topics.sys_event_messages.client_disconnected",
         H("sys_client_connected_and_disconnected_events"),
     ),
-    ("sys_topics.sys_event_messages.client_subscribed", U("true")),
+    (
+        "sys_topics.sys_event_messages.client_subscribed",
+        H("sys_subscribed_and_unsubscribed_events_follow_sys_event_messages"),
+    ),
     (
         "sys_topics.sys_event_messages.client_unsubscribed",
-        U("true"),
+        H("sys_subscribed_and_unsubscribed_events_follow_sys_event_messages"),
     ),
     // -- mqtt ----------------------------------------------------------------------------
     (

@@ -69,17 +69,6 @@ pub(crate) fn refuse(config: &Config) -> Result<(), ConfigError> {
             "client certificates are verified but not read",
         )?;
     }
-    let events = &config.sys_topics.sys_event_messages;
-    check(
-        events.client_subscribed,
-        "sys_topics.sys_event_messages.client_subscribed",
-        "no subscribed events",
-    )?;
-    check(
-        events.client_unsubscribed,
-        "sys_topics.sys_event_messages.client_unsubscribed",
-        "no unsubscribed events",
-    )?;
     let http = &config.dashboard.listeners.http;
     check(
         http.enable,

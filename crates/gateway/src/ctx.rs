@@ -418,6 +418,7 @@ impl GatewayCtx {
         let mounted = mountpoint.mount_filter(filter);
         let existed = self.broker.subscribe(cell, &mounted, opts)?;
         self.metrics.inc("session.subscribed");
+        self.sys_subscription(info, &mounted, Some(&opts));
         self.broker.hooks.session_subscribed.run(
             info,
             &mut SessionSubArgs {
@@ -440,6 +441,7 @@ impl GatewayCtx {
         let removed = self.broker.unsubscribe(cell, &mounted);
         if removed {
             self.metrics.inc("session.unsubscribed");
+            self.sys_subscription(info, &mounted, None);
             self.broker.hooks.session_unsubscribed.run(
                 info,
                 &mut SessionSubArgs {
@@ -580,6 +582,26 @@ impl GatewayCtx {
     }
 
     /// `$SYS/brokers/<node>/gateway/<protocol>/clients/<clientid>/<event>` (reference §1.11).
+    /// `$SYS/brokers/<node>/gateway/<protocol>/clients/<id>/subscribed` or `…/unsubscribed`,
+    /// when `sys_event_messages` asks for it.
+    fn sys_subscription(&self, info: &ClientInfo, topic: &str, opts: Option<&SubOptions>) {
+        let settings = &self.broker.settings;
+        let (wanted, event) = match opts {
+            Some(_) => (settings.sys_event_client_subscribed, "subscribed"),
+            None => (settings.sys_event_client_unsubscribed, "unsubscribed"),
+        };
+        if wanted {
+            let body = Broker::sys_subscription_body(
+                &info.clientid,
+                info.username.as_deref(),
+                info.protocol,
+                topic,
+                opts,
+            );
+            self.sys_event(&info.clientid, event, body);
+        }
+    }
+
     fn sys_event(&self, clientid: &str, event: &str, body: serde_json::Value) {
         let topic = format!(
             "$SYS/brokers/{}/gateway/{}/clients/{clientid}/{event}",

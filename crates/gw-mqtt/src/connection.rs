@@ -1101,6 +1101,12 @@ impl Conn {
         };
         match self.broker.subscribe(&self.cell, &mounted, sub) {
             Ok(_) => {
+                self.broker.sys_client_subscription(
+                    &self.client_id,
+                    self.username.as_deref(),
+                    &mounted,
+                    Some(&sub),
+                );
                 if !self.broker.hooks.session_subscribed.is_empty() {
                     self.broker.hooks.session_subscribed.run(
                         &self.info(),
@@ -1139,6 +1145,12 @@ impl Conn {
                     .broker
                     .unsubscribe(&self.cell, &self.mountpoint.mount_filter(f))
                 {
+                    self.broker.sys_client_subscription(
+                        &self.client_id,
+                        self.username.as_deref(),
+                        &self.mountpoint.mount_filter(f),
+                        None,
+                    );
                     if !hooks.session_unsubscribed.is_empty() {
                         hooks.session_unsubscribed.run(
                             &self.info(),

@@ -230,6 +230,8 @@ fn broker_settings(config: &Config) -> BrokerSettings {
         sys_heartbeat_interval: sys.sys_heartbeat_interval.map(|d| d.as_std()),
         sys_event_client_connected: sys.sys_event_messages.client_connected,
         sys_event_client_disconnected: sys.sys_event_messages.client_disconnected,
+        sys_event_client_subscribed: sys.sys_event_messages.client_subscribed,
+        sys_event_client_unsubscribed: sys.sys_event_messages.client_unsubscribed,
         max_outbox_qos0: config
             .mqtt
             .max_mqueue_len

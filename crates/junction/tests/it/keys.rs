@@ -374,3 +374,40 @@ async fn mqttsn_udp_buffer_and_max_conn_rate_are_kept() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sys_subscribed_and_unsubscribed_events_follow_sys_event_messages() {
+    let s = TestServer::start_with(
+        "sys_topics.sys_event_messages { client_subscribed = true, client_unsubscribed = true }",
+    )
+    .await;
+    let (mut watcher, _) = Raw::open(s.tcp, V4, "sys-sub-watch", true).await;
+    watcher
+        .subscribe(pk::subscribe(
+            1,
+            "$SYS/brokers/+/clients/+/+",
+            QoS::AtMostOnce,
+        ))
+        .await;
+    let (mut c, _) = Raw::open(s.tcp, V5, "subber", true).await;
+    c.subscribe(pk::subscribe(1, "t/#", QoS::AtLeastOnce)).await;
+    c.send(&Packet::Unsubscribe(junction_codec_mqtt::Unsubscribe {
+        packet_id: 2,
+        filters: vec!["t/#".into()],
+        user_properties: vec![],
+    }))
+    .await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let p = watcher.next_publish().await.expect("an event");
+        if p.topic.contains("/clients/subber/") && p.topic.ends_with("subscribed") {
+            let body: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+            assert_eq!(body["topic"], "t/#");
+            seen.push(p.topic.rsplit('/').next().unwrap().to_string());
+            if seen.len() == 1 {
+                assert_eq!(body["subopts"]["qos"], 1);
+            }
+        }
+    }
+    assert_eq!(seen, ["subscribed", "unsubscribed"]);
+}
