@@ -1,29 +1,20 @@
 //! Mountpoints (the shared part lives in [`junction_topic::mountpoint`]) and the
 //! `clientinfo_override` templates of the gateways.
 
-pub use junction_topic::mountpoint::{render, Mountpoint, Placeholders, UnsafePlaceholder};
+pub use junction_topic::mountpoint::{expand, render, Mountpoint, Placeholders, UnsafePlaceholder};
 
 /// Render a `clientinfo_override` template (reference §1.6): each `${path}` is replaced by
 /// `lookup(path)` (`Packet.headers.login`, `ConnInfo.clientid`, …); a path with no value
 /// renders empty, so an override that finds nothing leaves an empty result, which the
 /// gateway replaces by its default (a random client id, the packet's own user name).
 pub fn render_override(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        if let Some(v) = lookup(&after[..end]) {
-            out.push_str(&v);
-        }
-        rest = &after[end + 1..];
+    let rendered = expand(template, |path| {
+        Ok::<_, std::convert::Infallible>(Some(lookup(path).unwrap_or_default()))
+    });
+    match rendered {
+        Ok(text) => text,
+        Err(never) => match never {},
     }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]

@@ -33,9 +33,13 @@ pub struct UnsafePlaceholder {
     pub placeholder: &'static str,
 }
 
-/// Render a template: replace each known placeholder that has a value. A value with `+`,
-/// `#`, `/` or U+0000 is refused ([`UnsafePlaceholder`]).
-pub fn render(template: &str, vars: &Placeholders<'_>) -> Result<String, UnsafePlaceholder> {
+/// Expand the `${name}` placeholders of `template`: `value(name)` gives the text for one,
+/// `Ok(None)` keeps it as written, or an error stops. An unclosed `${` is text. Mountpoints
+/// and the gateways' `clientinfo_override` templates both render through it.
+pub fn expand<E>(
+    template: &str,
+    mut value: impl FnMut(&str) -> Result<Option<String>, E>,
+) -> Result<String, E> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("${") {
@@ -45,7 +49,20 @@ pub fn render(template: &str, vars: &Placeholders<'_>) -> Result<String, UnsafeP
             out.push_str(&rest[start..]);
             return Ok(out);
         };
-        let name = &after[..end];
+        match value(&after[..end])? {
+            Some(v) => out.push_str(&v),
+            None => out.push_str(&rest[start..start + 2 + end + 1]),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Render a template: replace each known placeholder that has a value. A value with `+`,
+/// `#`, `/` or U+0000 is refused ([`UnsafePlaceholder`]).
+pub fn render(template: &str, vars: &Placeholders<'_>) -> Result<String, UnsafePlaceholder> {
+    expand(template, |name| {
         let (placeholder, value) = match name {
             "clientid" => ("clientid", vars.clientid),
             "username" => ("username", vars.username),
@@ -54,16 +71,10 @@ pub fn render(template: &str, vars: &Placeholders<'_>) -> Result<String, UnsafeP
             _ => ("", None),
         };
         match value {
-            Some(v) if v.contains(['+', '#', '/', '\0']) => {
-                return Err(UnsafePlaceholder { placeholder })
-            }
-            Some(v) => out.push_str(v),
-            None => out.push_str(&rest[start..start + 2 + end + 1]),
+            Some(v) if v.contains(['+', '#', '/', '\0']) => Err(UnsafePlaceholder { placeholder }),
+            v => Ok(v.map(str::to_string)),
         }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    })
 }
 
 /// A rendered mountpoint.
