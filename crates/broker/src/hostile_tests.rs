@@ -196,16 +196,22 @@ async fn a_delayed_will_is_authorized_when_it_is_published_by_the_hook_then_in_f
     );
     // Allowed when it was set; the rules change before it is due.
     deny.store(true, Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while b
-        .metrics
-        .messages_dropped_not_authorized
-        .load(Ordering::Relaxed)
-        == 0
-    {
-        assert!(Instant::now() < deadline, "the will was never judged");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (judged_tx, judged) = oneshot::channel();
+    let judged_tx = parking_lot::Mutex::new(Some(judged_tx));
+    b.hooks.message_dropped.add(
+        0,
+        Arc::new(move |args: &mut DroppedArgs| {
+            if let Some(tx) = judged_tx.lock().take() {
+                let _ = tx.send(args.reason);
+            }
+            Flow::Continue
+        }),
+    );
+    let reason = tokio::time::timeout(Duration::from_secs(10), judged)
+        .await
+        .expect("the will was judged when due")
+        .unwrap();
+    assert_eq!(reason, "not_authorized");
     assert_eq!(watcher.cell.lock().outbox.len(), 0);
 }
 

@@ -1332,14 +1332,8 @@ impl Conn {
                 properties: DisconnectProperties::default(),
             }));
             Metrics::inc(&self.broker.metrics.packets_disconnect_sent);
-            // The goodbye is not worth waiting for: a second at most.
             let goodbye = std::mem::take(&mut self.wbuf);
-            if self
-                .stream
-                .write_within(&goodbye, Duration::from_secs(1))
-                .await
-                .is_ok()
-            {
+            if self.stream.write_goodbye(&goodbye).await {
                 Metrics::add(&self.broker.metrics.bytes_sent, goodbye.len() as u64);
             }
         }

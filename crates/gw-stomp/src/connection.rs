@@ -1139,14 +1139,8 @@ impl Conn {
             }
         };
         if !matches!(exit, Exit::Closed) && !self.write_cut {
-            // The goodbye (an ERROR frame) is not worth waiting for: a second at most.
             let goodbye = std::mem::take(&mut self.wbuf);
-            if self
-                .stream
-                .write_within(&goodbye, Duration::from_secs(1))
-                .await
-                .is_ok()
-            {
+            if self.stream.write_goodbye(&goodbye).await {
                 self.ctx.metrics.add("bytes.sent", goodbye.len() as u64);
             }
         }

@@ -176,6 +176,14 @@ impl Stream {
         }
     }
 
+    /// Write a last message before closing (a DISCONNECT, an ERROR frame), for at most a
+    /// second: a goodbye is not worth waiting for. True if it went out whole.
+    pub async fn write_goodbye(&mut self, data: &[u8]) -> bool {
+        self.write_within(data, Duration::from_secs(1))
+            .await
+            .is_ok()
+    }
+
     /// Write all of `data` for a connection's packet loop: at once when the socket takes
     /// it (nearly always, and then nothing else is set up: no timer, no wait), else
     /// waiting while each write makes progress within `stall` (`tcp_options.send_timeout`)
