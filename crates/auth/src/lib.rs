@@ -121,6 +121,21 @@ impl AuthnChains {
         }
     }
 
+    /// True if a client of `listener` must authenticate: the listener's `enable_authn` is
+    /// on and its chain (else `global`) has an enabled authenticator. A gateway asks
+    /// before it grants anything to a peer that did not authenticate (an MQTT-SN QoS −1
+    /// publish, a session moved to a new address).
+    pub fn required(&self, listener: &str, global: &str) -> bool {
+        if self.no_authn_listeners.read().contains(listener) {
+            return false;
+        }
+        let chains = self.chains.read();
+        chains
+            .get(listener)
+            .or_else(|| chains.get(global))
+            .is_some_and(|chain| chain.iter().any(|a| a.enabled()))
+    }
+
     /// Authenticate `client` (its `listener` selects the chain; `global` is the protocol's
     /// global chain, e.g. `stomp:global`).
     pub async fn authenticate(

@@ -161,6 +161,13 @@ fn decode_plain(mut datagram: Bytes) -> Result<Message, DecodeError> {
     })
 }
 
+/// The size of a PUBLISH carrying `payload_len` octets of data, or `None` when no MQTT-SN
+/// message can carry that much (the Length field says at most 65,535 octets).
+pub fn publish_len(payload_len: usize) -> Option<usize> {
+    // Flags, TopicId and MsgId, then the data.
+    wire::frame_len(payload_len.checked_add(5)?).ok()
+}
+
 /// Appends the encoding of `msg` to `buf`. Nothing is written on error; whatever encodes
 /// decodes back to an equal message.
 pub fn encode(msg: &Message, buf: &mut BytesMut) -> Result<(), EncodeError> {
@@ -316,6 +323,23 @@ pub(crate) mod test_util {
 mod tests {
     use super::test_util::*;
     use super::*;
+
+    #[test]
+    fn publish_len_is_what_encode_writes() {
+        for n in [0usize, 248, 249, 250, 1000, 65_526] {
+            let msg = Message::Publish {
+                flags: Flags::default(),
+                topic: Topic::Id(1),
+                msg_id: 1,
+                data: Bytes::from(vec![0u8; n]),
+            };
+            let mut buf = BytesMut::new();
+            encode(&msg, &mut buf).unwrap();
+            assert_eq!(publish_len(n), Some(buf.len()), "payload of {n}");
+        }
+        assert_eq!(publish_len(65_527), None);
+        assert_eq!(publish_len(usize::MAX), None);
+    }
 
     #[test]
     fn a_datagram_without_a_whole_header_is_too_short() {

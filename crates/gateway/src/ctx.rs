@@ -239,6 +239,11 @@ impl GatewayCtx {
         }
     }
 
+    /// True if clients of `listener` must authenticate ([`AuthnChains::required`]).
+    pub fn authn_required(&self, listener: &str) -> bool {
+        self.authn.required(listener, &self.global_chain)
+    }
+
     /// Run `client.connack` with the outcome (`success`, `not_authorized`, …).
     pub fn connack(&self, info: &ClientInfo, result: &str) {
         self.metrics.inc("client.connack");

@@ -129,6 +129,25 @@ pub(crate) struct ClientData {
     asleep: Option<u16>,
     keepalive: u16,
     clean: bool,
+    /// The address the client last connected from (the one its CONNECT authenticated).
+    addr: Option<SocketAddr>,
+}
+
+/// How long a connected client may stay silent: 1.5 × its Duration. Over UDP an address
+/// that went away never says so, so a Duration of 0 does not mean forever: it is taken as
+/// the longest a client can ask for (65,535 s), after which the peer is forgotten.
+fn silence_limit(duration: u16) -> Duration {
+    let secs = if duration == 0 { u16::MAX } else { duration };
+    Duration::from_millis(secs as u64 * 1500)
+}
+
+/// The largest UDP payload over IPv4 (65,535 − 8 − 20): a PUBLISH longer than this cannot
+/// be sent in one datagram.
+const MAX_DATAGRAM: usize = 65_507;
+
+/// True if a PUBLISH with `payload_len` octets of data fits no datagram.
+fn too_large(payload_len: usize) -> bool {
+    junction_codec_mqttsn::publish_len(payload_len).is_none_or(|n| n > MAX_DATAGRAM)
 }
 
 /// The 2-octet TopicId field of a PUBLISH topic (for PUBACK).
@@ -378,6 +397,7 @@ async fn handshake(
                 d.keepalive = duration;
                 d.clean = clean;
                 d.is_superuser = probe.is_superuser;
+                d.addr = Some(peer);
             }
             let (conn, kick_rx, registry_rx, calls_rx, present) =
                 attach(shared, peer, clientid, clean, clean, data, State::Connected)?;
@@ -398,7 +418,16 @@ async fn handshake(
             let data = shared.clients.lock().get(&clientid).cloned()?;
             shared.ctx.broker.lookup_in(shared.ctx.name, &clientid)?;
             let (clean, asleep) = {
-                let d = data.lock();
+                let mut d = data.lock();
+                // A PINGREQ proves nothing about who sent it. Where clients authenticate,
+                // only the address the client's CONNECT authenticated from may wake its
+                // session; a session moves to a new address by a new CONNECT.
+                if d.addr != Some(peer) && shared.ctx.authn_required(&shared.listener) {
+                    tracing::debug!(%clientid, %peer, "mqtt-sn PINGREQ from another address refused: the listener requires authentication");
+                    shared.ctx.metrics.inc("packets.dropped");
+                    return None;
+                }
+                d.addr = Some(peer);
                 (d.clean, d.asleep)
             };
             let state = if asleep.is_some() {
@@ -432,7 +461,7 @@ fn mountpoint_of(shared: &Shared, info: &ClientInfo) -> Option<Mountpoint> {
 }
 
 /// The ClientInfo of a client of this listener (mountpoint and clean start filled later).
-fn client_info(
+pub(crate) fn client_info(
     shared: &Shared,
     peer: SocketAddr,
     clientid: &ByteString,
@@ -605,8 +634,8 @@ impl Conn {
         let far = Instant::now() + Duration::from_secs(86_400);
         let mut at = far;
         let ka = self.data.lock().keepalive;
-        if self.state != State::Asleep && ka > 0 {
-            at = at.min(self.last_recv + Duration::from_millis(ka as u64 * 1500));
+        if self.state != State::Asleep {
+            at = at.min(self.last_recv + silence_limit(ka));
         }
         if self.state != State::Connected {
             if let Some(t) = self.asleep_until {
@@ -762,10 +791,7 @@ impl Conn {
     fn on_timer(&mut self) -> Result<(), Exit> {
         let now = Instant::now();
         let ka = self.data.lock().keepalive;
-        if self.state != State::Asleep
-            && ka > 0
-            && now >= self.last_recv + Duration::from_millis(ka as u64 * 1500)
-        {
+        if self.state != State::Asleep && now >= self.last_recv + silence_limit(ka) {
             self.out.push(Message::Disconnect { duration: None });
             return Err(Exit::KeepaliveTimeout);
         }
@@ -1163,8 +1189,9 @@ impl Conn {
                 self.data.lock().registry.confirm(&name, id);
             }
             ReturnCode::Congestion => {
-                // Retried by the timer.
-                r.sent_at = Instant::now();
+                // Retried by the timer, which counts the retries: a client that answers
+                // every REGISTER with "congestion" is disconnected after
+                // `REGISTER_MAX_RETRIES`, not kept waiting forever.
                 return;
             }
             _ => {
@@ -1432,10 +1459,15 @@ impl Conn {
     }
 
     /// Take what the session has for the client and send it (REGISTER first when needed).
+    /// While a REGISTER is outstanding nothing can go out, so deliveries are left in the
+    /// session's outbox and queue, whose bounds (`mqtt.max_mqueue_len`,
+    /// `mqtt.max_outbox_bytes`) drop the excess, instead of piling up here.
     fn drain_outbox(&mut self) {
-        let mut v = Vec::new();
-        self.cell.take_outbox(self.conn_id, &mut v);
-        self.pending.extend(v);
+        if self.reg_wait.is_none() {
+            let mut v = Vec::new();
+            self.cell.take_outbox(self.conn_id, &mut v);
+            self.pending.extend(v);
+        }
         self.pump();
     }
 
@@ -1471,6 +1503,27 @@ impl Conn {
                             None
                         }
                     };
+                    if too_large(delivery.message.payload.len()) {
+                        // No datagram can carry it: dropped and counted, and its packet id
+                        // freed so the next delivery is not stuck behind it.
+                        tracing::debug!(clientid = %self.info.clientid, len = delivery.message.payload.len(), "mqtt-sn delivery too large for a datagram: dropped");
+                        self.shared.ctx.metrics.inc("delivery.dropped");
+                        self.shared.ctx.metrics.inc("delivery.dropped.too_large");
+                        if let Some(pid) = packet_id {
+                            self.sent_at.remove(&pid);
+                            let mut guard = self.cell.lock();
+                            let st = &mut *guard;
+                            st.session.discard_inflight(pid);
+                            let mut dropped = Vec::new();
+                            st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
+                            drop(guard);
+                            self.shared.ctx.broker.count_dropped(dropped);
+                            let mut v = Vec::new();
+                            self.cell.take_outbox(self.conn_id, &mut v);
+                            self.pending.extend(v);
+                        }
+                        continue;
+                    }
                     match topic {
                         Some(topic) => {
                             let m = Message::Publish {

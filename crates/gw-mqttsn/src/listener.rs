@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use junction_codec_mqttsn::{decode, encode, Message, QoS as SnQoS, ReturnCode, Topic};
 use junction_gateway::GatewayCtx;
-use junction_types::{now_ms, QoS};
+use junction_types::QoS;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -323,8 +323,13 @@ async fn unknown_peer(
     }
 }
 
+/// The client id a QoS −1 publisher is known by (EMQX's).
+const NEG_QOS_CLIENT: &str = "NegQoS-Client";
+
 /// QoS −1 PUBLISH without a connection: predefined or short topics only, published as QoS 0
-/// with publisher `NegQoS-Client`, no mountpoint (EMQX 5.x, reference §5.2).
+/// with publisher `NegQoS-Client` (EMQX 5.x, reference §5.2). Unlike EMQX, such a publisher
+/// is not let around the gate: where the listener requires authentication it is refused
+/// (it cannot authenticate), and otherwise it is authorized and mounted like any client.
 async fn negative_qos_publish(
     shared: &Shared,
     peer: SocketAddr,
@@ -352,20 +357,37 @@ async fn negative_qos_publish(
         tracing::debug!(%peer, "QoS -1 publish to an unknown topic dropped");
         return;
     };
-    let msg = junction_types::Message {
-        id: 0,
-        topic: name.into(),
-        payload: data,
-        qos: QoS::AtMostOnce,
-        retain,
-        properties: Default::default(),
-        expires_at_ms: None,
-        received_at_ms: now_ms(),
-        from: ByteString::from_static("NegQoS-Client"),
-        namespace: ByteString::from_static(shared.ctx.name),
+    let ctx = &shared.ctx;
+    let clientid = ByteString::from_static(NEG_QOS_CLIENT);
+    let mut info = conn::client_info(shared, peer, &clientid, None, 0);
+    let mountpoint = ctx.mountpoint_for(
+        shared.settings.listener_mountpoint.as_deref(),
+        &info.clientid,
+        None,
+    );
+    let allowed = !ctx.authn_required(&shared.listener)
+        && ctx.check_topic_name(&name).is_ok()
+        && ctx.authorize_publish(&info, &name);
+    let mountpoint = match (allowed, mountpoint) {
+        (true, Ok(mountpoint)) => mountpoint,
+        _ => {
+            tracing::debug!(%peer, topic = %name, "QoS -1 publish not authorized: dropped");
+            ctx.metrics.inc("messages.dropped");
+            ctx.metrics.inc("messages.dropped.not_authorized");
+            return;
+        }
     };
-    shared.ctx.metrics.inc("messages.received");
-    shared.ctx.broker.publish(msg);
+    info.mountpoint = mountpoint.as_str().to_string();
+    ctx.metrics.inc("messages.received");
+    ctx.publish(
+        &info,
+        &mountpoint,
+        &name,
+        data,
+        QoS::AtMostOnce,
+        retain,
+        Default::default(),
+    );
 }
 
 #[cfg(test)]

@@ -1771,3 +1771,194 @@ async fn subscriptions_are_listed_added_and_removed_through_the_framework() {
         Err(CallError::ClientNotFound)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 10: a UDP source address is a claim, not a fact.
+
+#[tokio::test]
+async fn with_authentication_a_pingreq_from_another_address_takes_nothing_over() {
+    let e = env_common(
+        CommonSettings {
+            override_password: Some("fleet-secret".into()),
+            ..CommonSettings::default()
+        },
+        MqttSnSettings::default(),
+    )
+    .await;
+    e.ctx.authn.set_chain(
+        "mqtt-sn:global",
+        vec![clientid_db(&[("victim", "fleet-secret")])],
+    );
+    let victim = Client::new(e.addr).await;
+    victim.connect("victim").await;
+    assert!(matches!(
+        victim
+            .subscribe(Topic::Short(*b"vt"), SnQoS::AtMostOnce, 1)
+            .await,
+        Message::SubAck { .. }
+    ));
+    // Someone else names the victim's client id in a PINGREQ: no answer, no session.
+    let attacker = Client::new(e.addr).await;
+    attacker
+        .send(Message::PingReq {
+            client_id: Some("victim".into()),
+        })
+        .await;
+    assert!(attacker.silent_for(Duration::from_millis(300)).await);
+    e.ctx
+        .broker
+        .publish(bmsg("vt", "still mine", QoS::AtMostOnce));
+    let Message::Publish { data, .. } = victim.recv().await else {
+        panic!("the victim lost its deliveries")
+    };
+    assert_eq!(data, Bytes::from_static(b"still mine"));
+    assert!(attacker.silent_for(Duration::from_millis(100)).await);
+    let list = e.ctx.clients.list();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].peername, victim.sock.local_addr().unwrap());
+    assert_eq!(list[0].username, None);
+    assert_eq!(e.ctx.metrics.get("packets.dropped"), 1);
+}
+
+#[tokio::test]
+async fn a_qos_minus_one_publish_is_authorized_and_mounted_and_refused_where_clients_authenticate()
+{
+    use junction_broker::hooks::{Action, AuthorizeArgs, AuthzResult};
+    use junction_broker::Flow;
+    let e = env_with(
+        "neg/",
+        MqttSnSettings {
+            predefined: vec![(1, "pre/one".into()), (2, "secret".into())],
+            ..MqttSnSettings::default()
+        },
+    )
+    .await;
+    e.ctx.broker.hooks.client_authorize.add(
+        0,
+        Arc::new(|c: &junction_types::ClientInfo, a: &mut AuthorizeArgs| {
+            if matches!(a.action, Action::Publish { .. }) && a.topic == "secret" {
+                assert_eq!(c.clientid, "NegQoS-Client");
+                a.result = AuthzResult::Deny;
+            }
+            Flow::Continue
+        }),
+    );
+    let sub = mqtt_sub(&e.ctx, "#");
+    let c = Client::new(e.addr).await;
+    c.publish(Topic::Predefined(2), SnQoS::MinusOne, 0, b"denied")
+        .await;
+    c.publish(Topic::Predefined(1), SnQoS::MinusOne, 0, b"allowed")
+        .await;
+    assert_eq!(
+        mqtt_received(&sub, 1).await,
+        vec![("neg/pre/one".to_string(), Bytes::from_static(b"allowed"))]
+    );
+    assert_eq!(e.ctx.metrics.get("messages.dropped.not_authorized"), 1);
+
+    // With an authenticator on the listener, a publisher that cannot authenticate is refused.
+    e.ctx
+        .authn
+        .set_chain("mqtt-sn:global", vec![clientid_db(&[("dev", "pw")])]);
+    c.publish(Topic::Predefined(1), SnQoS::MinusOne, 0, b"anonymous")
+        .await;
+    let deadline = Instant::now() + WAIT;
+    while e.ctx.metrics.get("messages.dropped.not_authorized") < 2 {
+        assert!(Instant::now() < deadline, "the publish was not refused");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(e.ctx.metrics.get("messages.received"), 1);
+}
+
+#[tokio::test]
+async fn a_delivery_too_large_for_a_datagram_is_dropped_and_frees_its_packet_id() {
+    let e = env().await;
+    let c = Client::new(e.addr).await;
+    c.connect("big").await;
+    assert!(matches!(
+        c.subscribe(Topic::Short(*b"bg"), SnQoS::AtLeastOnce, 1)
+            .await,
+        Message::SubAck { .. }
+    ));
+    let huge = Bytes::from(vec![b'x'; 70_000]);
+    let mut m = bmsg("bg", "", QoS::AtLeastOnce);
+    m.payload = huge;
+    e.ctx.broker.publish(m);
+    e.ctx.broker.publish(bmsg("bg", "next", QoS::AtLeastOnce));
+    let Message::Publish { data, msg_id, .. } = c.recv().await else {
+        panic!("expected the next delivery")
+    };
+    assert_eq!(data, Bytes::from_static(b"next"));
+    assert_eq!(e.ctx.metrics.get("delivery.dropped.too_large"), 1);
+    c.send(Message::PubAck {
+        topic_id: u16::from_be_bytes(*b"bg"),
+        msg_id,
+        rc: ReturnCode::Accepted,
+    })
+    .await;
+    let cell = e.ctx.broker.lookup_in("mqttsn", "big").unwrap();
+    let deadline = Instant::now() + WAIT;
+    while cell.lock().session.inflight().count() > 0 {
+        assert!(Instant::now() < deadline, "the window stayed full");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn deliveries_held_behind_a_congested_register_stay_within_the_session_bounds() {
+    let e = env().await;
+    let c = Client::new(e.addr).await;
+    c.connect("slow").await;
+    assert!(matches!(
+        c.subscribe(Topic::Name("flood/#".into()), SnQoS::AtMostOnce, 1)
+            .await,
+        Message::SubAck { .. }
+    ));
+    e.ctx
+        .broker
+        .publish(bmsg("flood/a", "first", QoS::AtMostOnce));
+    let Message::Register {
+        topic_id, msg_id, ..
+    } = c.recv().await
+    else {
+        panic!("expected a REGISTER")
+    };
+    // The client keeps saying "congestion" while 30,000 QoS 0 messages arrive for it.
+    let cell = e.ctx.broker.lookup_in("mqttsn", "slow").unwrap();
+    for i in 0..30_000u32 {
+        if i % 1000 == 0 {
+            c.send(Message::RegAck {
+                topic_id,
+                msg_id,
+                rc: ReturnCode::Congestion,
+            })
+            .await;
+        }
+        let mut m = bmsg("flood/a", "", QoS::AtMostOnce);
+        m.payload = Bytes::from(vec![0u8; 512]);
+        e.ctx.broker.publish(m);
+    }
+    // They wait in the session's outbox, which drops what exceeds its bound (10,000 QoS 0
+    // messages by default), rather than in a queue of the connection's own.
+    let outbox = cell.lock().outbox.len();
+    assert!(outbox <= 10_000, "outbox holds {outbox}");
+    assert!(
+        e.ctx
+            .broker
+            .metrics
+            .messages_dropped_queue_full
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 19_000,
+        "the excess was not dropped"
+    );
+    // Once the client accepts the topic, deliveries flow again.
+    c.send(Message::RegAck {
+        topic_id,
+        msg_id,
+        rc: ReturnCode::Accepted,
+    })
+    .await;
+    let Message::Publish { data, .. } = c.recv().await else {
+        panic!("expected a delivery")
+    };
+    assert_eq!(data, Bytes::from_static(b"first"));
+}
