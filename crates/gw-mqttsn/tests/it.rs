@@ -1903,7 +1903,7 @@ async fn a_delivery_too_large_for_a_datagram_is_dropped_and_frees_its_packet_id(
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_held_behind_a_congested_register_stay_within_the_session_bounds() {
     let e = env().await;
     let c = Client::new(e.addr).await;
@@ -1936,6 +1936,8 @@ async fn deliveries_held_behind_a_congested_register_stay_within_the_session_bou
         let mut m = bmsg("flood/a", "", QoS::AtMostOnce);
         m.payload = Bytes::from(vec![0u8; 512]);
         e.ctx.broker.publish(m);
+        // The connection task runs beside the publisher and sees every notification.
+        tokio::task::yield_now().await;
     }
     // They wait in the session's outbox, which drops what exceeds its bound (10,000 QoS 0
     // messages by default), rather than in a queue of the connection's own.
