@@ -1964,3 +1964,108 @@ async fn deliveries_held_behind_a_congested_register_stay_within_the_session_bou
     };
     assert_eq!(data, Bytes::from_static(b"first"));
 }
+
+/// Resident memory of this process, in bytes.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_connects_from_50000_addresses_stays_within_max_connections() {
+    let e = env_with(
+        "",
+        MqttSnSettings {
+            udp: junction_gw_mqttsn::UdpSettings {
+                max_peers: Some(1000),
+                max_new_peers_per_sec: None,
+                ..Default::default()
+            },
+            ..MqttSnSettings::default()
+        },
+    )
+    .await;
+    let sub = mqtt_sub(&e.ctx, "real/out");
+    let real = Client::new(e.addr).await;
+    real.connect("real").await;
+    assert!(matches!(
+        real.subscribe(Topic::Short(*b"in"), SnQoS::AtMostOnce, 1)
+            .await,
+        Message::SubAck { .. }
+    ));
+    let before = rss_bytes();
+
+    // 50,000 CONNECTs with Duration 0, each from its own address in 127.10.0.0/16, sent
+    // from a blocking thread so the gateway reads them as they come.
+    let gw = e.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut b = BytesMut::new();
+        for i in 0..50_000u32 {
+            let ip = std::net::Ipv4Addr::new(127, 10, (i >> 8) as u8, (i & 0xff) as u8);
+            let sock = std::net::UdpSocket::bind((ip, 0)).unwrap();
+            b.clear();
+            encode(
+                &Message::Connect {
+                    flags: Flags::default(),
+                    protocol_id: 1,
+                    duration: 0,
+                    client_id: format!("spoof-{i}").into(),
+                },
+                &mut b,
+            )
+            .unwrap();
+            let _ = sock.send_to(&b, gw);
+        }
+    })
+    .await
+    .unwrap();
+
+    // The real client, connected before, still publishes and receives.
+    let Message::RegAck { topic_id, .. } = ({
+        real.send(Message::Register {
+            topic_id: 0,
+            msg_id: 2,
+            topic_name: "real/out".into(),
+        })
+        .await;
+        real.recv().await
+    }) else {
+        panic!("expected a REGACK")
+    };
+    real.publish(
+        Topic::Id(topic_id),
+        SnQoS::AtMostOnce,
+        0,
+        b"after the flood",
+    )
+    .await;
+    assert_eq!(
+        mqtt_received(&sub, 1).await,
+        vec![(
+            "real/out".to_string(),
+            Bytes::from_static(b"after the flood")
+        )]
+    );
+    e.ctx
+        .broker
+        .publish(bmsg("in", "to the real one", QoS::AtMostOnce));
+    let got = loop {
+        match real.recv().await {
+            Message::Publish { data, .. } => break data,
+            _ => continue,
+        }
+    };
+    assert_eq!(got, Bytes::from_static(b"to the real one"));
+
+    let peers = e.ctx.clients.len();
+    assert!(peers <= 1000, "{peers} clients after the flood");
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(grown < 64 << 20, "memory grew by {grown} bytes");
+    eprintln!(
+        "flood: {} CONNECTs read, {peers} clients, {} datagrams dropped, memory +{} KiB",
+        e.ctx.metrics.get("packets.connect.received"),
+        e.ctx.metrics.get("packets.dropped"),
+        grown >> 10
+    );
+}
