@@ -33,7 +33,8 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn invalid(key_path: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A bad value at `key_path`.
+    pub fn invalid(key_path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key_path: key_path.into(),
             message: message.into(),

@@ -1,44 +1,88 @@
 //! Protocol gateways, `gateway.<name> { … }` (EMQX keys, reference §1.5, §5.1, §5.2).
 //!
-//! STOMP and MQTT-SN are typed. The other EMQX gateways (CoAP, LwM2M, ExProto, JT/T 808,
-//! GB/T 32960, OCPP, NATS) are accepted as they are written, so an EMQX configuration
-//! loads, and are not started until Junction implements them.
+//! The config crate knows no gateway. It keeps each `gateway.<name>` section as written
+//! (file, then environment) in [`Gateways`]; the gateway crate that owns the name reads its
+//! typed section with [`Gateways::section`], and the server refuses a section no registered
+//! gateway owns. What every gateway shares lives here: the listener keys
+//! ([`GatewayListeners`], checked by [`GatewayListeners::check`]) and `clientinfo_override`.
 
 use crate::authn::AuthnConfig;
+use crate::error::ConfigError;
 use crate::listener::{AccessRule, SslOptions, TcpOptions};
+use crate::tree::{self, render_path, EnvOrigin};
 use crate::units::{infinity_or, rate_or_infinity, Bind, ByteSize, Duration};
+use hocon::HoconValue;
+use indexmap::IndexMap;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
-/// All gateways, `gateway { … }`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// The gateways EMQX 5.x has, by config name: a section for one Junction has not built yet
+/// is refused with "not supported yet" rather than as an unknown key.
+pub const EMQX_GATEWAYS: &[&str] = &[
+    "stomp", "mqttsn", "coap", "lwm2m", "exproto", "jt808", "gbt32960", "ocpp", "nats",
+];
+
+/// Every `gateway.<name> { … }` section as written, by name.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Gateways {
-    /// STOMP gateway. Default: enabled on tcp 61613.
-    pub stomp: StompGateway,
-    /// MQTT-SN gateway. Default: enabled on udp 1884.
-    pub mqttsn: MqttSnGateway,
-    /// CoAP (not implemented yet; accepted and ignored).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub coap: Option<serde_json::Value>,
-    /// LwM2M (not implemented yet; accepted and ignored).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lwm2m: Option<serde_json::Value>,
-    /// ExProto (not implemented yet; accepted and ignored).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exproto: Option<serde_json::Value>,
-    /// JT/T 808 (not implemented yet; accepted and ignored).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jt808: Option<serde_json::Value>,
-    /// GB/T 32960 (not implemented yet; accepted and ignored).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gbt32960: Option<serde_json::Value>,
-    /// OCPP (not implemented yet; accepted and ignored).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ocpp: Option<serde_json::Value>,
-    /// NATS (not implemented yet; accepted and ignored).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nats: Option<serde_json::Value>,
+    sections: IndexMap<String, HoconValue>,
+    /// Keys set by environment variables, so errors inside a section can name them.
+    origins: Vec<EnvOrigin>,
+}
+
+impl Gateways {
+    /// Take the `gateway` object out of the merged tree.
+    pub(crate) fn from_tree(
+        value: Option<HoconValue>,
+        origins: &[EnvOrigin],
+    ) -> Result<Gateways, ConfigError> {
+        let sections = match value {
+            None => IndexMap::new(),
+            Some(HoconValue::Object(sections)) => sections,
+            Some(_) => return Err(ConfigError::invalid("gateway", "expected an object")),
+        };
+        for (name, section) in &sections {
+            if !matches!(section, HoconValue::Object(_)) {
+                return Err(ConfigError::invalid(
+                    render_path(["gateway", name.as_str()]),
+                    "expected an object",
+                ));
+            }
+        }
+        Ok(Gateways {
+            sections,
+            origins: origins.to_vec(),
+        })
+    }
+
+    /// The names of the sections written, in the order written.
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.sections.keys().map(String::as_str)
+    }
+
+    /// Read section `name` as `T`; a section not written reads as an empty one (so `T`'s
+    /// defaults). Errors carry the full key path (`gateway.<name>.…`).
+    pub fn section<T: DeserializeOwned>(&self, name: &str) -> Result<T, ConfigError> {
+        let value = self
+            .sections
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| HoconValue::Object(IndexMap::new()));
+        tree::deserialize_value(&["gateway", name], value)
+            .map_err(|error| tree::blame_env(error, &self.origins))
+    }
+
+    /// The sections as JSON, as written (for the management API's view of the file).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.sections
+                .iter()
+                .map(|(name, value)| (name.clone(), tree::to_json(value)))
+                .collect(),
+        )
+    }
 }
 
 /// `clientinfo_override { … }`: templates that replace the client's identity before
@@ -55,161 +99,6 @@ pub struct ClientInfoOverride {
     /// Password template. Default unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
-}
-
-/// `gateway.stomp.frame { … }`: frame limits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StompFrame {
-    /// Most headers in one frame. Default `10`.
-    pub max_headers: u32,
-    /// Longest header, name plus value, in bytes. Default `1024`.
-    pub max_headers_length: u32,
-    /// Largest body in bytes. Default `65536`.
-    pub max_body_length: u32,
-}
-
-impl Default for StompFrame {
-    fn default() -> Self {
-        StompFrame {
-            max_headers: 10,
-            max_headers_length: 1024,
-            max_body_length: 65536,
-        }
-    }
-}
-
-/// `gateway.stomp.transaction { … }` (Junction keys; EMQX has none): what one client may
-/// hold in open transactions, which defer SEND, ACK and NACK until COMMIT.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StompTransaction {
-    /// Most transactions open at once on one connection. Default `16`.
-    pub max_open: u32,
-    /// Most frames one transaction defers. Default `1000`.
-    pub max_frames: u32,
-    /// Most body bytes one transaction defers. Default `"1MB"`.
-    pub max_bytes: ByteSize,
-    /// An open transaction is aborted this long after its BEGIN. Default `"60s"`.
-    pub timeout: Duration,
-}
-
-impl Default for StompTransaction {
-    fn default() -> Self {
-        StompTransaction {
-            max_open: 16,
-            max_frames: 1000,
-            max_bytes: ByteSize::from_mb(1),
-            timeout: Duration::from_secs(60),
-        }
-    }
-}
-
-/// `gateway.stomp { … }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StompGateway {
-    /// Run the gateway. Default `true`.
-    pub enable: bool,
-    /// Refresh client statistics periodically. Default `true`.
-    pub enable_stats: bool,
-    /// Time from accept to the first frame. Default `"30s"`.
-    pub idle_timeout: Duration,
-    /// Topic prefix (placeholders `${clientid}`, `${username}`). Default `""`.
-    pub mountpoint: String,
-    /// Identity templates. Default none.
-    pub clientinfo_override: ClientInfoOverride,
-    /// Frame limits.
-    pub frame: StompFrame,
-    /// Transaction limits (Junction keys).
-    pub transaction: StompTransaction,
-    /// Junction key: most subscriptions one connection may hold (an ERROR past it).
-    /// Default `1024`.
-    pub max_subscriptions: u32,
-    /// The gateway's global authenticator (chain `<protocol>:global`). Default none:
-    /// clients are let in.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub authentication: Option<AuthnConfig>,
-    /// Listeners (`tcp`, `ssl`). Default: `tcp.default` on 61613.
-    pub listeners: GatewayListeners,
-}
-
-impl Default for StompGateway {
-    fn default() -> Self {
-        StompGateway {
-            enable: true,
-            enable_stats: true,
-            idle_timeout: Duration::from_secs(30),
-            mountpoint: String::new(),
-            clientinfo_override: ClientInfoOverride::default(),
-            frame: StompFrame::default(),
-            transaction: StompTransaction::default(),
-            max_subscriptions: 1024,
-            authentication: None,
-            listeners: GatewayListeners::one("tcp", 61613),
-        }
-    }
-}
-
-/// One predefined MQTT-SN topic, `predefined = [{id = 1, topic = "a/b"}]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PredefinedTopic {
-    /// Topic id, 1 to 1024.
-    pub id: u16,
-    /// Topic name.
-    pub topic: String,
-}
-
-/// `gateway.mqttsn { … }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MqttSnGateway {
-    /// Run the gateway. Default `true`.
-    pub enable: bool,
-    /// Refresh client statistics periodically. Default `true`.
-    pub enable_stats: bool,
-    /// Time from the first datagram to CONNECT. Default `"30s"`.
-    pub idle_timeout: Duration,
-    /// Topic prefix. Default `""`.
-    pub mountpoint: String,
-    /// Identity templates. Default none.
-    pub clientinfo_override: ClientInfoOverride,
-    /// Gateway id in GWINFO and ADVERTISE. Default `1`.
-    pub gateway_id: u8,
-    /// Broadcast ADVERTISE. Default `false`.
-    pub broadcast: bool,
-    /// Accept QoS −1 publishes from clients that did not connect. Default `true`.
-    pub enable_qos3: bool,
-    /// Re-REGISTER subscribed topics when a session resumes. Default `false`.
-    pub subs_resume: bool,
-    /// Predefined topic ids shared by all clients. Default `[]`.
-    pub predefined: Vec<PredefinedTopic>,
-    /// The gateway's global authenticator (chain `<protocol>:global`). Default none:
-    /// clients are let in.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub authentication: Option<AuthnConfig>,
-    /// Listeners (`udp`, `dtls`). Default: `udp.default` on 1884.
-    pub listeners: GatewayListeners,
-}
-
-impl Default for MqttSnGateway {
-    fn default() -> Self {
-        MqttSnGateway {
-            enable: true,
-            enable_stats: true,
-            idle_timeout: Duration::from_secs(30),
-            mountpoint: String::new(),
-            clientinfo_override: ClientInfoOverride::default(),
-            gateway_id: 1,
-            broadcast: false,
-            enable_qos3: true,
-            subs_resume: false,
-            predefined: Vec::new(),
-            authentication: None,
-            listeners: GatewayListeners::one("udp", 1884),
-        }
-    }
 }
 
 /// A gateway's listeners by type and name, `listeners.<type>.<name> { … }`.
@@ -231,17 +120,50 @@ pub struct GatewayListeners {
 }
 
 impl GatewayListeners {
-    fn one(kind: &str, port: u16) -> Self {
+    /// One listener, `<kind>.default`, on `port` of every interface (a gateway's default).
+    pub fn one(kind: ListenerType, port: u16) -> Self {
         let mut l = GatewayListeners::default();
         let listener = GatewayListener {
             bind: Some(Bind::any(port)),
             ..GatewayListener::default()
         };
-        match kind {
-            "tcp" => l.tcp.insert("default".into(), listener),
-            _ => l.udp.insert("default".into(), listener),
-        };
+        l.of_mut(kind).insert("default".into(), listener);
         l
+    }
+
+    fn of_mut(&mut self, kind: ListenerType) -> &mut BTreeMap<String, GatewayListener> {
+        match kind {
+            ListenerType::Tcp => &mut self.tcp,
+            ListenerType::Ssl => &mut self.ssl,
+            ListenerType::Udp => &mut self.udp,
+            ListenerType::Dtls => &mut self.dtls,
+        }
+    }
+
+    /// Check the listeners of gateway `gateway`, which takes listeners of `kinds`: valid
+    /// names, a `bind` on each, certificates on enabled TLS listeners, and no key that does
+    /// not apply to its type or that Junction does not support yet.
+    pub fn check(&self, gateway: &str, kinds: &[ListenerType]) -> Result<(), ConfigError> {
+        for (kind, name, listener) in self.iter() {
+            crate::validate::gateway_listener(gateway, kinds, kind, name, listener)?;
+            crate::unsupported::refuse_gateway_listener(gateway, kind, name, listener)?;
+        }
+        Ok(())
+    }
+
+    /// The addresses the enabled listeners bind, for [`crate::check_binds`].
+    pub fn binds(&self, gateway: &str) -> Vec<BindUse> {
+        self.iter()
+            .filter(|(_, _, l)| l.enable)
+            .filter_map(|(kind, name, l)| {
+                let addr = l.bind?.0;
+                Some(BindUse {
+                    addr,
+                    udp: matches!(kind, "udp" | "dtls"),
+                    path: render_path(["gateway", gateway, "listeners", kind, name]),
+                })
+            })
+            .collect()
     }
 
     /// Every listener as (type, name, listener).
@@ -255,6 +177,61 @@ impl GatewayListeners {
         .into_iter()
         .flat_map(|(kind, map)| map.iter().map(move |(name, l)| (kind, name.as_str(), l)))
     }
+}
+
+/// A gateway listener type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenerType {
+    /// `tcp`
+    Tcp,
+    /// `ssl` (TLS over TCP)
+    Ssl,
+    /// `udp`
+    Udp,
+    /// `dtls` (DTLS over UDP)
+    Dtls,
+}
+
+impl ListenerType {
+    /// Every type, in config order.
+    pub const ALL: [ListenerType; 4] = [
+        ListenerType::Tcp,
+        ListenerType::Ssl,
+        ListenerType::Udp,
+        ListenerType::Dtls,
+    ];
+
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerType::Tcp => "tcp",
+            ListenerType::Ssl => "ssl",
+            ListenerType::Udp => "udp",
+            ListenerType::Dtls => "dtls",
+        }
+    }
+
+    /// The type named `name`.
+    pub fn from_name(name: &str) -> Option<ListenerType> {
+        ListenerType::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// True for `udp` and `dtls`.
+    pub fn is_datagram(self) -> bool {
+        matches!(self, ListenerType::Udp | ListenerType::Dtls)
+    }
+}
+
+/// An address a listener binds, for the check that no two listeners of one transport
+/// share one ([`crate::check_binds`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindUse {
+    /// The address.
+    pub addr: SocketAddr,
+    /// UDP (udp, dtls) rather than TCP: the two do not clash.
+    pub udp: bool,
+    /// The listener's key path.
+    pub path: String,
 }
 
 /// UDP socket options, `udp_options { … }`.

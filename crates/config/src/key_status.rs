@@ -369,20 +369,9 @@ pub const KEY_STATUS: &[(&str, KeyStatus)] = &[
     ),
     ("listeners.*.*.websocket.compress", U("true")),
     ("listeners.*.*.websocket.mqtt_piggyback", U("single")),
-    // -- gateways not built yet ----------------------------------------------------------
-    ("gateway.coap", U("{}")),
-    ("gateway.lwm2m", U("{}")),
-    ("gateway.exproto", U("{}")),
-    ("gateway.jt808", U("{}")),
-    ("gateway.gbt32960", U("{}")),
-    ("gateway.ocpp", U("{}")),
-    ("gateway.nats", U("{}")),
-    // -- gateway listeners: types a gateway does not have, options of other types ---------
-    ("gateway.stomp.listeners.udp.**", M("{}")),
-    ("gateway.stomp.listeners.dtls.**", M("{}")),
-    ("gateway.mqttsn.listeners.tcp.**", M("{}")),
-    ("gateway.mqttsn.listeners.ssl.**", M("{}")),
-    ("gateway.mqttsn.listeners.dtls.**", M("{}")),
+    // -- a gateway EMQX has and Junction has not built yet (keys listed by the server) -----
+    ("gateway.*", U("{}")),
+    // -- gateway listeners: options of other types (each gateway lists the types it lacks) -
     ("gateway.*.listeners.tcp.*.ssl_options.**", M("{}")),
     ("gateway.*.listeners.*.*.udp_options.**", M("{}")),
     (
@@ -401,101 +390,7 @@ pub const KEY_STATUS: &[(&str, KeyStatus)] = &[
     ("gateway.*.listeners.udp.*.proxy_protocol", U("true")),
     ("gateway.*.listeners.udp.*.proxy_protocol_timeout", U("5s")),
     ("gateway.*.listeners.udp.*.acceptors", U("4")),
-    // -- STOMP ---------------------------------------------------------------------------
-    (
-        "gateway.stomp.enable",
-        H("listener_added_at_run_time_accepts_and_unload_closes_the_ports"),
-    ),
-    (
-        "gateway.stomp.enable_stats",
-        H("enable_stats_false_shows_the_counters_as_they_were_at_connect"),
-    ),
-    (
-        "gateway.stomp.idle_timeout",
-        H("frames_before_connect_close_the_connection_without_error"),
-    ),
-    (
-        "gateway.stomp.mountpoint",
-        H("stomp_send_reaches_mqtt_subscriber_under_the_mountpoint"),
-    ),
-    (
-        "gateway.stomp.clientinfo_override.*",
-        H("test_clientinfo_override_sets_client_id_and_username"),
-    ),
-    (
-        "gateway.stomp.frame.max_headers",
-        H("too_many_headers_is_a_frame_error"),
-    ),
-    (
-        "gateway.stomp.frame.max_headers_length",
-        H("a_header_over_max_headers_length_is_a_frame_error"),
-    ),
-    (
-        "gateway.stomp.frame.max_body_length",
-        H("a_body_over_max_body_length_is_a_frame_error_with_or_without_content_length"),
-    ),
-    (
-        "gateway.stomp.transaction.*",
-        H("a_stomp_transaction_over_its_limits_gets_an_error_and_an_idle_one_expires"),
-    ),
-    (
-        "gateway.stomp.max_subscriptions",
-        H("a_stomp_transaction_over_its_limits_gets_an_error_and_an_idle_one_expires"),
-    ),
-    (
-        "gateway.stomp.authentication.**",
-        H("stomp_gateway_and_listener_chains_come_from_the_config"),
-    ),
-    // -- MQTT-SN -------------------------------------------------------------------------
-    (
-        "gateway.mqttsn.enable",
-        H("listener_added_at_run_time_accepts_and_unload_closes_the_ports"),
-    ),
-    (
-        "gateway.mqttsn.enable_stats",
-        H("enable_stats_false_shows_the_counters_as_they_were_at_connect"),
-    ),
-    (
-        "gateway.mqttsn.idle_timeout",
-        H("a_silent_connection_is_closed_after_idle_timeout"),
-    ),
-    (
-        "gateway.mqttsn.mountpoint",
-        H("an_mqttsn_client_id_that_would_widen_the_mountpoint_is_refused"),
-    ),
-    (
-        "gateway.mqttsn.clientinfo_override.*",
-        H("pingreq_from_a_new_address_finds_the_overridden_client"),
-    ),
-    (
-        "gateway.mqttsn.gateway_id",
-        H("searchgw_is_answered_with_gwinfo"),
-    ),
-    (
-        "gateway.mqttsn.broadcast",
-        H("broadcast_sends_advertise_at_start_and_every_period_from_the_listener"),
-    ),
-    (
-        "gateway.mqttsn.enable_qos3",
-        H("test_qos_minus_one_publish_without_connect_reaches_mqtt_subscriber"),
-    ),
-    (
-        "gateway.mqttsn.subs_resume",
-        H("persistent_session_resumes_with_registration_of_queued_topics"),
-    ),
-    (
-        "gateway.mqttsn.predefined",
-        H("test_publish_on_predefined_id_reaches_mqtt_subscriber"),
-    ),
-    (
-        "gateway.mqttsn.predefined[].*",
-        H("test_publish_on_predefined_id_reaches_mqtt_subscriber"),
-    ),
-    (
-        "gateway.mqttsn.authentication.**",
-        H("a_refused_authentication_is_connack_0x80_and_nothing_is_registered"),
-    ),
-    // -- gateway listeners (tcp and ssl for STOMP, udp for MQTT-SN) ----------------------
+    // -- gateway listeners -------------------------------------------------------------
     (
         "gateway.*.listeners.*",
         H("listener_added_at_run_time_accepts_and_unload_closes_the_ports"),
@@ -589,14 +484,19 @@ pub const KEY_STATUS: &[(&str, KeyStatus)] = &[
     ),
 ];
 
-/// The generated key list (`docs/CONFIG-KEYS.md`): every accepted key with its status.
-pub fn key_list_markdown() -> String {
+/// A status table: key patterns and what happens to the keys they match, first match wins.
+pub type KeyTable = &'static [(&'static str, KeyStatus)];
+
+/// The generated key list (`docs/CONFIG-KEYS.md`): every key in `keys` with its status in
+/// `tables` (the server passes this crate's [`KEY_STATUS`] and every gateway's table).
+pub fn key_list_markdown(keys: &[String], tables: &[KeyTable]) -> String {
     let mut out = String::from(
         "# Configuration keys\n\n\
-         Generated from the config types (`junction_config::accepted_keys`) and the status \
-         table (`junction_config::KEY_STATUS`) by the test \
-         `the_generated_key_list_is_current`; run it with `UPDATE_CONFIG_KEYS=1` to rewrite \
-         this file. `<name>` is any map key (a listener name), `[]` an element of a list.\n\n\
+         Generated from the config types (`junction_config::accepted_keys` and each \
+         gateway's section type) and the status tables (`junction_config::KEY_STATUS` and \
+         each gateway crate's `KEY_STATUS`) by the test `the_generated_key_list_is_current`; \
+         run it with `UPDATE_CONFIG_KEYS=1` to rewrite this file. `<name>` is any map key \
+         (a listener name), `[]` an element of a list.\n\n\
          - **honoured**: does what EMQX documents; the test named shows it.\n\
          - **refused unless default**: accepted at its default value; any other value stops \
          the start with the key's path and \"not supported yet\".\n\
@@ -604,8 +504,8 @@ pub fn key_list_markdown() -> String {
          it, naming the key or its section.\n\n\
          | key | status | shown by |\n|---|---|---|\n",
     );
-    for key in crate::accepted_keys() {
-        let (status, by) = match key_status(&key) {
+    for key in keys {
+        let (status, by) = match key_status_in(tables, key) {
             Some(KeyStatus::Honoured(test)) => ("honoured", format!("`{test}`")),
             Some(KeyStatus::Unsupported(_)) => (
                 "refused unless default",
@@ -622,8 +522,8 @@ pub fn key_list_markdown() -> String {
     out
 }
 
-/// Whether `key` matches `pattern`.
-fn matches(pattern: &str, key: &str) -> bool {
+/// Whether `key` matches `pattern` (`*` is one segment, a final `**` any rest).
+pub fn key_matches(pattern: &str, key: &str) -> bool {
     let mut p = pattern.split('.');
     let mut k = key.split('.');
     loop {
@@ -637,51 +537,45 @@ fn matches(pattern: &str, key: &str) -> bool {
     }
 }
 
-/// The status of `key` (a path as [`crate::accepted_keys`] writes it).
-pub fn key_status(key: &str) -> Option<KeyStatus> {
-    KEY_STATUS
-        .iter()
-        .find(|(pattern, _)| matches(pattern, key))
-        .map(|(_, status)| *status)
+/// The status of `key` in the first of `tables` that has one.
+pub fn key_status_in(tables: &[KeyTable], key: &str) -> Option<KeyStatus> {
+    tables.iter().find_map(|table| {
+        table
+            .iter()
+            .find(|(pattern, _)| key_matches(pattern, key))
+            .map(|(_, status)| *status)
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{accepted_keys, Config, ConfigError};
+/// The status of `key` (a path as [`crate::accepted_keys`] writes it) in [`KEY_STATUS`].
+pub fn key_status(key: &str) -> Option<KeyStatus> {
+    key_status_in(&[KEY_STATUS], key)
+}
+
+/// Checks that hold the status tables to the keys, shared by this crate's tests (keys
+/// outside `gateway`) and the server's (every key, gateways included).
+pub mod audit {
+    use super::{key_matches, key_status_in, KeyStatus, KeyTable};
     use std::path::Path;
 
-    #[test]
-    fn patterns_match_by_segment() {
-        assert!(matches("listeners.*.*.bind", "listeners.tcp.<name>.bind"));
-        assert!(!matches(
-            "listeners.*.*.bind",
-            "listeners.tcp.<name>.bind.x"
-        ));
-        assert!(matches(
-            "gateway.stomp.listeners.udp.**",
-            "gateway.stomp.listeners.udp.<name>.bind"
-        ));
-        assert!(!matches(
-            "gateway.stomp.listeners.udp.**",
-            "gateway.stomp.listeners.udp"
-        ));
+    /// Keys no table gives a status.
+    pub fn keys_without_status(keys: &[String], tables: &[KeyTable]) -> Vec<String> {
+        keys.iter()
+            .filter(|k| key_status_in(tables, k).is_none())
+            .cloned()
+            .collect()
     }
 
-    #[test]
-    fn every_accepted_key_has_a_status_and_every_status_a_key() {
-        let keys = accepted_keys();
-        let missing: Vec<&String> = keys.iter().filter(|k| key_status(k).is_none()).collect();
-        assert!(missing.is_empty(), "keys with no status: {missing:#?}");
-        let unused: Vec<&str> = KEY_STATUS
+    /// Patterns that match none of `keys`.
+    pub fn patterns_without_key(keys: &[String], tables: &[KeyTable]) -> Vec<&'static str> {
+        tables
             .iter()
-            .map(|(p, _)| *p)
-            .filter(|p| !keys.iter().any(|k| matches(p, k)))
-            .collect();
-        assert!(unused.is_empty(), "statuses that match no key: {unused:#?}");
+            .flat_map(|t| t.iter().map(|(p, _)| *p))
+            .filter(|p| !keys.iter().any(|k| key_matches(p, k)))
+            .collect()
     }
 
-    /// Every source file of the repository, Rust and Python.
+    /// Every source file under `dir`, Rust and Python, appended to `out`.
     fn sources(dir: &Path, out: &mut String) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -700,43 +594,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_honoured_key_names_a_test_that_exists() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    /// Honoured statuses whose test (a Rust `fn` or Python `def`) is nowhere under `root`.
+    pub fn honoured_tests_missing(tables: &[KeyTable], root: &Path) -> Vec<String> {
         let mut text = String::new();
-        sources(&root, &mut text);
-        for (pattern, status) in KEY_STATUS {
+        sources(root, &mut text);
+        let mut missing = Vec::new();
+        for (pattern, status) in tables.iter().flat_map(|t| t.iter()) {
             if let KeyStatus::Honoured(test) = status {
                 let rust = format!("fn {test}(");
                 let python = format!("def {test}(");
-                assert!(
-                    text.contains(&rust) || text.contains(&python),
-                    "{pattern}: no test named {test}"
-                );
+                if !text.contains(&rust) && !text.contains(&python) {
+                    missing.push(format!("{pattern}: no test named {test}"));
+                }
             }
         }
+        missing
     }
 
-    #[test]
-    fn the_generated_key_list_is_current() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CONFIG-KEYS.md");
-        let want = key_list_markdown();
-        if std::env::var_os("UPDATE_CONFIG_KEYS").is_some() {
-            std::fs::write(&path, &want).unwrap();
-        }
-        let have = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            have == want,
-            "docs/CONFIG-KEYS.md is out of date: run UPDATE_CONFIG_KEYS=1 cargo test -p junction-config the_generated_key_list_is_current"
-        );
-    }
-
-    /// A config that sets `key` to `value`, with what its section needs to load otherwise.
-    fn config_setting(key: &str, value: &str) -> String {
+    /// A config text that sets `key` to `value`, with what its section needs to load
+    /// otherwise (a listener of its own on its own address, a certificate if it is TLS).
+    pub fn sample_setting(key: &str, value: &str) -> String {
         let key = key.replace("<name>", "k").replace("[]", "");
         let segments: Vec<&str> = key.split('.').collect();
         let mut context = String::new();
-        // A listener of its own, on its own address, with a certificate if it is TLS.
         let listener = match segments.as_slice() {
             ["listeners", kind, name, ..] => Some((format!("listeners.{kind}.{name}"), *kind)),
             ["gateway", gw, "listeners", kind, name, ..] => {
@@ -764,28 +644,98 @@ mod tests {
         format!("{context}{key} = {value}\n")
     }
 
+    /// The keys among `keys` whose status is a refusal, with the value that must be
+    /// refused and whether the refusal must say "not supported yet" at the key itself.
+    pub fn refusals(keys: &[String], tables: &[KeyTable]) -> Vec<(String, &'static str, bool)> {
+        keys.iter()
+            .filter_map(|key| match key_status_in(tables, key) {
+                Some(KeyStatus::Unsupported(v)) => Some((key.clone(), v, true)),
+                Some(KeyStatus::Misplaced(v)) => Some((key.clone(), v, false)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Check that loading `text` (from [`sample_setting`] for `key`) was refused at the key
+    /// or its section, with "not supported yet" at the key for an unsupported one.
+    pub fn check_refusal(
+        key: &str,
+        unsupported: bool,
+        text: &str,
+        result: Result<(), crate::ConfigError>,
+    ) -> Result<(), String> {
+        let written = key.replace("<name>", "k").replace("[]", "");
+        match result {
+            Err(crate::ConfigError::Invalid { key_path, message }) => {
+                if !written.starts_with(&key_path) {
+                    return Err(format!(
+                        "{key}: refused at {key_path} ({message}), not at the key or its section\n{text}"
+                    ));
+                }
+                if unsupported && (key_path != written || !message.contains("not supported yet")) {
+                    return Err(format!("{key}: refused at {key_path} with {message}"));
+                }
+                Ok(())
+            }
+            other => Err(format!("{key} was not refused: {other:?}\n{text}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::audit::*;
+    use super::*;
+    use crate::{accepted_keys, Config};
+    use std::path::Path;
+
+    #[test]
+    fn patterns_match_by_segment() {
+        assert!(key_matches(
+            "listeners.*.*.bind",
+            "listeners.tcp.<name>.bind"
+        ));
+        assert!(!key_matches(
+            "listeners.*.*.bind",
+            "listeners.tcp.<name>.bind.x"
+        ));
+        assert!(key_matches(
+            "gateway.stomp.listeners.udp.**",
+            "gateway.stomp.listeners.udp.<name>.bind"
+        ));
+        assert!(!key_matches(
+            "gateway.stomp.listeners.udp.**",
+            "gateway.stomp.listeners.udp"
+        ));
+    }
+
+    /// The keys outside `gateway` (the server checks the gateway ones with the gateways').
+    #[test]
+    fn every_accepted_key_has_a_status_and_every_status_a_key() {
+        let keys = accepted_keys();
+        let missing = keys_without_status(&keys, &[KEY_STATUS]);
+        assert!(missing.is_empty(), "keys with no status: {missing:#?}");
+        let unused: Vec<&str> = patterns_without_key(&keys, &[KEY_STATUS])
+            .into_iter()
+            .filter(|p| !p.starts_with("gateway."))
+            .collect();
+        assert!(unused.is_empty(), "statuses that match no key: {unused:#?}");
+    }
+
+    #[test]
+    fn every_honoured_key_names_a_test_that_exists() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let missing = honoured_tests_missing(&[KEY_STATUS], &root);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
+
     #[test]
     fn every_refused_key_is_refused_by_name() {
-        for key in accepted_keys() {
-            let (value, unsupported) = match key_status(&key) {
-                Some(KeyStatus::Unsupported(v)) => (v, true),
-                Some(KeyStatus::Misplaced(v)) => (v, false),
-                _ => continue,
-            };
-            let text = config_setting(&key, value);
-            let written = key.replace("<name>", "k").replace("[]", "");
-            match Config::from_str_with_env(&text, Vec::<(String, String)>::new()) {
-                Err(ConfigError::Invalid { key_path, message }) => {
-                    assert!(
-                        written.starts_with(&key_path),
-                        "{key}: refused at {key_path} ({message}), not at the key or its section\n{text}"
-                    );
-                    if unsupported {
-                        assert_eq!(key_path, written, "{key}: {message}");
-                        assert!(message.contains("not supported yet"), "{key}: {message}");
-                    }
-                }
-                other => panic!("{key} = {value} was not refused: {other:?}\n{text}"),
+        for (key, value, unsupported) in refusals(&accepted_keys(), &[KEY_STATUS]) {
+            let text = sample_setting(&key, value);
+            let result = Config::from_str_with_env(&text, Vec::<(String, String)>::new());
+            if let Err(e) = check_refusal(&key, unsupported, &text, result.map(|_| ())) {
+                panic!("{e}");
             }
         }
     }

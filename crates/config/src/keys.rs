@@ -269,7 +269,7 @@ fn render(path: &[Step]) -> String {
 
 /// Every key of `T`: each leaf (a value), map and list, by its path. A struct is not a key
 /// of its own (its fields are); a map or list of structs lists its entries' fields too.
-pub(crate) fn keys_of<T: de::DeserializeOwned>() -> Vec<String> {
+fn keys_under<T: de::DeserializeOwned>() -> Vec<String> {
     let mut keys = Vec::new();
     let mut pending: Vec<Vec<Step>> = vec![Vec::new()];
     while let Some(path) = pending.pop() {
@@ -309,9 +309,19 @@ pub(crate) fn keys_of<T: de::DeserializeOwned>() -> Vec<String> {
     keys
 }
 
-/// Every key the loader accepts, sorted.
+/// Every key of a section of type `T` written at `prefix` (a gateway crate lists its
+/// `gateway.<name>` keys this way), sorted.
+pub fn keys_of<T: de::DeserializeOwned>(prefix: &str) -> Vec<String> {
+    keys_under::<T>()
+        .into_iter()
+        .map(|key| format!("{prefix}.{key}"))
+        .collect()
+}
+
+/// Every key the loader accepts outside `gateway.<name>` sections (which belong to the
+/// gateway crates: [`keys_of`]), sorted.
 pub fn accepted_keys() -> Vec<String> {
-    keys_of::<crate::Config>()
+    keys_under::<crate::Config>()
 }
 
 #[cfg(test)]
@@ -329,12 +339,15 @@ mod tests {
             "listeners.tcp.<name>.access_rules",
             "authentication",
             "authentication[].password_hash_algorithm.name",
-            "gateway.stomp.listeners.tcp.<name>.authentication.backend",
-            "gateway.mqttsn.predefined[].topic",
             "node.name",
         ] {
             assert!(keys.iter().any(|k| k == key), "{key} missing");
         }
         assert!(!keys.iter().any(|k| k == "listeners" || k == "mqtt"));
+        assert!(!keys.iter().any(|k| k.starts_with("gateway")));
+        let listener = keys_of::<crate::GatewayListeners>("gateway.x.listeners");
+        assert!(listener
+            .iter()
+            .any(|k| k == "gateway.x.listeners.tcp.<name>.authentication.backend"));
     }
 }

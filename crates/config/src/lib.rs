@@ -28,11 +28,14 @@ mod validate;
 
 pub use error::ConfigError;
 pub use gateway::{
-    ClientInfoOverride, GatewayListener, GatewayListeners, Gateways, HealthCheck, MqttSnGateway,
-    PredefinedTopic, StompFrame, StompGateway, UdpOptions,
+    BindUse, ClientInfoOverride, GatewayListener, GatewayListeners, Gateways, HealthCheck,
+    ListenerType, UdpOptions, EMQX_GATEWAYS,
 };
-pub use key_status::{key_list_markdown, key_status, KeyStatus, KEY_STATUS};
-pub use keys::accepted_keys;
+pub use key_status::{
+    audit, key_list_markdown, key_matches, key_status, key_status_in, KeyStatus, KeyTable,
+    KEY_STATUS,
+};
+pub use keys::{accepted_keys, keys_of};
 pub use listener::{
     AccessAction, AccessRule, AccessTarget, Listener, ListenerKind, Listeners, Piggyback,
     SslOptions, SslVerify, TcpOptions, TlsVersion, WebsocketOptions, DEFAULT_LISTENER_NAME,
@@ -44,6 +47,8 @@ pub use sections::{
     LogLevel, NodeConfig, SysEventMessages, SysTopicsConfig,
 };
 pub use units::{Bind, ByteSize, Duration};
+pub use unsupported::not_supported;
+pub use validate::check_binds;
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -68,8 +73,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Dashboard / management API, `dashboard { … }`.
     pub dashboard: DashboardConfig,
-    /// Protocol gateways, `gateway.<name> { … }`. Default: STOMP on 61613 and MQTT-SN on
-    /// udp 1884, both enabled.
+    /// Protocol gateways, `gateway.<name> { … }`, as written: each gateway crate reads
+    /// its own section ([`Gateways::section`]).
+    #[serde(skip)]
     pub gateway: Gateways,
     /// The data file's commit cadence, `durable_sessions { … }`.
     pub durable_sessions: DurableSessionsConfig,
@@ -131,7 +137,9 @@ impl Config {
         let origins = tree::apply_env(&mut root, env)?;
         let blame = |error| tree::blame_env(error, &origins);
         tree::complete_listeners(&mut root).map_err(blame)?;
-        let config: Config = tree::deserialize(root).map_err(blame)?;
+        let gateway = root.shift_remove("gateway");
+        let mut config: Config = tree::deserialize(root).map_err(blame)?;
+        config.gateway = Gateways::from_tree(gateway, &origins)?;
         validate::validate(&config).map_err(blame)?;
         unsupported::refuse(&config).map_err(blame)?;
         Ok(config)
@@ -142,6 +150,7 @@ impl Config {
     /// and every string under a `password` key is replaced by `"******"`.
     pub fn to_json(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).expect("config always serializes to JSON");
+        value["gateway"] = self.gateway.to_json();
         redact_passwords(&mut value);
         value
     }
@@ -379,27 +388,24 @@ mod tests {
         assert!(!config.sys_topics.sys_event_messages.client_disconnected);
         assert!(config.sys_topics.sys_event_messages.client_connected);
         assert_eq!(config.log.console.level, LogLevel::Debug);
-        let stomp = &config.gateway.stomp;
+        let stomp: GatewayProbe = config.gateway.section("stomp").unwrap();
         assert_eq!(stomp.mountpoint, "stomp/");
         let l = &stomp.listeners.tcp["default"];
         assert_eq!(l.bind, Some(Bind::any(61613)));
         assert_eq!(l.max_connections, Some(1024));
     }
 
-    #[test]
-    fn gateways_default_to_stomp_and_mqttsn_on_their_ports() {
-        let config = parse("");
-        let stomp = &config.gateway.stomp;
-        assert!(stomp.enable);
-        assert_eq!(stomp.frame.max_headers, 10);
-        assert_eq!(stomp.listeners.tcp["default"].bind, Some(Bind::any(61613)));
-        let sn = &config.gateway.mqttsn;
-        assert_eq!(sn.listeners.udp["default"].bind, Some(Bind::any(1884)));
-        assert_eq!(sn.gateway_id, 1);
+    /// What a gateway crate's section type looks like, for these tests.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct GatewayProbe {
+        mountpoint: String,
+        frame: Option<serde_json::Value>,
+        listeners: GatewayListeners,
     }
 
     #[test]
-    fn emqx_gateway_examples_load_unchanged() {
+    fn gateway_sections_are_kept_as_written_for_their_gateway_to_read() {
         let config = parse(
             r#"
             gateway.stomp {
@@ -407,34 +413,87 @@ mod tests {
               frame { max_headers = 10, max_headers_length = 1024, max_body_length = 65536 }
               listeners.tcp.default { bind = 61613, acceptors = 16, max_connections = 1024000, max_conn_rate = 1000 }
             }
-            gateway.mqttsn {
-              gateway_id = 1
-              broadcast = true
-              enable_qos3 = false
-              predefined = [ { id = 1, topic = "/predefined/topic/name/hello" } ]
-              listeners.udp.default { bind = 1884, max_connections = 10240000, max_conn_rate = 1000 }
-            }
+            gateway.coap { mountpoint = "coap/" }
             "#,
         );
-        assert_eq!(config.gateway.mqttsn.predefined[0].id, 1);
-        assert!(!config.gateway.mqttsn.enable_qos3);
-        // A gateway Junction does not have yet is refused by name, not ignored.
-        let (path, message) = invalid("gateway.coap { mountpoint = \"coap/\" }", &[]);
-        assert_eq!(path, "gateway.coap");
-        assert!(message.contains("not supported yet"), "{message}");
+        assert_eq!(
+            config.gateway.names().collect::<Vec<_>>(),
+            ["stomp", "coap"]
+        );
+        let stomp: GatewayProbe = config.gateway.section("stomp").unwrap();
+        assert_eq!(
+            stomp.listeners.tcp["default"].max_connections,
+            Some(1_024_000)
+        );
+        // A section not written reads as its type's defaults.
+        let absent: GatewayProbe = config.gateway.section("mqttsn").unwrap();
+        assert!(absent.listeners.tcp.is_empty());
+        // Errors name the whole path, and the variable that set the key.
+        let config = Config::from_str_with_env(
+            "gateway.stomp.frame = {}",
+            env(&[("JUNCTION_GATEWAY__STOMP__MOUNTPOINTS", "x")]),
+        )
+        .unwrap();
+        match config.gateway.section::<GatewayProbe>("stomp") {
+            Err(ConfigError::Invalid { key_path, message }) => {
+                assert_eq!(key_path, "gateway.stomp.mountpoints");
+                assert!(message.contains("did you mean `mountpoint`"), "{message}");
+                assert!(
+                    message.contains("JUNCTION_GATEWAY__STOMP__MOUNTPOINTS"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let (path, _) = invalid("gateway.stomp = 3", &[]);
+        assert_eq!(path, "gateway.stomp");
     }
 
     #[test]
-    fn gateway_listener_of_the_wrong_type_is_rejected() {
-        let (path, message) = invalid("gateway.stomp.listeners.udp.x.bind = 1", &[]);
+    fn gateway_listeners_are_checked_for_type_bind_and_name() {
+        let tcp_only = [ListenerType::Tcp, ListenerType::Ssl];
+        let check = |text: &str| {
+            let config = parse(text);
+            let probe: GatewayProbe = config.gateway.section("stomp").unwrap();
+            match probe.listeners.check("stomp", &tcp_only) {
+                Err(ConfigError::Invalid { key_path, message }) => (key_path, message),
+                other => panic!("{text}: {other:?}"),
+            }
+        };
+        let (path, message) = check("gateway.stomp.listeners.udp.x.bind = 1");
         assert_eq!(path, "gateway.stomp.listeners.udp.x");
         assert!(message.contains("stomp"), "{message}");
-        let (path, _) = invalid("gateway.stomp.listeners.tcp.x.enable = true", &[]);
+        let (path, _) = check("gateway.stomp.listeners.tcp.x.enable = true");
         assert_eq!(path, "gateway.stomp.listeners.tcp.x.bind");
-        let (path, _) = invalid("gateway.stomp.frame.max_header = 3", &[]);
-        assert_eq!(path, "gateway.stomp.frame.max_header");
-        let (path, _) = invalid("gateway.mqttsn.predefined = [{id = 2000, topic = t}]", &[]);
-        assert_eq!(path, "gateway.mqttsn.predefined");
+        let (path, _) = check("gateway.stomp.listeners.tcp.9x.bind = 1");
+        assert_eq!(path, "gateway.stomp.listeners.tcp.9x");
+        let (path, message) = check("gateway.stomp.listeners.tcp.x { bind = 1, udp_options {} }");
+        assert_eq!(path, "gateway.stomp.listeners.tcp.x.udp_options");
+        assert!(message.contains("udp and dtls"), "{message}");
+    }
+
+    #[test]
+    fn binds_clash_within_a_transport_only() {
+        let tcp = |port, path: &str| BindUse {
+            addr: std::net::SocketAddr::from(([0, 0, 0, 0], port)),
+            udp: false,
+            path: path.into(),
+        };
+        let udp = |port, path: &str| BindUse {
+            udp: true,
+            ..tcp(port, path)
+        };
+        assert!(check_binds([tcp(1883, "a"), udp(1883, "b"), tcp(0, "c"), tcp(0, "d")]).is_ok());
+        match check_binds([
+            udp(5683, "gateway.x.listeners.udp.a"),
+            udp(5683, "gateway.y.listeners.udp.b"),
+        ]) {
+            Err(ConfigError::Invalid { key_path, message }) => {
+                assert_eq!(key_path, "gateway.y.listeners.udp.b.bind");
+                assert!(message.contains("gateway.x.listeners.udp.a"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -731,6 +790,11 @@ mod tests {
 
     #[test]
     fn to_json_hides_passwords() {
+        let config = parse("gateway.stomp.clientinfo_override.password = hunter2");
+        assert_eq!(
+            config.to_json()["gateway"]["stomp"]["clientinfo_override"]["password"],
+            "******"
+        );
         let config = parse("gateway.stomp.clientinfo_override.password = hunter2");
         let json = config.to_json();
         assert_eq!(

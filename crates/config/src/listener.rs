@@ -131,6 +131,17 @@ impl Listeners {
     pub fn enabled(&self) -> impl Iterator<Item = (ListenerKind, &str, &Listener)> + '_ {
         self.iter().filter(|(_, _, listener)| listener.enable)
     }
+
+    /// The addresses the enabled listeners bind (all TCP), for [`crate::check_binds`].
+    pub fn binds(&self) -> Vec<crate::BindUse> {
+        self.enabled()
+            .map(|(kind, name, l)| crate::BindUse {
+                addr: l.bind.addr(),
+                udp: false,
+                path: crate::tree::render_path(["listeners", kind.as_str(), name]),
+            })
+            .collect()
+    }
 }
 
 /// One MQTT listener, `listeners.<type>.<name> { … }`.

@@ -17,6 +17,7 @@ const ENV_SEPARATOR: &str = "__";
 pub(crate) type Object = IndexMap<String, HoconValue>;
 
 /// A key set by an environment variable, so errors about it can name the variable.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EnvOrigin {
     key_path: String,
     variable: String,
@@ -276,7 +277,7 @@ pub(crate) fn complete_listeners(root: &mut Object) -> Result<(), ConfigError> {
 }
 
 /// EMQX's rule for listener names: `^[a-zA-Z][0-9a-zA-Z_-]*$`.
-fn is_valid_listener_name(name: &str) -> bool {
+pub(crate) fn is_valid_listener_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
@@ -292,6 +293,41 @@ pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(root: Object) -> Resul
         };
         ConfigError::invalid(key_path, explain(&error.message))
     })
+}
+
+/// Read one section of the merged tree, at key path `prefix`, into `T`; errors carry the
+/// full path.
+pub(crate) fn deserialize_value<T: serde::de::DeserializeOwned>(
+    prefix: &[&str],
+    value: HoconValue,
+) -> Result<T, ConfigError> {
+    hocon::from_value(&value).map_err(|error| {
+        let mut key_path = render_path(prefix.iter().copied());
+        if !error.path.is_empty() {
+            key_path = format!("{key_path}.{}", error.path);
+        }
+        ConfigError::invalid(key_path, explain(&error.message))
+    })
+}
+
+/// A tree value as JSON (numbers stay numbers when they parse as one).
+pub(crate) fn to_json(value: &HoconValue) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        HoconValue::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
+        HoconValue::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+        HoconValue::Scalar(s) => match s.value_type {
+            ScalarType::Boolean => Value::Bool(s.raw == "true"),
+            ScalarType::Null => Value::Null,
+            ScalarType::Number => {
+                serde_json::from_str(&s.raw).unwrap_or_else(|_| Value::String(s.raw.clone()))
+            }
+            _ => Value::String(s.raw.clone()),
+        },
+        _ => Value::Null,
+    }
 }
 
 /// Add "(set by environment variable …)" to an error about a key an environment

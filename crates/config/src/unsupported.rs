@@ -15,7 +15,8 @@ use crate::Config;
 /// The message every refusal carries.
 pub(crate) const NOT_SUPPORTED: &str = "not supported yet";
 
-fn refused(path: impl Into<String>, what: &str) -> ConfigError {
+/// The error for a key set to what Junction does not support yet: "not supported yet: <what>".
+pub fn not_supported(path: impl Into<String>, what: &str) -> ConfigError {
     ConfigError::invalid(path, format!("{NOT_SUPPORTED}: {what}"))
 }
 
@@ -23,7 +24,7 @@ fn refused(path: impl Into<String>, what: &str) -> ConfigError {
 pub(crate) fn refuse(config: &Config) -> Result<(), ConfigError> {
     let check = |cond: bool, path: &str, what: &str| {
         if cond {
-            Err(refused(path, what))
+            Err(not_supported(path, what))
         } else {
             Ok(())
         }
@@ -107,48 +108,25 @@ pub(crate) fn refuse(config: &Config) -> Result<(), ConfigError> {
             )?;
         }
     }
-    for (gateway, listeners) in [
-        ("stomp", &config.gateway.stomp.listeners),
-        ("mqttsn", &config.gateway.mqttsn.listeners),
-    ] {
-        for (kind, name, l) in listeners.iter() {
-            refuse_gateway_listener(gateway, kind, name, l)?;
-        }
-    }
-    for (name, section) in [
-        ("coap", &config.gateway.coap),
-        ("lwm2m", &config.gateway.lwm2m),
-        ("exproto", &config.gateway.exproto),
-        ("jt808", &config.gateway.jt808),
-        ("gbt32960", &config.gateway.gbt32960),
-        ("ocpp", &config.gateway.ocpp),
-        ("nats", &config.gateway.nats),
-    ] {
-        check(
-            section.is_some(),
-            &format!("gateway.{name}"),
-            "this gateway is not built yet",
-        )?;
-    }
     Ok(())
 }
 
 fn refuse_authorization(config: &Config) -> Result<(), ConfigError> {
     let authz = &config.authorization;
     if !authz.sources.is_empty() {
-        return Err(refused(
+        return Err(not_supported(
             "authorization.sources",
             "authorization sources come with a later release",
         ));
     }
     if authz.no_match != AuthzVerdict::Allow {
-        return Err(refused(
+        return Err(not_supported(
             "authorization.no_match",
             "without sources every request is allowed",
         ));
     }
     if authz.deny_action != DenyAction::Ignore {
-        return Err(refused(
+        return Err(not_supported(
             "authorization.deny_action",
             "a denied request is refused, the connection kept",
         ));
@@ -161,7 +139,7 @@ fn refuse_authorization(config: &Config) -> Result<(), ConfigError> {
         ("excludes", authz.cache.excludes != default.excludes),
     ] {
         if differs {
-            return Err(refused(
+            return Err(not_supported(
                 format!("authorization.cache.{key}"),
                 "there are no source verdicts to cache",
             ));
@@ -172,7 +150,7 @@ fn refuse_authorization(config: &Config) -> Result<(), ConfigError> {
 
 fn refuse_tcp_options(t: &TcpOptions, path: &str) -> Result<(), ConfigError> {
     if t.buffer.is_some() {
-        return Err(refused(
+        return Err(not_supported(
             format!("{path}.buffer"),
             "the read buffer grows as needed",
         ));
@@ -182,13 +160,13 @@ fn refuse_tcp_options(t: &TcpOptions, path: &str) -> Result<(), ConfigError> {
 
 fn refuse_ssl_options(ssl: &SslOptions, path: &str) -> Result<(), ConfigError> {
     if ssl.depth != SslOptions::default().depth {
-        return Err(refused(
+        return Err(not_supported(
             format!("{path}.depth"),
             "client chains are verified whole",
         ));
     }
     if ssl.password.is_some() {
-        return Err(refused(
+        return Err(not_supported(
             format!("{path}.password"),
             "keyfile must not be encrypted",
         ));
@@ -196,7 +174,9 @@ fn refuse_ssl_options(ssl: &SslOptions, path: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn refuse_gateway_listener(
+/// Keys of a gateway listener that do not apply to its type, or that Junction does not
+/// support yet.
+pub(crate) fn refuse_gateway_listener(
     gateway: &str,
     kind: &str,
     name: &str,
@@ -204,7 +184,7 @@ fn refuse_gateway_listener(
 ) -> Result<(), ConfigError> {
     let path = |key: &str| render_path(["gateway", gateway, "listeners", kind, name, key]);
     if kind == "dtls" {
-        return Err(refused(
+        return Err(not_supported(
             render_path(["gateway", gateway, "listeners", kind, name]),
             "DTLS listeners come with the gateway SDK",
         ));
@@ -212,7 +192,7 @@ fn refuse_gateway_listener(
     let stream = matches!(kind, "tcp" | "ssl");
     let only = |set: bool, key: &str, kinds: &str| {
         if set {
-            Err(refused(
+            Err(not_supported(
                 path(key),
                 &format!("{key} applies to {kinds} listeners"),
             ))
@@ -245,7 +225,7 @@ fn refuse_gateway_listener(
         )?;
         if let Some(udp) = &l.udp_options {
             if udp.active_n != crate::gateway::UdpOptions::default().active_n {
-                return Err(refused(
+                return Err(not_supported(
                     path("udp_options") + ".active_n",
                     "datagrams are read as they come",
                 ));

@@ -2,6 +2,7 @@
 //! listeners that would fight over one address.
 
 use crate::error::ConfigError;
+use crate::gateway::{BindUse, GatewayListener, ListenerType};
 use crate::tree::render_path;
 use crate::Config;
 use std::collections::HashMap;
@@ -16,61 +17,77 @@ const MIN_CLIENTID_LEN: u16 = 23;
 pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     validate_mqtt(config)?;
     validate_listeners(config)?;
-    validate_gateways(config)
+    check_binds(config.listeners.binds())
 }
 
-/// Listener types a gateway accepts (reference §1.5), a bind on every listener, and
-/// MQTT-SN predefined ids in 1..=1024.
-fn validate_gateways(config: &Config) -> Result<(), ConfigError> {
-    let gateways: [(&str, &crate::GatewayListeners, &[&str]); 2] = [
-        ("stomp", &config.gateway.stomp.listeners, &["tcp", "ssl"]),
-        ("mqttsn", &config.gateway.mqttsn.listeners, &["udp", "dtls"]),
-    ];
-    for (gw, listeners, kinds) in gateways {
-        for (kind, name, listener) in listeners.iter() {
-            let path = |key: &[&str]| {
-                render_path(
-                    ["gateway", gw, "listeners", kind, name]
-                        .into_iter()
-                        .chain(key.iter().copied()),
-                )
-            };
-            if !kinds.contains(&kind) {
+/// One gateway listener: a valid name, a type gateway `gateway` takes (`kinds`), a bind,
+/// and certificates if it is an enabled TLS listener.
+pub(crate) fn gateway_listener(
+    gateway: &str,
+    kinds: &[ListenerType],
+    kind: &str,
+    name: &str,
+    listener: &GatewayListener,
+) -> Result<(), ConfigError> {
+    let path = |key: &[&str]| {
+        render_path(
+            ["gateway", gateway, "listeners", kind, name]
+                .into_iter()
+                .chain(key.iter().copied()),
+        )
+    };
+    if !crate::tree::is_valid_listener_name(name) {
+        return Err(ConfigError::invalid(
+            path(&[]),
+            "invalid listener name: must start with a letter and contain only \
+             letters, digits, '_' and '-'",
+        ));
+    }
+    if !kinds.iter().any(|k| k.as_str() == kind) {
+        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        return Err(ConfigError::invalid(
+            path(&[]),
+            format!(
+                "{kind} is not a listener type of the {gateway} gateway (expected one of {})",
+                names.join(", ")
+            ),
+        ));
+    }
+    if listener.bind.is_none() {
+        return Err(ConfigError::invalid(
+            path(&["bind"]),
+            "required".to_string(),
+        ));
+    }
+    if kind == "ssl" && listener.enable {
+        let ssl = listener.ssl_options.as_ref();
+        for (key, value) in [
+            ("certfile", ssl.and_then(|s| s.certfile.as_ref())),
+            ("keyfile", ssl.and_then(|s| s.keyfile.as_ref())),
+        ] {
+            if value.is_none() {
                 return Err(ConfigError::invalid(
-                    path(&[]),
-                    format!(
-                        "{kind} is not a listener type of the {gw} gateway (expected one of {})",
-                        kinds.join(", ")
-                    ),
+                    path(&["ssl_options", key]),
+                    format!("required for an enabled {kind} listener"),
                 ));
-            }
-            if listener.bind.is_none() {
-                return Err(ConfigError::invalid(
-                    path(&["bind"]),
-                    "required".to_string(),
-                ));
-            }
-            if kind == "ssl" && listener.enable {
-                let ssl = listener.ssl_options.as_ref();
-                for (key, value) in [
-                    ("certfile", ssl.and_then(|s| s.certfile.as_ref())),
-                    ("keyfile", ssl.and_then(|s| s.keyfile.as_ref())),
-                ] {
-                    if value.is_none() {
-                        return Err(ConfigError::invalid(
-                            path(&["ssl_options", key]),
-                            format!("required for an enabled {kind} listener"),
-                        ));
-                    }
-                }
             }
         }
     }
-    for p in &config.gateway.mqttsn.predefined {
-        if p.id == 0 || p.id > 1024 {
+    Ok(())
+}
+
+/// No two enabled listeners bind one address of one transport (TCP and UDP apart). Port 0
+/// asks the OS for a free port, so it never clashes.
+pub fn check_binds(binds: impl IntoIterator<Item = BindUse>) -> Result<(), ConfigError> {
+    let mut seen: HashMap<(std::net::SocketAddr, bool), String> = HashMap::new();
+    for b in binds {
+        if b.addr.port() == 0 {
+            continue;
+        }
+        if let Some(other) = seen.insert((b.addr, b.udp), b.path.clone()) {
             return Err(ConfigError::invalid(
-                "gateway.mqttsn.predefined",
-                format!("topic id {} is out of range (1..1024)", p.id),
+                format!("{}.bind", b.path),
+                format!("{} is already used by {other}", b.addr),
             ));
         }
     }
@@ -127,7 +144,6 @@ fn validate_mqtt(config: &Config) -> Result<(), ConfigError> {
 }
 
 fn validate_listeners(config: &Config) -> Result<(), ConfigError> {
-    let mut binds: HashMap<std::net::SocketAddr, String> = HashMap::new();
     for (kind, name, listener) in config.listeners.iter() {
         let path = |key: &[&str]| {
             render_path(
@@ -152,15 +168,6 @@ fn validate_listeners(config: &Config) -> Result<(), ConfigError> {
                 return Err(ConfigError::invalid(
                     path(&["websocket", "mqtt_path"]),
                     format!("{:?} must start with '/'", websocket.mqtt_path),
-                ));
-            }
-        }
-        // Port 0 asks the OS for a free port, so it never clashes.
-        if listener.enable && listener.bind.port() != 0 {
-            if let Some(other) = binds.insert(listener.bind.addr(), path(&[])) {
-                return Err(ConfigError::invalid(
-                    path(&["bind"]),
-                    format!("{} is already used by {other}", listener.bind),
                 ));
             }
         }

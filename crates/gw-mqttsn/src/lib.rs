@@ -13,10 +13,14 @@
 //! out from the listener's own socket and port (EMQX: an ephemeral socket, port 1884).
 
 mod advertise;
+pub mod config;
 mod conn;
+mod gateway;
 mod identity;
 mod listener;
 
+pub use config::MqttSnConfig;
+pub use gateway::MqttSn;
 pub use listener::{start_udp, UdpListenerHandle};
 
 use bytes::Bytes;

@@ -6,9 +6,13 @@
 //! wildcard and shared subscriptions really deliver here (deliveries are matched to their
 //! STOMP subscription by subscription identifier, not by topic).
 
+pub mod config;
 mod connection;
+mod gateway;
 
+pub use config::StompConfig;
 pub use connection::serve;
+pub use gateway::Stomp;
 
 /// `gateway.stomp` settings beyond the common ones.
 #[derive(Debug, Clone, Default)]

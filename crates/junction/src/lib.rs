@@ -3,16 +3,18 @@
 //! The `junction` binary is a thin command line over [`Server`]; integration tests start a
 //! [`Server`] on port 0 the same way.
 
-pub mod bench;
 mod durable;
 pub mod gateways;
-mod transport_opts;
 
 use anyhow::Context;
 use durable::{Durable, DurableOptions};
 use junction_auth::AuthnChains;
 use junction_broker::{Broker, BrokerSettings, KickReason, SharedStrategy};
 use junction_config::{Config, ListenerKind as CfgKind, SharedSubscriptionStrategy};
+use junction_gateway::listener_opts::{
+    access_list, apply_proxy_protocol, apply_ssl_options, apply_tcp_options,
+};
+use junction_gateway::{GatewayEnv, Registry};
 use junction_gw_mqtt::MqttSettings;
 use junction_session::SessionLimits;
 use junction_store::Store;
@@ -20,7 +22,6 @@ use junction_transport::{ListenerHandle, ListenerKind, ListenerOptions, OriginCh
 use junction_types::QoS;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use transport_opts::{apply_proxy_protocol, apply_ssl_options, apply_tcp_options};
 
 /// A running server.
 #[derive(Debug)]
@@ -29,18 +30,24 @@ pub struct Server {
     pub broker: Arc<Broker>,
     /// Every authentication chain (MQTT, gateways, listeners).
     pub authn: Arc<AuthnChains>,
-    gateway_env: gateways::GatewayEnv,
+    gateway_env: GatewayEnv,
     durable: Durable,
     listeners: Vec<ListenerHandle>,
-    stomp: tokio::sync::Mutex<Option<gateways::GatewayRunner<gateways::Stomp>>>,
-    mqttsn: tokio::sync::Mutex<Option<gateways::GatewayRunner<gateways::MqttSn>>>,
-    /// Gateway listener addresses by id, refreshed on every gateway change.
-    gateway_addrs: parking_lot::Mutex<Vec<(String, SocketAddr)>>,
+    /// The gateways this server runs.
+    gateways: Registry,
 }
 
 impl Server {
-    /// Start everything the configuration enables.
+    /// Start everything the configuration enables, with every gateway Junction ships
+    /// ([`gateways::registry`]).
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
+        Self::start_with(config, gateways::registry()).await
+    }
+
+    /// Start everything the configuration enables, with the gateways of `gateways`.
+    pub async fn start_with(config: &Config, gateways: Registry) -> anyhow::Result<Server> {
+        // Every section read and every address checked before anything binds.
+        gateways.check(config)?;
         let broker = Broker::new(broker_settings(config));
         let mut mqtt = mqtt_settings(config);
         let durable = Durable::open(
@@ -84,7 +91,7 @@ impl Server {
             tracing::info!(listener = %handle.id, addr = %handle.local_addr, "listening");
             listeners.push(handle);
         }
-        let gateway_env = gateways::GatewayEnv {
+        let gateway_env = GatewayEnv {
             broker: broker.clone(),
             authn: authn.clone(),
             session: mqtt.session,
@@ -95,56 +102,29 @@ impl Server {
             gateway_env,
             durable,
             listeners,
-            stomp: tokio::sync::Mutex::new(None),
-            mqttsn: tokio::sync::Mutex::new(None),
-            gateway_addrs: parking_lot::Mutex::new(Vec::new()),
+            gateways,
         };
-        server.update_stomp(&config.gateway.stomp).await?;
-        server.update_mqttsn(&config.gateway.mqttsn).await?;
+        server.gateways.apply(&server.gateway_env, config).await?;
         Ok(server)
     }
 
-    /// Load, update or unload the STOMP gateway to match `config` (run-time changes keep
-    /// live connections; see [`gateways::GatewayRunner::update`]).
-    pub async fn update_stomp(&self, config: &junction_config::StompGateway) -> anyhow::Result<()> {
-        let result =
-            gateways::reconcile(&mut *self.stomp.lock().await, &self.gateway_env, config).await;
-        self.refresh_gateway_addrs().await;
-        result
-    }
-
-    /// Load, update or unload the MQTT-SN gateway to match `config`.
-    pub async fn update_mqttsn(
-        &self,
-        config: &junction_config::MqttSnGateway,
-    ) -> anyhow::Result<()> {
-        let result =
-            gateways::reconcile(&mut *self.mqttsn.lock().await, &self.gateway_env, config).await;
-        self.refresh_gateway_addrs().await;
-        result
-    }
-
-    async fn refresh_gateway_addrs(&self) {
-        let mut addrs = Vec::new();
-        if let Some(r) = self.stomp.lock().await.as_ref() {
-            addrs.extend(r.addrs());
-        }
-        if let Some(r) = self.mqttsn.lock().await.as_ref() {
-            addrs.extend(r.addrs());
-        }
-        *self.gateway_addrs.lock() = addrs;
+    /// Load, update or unload every gateway to match `config` (run-time changes keep live
+    /// connections; see [`junction_gateway::GatewayRunner::update`]).
+    pub async fn update_gateways(&self, config: &Config) -> anyhow::Result<()> {
+        self.gateways.apply(&self.gateway_env, config).await
     }
 
     /// The context of a loaded gateway (clients, counters).
     pub async fn gateway(&self, name: &str) -> Option<Arc<junction_gateway::GatewayCtx>> {
-        match name {
-            "stomp" => self.stomp.lock().await.as_ref().map(|r| r.ctx.clone()),
-            "mqttsn" => self.mqttsn.lock().await.as_ref().map(|r| r.ctx.clone()),
-            _ => None,
-        }
+        self.gateways.gateway(name).await
     }
 
-    /// The address a listener (`"tcp:default"`, `"ws:default"`, `"stomp:tcp:default"`, …)
+    /// The gateways this server runs.
+    pub fn registry(&self) -> &Registry {
+        &self.gateways
+    }
+
+    /// The address a listener (`"tcp:default"`, `"ws:default"`, `"<gateway>:<type>:<name>"`, …)
     /// is bound to.
     pub fn local_addr(&self, id: &str) -> Option<SocketAddr> {
         self.listeners()
@@ -160,7 +140,7 @@ impl Server {
             .iter()
             .map(|l| (l.id.clone(), l.local_addr))
             .collect();
-        all.extend(self.gateway_addrs.lock().iter().cloned());
+        all.extend(self.gateways.listeners());
         all
     }
 
@@ -186,12 +166,7 @@ impl Server {
         for l in &self.listeners {
             l.stop();
         }
-        if let Some(stomp) = self.stomp.lock().await.take() {
-            stomp.unload().await;
-        }
-        if let Some(mqttsn) = self.mqttsn.lock().await.take() {
-            mqttsn.unload().await;
-        }
+        self.gateways.unload_all().await;
         self.broker.kick_all(KickReason::Shutdown);
         // Give connection tasks a moment to say goodbye.
         for _ in 0..50 {
@@ -294,7 +269,7 @@ fn listener_options(
     opts.max_connections = l.max_connections.map(|n| n as usize);
     opts.max_conn_rate = l.max_conn_rate.map(|n| n.min(u32::MAX as u64) as u32);
     apply_tcp_options(&mut opts, &l.tcp_options);
-    opts.access = gateways::access_list(&l.access_rules);
+    opts.access = access_list(&l.access_rules);
     apply_proxy_protocol(&mut opts, l.proxy_protocol, l.proxy_protocol_timeout);
     if let Some(ssl) = &l.ssl_options {
         apply_ssl_options(

@@ -26,14 +26,14 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Load tool: connect, publish and subscribe against an MQTT broker.
-    Bench(junction::bench::BenchArgs),
+    Bench(junction_bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Start { config } => start(config),
-        Command::Bench(args) => junction::bench::run(args),
+        Command::Bench(args) => junction_bench::run(args),
     }
 }
 

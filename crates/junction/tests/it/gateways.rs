@@ -156,16 +156,14 @@ async fn gateway_update_keeps_connections_and_applies_the_new_mountpoint() {
     let addr = stomp_addr(&s);
     let mut before = Stomp::connect(addr).await;
 
-    let mut config = junction_config::Config::from_str_with_env(
-        "gateway.stomp { mountpoint = \"new/\", listeners.tcp.default.bind = \"127.0.0.1:0\" }",
-        std::iter::empty::<(String, String)>(),
-    )
-    .unwrap()
-    .gateway
-    .stomp;
     // Same listener, same address: it keeps running.
-    config.listeners.tcp.get_mut("default").unwrap().bind = Some(addr.into());
-    server.update_stomp(&config).await.unwrap();
+    let config = test_config(
+        &fresh_data_dir(),
+        &format!(
+            "gateway.stomp {{ mountpoint = \"new/\", listeners.tcp.default.bind = \"{addr}\" }}"
+        ),
+    );
+    server.update_gateways(&config).await.unwrap();
     assert_eq!(server.local_addr("stomp:tcp:default"), Some(addr));
 
     // The old connection still works, with the mountpoint it connected with.
@@ -194,20 +192,18 @@ async fn listener_added_at_run_time_accepts_and_unload_closes_the_ports() {
     let s = TestServer::start().await;
     let server = s.server.as_ref().unwrap();
     let first = stomp_addr(&s);
-    let mut config = junction_config::Config::from_str_with_env(
-        "gateway.stomp.listeners.tcp { default.bind = \"127.0.0.1:0\", extra.bind = \"127.0.0.1:0\" }",
-        std::iter::empty::<(String, String)>(),
-    )
-    .unwrap()
-    .gateway
-    .stomp;
-    config.listeners.tcp.get_mut("default").unwrap().bind = Some(first.into());
-    server.update_stomp(&config).await.unwrap();
+    let listeners =
+        format!("gateway.stomp.listeners.tcp {{ default.bind = \"{first}\", extra.bind = \"127.0.0.1:0\" }}");
+    let config = test_config(&fresh_data_dir(), &listeners);
+    server.update_gateways(&config).await.unwrap();
     let extra = server.local_addr("stomp:tcp:extra").expect("new listener");
     let _c = Stomp::connect(extra).await;
 
-    config.enable = false;
-    server.update_stomp(&config).await.unwrap();
+    let config = test_config(
+        &fresh_data_dir(),
+        &format!("{listeners}\ngateway.stomp.enable = false"),
+    );
+    server.update_gateways(&config).await.unwrap();
     assert!(server.local_addr("stomp:tcp:default").is_none());
     for addr in [first, extra] {
         assert!(
