@@ -6,6 +6,7 @@
 
 use crate::call::{CallError, ClientCall, SubscriptionInfo};
 use crate::client::{ClientInfo, ClientRegistry, ConnStats};
+use crate::driver::{CloseReason, ConnectRequest, Session};
 use crate::metrics::GatewayMetrics;
 use crate::mountpoint::{render, Mountpoint, Placeholders, UnsafePlaceholder};
 use bytes::Bytes;
@@ -16,7 +17,8 @@ use junction_broker::hooks::{
     UnsubscribeArgs,
 };
 use junction_broker::{
-    system_message, Broker, KickReason, OpenSession, Opened, Routed, SessionCell,
+    system_message, Broker, Close, KickReason, KickWait, OpenSession, Opened, Routed, SessionCell,
+    Will,
 };
 use junction_session::{SessionLimits, SubOptions};
 use junction_topic::{ParsedFilter, TopicError};
@@ -66,6 +68,27 @@ impl Default for CommonSettings {
             session: SessionLimits::default(),
         }
     }
+}
+
+/// What the connect pipeline gives a driver: the session, and what can end it (the
+/// broker's kick, the registry's, and framework calls into the connection).
+#[derive(Debug)]
+pub struct Admission {
+    /// The admitted client.
+    pub session: Session,
+    /// The broker's kick (takeover, discard, shutdown).
+    pub kick: KickWait,
+    /// The registry's kick (a second connection with this client id, the API).
+    pub evict: KickWait,
+    /// Framework calls (management API subscriptions).
+    pub calls: mpsc::Receiver<ClientCall>,
+}
+
+/// The connect pipeline refused a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// EMQX's reason (`not_authorized`, `client_identifier_not_valid`, a hook's reason).
+    pub reason: String,
 }
 
 /// Everything a gateway's connections share.
@@ -561,6 +584,104 @@ impl GatewayCtx {
             },
         )?;
         answer(rx).await?
+    }
+
+    /// The one connect pipeline, for every protocol: `client.connect`, authentication with
+    /// the listener's chain or the gateway's, the mountpoint (a client id or user name
+    /// that would widen or move it is refused as `client_identifier_not_valid`), the
+    /// session opened or taken over, `session.created`/`resumed`, the registry and
+    /// `client.connected`, and `client.connack`. A refusal has run `client.connack` with
+    /// its reason; the caller answers with its protocol's error.
+    pub async fn connect(self: &Arc<Self>, request: ConnectRequest) -> Result<Admission, Refusal> {
+        let ConnectRequest {
+            mut info,
+            password,
+            listener_mountpoint,
+            limits,
+        } = request;
+        let admitted = match self.client_connect(&info) {
+            Ok(()) => self
+                .authenticate(&mut info, password.as_deref().map(str::as_bytes))
+                .await
+                .map(|_expire_at| ()),
+            Err(reason) => Err(reason),
+        };
+        let mountpoint = admitted.and_then(|()| {
+            self.mountpoint_for(
+                listener_mountpoint.as_deref(),
+                &info.clientid,
+                info.username.as_deref(),
+            )
+            .map_err(|_| "client_identifier_not_valid".to_string())
+        });
+        let mountpoint = match mountpoint {
+            Ok(mountpoint) => mountpoint,
+            Err(reason) => {
+                tracing::debug!(clientid = %info.clientid, peer = %info.peername, %reason, "client refused");
+                self.connack(&info, &reason);
+                return Err(Refusal { reason });
+            }
+        };
+        info.mountpoint = mountpoint.as_str().to_string();
+        let conn_id = self.broker.next_conn_id();
+        let (kick_tx, kick_rx) = oneshot::channel();
+        let opened = self.open_session(
+            &info.clientid,
+            info.clean_start,
+            info.expiry_interval,
+            limits,
+            conn_id,
+            kick_tx,
+        );
+        self.session_opened(&info, opened.session_present);
+        let stats = Arc::new(ConnStats::default());
+        let (evict_rx, calls) = self.admit(&info, stats.clone(), conn_id);
+        Ok(Admission {
+            session: Session {
+                ctx: self.clone(),
+                info: Box::new(info),
+                cell: opened.cell,
+                mountpoint,
+                conn_id,
+                session_present: opened.session_present,
+                stats,
+            },
+            kick: KickWait::new(kick_rx),
+            evict: KickWait::new(evict_rx),
+            calls,
+        })
+    }
+
+    /// The one close path: `session.takenover`/`discarded` for a kicked session, the
+    /// session handed back to the broker (kept for `expiry_interval_secs`, the will
+    /// published or scheduled unless another connection took over), `session.terminated`
+    /// when it ends with the connection, and the client unregistered with
+    /// `client.disconnected` and its `$SYS` event.
+    pub fn close(
+        &self,
+        session: &Session,
+        reason: CloseReason,
+        will: Option<Will>,
+        expiry_interval_secs: u32,
+    ) {
+        let info = &session.info;
+        if let CloseReason::Kicked(k) = reason {
+            self.session_kicked(info, k);
+        }
+        let taken_over = reason.taken_over();
+        tracing::debug!(clientid = %info.clientid, reason = reason.as_str(), "client disconnected");
+        self.broker.close_session(
+            &session.cell,
+            session.conn_id,
+            Close {
+                expiry_interval_secs,
+                will: if taken_over { None } else { will },
+            },
+        );
+        if expiry_interval_secs == 0 && !taken_over {
+            self.session_terminated(info, reason.as_str());
+        }
+        self.disconnected(info, session.conn_id, reason.as_str());
     }
 
     /// A client is gone.

@@ -11,6 +11,7 @@
 pub mod call;
 pub mod client;
 pub mod ctx;
+pub mod driver;
 pub mod kind;
 pub mod listener_opts;
 pub mod metrics;
@@ -20,7 +21,8 @@ pub mod runner;
 
 pub use call::{CallError, ClientCall, SubscriptionInfo};
 pub use client::{ClientInfo, ClientRegistry, ConnStats};
-pub use ctx::{CommonSettings, GatewayCtx};
+pub use ctx::{Admission, CommonSettings, GatewayCtx, Refusal};
+pub use driver::{CloseReason, ConnectRequest, Session};
 pub use kind::{BoxFuture, Gateway, Listening};
 pub use metrics::GatewayMetrics;
 pub use mountpoint::Mountpoint;

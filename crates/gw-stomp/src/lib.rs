@@ -1,18 +1,28 @@
-//! Junction's STOMP gateway: one task per connection runs STOMP 1.0 / 1.1 / 1.2 between a
-//! [`junction_transport::Stream`] and the broker, through the gateway framework's
+//! Junction's STOMP gateway: STOMP 1.0 / 1.1 / 1.2 as a channel ([`StompChannel`]) of the
+//! framework's stream driver, reaching the broker through
 //! [`junction_gateway::GatewayCtx`] (mountpoints, client registry, counters).
 //!
 //! Behaviour follows EMQX's STOMP gateway (reference §5.1), except where EMQX has a bug:
 //! wildcard and shared subscriptions really deliver here (deliveries are matched to their
 //! STOMP subscription by subscription identifier, not by topic).
 
+mod channel;
 pub mod config;
-mod connection;
 mod gateway;
 
+pub use channel::{StompChannel, StompOpening};
 pub use config::StompConfig;
-pub use connection::serve;
 pub use gateway::Stomp;
+
+use junction_gateway::GatewayCtx;
+use junction_transport::Accepted;
+use std::sync::Arc;
+
+/// Serve one accepted connection with the framework's stream driver until it ends.
+pub async fn serve(ctx: Arc<GatewayCtx>, settings: Arc<StompSettings>, accepted: Accepted) {
+    let opening = StompOpening::new(ctx.clone(), settings);
+    junction_gateway::driver::stream::serve(ctx, accepted, opening).await
+}
 
 /// `gateway.stomp` settings beyond the common ones.
 #[derive(Debug, Clone, Default)]

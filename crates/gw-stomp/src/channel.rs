@@ -1,30 +1,26 @@
-//! One STOMP connection: CONNECT handshake, then the frame loop.
-//!
-//! The task reads frames, acts on them through the gateway context, and writes everything
-//! it has to send (receipts, errors, deliveries drained from the session's outbox,
-//! heart-beats) in one write per wake-up.
+//! The STOMP protocol as a channel of the framework's stream driver: the opening
+//! handshake ([`StompOpening`]: version, heart-beats, identity) and the connected state
+//! machine ([`StompChannel`]: SEND, SUBSCRIBE, transactions, receipts, deliveries,
+//! heart-beats). No I/O: the driver reads, writes, and hands in the time.
 
 use crate::StompSettings;
 use bytes::BytesMut;
 use bytestring::ByteString;
 use junction_broker::hooks::Action;
-use junction_broker::{Close, KickReason, KickWait, SessionCell};
+use junction_broker::{KickReason, Will};
 use junction_codec_stomp::{encode, encode_heartbeat, Command, Decoder, Frame, Item, Version};
+use junction_gateway::driver::stream::{Opening, Output, Peer, StreamChannel};
 use junction_gateway::{
-    CallError, ClientCall, ClientInfo, ConnStats, GatewayCtx, Mountpoint, SubscriptionInfo,
+    CallError, ClientCall, ClientInfo, CloseReason, ConnectRequest, GatewayCtx, Session,
+    SubscriptionInfo,
 };
 use junction_session::{Delivery, Outbound, SubOptions};
-use junction_transport::{Accepted, SendError, Stream};
 use junction_types::{now_ms, MessageProperties, QoS};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-/// Time allowed for the first frame when the gateway sets no `idle_timeout`.
-const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest heart-beat period honoured, ms.
 const MAX_HEARTBEAT_MS: u64 = 86_400_000;
 /// Headers of a MESSAGE the server sets itself; a carried header of that name is skipped.
@@ -37,138 +33,10 @@ const RESERVED_OUT: [&str; 6] = [
     "content-length",
 ];
 
-/// How a connection ended.
-#[derive(Debug)]
-enum Exit {
-    /// The peer closed the stream (or it failed).
-    Closed,
-    /// DISCONNECT received.
-    Disconnected,
-    /// An ERROR frame (already in the write buffer, or none when `EMQX` closes silently)
-    /// ends the connection; the text is the disconnect reason.
-    Error(&'static str),
-    /// No inbound traffic for two heart-beat periods.
-    HeartbeatTimeout,
-    /// The broker or the registry told us to go.
-    Kicked(KickReason),
-}
-
-type Flow<T = ()> = Result<T, Exit>;
+type Flow<T = ()> = Result<T, CloseReason>;
 
 fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Serve one accepted connection until it ends.
-pub async fn serve(ctx: Arc<GatewayCtx>, settings: Arc<StompSettings>, accepted: Accepted) {
-    let Accepted {
-        mut stream,
-        peer,
-        listener,
-        sockport,
-        permit,
-        send_timeout,
-    } = accepted;
-    let stats = Arc::new(ConnStats::default());
-    let mut rbuf = BytesMut::new();
-    let mut decoder = Decoder::new(Version::V1_2, settings.limits);
-    // The handshake and the goodbye run in boxed futures of their own: they are short-lived,
-    // and keeping their state out of the long-lived task keeps idle connections small.
-    let connect = match Box::pin(read_connect(
-        &ctx,
-        &stats,
-        &mut decoder,
-        &mut stream,
-        &mut rbuf,
-    ))
-    .await
-    {
-        Some(f) => f,
-        None => {
-            stream.shutdown().await;
-            return;
-        }
-    };
-    let accepted = Box::pin(Conn::accept(Handshake {
-        ctx,
-        settings,
-        stream,
-        peer,
-        listener,
-        sockport,
-        rbuf,
-        decoder,
-        stats,
-        connect,
-        send_timeout,
-    }))
-    .await;
-    let Some((mut conn, calls_rx)) = accepted else {
-        return;
-    };
-    tracing::debug!(clientid = %conn.info.clientid, %peer, "stomp client connected");
-    let exit = conn.run(calls_rx).await;
-    Box::pin(conn.finish(exit)).await;
-    drop(permit);
-}
-
-/// Wait for the first frame, which must be CONNECT or STOMP, within `idle_timeout`.
-/// Anything else (or a frame error) closes the connection without an ERROR frame.
-async fn read_connect(
-    ctx: &GatewayCtx,
-    stats: &ConnStats,
-    decoder: &mut Decoder,
-    stream: &mut Stream,
-    rbuf: &mut BytesMut,
-) -> Option<Frame> {
-    let idle = ctx.settings().idle_timeout;
-    let idle = if idle.is_zero() {
-        DEFAULT_IDLE_TIMEOUT
-    } else {
-        idle
-    };
-    let deadline = Instant::now() + idle;
-    loop {
-        loop {
-            match decoder.decode(rbuf) {
-                Ok(Some(Item::HeartBeat)) => {}
-                Ok(Some(Item::Frame(f)))
-                    if matches!(f.command, Command::Connect | Command::Stomp) =>
-                {
-                    inc(&stats.recv_pkt);
-                    ctx.metrics.inc("packets.connect.received");
-                    return Some(f);
-                }
-                Ok(Some(Item::Frame(f))) => {
-                    tracing::debug!(command = %f.command, "first frame is not CONNECT");
-                    return None;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!(error = %e, "bad first frame");
-                    return None;
-                }
-            }
-        }
-        match tokio::time::timeout_at(deadline, stream.read_buf(rbuf)).await {
-            Ok(Ok(n)) if n > 0 => {
-                ctx.metrics.add("bytes.received", n as u64);
-                stats.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Ok(Ok(_)) => {
-                tracing::debug!("closed before CONNECT");
-                return None;
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "read failed before CONNECT");
-                return None;
-            }
-            Err(_) => {
-                tracing::debug!("no CONNECT within idle_timeout");
-                return None;
-            }
-        }
-    }
 }
 
 /// The negotiated version: `accept-version` absent means 1.0, else the highest listed
@@ -211,21 +79,6 @@ fn stomp_sub_options(index: u32) -> SubOptions {
     }
 }
 
-/// Everything the handshake needs.
-struct Handshake {
-    ctx: Arc<GatewayCtx>,
-    settings: Arc<StompSettings>,
-    stream: Stream,
-    peer: SocketAddr,
-    listener: Arc<str>,
-    sockport: u16,
-    rbuf: BytesMut,
-    decoder: Decoder,
-    stats: Arc<ConnStats>,
-    connect: Frame,
-    send_timeout: Duration,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AckMode {
     Auto,
@@ -256,80 +109,52 @@ struct Tx {
     bytes: usize,
 }
 
-/// A connected STOMP client.
-struct Conn {
+/// A STOMP connection before CONNECTED: waits for CONNECT (or STOMP), negotiates the
+/// version and heart-beats and renders the client's identity.
+pub struct StompOpening {
     ctx: Arc<GatewayCtx>,
-    stream: Stream,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
+    settings: Arc<StompSettings>,
     decoder: Decoder,
-    conn_id: u64,
-    info: Box<ClientInfo>,
-    stats: Arc<ConnStats>,
-    cell: Arc<SessionCell>,
-    mountpoint: Mountpoint,
-    subs: Vec<Sub>,
-    next_sub_index: u32,
-    last_message_id: u64,
-    txs: Vec<Tx>,
-    /// Server → client heart-beat period (the client's `cy`).
-    send_every: Option<Duration>,
-    /// Close when nothing arrived for this long (twice the client's `cx`).
-    recv_within: Option<Duration>,
-    last_recv: Instant,
-    scratch: Vec<Outbound>,
-    /// A connection this one sent to is behind (`junction_broker::Routed::congested`):
-    /// stop decoding and let it write before handling the rest of the read buffer.
-    congested: bool,
-    /// The broker's kick (takeover, shutdown).
-    kick: KickWait,
-    /// The gateway registry's kick (a second connection with this client id, the API).
-    evict: KickWait,
-    /// `tcp_options.send_timeout`: how long a write may make no progress.
-    send_timeout: Duration,
-    /// A write was abandoned half done: nothing more may be written.
-    write_cut: bool,
-    /// What this connection may hold.
-    bounds: crate::ConnBounds,
+    out: Output,
+    version: Version,
+    /// The client's heart-beat offer `cx,cy`, ms.
+    heartbeat: (u64, u64),
 }
 
-type Accept = (Conn, mpsc::Receiver<ClientCall>);
-
-impl Conn {
-    /// Negotiate, authenticate, open the session and answer CONNECTED. `None`: refused and
-    /// closed.
-    async fn accept(h: Handshake) -> Option<Accept> {
-        let Handshake {
+impl StompOpening {
+    /// A new connection of a listener with `settings`.
+    pub fn new(ctx: Arc<GatewayCtx>, settings: Arc<StompSettings>) -> StompOpening {
+        let decoder = Decoder::new(Version::V1_2, settings.limits);
+        StompOpening {
             ctx,
             settings,
-            mut stream,
-            peer,
-            listener,
-            sockport,
-            rbuf,
-            mut decoder,
-            stats,
-            connect,
-            send_timeout,
-        } = h;
-        let refuse = |reason: &str| {
-            let mut out = BytesMut::new();
-            let f = Frame::new(Command::Error).with_body(format!("Login Failed: {reason}"));
-            encode(&f, Version::V1_0, &mut out);
-            out
-        };
+            decoder,
+            out: Output::default(),
+            version: Version::V1_0,
+            heartbeat: (0, 0),
+        }
+    }
+
+    /// An ERROR answering CONNECT (no headers, STOMP 1.0 framing), as EMQX sends it.
+    fn login_failed(&mut self, reason: &str) {
+        let f = Frame::new(Command::Error).with_body(format!("Login Failed: {reason}"));
+        encode(&f, Version::V1_0, &mut self.out.bytes);
+        self.ctx.metrics.inc("packets.error.sent");
+    }
+
+    /// The ConnectRequest of a CONNECT frame, or `None` (ERROR written) for a version this
+    /// server does not speak.
+    fn request(&mut self, connect: &Frame, peer: &Peer) -> Option<ConnectRequest> {
         let Some(version) = negotiate(connect.header("accept-version")) else {
-            let out = refuse("Supported protocol versions < 1.2");
-            let _ = stream.write_all(&out).await;
-            ctx.metrics.inc("packets.error.sent");
-            ctx.metrics.add("bytes.sent", out.len() as u64);
-            stream.shutdown().await;
+            self.login_failed("Supported protocol versions < 1.2");
             return None;
         };
+        self.version = version;
         let (cx, cy) = parse_heartbeat(connect.header("heart-beat"));
+        self.heartbeat = (cx, cy);
         // `clientinfo_override` templates (reference §1.6); EMQX's defaults are a random
         // client id, `${Packet.headers.login}` and `${Packet.headers.passcode}`.
-        let common = ctx.settings();
+        let common = self.ctx.settings();
         let lookup = |path: &str| {
             path.strip_prefix("Packet.headers.")
                 .and_then(|h| connect.header(h))
@@ -357,14 +182,14 @@ impl Conn {
             "heartbeat".into(),
             serde_json::json!({ "incoming": cx, "outgoing": cy }),
         );
-        let mut info = ClientInfo {
-            clientid: clientid.clone(),
+        let info = ClientInfo {
+            clientid,
             username,
-            protocol: ctx.protocol,
+            protocol: self.ctx.protocol,
             proto_ver: version.as_str().to_string(),
-            peername: peer,
-            sockport,
-            listener,
+            peername: peer.addr,
+            sockport: peer.sockport,
+            listener: peer.listener.clone(),
             mountpoint: String::new(),
             keepalive: cx.div_ceil(1000).min(u32::MAX as u64) as u32,
             clean_start: true,
@@ -373,65 +198,78 @@ impl Conn {
             is_superuser: false,
             extras,
         };
-        let admitted = match ctx.client_connect(&info) {
-            Ok(()) => ctx
-                .authenticate(&mut info, password.as_deref().map(str::as_bytes))
-                .await
-                .map(|_expire_at| ()),
-            Err(reason) => Err(reason),
-        };
-        // A client id or user name that would widen or move the mountpoint is refused.
-        let admitted = admitted.and_then(|()| {
-            ctx.mountpoint_for(
-                settings.listener_mountpoint.as_deref(),
-                &clientid,
-                info.username.as_deref(),
-            )
-            .map_err(|_| "client_identifier_not_valid".to_string())
-        });
-        let mountpoint = match admitted {
-            Ok(mountpoint) => mountpoint,
-            Err(reason) => {
-                ctx.connack(&info, &reason);
-                let out = refuse(&reason);
-                let _ = stream.write_all(&out).await;
-                ctx.metrics.inc("packets.error.sent");
-                ctx.metrics.add("bytes.sent", out.len() as u64);
-                stream.shutdown().await;
-                return None;
+        Some(ConnectRequest {
+            info,
+            password,
+            listener_mountpoint: self.settings.listener_mountpoint.clone(),
+            limits: common.session,
+        })
+    }
+}
+
+impl Opening for StompOpening {
+    type Channel = StompChannel;
+
+    fn output(&mut self) -> &mut Output {
+        &mut self.out
+    }
+
+    /// The first frame must be CONNECT or STOMP; anything else (or a frame error) closes
+    /// the connection without an ERROR frame.
+    fn open(&mut self, input: &mut BytesMut, peer: &Peer) -> Result<Option<ConnectRequest>, ()> {
+        loop {
+            match self.decoder.decode(input) {
+                Ok(Some(Item::HeartBeat)) => {}
+                Ok(Some(Item::Frame(f)))
+                    if matches!(f.command, Command::Connect | Command::Stomp) =>
+                {
+                    self.ctx.metrics.inc("packets.connect.received");
+                    return self.request(&f, peer).map(Some).ok_or(());
+                }
+                Ok(Some(Item::Frame(f))) => {
+                    tracing::debug!(command = %f.command, "first frame is not CONNECT");
+                    return Err(());
+                }
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    tracing::debug!(error = %e, "bad first frame");
+                    return Err(());
+                }
             }
-        };
-        decoder.version = version;
-        info.mountpoint = mountpoint.as_str().to_string();
-        let conn_id = ctx.broker.next_conn_id();
-        let (kick_tx, kick_rx) = oneshot::channel();
-        let opened = ctx.open_session(&clientid, true, 0, common.session, conn_id, kick_tx);
-        ctx.session_opened(&info, opened.session_present);
-        let (registry_rx, calls_rx) = ctx.admit(&info, stats.clone(), conn_id);
-        let mut conn = Conn {
+        }
+    }
+
+    fn refused(&mut self, reason: &str) {
+        self.login_failed(reason);
+    }
+
+    fn admitted(self, session: Session, now: Instant) -> StompChannel {
+        let StompOpening {
             ctx,
-            stream,
-            rbuf,
-            wbuf: BytesMut::new(),
+            settings,
+            mut decoder,
+            out,
+            version,
+            heartbeat: (cx, cy),
+        } = self;
+        decoder.version = version;
+        inc(&session.stats.recv_pkt);
+        let send_every = (cy > 0).then(|| Duration::from_millis(cy));
+        drop(ctx);
+        let mut channel = StompChannel {
+            session,
+            out,
             decoder,
-            conn_id,
-            info: Box::new(info),
-            stats,
-            cell: opened.cell,
-            mountpoint,
             subs: Vec::new(),
             next_sub_index: 1,
             last_message_id: 0,
             txs: Vec::new(),
-            congested: false,
-            send_every: (cy > 0).then(|| Duration::from_millis(cy)),
+            send_every,
+            next_send: send_every.map(|d| now + d),
             recv_within: (cx > 0).then(|| Duration::from_millis(cx.saturating_mul(2))),
-            last_recv: Instant::now(),
+            last_recv: now,
+            now,
             scratch: Vec::new(),
-            kick: KickWait::new(kick_rx),
-            evict: KickWait::new(registry_rx),
-            send_timeout,
-            write_cut: false,
             bounds: settings.bounds,
         };
         let connected = Frame::new(Command::Connected)
@@ -441,14 +279,117 @@ impl Conn {
                 "server",
                 concat!("junction-stomp/", env!("CARGO_PKG_VERSION")),
             );
-        conn.write_frame(&connected, "packets.connected.sent");
-        Some((conn, calls_rx))
+        channel.write_frame(&connected, "packets.connected.sent");
+        channel
+    }
+}
+
+/// A connected STOMP client.
+pub struct StompChannel {
+    session: Session,
+    out: Output,
+    decoder: Decoder,
+    subs: Vec<Sub>,
+    next_sub_index: u32,
+    last_message_id: u64,
+    txs: Vec<Tx>,
+    /// Server → client heart-beat period (the client's `cy`).
+    send_every: Option<Duration>,
+    /// When the next server heart-beat is due.
+    next_send: Option<Instant>,
+    /// Close when nothing arrived for this long (twice the client's `cx`).
+    recv_within: Option<Duration>,
+    last_recv: Instant,
+    /// The time the driver last handed in.
+    now: Instant,
+    scratch: Vec<Outbound>,
+    /// What this connection may hold.
+    bounds: crate::ConnBounds,
+}
+
+impl StreamChannel for StompChannel {
+    fn session(&self) -> &Session {
+        &self.session
     }
 
+    fn output(&mut self) -> &mut Output {
+        &mut self.out
+    }
+
+    fn on_input(&mut self, input: &mut BytesMut, now: Instant) -> Flow {
+        self.now = now;
+        self.last_recv = now;
+        self.process_input(input)
+    }
+
+    fn on_deliveries(&mut self, now: Instant) -> Flow {
+        self.now = now;
+        self.drain_outbox();
+        Ok(())
+    }
+
+    fn on_call(&mut self, call: ClientCall) {
+        self.answer_call(call);
+    }
+
+    fn on_timer(&mut self, now: Instant) -> Flow {
+        self.now = now;
+        if self.recv_within.is_some_and(|w| now >= self.last_recv + w) {
+            return Err(CloseReason::HeartbeatTimeout);
+        }
+        self.expire_transactions(now);
+        if let (Some(at), Some(every)) = (self.next_send, self.send_every) {
+            if now >= at {
+                encode_heartbeat(&mut self.out.bytes);
+                self.session.ctx.metrics.inc("packets.heartbeat.sent");
+                inc(&self.session.stats.send_pkt);
+                // Keep the cadence, but do not burst after a stall.
+                self.next_send = Some((at + every).max(now + every / 2));
+            }
+        }
+        Ok(())
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let check = self.recv_within.map(|w| self.last_recv + w);
+        let tx_due = self.txs.iter().map(|t| t.expires).min();
+        [self.next_send, check, tx_due].into_iter().flatten().min()
+    }
+
+    fn silent_until(&self) -> Option<(Instant, CloseReason)> {
+        self.recv_within
+            .map(|w| (self.last_recv + w, CloseReason::HeartbeatTimeout))
+    }
+
+    /// EMQX's ERROR frames for a kicked client.
+    fn goodbye(&mut self, reason: CloseReason) {
+        if let CloseReason::Kicked(k) = reason {
+            let text = match k {
+                KickReason::Administrative => "Kicked out",
+                KickReason::TakenOver | KickReason::Discarded => "Discarded",
+                KickReason::Shutdown => "Server shutdown",
+            };
+            self.error_frame(text.into(), None);
+        }
+    }
+
+    /// STOMP sessions are clean and have no will.
+    fn on_close(&mut self, _reason: CloseReason) -> (Option<Will>, u32) {
+        (None, 0)
+    }
+
+    fn shrink(&mut self) {
+        if self.scratch.capacity() > 0 && self.scratch.is_empty() {
+            self.scratch = Vec::new();
+        }
+    }
+}
+
+impl StompChannel {
     fn write_frame(&mut self, f: &Frame, counter: &'static str) {
-        encode(f, self.decoder.version, &mut self.wbuf);
-        self.ctx.metrics.inc(counter);
-        inc(&self.stats.send_pkt);
+        encode(f, self.decoder.version, &mut self.out.bytes);
+        self.session.ctx.metrics.inc(counter);
+        inc(&self.session.stats.send_pkt);
     }
 
     /// Queue an ERROR frame (`content-type:text/plain`, `receipt-id` if given).
@@ -464,7 +405,7 @@ impl Conn {
     /// Queue an ERROR frame and end the connection.
     fn fail<T>(&mut self, text: String, receipt: Option<&str>, why: &'static str) -> Flow<T> {
         self.error_frame(text, receipt);
-        Err(Exit::Error(why))
+        Err(CloseReason::Protocol(why))
     }
 
     /// Queue a RECEIPT if the frame asked for one.
@@ -476,186 +417,39 @@ impl Conn {
         }
     }
 
-    async fn flush(&mut self) -> Flow {
-        if self.wbuf.is_empty() {
-            return Ok(());
-        }
-        if self.write_cut {
-            self.wbuf.clear();
-            return Err(Exit::Closed);
-        }
-        let n = self.wbuf.len();
-        // A client that stopped reading blocks the write: kicks and the heart-beat check
-        // still end the connection, and a write that makes no progress for `send_timeout`
-        // does.
-        let silent_until = self.recv_within.map(|w| self.last_recv + w);
-        let (kick, evict) = (&mut self.kick, &mut self.evict);
-        let res = self
-            .stream
-            .send(&self.wbuf, self.send_timeout, || async move {
-                let far = Instant::now() + Duration::from_secs(86400 * 365);
-                tokio::select! {
-                    kicked = kick.wait() => Exit::Kicked(kicked),
-                    kicked = evict.wait() => Exit::Kicked(kicked),
-                    _ = tokio::time::sleep_until(silent_until.unwrap_or(far)) => Exit::HeartbeatTimeout,
-                }
-            })
-            .await;
-        self.wbuf.clear();
-        let exit = match res {
-            Ok(()) => {
-                self.ctx.metrics.add("bytes.sent", n as u64);
-                self.stats.send_oct.fetch_add(n as u64, Ordering::Relaxed);
-                return Ok(());
-            }
-            Err(SendError::Stalled) => {
-                self.ctx.metrics.inc("send.timeout");
-                Exit::Error("send_timeout")
-            }
-            Err(SendError::Closed) => Exit::Closed,
-            Err(SendError::Interrupted(exit)) => exit,
-        };
-        // Part of the buffer may have gone: the stream is not at a frame boundary.
-        self.write_cut = true;
-        Err(exit)
-    }
-
-    /// When the heart-beat timer must next fire.
-    fn next_timer(&self, next_send: Option<Instant>) -> Instant {
-        let far = Instant::now() + Duration::from_secs(86400 * 365);
-        let check = self.recv_within.map(|w| self.last_recv + w);
-        let tx_due = self.txs.iter().map(|t| t.expires).min();
-        [next_send, check, tx_due]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(far)
-    }
-
     /// Abort the transactions whose time is up (`transaction.timeout`).
     fn expire_transactions(&mut self, now: Instant) {
         let before = self.txs.len();
         self.txs.retain(|t| t.expires > now);
         let expired = before - self.txs.len();
         if expired > 0 {
-            tracing::debug!(clientid = %self.info.clientid, expired, "stomp transactions timed out");
-            self.ctx.metrics.add("transactions.expired", expired as u64);
-        }
-    }
-
-    /// The frame loop.
-    async fn run(&mut self, mut calls_rx: mpsc::Receiver<ClientCall>) -> Exit {
-        // CONNECTED, and frames that arrived together with CONNECT.
-        if let Err(e) = self.process_input() {
-            return e;
-        }
-        if let Err(e) = self.flush_and_finish_input().await {
-            return e;
-        }
-        // Most devices go quiet after connecting: hold no buffers until they speak.
-        self.shrink_idle_buffers();
-        let mut next_send = self.send_every.map(|d| Instant::now() + d);
-        let timer = tokio::time::sleep_until(self.next_timer(next_send));
-        tokio::pin!(timer);
-        loop {
-            let step: Flow = tokio::select! {
-                biased;
-                kicked = self.kick.wait() => Err(Exit::Kicked(kicked)),
-                kicked = self.evict.wait() => Err(Exit::Kicked(kicked)),
-                read = self.stream.read_buf(&mut self.rbuf) => match read {
-                    Ok(0) | Err(_) => Err(Exit::Closed),
-                    Ok(n) => {
-                        self.ctx.metrics.add("bytes.received", n as u64);
-                        self.stats.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
-                        self.last_recv = Instant::now();
-                        self.process_input()
-                    }
-                },
-                _ = self.cell.notified() => {
-                    self.drain_outbox();
-                    Ok(())
-                }
-                Some(call) = calls_rx.recv() => {
-                    self.on_call(call);
-                    Ok(())
-                }
-                _ = &mut timer => {
-                    let now = Instant::now();
-                    if self.recv_within.is_some_and(|w| now >= self.last_recv + w) {
-                        return Exit::HeartbeatTimeout;
-                    }
-                    self.expire_transactions(now);
-                    if let (Some(at), Some(every)) = (next_send, self.send_every) {
-                        if now >= at {
-                            encode_heartbeat(&mut self.wbuf);
-                            self.ctx.metrics.inc("packets.heartbeat.sent");
-                            inc(&self.stats.send_pkt);
-                            // Keep the cadence, but do not burst after a stall.
-                            next_send = Some((at + every).max(now + every / 2));
-                        }
-                    }
-                    timer.as_mut().reset(self.next_timer(next_send));
-                    self.shrink_idle_buffers();
-                    Ok(())
-                }
-            };
-            if let Err(e) = step {
-                return e;
-            }
-            if let Err(e) = self.flush_and_finish_input().await {
-                return e;
-            }
-            // A BEGIN may have brought a transaction's timeout nearer.
-            if let Some(expires) = self.txs.iter().map(|t| t.expires).min() {
-                if expires < timer.deadline() {
-                    timer.as_mut().reset(expires);
-                }
-            }
-        }
-    }
-
-    /// Flush; then, while a subscriber this connection sends to is behind, yield to the scheduler
-    /// before each further frame of the read buffer, so its task gets to write (as the
-    /// MQTT connection does).
-    async fn flush_and_finish_input(&mut self) -> Flow {
-        self.flush().await?;
-        while std::mem::take(&mut self.congested) {
-            tokio::task::yield_now().await;
-            self.process_input()?;
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Release buffer memory of a connection that has gone quiet.
-    fn shrink_idle_buffers(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
-            self.rbuf = BytesMut::new();
-        }
-        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
-            self.wbuf = BytesMut::new();
+            tracing::debug!(clientid = %self.session.info.clientid, expired, "stomp transactions timed out");
+            self.session
+                .ctx
+                .metrics
+                .add("transactions.expired", expired as u64);
         }
     }
 
     /// Decode and handle every whole frame in the read buffer.
-    fn process_input(&mut self) -> Flow {
+    fn process_input(&mut self, input: &mut BytesMut) -> Flow {
         loop {
-            match self.decoder.decode(&mut self.rbuf) {
+            match self.decoder.decode(input) {
                 Ok(Some(Item::HeartBeat)) => {
-                    self.ctx.metrics.inc("packets.heartbeat.received");
-                    inc(&self.stats.recv_pkt);
+                    self.session.ctx.metrics.inc("packets.heartbeat.received");
+                    inc(&self.session.stats.recv_pkt);
                 }
                 Ok(Some(Item::Frame(f))) => {
-                    inc(&self.stats.recv_pkt);
+                    inc(&self.session.stats.recv_pkt);
                     self.handle(f)?;
-                    if self.congested {
+                    if self.out.congested {
                         break;
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::debug!(clientid = %self.info.clientid, error = %e, "frame error");
-                    self.rbuf.clear();
+                    tracing::debug!(clientid = %self.session.info.clientid, error = %e, "frame error");
+                    input.clear();
                     return self.fail(
                         format!("Frame error: {}", e.emqx_reason()),
                         None,
@@ -669,7 +463,7 @@ impl Conn {
     }
 
     fn handle(&mut self, f: Frame) -> Flow {
-        let m = &self.ctx.metrics;
+        let m = &self.session.ctx.metrics;
         match f.command {
             Command::Send => {
                 m.inc("packets.send.received");
@@ -715,12 +509,12 @@ impl Conn {
             Command::Disconnect => {
                 m.inc("packets.disconnect.received");
                 self.receipt(&f);
-                Err(Exit::Disconnected)
+                Err(CloseReason::Normal)
             }
             Command::Connect | Command::Stomp => {
                 // A second CONNECT terminates the connection (EMQX: unhandled).
                 m.inc("packets.connect.received");
-                Err(Exit::Error("unexpected_connect"))
+                Err(CloseReason::Protocol("unexpected_connect"))
             }
             Command::Connected | Command::Message | Command::Receipt | Command::Error => {
                 let text = format!("Unexpected frame {}", f.command);
@@ -750,11 +544,11 @@ impl Conn {
                 "missing_destination",
             );
         };
-        if self.ctx.check_topic_name(dest).is_err() {
+        if self.session.ctx.check_topic_name(dest).is_err() {
             let text = format!("Invalid destination {dest}");
             return self.fail(text, receipt, "invalid_destination");
         }
-        if !self.ctx.authorize_publish(&self.info, dest) {
+        if !self.session.ctx.authorize_publish(&self.session.info, dest) {
             let text = format!("Insufficient permissions for {dest}");
             return self.fail(text, receipt, "not_authorized");
         }
@@ -772,17 +566,17 @@ impl Conn {
                 _ => props.user_properties.push((name.clone(), value.clone())),
             }
         }
-        inc(&self.stats.recv_msg);
-        let routed = self.ctx.publish(
-            &self.info,
-            &self.mountpoint,
+        inc(&self.session.stats.recv_msg);
+        let routed = self.session.ctx.publish(
+            &self.session.info,
+            &self.session.mountpoint,
             dest,
             f.body.clone(),
             QoS::AtMostOnce,
             false,
             props,
         );
-        self.congested |= routed.congested;
+        self.out.congested |= routed.congested;
         Ok(())
     }
 
@@ -821,7 +615,7 @@ impl Conn {
             );
             return Ok(());
         };
-        let now = Instant::now();
+        let now = self.now;
         self.expire_transactions(now);
         if self.txs.iter().any(|t| t.id == tx) {
             self.error_frame(
@@ -912,7 +706,7 @@ impl Conn {
             let text = format!("Topic {dest} already in subscribed");
             return self.fail(text, receipt, "topic_already_subscribed");
         }
-        if self.ctx.check_filter(dest).is_err() {
+        if self.session.ctx.check_filter(dest).is_err() {
             let text = format!("Invalid destination {dest}");
             return self.fail(text, receipt, "invalid_destination");
         }
@@ -921,15 +715,21 @@ impl Conn {
         let opts = stomp_sub_options(index);
         // `client.subscribe` may rewrite or refuse the filter (reference §1.10).
         let requested = vec![(dest.to_string(), opts)];
-        let Some((filter, opts)) = self.ctx.client_subscribe(&self.info, requested).pop() else {
+        let Some((filter, opts)) = self
+            .session
+            .ctx
+            .client_subscribe(&self.session.info, requested)
+            .pop()
+        else {
             let text = format!("The client.subscribe hook blocked the {dest} subscription request");
             return self.fail(text, receipt, "hook_blocked");
         };
         let dest = filter.as_str();
-        if !self
-            .ctx
-            .authorize(&self.info, Action::Subscribe { qos: opts.qos }, dest)
-        {
+        if !self.session.ctx.authorize(
+            &self.session.info,
+            Action::Subscribe { qos: opts.qos },
+            dest,
+        ) {
             let text = format!("Insufficient permissions for {dest}");
             return self.fail(text, receipt, "not_authorized");
         }
@@ -942,8 +742,15 @@ impl Conn {
             index,
         });
         if self
+            .session
             .ctx
-            .subscribe(&self.info, &self.cell, &self.mountpoint, dest, opts)
+            .subscribe(
+                &self.session.info,
+                &self.session.cell,
+                &self.session.mountpoint,
+                dest,
+                opts,
+            )
             .is_err()
         {
             self.subs.pop();
@@ -963,17 +770,26 @@ impl Conn {
         };
         if let Some(i) = pos {
             let asked = vec![self.subs[i].destination.to_string()];
-            if !self.ctx.client_unsubscribe(&self.info, asked).is_empty() {
+            if !self
+                .session
+                .ctx
+                .client_unsubscribe(&self.session.info, asked)
+                .is_empty()
+            {
                 let sub = self.subs.remove(i);
-                self.ctx
-                    .unsubscribe(&self.info, &self.cell, &self.mountpoint, &sub.destination);
+                self.session.ctx.unsubscribe(
+                    &self.session.info,
+                    &self.session.cell,
+                    &self.session.mountpoint,
+                    &sub.destination,
+                );
             }
         }
         self.receipt(f);
     }
 
     /// Answer a framework call (management API subscriptions).
-    fn on_call(&mut self, call: ClientCall) {
+    fn answer_call(&mut self, call: ClientCall) {
         match call {
             ClientCall::Subscriptions(reply) => {
                 let list = self
@@ -981,7 +797,7 @@ impl Conn {
                     .iter()
                     .map(|s| {
                         SubscriptionInfo::new(
-                            self.mountpoint.mount_filter(&s.destination),
+                            self.session.mountpoint.mount_filter(&s.destination),
                             &stomp_sub_options(s.index),
                             Some(s.id.to_string()),
                         )
@@ -1001,10 +817,10 @@ impl Conn {
                 let result = match self.subs.iter().position(|s| s.destination == topic) {
                     Some(i) => {
                         let sub = self.subs.remove(i);
-                        self.ctx.unsubscribe(
-                            &self.info,
-                            &self.cell,
-                            &self.mountpoint,
+                        self.session.ctx.unsubscribe(
+                            &self.session.info,
+                            &self.session.cell,
+                            &self.session.mountpoint,
                             &sub.destination,
                         );
                         Ok(())
@@ -1050,15 +866,22 @@ impl Conn {
             index,
         });
         if self
+            .session
             .ctx
-            .subscribe(&self.info, &self.cell, &self.mountpoint, topic, opts)
+            .subscribe(
+                &self.session.info,
+                &self.session.cell,
+                &self.session.mountpoint,
+                topic,
+                opts,
+            )
             .is_err()
         {
             self.subs.pop();
             return Err(CallError::Refused(format!("Invalid destination {topic}")));
         }
         Ok(SubscriptionInfo::new(
-            self.mountpoint.mount_filter(topic),
+            self.session.mountpoint.mount_filter(topic),
             &opts,
             Some(id),
         ))
@@ -1067,7 +890,9 @@ impl Conn {
     /// Take what the session has for the client and encode it into the write buffer.
     fn drain_outbox(&mut self) {
         let mut out = std::mem::take(&mut self.scratch);
-        self.cell.take_outbox(self.conn_id, &mut out);
+        self.session
+            .cell
+            .take_outbox(self.session.conn_id, &mut out);
         for o in out.drain(..) {
             if let Outbound::Publish { delivery, .. } = o {
                 self.deliver(&delivery);
@@ -1082,18 +907,18 @@ impl Conn {
             .iter()
             .find_map(|i| self.subs.iter().find(|s| s.index == *i));
         let Some(sub) = sub else {
-            self.ctx.metrics.inc("delivery.dropped");
-            self.ctx.metrics.inc("delivery.dropped.no_subid");
+            self.session.ctx.metrics.inc("delivery.dropped");
+            self.session.ctx.metrics.inc("delivery.dropped.no_subid");
             return;
         };
         let (sub_id, ack) = (sub.id.clone(), sub.ack);
         self.last_message_id += 1;
         let message_id = ByteString::from(self.last_message_id.to_string());
         let m = &d.message;
-        let topic = if self.mountpoint.is_empty() {
+        let topic = if self.session.mountpoint.is_empty() {
             m.topic.clone()
         } else {
-            ByteString::from(self.mountpoint.unmount(&m.topic))
+            ByteString::from(self.session.mountpoint.unmount(&m.topic))
         };
         let content_type = m
             .properties
@@ -1116,46 +941,8 @@ impl Conn {
         }
         f.body = m.payload.clone();
         self.write_frame(&f, "packets.message.sent");
-        self.ctx.delivered(&self.info, &d.message);
-        inc(&self.stats.send_msg);
-    }
-
-    /// Say goodbye where EMQX does, hand the session back to the broker, and close.
-    async fn finish(mut self, exit: Exit) {
-        let reason = match &exit {
-            Exit::Closed => "sock_closed",
-            Exit::Disconnected => "normal",
-            Exit::Error(why) => why,
-            Exit::HeartbeatTimeout => "heartbeat_timeout",
-            Exit::Kicked(k) => {
-                self.ctx.session_kicked(&self.info, *k);
-                let (text, why) = match k {
-                    KickReason::Administrative => ("Kicked out", "kicked"),
-                    KickReason::TakenOver | KickReason::Discarded => ("Discarded", "discarded"),
-                    KickReason::Shutdown => ("Server shutdown", "shutdown"),
-                };
-                self.error_frame(text.into(), None);
-                why
-            }
-        };
-        if !matches!(exit, Exit::Closed) && !self.write_cut {
-            let goodbye = std::mem::take(&mut self.wbuf);
-            if self.stream.write_goodbye(&goodbye).await {
-                self.ctx.metrics.add("bytes.sent", goodbye.len() as u64);
-            }
-        }
-        tracing::debug!(clientid = %self.info.clientid, %reason, "stomp client disconnected");
-        self.ctx.broker.close_session(
-            &self.cell,
-            self.conn_id,
-            Close {
-                expiry_interval_secs: 0,
-                will: None,
-            },
-        );
-        self.ctx.session_terminated(&self.info, reason);
-        self.ctx.disconnected(&self.info, self.conn_id, reason);
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+        self.session.ctx.delivered(&self.session.info, &d.message);
+        inc(&self.session.stats.send_msg);
     }
 }
 
@@ -1192,6 +979,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (server, peer) = listener.accept().await.unwrap();
+        use junction_transport::{Accepted, Stream};
         let accepted = Accepted::standalone(Stream::Tcp(server), peer, "stomp:tcp:test");
         let ctx = GatewayCtx::new(
             "stomp",
@@ -1199,11 +987,13 @@ mod tests {
             Broker::new(Default::default()),
             CommonSettings::default(),
         );
-        let fut = serve(ctx, Arc::new(StompSettings::default()), accepted);
+        let fut = crate::serve(ctx, Arc::new(StompSettings::default()), accepted);
         let size = std::mem::size_of_val(&fut);
         eprintln!(
-            "connection future: {size} bytes; Conn: {}",
-            std::mem::size_of::<Conn>()
+            "connection future: {size} bytes; channel: {}, opening: {}, session: {}",
+            std::mem::size_of::<StompChannel>(),
+            std::mem::size_of::<StompOpening>(),
+            std::mem::size_of::<Session>(),
         );
         drop(client);
         assert!(size < 2048, "connection future is {size} bytes");
