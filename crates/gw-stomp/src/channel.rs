@@ -949,6 +949,194 @@ impl StompChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use junction_broker::Broker;
+    use junction_gateway::CommonSettings;
+
+    /// A STOMP channel driven by hand: scripted bytes in, frames out, a clock that moves
+    /// only when the test says. No socket.
+    struct Script {
+        ctx: Arc<GatewayCtx>,
+        channel: StompChannel,
+        decoder: Decoder,
+        t0: Instant,
+    }
+
+    fn bytes_of(frames: &[Frame]) -> BytesMut {
+        let mut b = BytesMut::new();
+        for f in frames {
+            encode(f, Version::V1_2, &mut b);
+        }
+        b
+    }
+
+    impl Script {
+        async fn connect(headers: &[(&str, &str)], settings: StompSettings) -> (Script, Frame) {
+            let ctx = GatewayCtx::new(
+                "stomp",
+                "stomp",
+                Broker::new(Default::default()),
+                CommonSettings::default(),
+            );
+            let mut opening = StompOpening::new(ctx.clone(), Arc::new(settings));
+            let mut connect = Frame::new(Command::Connect);
+            for (k, v) in headers {
+                connect = connect.with_header(*k, *v);
+            }
+            let peer = Peer {
+                addr: "127.0.0.1:4000".parse().unwrap(),
+                listener: "stomp:tcp:default".into(),
+                sockport: 61613,
+            };
+            let mut input = bytes_of(&[connect]);
+            // Half a frame is not enough.
+            let mut half = input.split_to(input.len() / 2);
+            assert!(opening.open(&mut half, &peer).unwrap().is_none());
+            half.unsplit(input);
+            let request = opening.open(&mut half, &peer).unwrap().expect("a request");
+            let admission = ctx.connect(request).await.expect("admitted");
+            let t0 = Instant::now();
+            let channel = opening.admitted(admission.session, t0);
+            let mut script = Script {
+                ctx,
+                channel,
+                decoder: Decoder::new(Version::V1_2, Default::default()),
+                t0,
+            };
+            let connected = script.output().pop().expect("CONNECTED");
+            (script, connected)
+        }
+
+        fn at(&self, ms: u64) -> Instant {
+            self.t0 + Duration::from_millis(ms)
+        }
+
+        /// Frames written since the last call (heart-beats as HEARTBEAT frames).
+        fn output(&mut self) -> Vec<Frame> {
+            let mut out = std::mem::take(&mut self.channel.output().bytes);
+            let mut frames = Vec::new();
+            while let Some(item) = self.decoder.decode(&mut out).unwrap() {
+                frames.push(match item {
+                    Item::Frame(f) => f,
+                    Item::HeartBeat => Frame::new(Command::Receipt).with_header("heart-beat", "1"),
+                });
+            }
+            frames
+        }
+
+        fn send(&mut self, frames: &[Frame], ms: u64) -> Flow {
+            let mut input = bytes_of(frames);
+            let result = self.channel.on_input(&mut input, self.at(ms));
+            assert!(input.is_empty() || result.is_err());
+            result
+        }
+    }
+
+    #[tokio::test]
+    async fn heart_beats_are_sent_on_time_and_silence_ends_the_connection() {
+        let (mut s, connected) = Script::connect(
+            &[("accept-version", "1.2"), ("heart-beat", "1000,500")],
+            Default::default(),
+        )
+        .await;
+        // The server sends every 500 ms (the client's cy) and expects something every
+        // 2 × 1000 ms (twice the client's cx).
+        assert_eq!(connected.header("heart-beat"), Some("500,1000"));
+        assert_eq!(s.channel.next_timer(), Some(s.at(500)));
+        s.channel.on_timer(s.at(500)).unwrap();
+        let out = s.output();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].header("heart-beat"), Some("1"));
+        assert_eq!(s.channel.next_timer(), Some(s.at(1000)));
+        // The client's heart-beat (an EOL) resets its silence clock.
+        let mut eol = BytesMut::from(&b"\n"[..]);
+        s.channel.on_input(&mut eol, s.at(1500)).unwrap();
+        assert_eq!(
+            s.channel.silent_until(),
+            Some((s.at(3500), CloseReason::HeartbeatTimeout))
+        );
+        s.channel.on_timer(s.at(3000)).unwrap();
+        assert_eq!(
+            s.channel.on_timer(s.at(3500)),
+            Err(CloseReason::HeartbeatTimeout)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transaction_defers_sends_until_commit_and_expires_on_the_clock() {
+        let settings = StompSettings {
+            bounds: crate::ConnBounds {
+                tx_timeout: Duration::from_secs(60),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (mut s, _) = Script::connect(&[("accept-version", "1.2")], settings).await;
+        let published = |s: &Script| {
+            s.ctx
+                .broker
+                .metrics
+                .snapshot()
+                .into_iter()
+                .find(|(n, _)| *n == "messages.publish")
+                .map_or(0, |(_, v)| v)
+        };
+        let before = published(&s);
+        let begin = |tx: &str| {
+            Frame::new(Command::Begin)
+                .with_header("transaction", tx)
+                .with_header("receipt", format!("b-{tx}"))
+        };
+        let send = |tx: &str| {
+            Frame::new(Command::Send)
+                .with_header("destination", "t/x")
+                .with_header("transaction", tx)
+                .with_body(&b"deferred"[..])
+        };
+        s.send(&[begin("a"), send("a")], 0).unwrap();
+        let out = s.output();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].header("receipt-id"), Some("b-a"));
+        assert_eq!(s.ctx.metrics.get("transactions.expired"), 0);
+        // Nothing was published yet.
+        assert_eq!(published(&s), before);
+        assert_eq!(s.channel.next_timer(), Some(s.at(60_000)));
+        s.channel.on_timer(s.at(60_000)).unwrap();
+        assert_eq!(s.ctx.metrics.get("transactions.expired"), 1);
+        // A COMMIT of the expired transaction is an ERROR; a new one commits its SEND.
+        s.send(
+            &[Frame::new(Command::Commit).with_header("transaction", "a")],
+            60_001,
+        )
+        .unwrap();
+        let out = s.output();
+        assert_eq!(out[0].command, Command::Error);
+        s.send(
+            &[
+                begin("b"),
+                send("b"),
+                Frame::new(Command::Commit).with_header("transaction", "b"),
+            ],
+            60_002,
+        )
+        .unwrap();
+        assert_eq!(published(&s), before + 1);
+    }
+
+    #[tokio::test]
+    async fn a_frame_error_is_an_error_frame_and_the_end() {
+        let (mut s, _) = Script::connect(&[("accept-version", "1.2")], Default::default()).await;
+        let mut input = BytesMut::from(&b"BOGUS\n\n\0"[..]);
+        assert_eq!(
+            s.channel.on_input(&mut input, s.at(1)),
+            Err(CloseReason::Protocol("frame_error"))
+        );
+        let out = s.output();
+        assert_eq!(out[0].command, Command::Error);
+        // A kick is answered as EMQX does, then the connection ends.
+        s.channel
+            .goodbye(CloseReason::Kicked(KickReason::Administrative));
+        assert_eq!(&s.output()[0].body[..], b"Kicked out");
+    }
 
     #[test]
     fn version_negotiation_picks_the_highest_supported() {
