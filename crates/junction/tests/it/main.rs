@@ -14,3 +14,4 @@ mod load;
 mod malformed;
 mod protocol;
 mod routing;
+mod sdk;
