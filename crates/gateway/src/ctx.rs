@@ -598,13 +598,18 @@ impl GatewayCtx {
             password,
             listener_mountpoint,
             limits,
+            resume,
         } = request;
-        let admitted = match self.client_connect(&info) {
-            Ok(()) => self
-                .authenticate(&mut info, password.as_deref().map(str::as_bytes))
-                .await
-                .map(|_expire_at| ()),
-            Err(reason) => Err(reason),
+        let admitted = if resume {
+            Ok(())
+        } else {
+            match self.client_connect(&info) {
+                Ok(()) => self
+                    .authenticate(&mut info, password.as_deref().map(str::as_bytes))
+                    .await
+                    .map(|_expire_at| ()),
+                Err(reason) => Err(reason),
+            }
         };
         let mountpoint = admitted.and_then(|()| {
             self.mountpoint_for(
@@ -650,6 +655,22 @@ impl GatewayCtx {
             evict: KickWait::new(evict_rx),
             calls,
         })
+    }
+
+    /// Keep `will` as the one the broker publishes for `session` if its connection dies
+    /// (a persistent session keeps it across a restart).
+    pub fn set_will(&self, session: &Session, will: Option<&Will>) {
+        self.broker.set_will(&session.cell, session.conn_id, will);
+    }
+
+    /// Count deliveries a session dropped (queue full, expired) and run `message.dropped`.
+    pub fn count_dropped(&self, dropped: Vec<junction_session::Dropped>) {
+        self.broker.count_dropped(dropped);
+    }
+
+    /// True if this gateway's namespace holds a session for `clientid`.
+    pub fn session_exists(&self, clientid: &str) -> bool {
+        self.broker.lookup_in(self.name, clientid).is_some()
     }
 
     /// The one close path: `session.takenover`/`discarded` for a kicked session, the

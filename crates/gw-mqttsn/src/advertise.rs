@@ -8,7 +8,7 @@
 //! in seconds, as §5.4.1 defines it (EMQX writes 900 000 ms truncated to 16 bits,
 //! reference §7.2 #10).
 
-use crate::listener::Shared;
+use crate::protocol::SnProtocol;
 use junction_codec_mqttsn::Message;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -53,7 +53,7 @@ pub(crate) fn broadcast_destinations(
 }
 
 /// Where this listener's ADVERTISE goes now (interfaces are read each time: they change).
-fn destinations(shared: &Shared, local: SocketAddr) -> Vec<SocketAddr> {
+fn destinations(shared: &SnProtocol, local: SocketAddr) -> Vec<SocketAddr> {
     if let Some(to) = &shared.settings.advertise_to {
         return to.clone();
     }
@@ -67,14 +67,14 @@ fn destinations(shared: &Shared, local: SocketAddr) -> Vec<SocketAddr> {
 }
 
 /// Send ADVERTISE now and every period until the listener stops (the task is aborted).
-pub(crate) async fn run(shared: Arc<Shared>) {
-    if let Err(e) = shared.socket.set_broadcast(true) {
-        tracing::warn!(listener = %shared.listener, error = %e, "mqtt-sn ADVERTISE: cannot enable broadcast on the socket");
+pub(crate) async fn run(shared: Arc<SnProtocol>, socket: Arc<tokio::net::UdpSocket>) {
+    if let Err(e) = socket.set_broadcast(true) {
+        tracing::warn!(error = %e, "mqtt-sn ADVERTISE: cannot enable broadcast on the socket");
     }
-    let local = match shared.socket.local_addr() {
+    let local = match socket.local_addr() {
         Ok(a) => a,
         Err(e) => {
-            tracing::warn!(listener = %shared.listener, error = %e, "mqtt-sn ADVERTISE: no local address");
+            tracing::warn!(error = %e, "mqtt-sn ADVERTISE: no local address");
             return;
         }
     };
@@ -83,10 +83,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     loop {
         let to = destinations(&shared, local);
         if to.is_empty() {
-            tracing::debug!(listener = %shared.listener, "mqtt-sn ADVERTISE: no broadcast address to send to");
+            tracing::debug!(%local, "mqtt-sn ADVERTISE: no broadcast address to send to");
         }
-        for addr in to {
-            shared.send(addr, &msg).await;
+        if let Some(datagram) = shared.encode(&msg) {
+            for addr in to {
+                match socket.send_to(&datagram, addr).await {
+                    Ok(n) => shared.ctx.metrics.add("bytes.sent", n as u64),
+                    Err(e) => tracing::debug!(%addr, error = %e, "mqtt-sn ADVERTISE send failed"),
+                }
+            }
         }
         // The next one no sooner than Duration after this one (§5.4.1).
         tokio::time::sleep(period).await;

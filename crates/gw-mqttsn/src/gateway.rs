@@ -6,27 +6,12 @@ use anyhow::Context;
 use junction_config::authn::AuthnConfig;
 use junction_config::{ConfigError, GatewayListener, GatewayListeners, KeyTable, ListenerType};
 use junction_gateway::listener_opts::{access_list, bind_of};
-use junction_gateway::{
-    common_settings, BoxFuture, CommonSettings, Gateway, GatewayCtx, Listening,
-};
-use std::net::SocketAddr;
+use junction_gateway::{common_settings, CommonSettings, Gateway, GatewayCtx, Listening};
 use std::sync::Arc;
 
 /// The MQTT-SN gateway: `gateway.mqttsn`, udp listeners.
 #[derive(Debug)]
 pub enum MqttSn {}
-
-impl Listening for crate::UdpListenerHandle {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-    fn shutdown(self: Box<Self>) -> BoxFuture<'static, ()> {
-        Box::pin(crate::UdpListenerHandle::shutdown(*self))
-    }
-}
 
 impl Gateway for MqttSn {
     type Config = MqttSnConfig;
@@ -90,8 +75,8 @@ impl Gateway for MqttSn {
             listener_mountpoint: l.mountpoint.clone(),
             broadcast: c.broadcast,
             session: ctx.settings().session,
-            access: access_list(&l.access_rules),
             udp: UdpSettings {
+                access: access_list(&l.access_rules),
                 max_peers: l.max_connections.map(|n| n.min(usize::MAX as u64) as usize),
                 max_new_peers_per_sec: l.max_conn_rate.map(|n| n.min(u32::MAX as u64) as u32),
                 recbuf: udp

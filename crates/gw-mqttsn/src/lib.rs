@@ -1,5 +1,6 @@
-//! Junction's MQTT-SN 1.2 gateway: a UDP listener whose datagrams are demultiplexed by peer
-//! address to one task per client; each task runs the MQTT-SN state machine (connect with
+//! Junction's MQTT-SN 1.2 gateway: a protocol of the framework's datagram driver, which
+//! demultiplexes a UDP listener's datagrams by peer address to one task per client; each
+//! runs the MQTT-SN channel (connect with
 //! the will dialogue and `clientinfo_override`, topic registration, publish/subscribe at
 //! QoS 0/1/2 with resends after `retry_interval`, re-registration when a client refuses a
 //! topic id, sleeping clients) against the broker through the gateway framework's
@@ -13,17 +14,32 @@
 //! out from the listener's own socket and port (EMQX: an ephemeral socket, port 1884).
 
 mod advertise;
+mod channel;
 pub mod config;
-mod conn;
 mod gateway;
 mod identity;
-mod listener;
+mod protocol;
 
 pub use config::MqttSnConfig;
 pub use gateway::MqttSn;
-pub use listener::{start_udp, UdpListenerHandle};
+pub use junction_gateway::driver::datagram::{DatagramListener as UdpListenerHandle, UdpSettings};
 
-use bytes::Bytes;
+use junction_gateway::GatewayCtx;
+use std::sync::Arc;
+
+/// Bind a UDP listener `id` on `bind` and serve MQTT-SN on it with the framework's
+/// datagram driver, until the returned handle is stopped or dropped.
+pub async fn start_udp(
+    ctx: Arc<GatewayCtx>,
+    settings: Arc<MqttSnSettings>,
+    id: String,
+    bind: SocketAddr,
+) -> std::io::Result<UdpListenerHandle> {
+    let udp = settings.udp.clone();
+    let protocol = Arc::new(protocol::SnProtocol::new(ctx.clone(), settings));
+    junction_gateway::driver::datagram::start(ctx, protocol, id, bind, udp).await
+}
+
 use junction_session::SessionLimits;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -57,45 +73,8 @@ pub struct MqttSnSettings {
     /// zone's `retry_interval`, `await_rel_timeout`, `max_awaiting_rel`, `max_mqueue_len`,
     /// `mqueue_store_qos0`); the in-flight window is always 1 (reference §5.2).
     pub session: SessionLimits,
-    /// `access_rules`: datagrams from other peers are dropped.
-    pub access: junction_transport::AccessList,
-    /// The UDP socket and peer-table settings of the listener.
+    /// The UDP socket and peer-table settings of the listener (with `access_rules`).
     pub udp: UdpSettings,
-}
-
-/// A UDP listener's own keys: `max_connections`, `max_conn_rate`, `udp_options`,
-/// `health_check`.
-#[derive(Debug, Clone)]
-pub struct UdpSettings {
-    /// `max_connections`: most peers with a client task; a CONNECT from one more is dropped.
-    pub max_peers: Option<usize>,
-    /// `max_conn_rate`: most new client tasks a second; a CONNECT past it is dropped.
-    pub max_new_peers_per_sec: Option<u32>,
-    /// `udp_options.recbuf` (`SO_RCVBUF`).
-    pub recbuf: Option<usize>,
-    /// `udp_options.sndbuf` (`SO_SNDBUF`).
-    pub sndbuf: Option<usize>,
-    /// `udp_options.reuseaddr`.
-    pub reuseaddr: bool,
-    /// `udp_options.buffer`: the largest datagram read (longer ones are cut, so refused
-    /// as malformed). Default 65,536.
-    pub buffer: usize,
-    /// `health_check`: a datagram equal to `request` is answered with `reply`.
-    pub health_check: Option<(Bytes, Bytes)>,
-}
-
-impl Default for UdpSettings {
-    fn default() -> Self {
-        UdpSettings {
-            max_peers: Some(1024),
-            max_new_peers_per_sec: Some(1000),
-            recbuf: None,
-            sndbuf: None,
-            reuseaddr: true,
-            buffer: 65_536,
-            health_check: None,
-        }
-    }
 }
 
 impl Default for MqttSnSettings {
@@ -110,7 +89,6 @@ impl Default for MqttSnSettings {
             advertise_interval: ADVERTISE_INTERVAL,
             advertise_to: None,
             session: SessionLimits::default(),
-            access: junction_transport::AccessList::default(),
             udp: UdpSettings::default(),
         }
     }

@@ -203,6 +203,7 @@ impl StompOpening {
             password,
             listener_mountpoint: self.settings.listener_mountpoint.clone(),
             limits: common.session,
+            resume: false,
         })
     }
 }

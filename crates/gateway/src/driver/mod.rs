@@ -9,8 +9,9 @@
 //! barrier before acknowledgements, the yield when a subscriber is behind, buffer
 //! shrinking, counters and the one close path ([`crate::GatewayCtx::close`]).
 //!
-//! [`stream`] drives TCP, TLS and WebSocket connections.
+//! [`stream`] drives TCP, TLS and WebSocket connections; [`datagram`] drives UDP peers.
 
+pub mod datagram;
 pub mod stream;
 
 use crate::client::ConnStats;
@@ -90,6 +91,10 @@ pub struct ConnectRequest {
     pub listener_mountpoint: Option<String>,
     /// The session's limits (the zone's, adjusted by the protocol).
     pub limits: SessionLimits,
+    /// The protocol has already established who this is, and no authentication runs
+    /// (`info.is_superuser` is kept): an MQTT-SN PINGREQ naming a client, from the address
+    /// that client's CONNECT authenticated from, waking its session.
+    pub resume: bool,
 }
 
 /// An admitted client: its session and identity, as the connect pipeline left them.

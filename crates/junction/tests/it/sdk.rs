@@ -148,6 +148,7 @@ impl Opening for LineOpening {
             password: words.next().map(str::to_string),
             listener_mountpoint: None,
             limits: self.ctx.settings().session,
+            resume: false,
         }))
     }
 

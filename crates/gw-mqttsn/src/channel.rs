@@ -1,14 +1,19 @@
-//! One MQTT-SN client: a task fed with the datagrams of one peer address.
+//! One MQTT-SN client as a channel of the framework's datagram driver: the CONNECT
+//! dialogue (with WILLTOPIC / WILLMSG) or a PINGREQ waking a known client
+//! ([`SnOpening`]), then the connected state machine ([`SnChannel`]). No I/O.
 
 use crate::identity::{self, Identity};
-use crate::listener::Shared;
+use crate::protocol::{names, SnProtocol};
 use bytes::Bytes;
 use bytestring::ByteString;
 use junction_broker::hooks::Action;
-use junction_broker::{Close, KickReason, SessionCell, Will};
-use junction_codec_mqttsn::{Flags, Message, QoS as SnQoS, ReturnCode, Topic};
+use junction_broker::Will;
+use junction_codec_mqttsn::{decode, Flags, Message, QoS as SnQoS, ReturnCode, Topic};
+use junction_gateway::driver::datagram::{
+    DatagramChannel, DatagramOpening, DatagramOutput, Opened, Peer,
+};
 use junction_gateway::{
-    CallError, ClientCall, ClientInfo, ConnStats, Mountpoint, SubscriptionInfo,
+    CallError, ClientCall, ClientInfo, CloseReason, ConnectRequest, Session, SubscriptionInfo,
 };
 use junction_session::{
     AckResult, IncomingQos2, InflightState, Outbound, SessionLimits, SubOptions,
@@ -20,11 +25,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-/// Time allowed for the CONNECT dialogue when the gateway sets no `idle_timeout`.
-const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Session expiry of a `clean_session = false` client (EMQX: 2 h).
 const PERSISTENT_EXPIRY_SECS: u32 = 7200;
 /// First dynamic topic id (predefined ids end at 1024).
@@ -190,19 +192,6 @@ fn will_of(flags: Flags, topic: ByteString) -> WillSpec {
     }
 }
 
-/// How a connection ended.
-#[derive(Debug)]
-enum Exit {
-    /// The listener stopped.
-    Closed,
-    /// DISCONNECT without duration.
-    Disconnected,
-    KeepaliveTimeout,
-    AsleepTimeout,
-    RegisterRetries,
-    Kicked(KickReason),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Connected,
@@ -220,14 +209,13 @@ struct RegWait {
     retries: u32,
 }
 
-struct Conn {
-    shared: Arc<Shared>,
-    peer: SocketAddr,
-    conn_id: u64,
-    info: ClientInfo,
-    stats: Arc<ConnStats>,
-    cell: Arc<SessionCell>,
-    mountpoint: Mountpoint,
+pub(crate) struct SnChannel {
+    proto: Arc<SnProtocol>,
+    session: Session,
+    /// What the driver sends: `out`, encoded after every step.
+    dout: DatagramOutput,
+    /// The time the driver last handed in.
+    now: Instant,
     data: Arc<Mutex<ClientData>>,
     state: State,
     last_recv: Instant,
@@ -240,8 +228,8 @@ struct Conn {
     /// `out` holds a PUBACK, PUBREC or PUBCOMP: the broker's ack barrier
     /// (`durable_sessions.commit_before_ack`) is awaited before it is sent.
     ack_pending: bool,
-    /// A connection this client published to is behind
-    /// (`junction_broker::Routed::congested`): yield before taking the next datagram.
+    /// A connection this client published to is behind (`junction_broker::Routed::congested`):
+    /// yield before taking the next datagram.
     congested: bool,
     /// `retry_interval` (0: no resend while connected).
     retry_interval: Duration,
@@ -257,213 +245,10 @@ struct Conn {
     rel_check_at: Option<Instant>,
 }
 
-/// Serve one peer until it disconnects, times out or is taken over.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    peer: SocketAddr,
-    task: u64,
-    mut rx: mpsc::Receiver<Message>,
-) {
-    let conn = Box::pin(handshake(&shared, peer, &mut rx)).await;
-    if let Some((mut conn, kick_rx, registry_rx, calls_rx)) = conn {
-        let exit = conn.run(&mut rx, kick_rx, registry_rx, calls_rx).await;
-        shared.remove_peer(peer, task);
-        conn.finish(exit).await;
-    } else {
-        shared.remove_peer(peer, task);
-    }
-}
-
-type Accept = (
-    Conn,
-    oneshot::Receiver<KickReason>,
-    oneshot::Receiver<KickReason>,
-    mpsc::Receiver<ClientCall>,
-);
-
-/// Receive the next message before `deadline`.
-async fn recv_until(rx: &mut mpsc::Receiver<Message>, deadline: Instant) -> Option<Message> {
-    tokio::time::timeout_at(deadline, rx.recv())
-        .await
-        .ok()
-        .flatten()
-}
-
-/// The CONNECT dialogue (with WILLTOPIC / WILLMSG), or a PINGREQ(client id) re-attaching a
-/// known session from a new address.
-async fn handshake(
-    shared: &Arc<Shared>,
-    peer: SocketAddr,
-    rx: &mut mpsc::Receiver<Message>,
-) -> Option<Accept> {
-    let idle = shared.ctx.settings().idle_timeout;
-    let idle = if idle.is_zero() {
-        DEFAULT_IDLE_TIMEOUT
-    } else {
-        idle
-    };
-    let deadline = Instant::now() + idle;
-    match recv_until(rx, deadline).await? {
-        Message::Connect {
-            flags,
-            duration,
-            client_id,
-            ..
-        } => {
-            let mut will = None;
-            if flags.will {
-                shared.send(peer, &Message::WillTopicReq).await;
-                let topic = loop {
-                    match recv_until(rx, deadline).await? {
-                        Message::WillTopic { flags, topic } => break topic.map(|t| (flags, t)),
-                        Message::Connect { .. } => {
-                            shared.send(peer, &Message::WillTopicReq).await;
-                        }
-                        _ => return None,
-                    }
-                };
-                if let Some((wflags, topic)) = topic {
-                    // A will topic is a topic name like any other: no wildcards, within
-                    // `mqtt.max_topic_levels` (refused as "not supported").
-                    if shared.ctx.check_topic_name(&topic).is_err() {
-                        let rc = ReturnCode::NotSupported;
-                        shared.send(peer, &Message::ConnAck { rc }).await;
-                        return None;
-                    }
-                    shared.send(peer, &Message::WillMsgReq).await;
-                    let payload = loop {
-                        match recv_until(rx, deadline).await? {
-                            Message::WillMsg { payload } => break payload,
-                            Message::WillTopic { .. } => {
-                                shared.send(peer, &Message::WillMsgReq).await;
-                            }
-                            _ => return None,
-                        }
-                    };
-                    let mut w = will_of(wflags, topic);
-                    w.payload = payload;
-                    will = Some(w);
-                }
-            }
-            // `clientinfo_override` (reference §1.6): by default the CONNECT's ClientId; an
-            // empty one becomes a random id.
-            let Identity {
-                clientid,
-                username,
-                password,
-            } = identity::identity(&shared.ctx.settings(), &client_id);
-            // `client.connect`, then the listener's chain or `mqtt-sn:global`, then
-            // `client.authenticate`; a refusal is CONNACK 0x80 (EMQX, reference §1.7).
-            let ctx = &shared.ctx;
-            let mut probe = client_info(shared, peer, &clientid, username.clone(), duration);
-            probe.clean_start = flags.clean_session;
-            let admitted = match ctx.client_connect(&probe) {
-                Ok(()) => ctx
-                    .authenticate(&mut probe, password.as_deref().map(str::as_bytes))
-                    .await
-                    .map(|_expire_at| ()),
-                Err(reason) => Err(reason),
-            };
-            // A client id or user name that would widen or move the mountpoint: CONNACK
-            // 0x85, client identifier not valid.
-            let admitted = admitted.and_then(|()| match mountpoint_of(shared, &probe) {
-                Some(_) => Ok(()),
-                None => Err("client_identifier_not_valid".to_string()),
-            });
-            if let Err(reason) = admitted {
-                tracing::debug!(%clientid, %peer, %reason, "mqtt-sn client refused");
-                ctx.connack(&probe, &reason);
-                let rc = ReturnCode::Other(if reason == "client_identifier_not_valid" {
-                    0x85
-                } else {
-                    0x80
-                });
-                shared.send(peer, &Message::ConnAck { rc }).await;
-                return None;
-            }
-            let clean = flags.clean_session;
-            let data = {
-                let mut clients = shared.clients.lock();
-                let d = clients.entry(clientid.clone()).or_default().clone();
-                d
-            };
-            {
-                let mut d = data.lock();
-                // A CONNECT starts a new topic-id space; a clean session forgets everything.
-                d.registry.clear();
-                d.username = username;
-                d.will = will;
-                d.asleep = None;
-                d.keepalive = duration;
-                d.clean = clean;
-                d.is_superuser = probe.is_superuser;
-                d.addr = Some(peer);
-            }
-            let (conn, kick_rx, registry_rx, calls_rx, present) =
-                attach(shared, peer, clientid, clean, clean, data, State::Connected)?;
-            let mut conn = conn;
-            conn.out.push(Message::ConnAck {
-                rc: ReturnCode::Accepted,
-            });
-            if present && shared.settings.subs_resume {
-                conn.reregister_subscriptions();
-            }
-            Some((conn, kick_rx, registry_rx, calls_rx))
-        }
-        Message::PingReq {
-            client_id: Some(pingreq_clientid),
-        } => {
-            // The PINGREQ names the client as its CONNECT did: the same override applies.
-            let clientid = identity::clientid_of(&shared.ctx.settings(), &pingreq_clientid)?;
-            let data = shared.clients.lock().get(&clientid).cloned()?;
-            shared.ctx.broker.lookup_in(shared.ctx.name, &clientid)?;
-            let (clean, asleep) = {
-                let mut d = data.lock();
-                // A PINGREQ proves nothing about who sent it. Where clients authenticate,
-                // only the address the client's CONNECT authenticated from may wake its
-                // session; a session moves to a new address by a new CONNECT.
-                if d.addr != Some(peer) && shared.ctx.authn_required(&shared.listener) {
-                    tracing::debug!(%clientid, %peer, "mqtt-sn PINGREQ from another address refused: the listener requires authentication");
-                    shared.ctx.metrics.inc("packets.dropped");
-                    return None;
-                }
-                d.addr = Some(peer);
-                (d.clean, d.asleep)
-            };
-            let state = if asleep.is_some() {
-                State::Awake
-            } else {
-                State::Connected
-            };
-            let (mut conn, kick_rx, registry_rx, calls_rx, _) =
-                attach(shared, peer, clientid, clean, false, data, state)?;
-            conn.asleep_until = asleep.map(|s| Instant::now() + Duration::from_secs(s as u64));
-            if state == State::Connected {
-                conn.out.push(Message::PingResp);
-            }
-            tracing::debug!(clientid = %conn.info.clientid, %peer, "mqtt-sn client re-attached from a new address");
-            Some((conn, kick_rx, registry_rx, calls_rx))
-        }
-        _ => None,
-    }
-}
-
-/// The client's mountpoint; `None` when its client id or user name would widen or move it.
-fn mountpoint_of(shared: &Shared, info: &ClientInfo) -> Option<Mountpoint> {
-    shared
-        .ctx
-        .mountpoint_for(
-            shared.settings.listener_mountpoint.as_deref(),
-            &info.clientid,
-            info.username.as_deref(),
-        )
-        .ok()
-}
-
 /// The ClientInfo of a client of this listener (mountpoint and clean start filled later).
 pub(crate) fn client_info(
-    shared: &Shared,
-    peer: SocketAddr,
+    proto: &SnProtocol,
+    peer: &Peer,
     clientid: &ByteString,
     username: Option<ByteString>,
     keepalive: u16,
@@ -471,11 +256,11 @@ pub(crate) fn client_info(
     ClientInfo {
         clientid: clientid.clone(),
         username,
-        protocol: shared.ctx.protocol,
+        protocol: proto.ctx.protocol,
         proto_ver: "1.2".to_string(),
-        peername: peer,
-        sockport: shared.sockport,
-        listener: shared.listener.clone(),
+        peername: peer.addr,
+        sockport: peer.sockport,
+        listener: peer.listener.clone(),
         mountpoint: String::new(),
         keepalive: keepalive as u32,
         clean_start: true,
@@ -484,77 +269,6 @@ pub(crate) fn client_info(
         is_superuser: false,
         extras: Default::default(),
     }
-}
-
-/// What [`attach`] hands the connection task: the connection, its kicks and calls, and
-/// whether a session was present.
-type Attached = (
-    Conn,
-    oneshot::Receiver<KickReason>,
-    oneshot::Receiver<KickReason>,
-    mpsc::Receiver<ClientCall>,
-    bool,
-);
-
-/// Open (or take over) the session and register the client.
-fn attach(
-    shared: &Arc<Shared>,
-    peer: SocketAddr,
-    clientid: ByteString,
-    clean: bool,
-    clean_start: bool,
-    data: Arc<Mutex<ClientData>>,
-    state: State,
-) -> Option<Attached> {
-    let ctx = &shared.ctx;
-    let (keepalive, username, is_superuser) = {
-        let d = data.lock();
-        (d.keepalive, d.username.clone(), d.is_superuser)
-    };
-    let mut info = client_info(shared, peer, &clientid, username, keepalive);
-    // Checked at CONNECT; a gateway update may have changed the template since.
-    let mountpoint = mountpoint_of(shared, &info)?;
-    let expiry = if clean { 0 } else { PERSISTENT_EXPIRY_SECS };
-    let conn_id = ctx.broker.next_conn_id();
-    let (kick_tx, kick_rx) = oneshot::channel();
-    // EMQX: the zone's session settings with a receive maximum of 1 (reference §5.2).
-    let limits = SessionLimits {
-        max_inflight: 1,
-        ..shared.settings.session
-    };
-    let opened = ctx.open_session(&clientid, clean_start, expiry, limits, conn_id, kick_tx);
-    info.mountpoint = mountpoint.as_str().to_string();
-    info.clean_start = clean;
-    info.expiry_interval = expiry;
-    info.is_superuser = is_superuser;
-    ctx.session_opened(&info, opened.session_present);
-    let stats = Arc::new(ConnStats::default());
-    let (registry_rx, calls_rx) = ctx.admit(&info, stats.clone(), conn_id);
-    let conn = Conn {
-        shared: shared.clone(),
-        peer,
-        conn_id,
-        info,
-        stats,
-        cell: opened.cell,
-        mountpoint,
-        data,
-        state,
-        last_recv: Instant::now(),
-        asleep_until: None,
-        pending: VecDeque::new(),
-        reg_wait: None,
-        next_msg_id: 0,
-        out: Vec::new(),
-        ack_pending: false,
-        congested: false,
-        retry_interval: Duration::from_millis(limits.retry_interval_ms),
-        rel_check_every: rel_check_period(&limits),
-        sent_at: HashMap::new(),
-        retry_at: None,
-        rel_check_at: None,
-    };
-    Some((conn, kick_rx, registry_rx, calls_rx, opened.session_present))
 }
 
 /// How often to look for inbound QoS 2 messages past `await_rel_timeout`: the timeout,
@@ -568,61 +282,37 @@ fn rel_check_period(limits: &SessionLimits) -> Duration {
     Duration::from_millis(every.max(10))
 }
 
-impl Conn {
-    async fn flush(&mut self) {
-        if std::mem::take(&mut self.ack_pending) {
-            if let Some(barrier) = self.shared.ctx.broker.ack_barrier() {
-                if let Err(e) = barrier().await {
-                    // Not on disk: no acknowledgement; the client sends the PUBLISH again.
-                    tracing::error!(error = %e, "commit before acknowledging failed");
-                    self.out.retain(|m| {
-                        !matches!(
-                            m,
-                            Message::PubAck { .. }
-                                | Message::PubRec { .. }
-                                | Message::PubComp { .. }
-                        )
-                    });
-                }
-            }
-        }
-        for m in std::mem::take(&mut self.out) {
-            if self.shared.send(self.peer, &m).await {
-                inc(&self.stats.send_pkt);
-            }
-        }
-    }
-
+impl SnChannel {
     /// The will as the broker publishes it.
     fn will_message(&self, w: WillSpec) -> Will {
         Will {
             message: junction_types::Message {
                 id: 0,
-                topic: self.mountpoint.mount(&w.topic).into(),
+                topic: self.session.mountpoint.mount(&w.topic).into(),
                 payload: w.payload,
                 qos: w.qos,
                 retain: w.retain,
                 properties: MessageProperties::default(),
                 expires_at_ms: None,
                 received_at_ms: now_ms(),
-                from: self.info.clientid.clone(),
-                namespace: ByteString::from_static(self.shared.ctx.name),
+                from: self.session.info.clientid.clone(),
+                namespace: ByteString::from_static(self.proto.ctx.name),
             },
             delay_secs: 0,
-            publisher: Arc::new(self.info.clone()),
+            publisher: Arc::new((*self.session.info).clone()),
         }
     }
 
     /// Keep the current will with a persistent session, so that it outlives a restart.
     fn sync_will(&self) {
-        if !self.cell.is_persistent() {
+        if !self.session.cell.is_persistent() {
             return;
         }
         let will = self.data.lock().will.clone().map(|w| self.will_message(w));
-        self.shared
+        self.proto
             .ctx
             .broker
-            .set_will(&self.cell, self.conn_id, will.as_ref());
+            .set_will(&self.session.cell, self.session.conn_id, will.as_ref());
     }
 
     fn msg_id(&mut self) -> u16 {
@@ -631,7 +321,7 @@ impl Conn {
     }
 
     fn next_deadline(&self) -> Instant {
-        let far = Instant::now() + Duration::from_secs(86_400);
+        let far = self.now + Duration::from_secs(86_400);
         let mut at = far;
         let ka = self.data.lock().keepalive;
         if self.state != State::Asleep {
@@ -667,7 +357,7 @@ impl Conn {
     /// Make sure inbound QoS 2 messages awaiting PUBREL get checked for expiry.
     fn arm_rel_check(&mut self) {
         if self.rel_check_at.is_none() {
-            self.rel_check_at = Some(Instant::now() + self.rel_check_every);
+            self.rel_check_at = Some(self.now + self.rel_check_every);
         }
     }
 
@@ -685,7 +375,7 @@ impl Conn {
         }
         let mut resend = Vec::new();
         {
-            let st = self.cell.lock();
+            let st = self.session.cell.lock();
             for (id, e) in st.session.inflight() {
                 if !due.contains(&id) {
                     continue;
@@ -717,92 +407,35 @@ impl Conn {
     /// Drop inbound QoS 2 messages whose PUBREL did not come within `await_rel_timeout`.
     fn expire_awaiting_rel(&mut self) {
         let (expired, left) = {
-            let mut st = self.cell.lock();
+            let mut st = self.session.cell.lock();
             let expired = st.session.expire_awaiting_rel(now_ms());
             (expired, st.session.awaiting_rel_len())
         };
         if expired > 0 {
-            tracing::debug!(clientid = %self.info.clientid, expired, "QoS 2 messages dropped: no PUBREL within await_rel_timeout");
-            self.shared
+            tracing::debug!(clientid = %self.session.info.clientid, expired, "QoS 2 messages dropped: no PUBREL within await_rel_timeout");
+            self.proto
                 .ctx
                 .metrics
                 .add("messages.dropped.await_pubrel_timeout", expired as u64);
         }
-        self.rel_check_at = (left > 0).then(|| Instant::now() + self.rel_check_every);
+        self.rel_check_at = (left > 0).then(|| self.now + self.rel_check_every);
     }
 
-    async fn run(
-        &mut self,
-        rx: &mut mpsc::Receiver<Message>,
-        mut kick_rx: oneshot::Receiver<KickReason>,
-        mut registry_rx: oneshot::Receiver<KickReason>,
-        mut calls_rx: mpsc::Receiver<ClientCall>,
-    ) -> Exit {
-        if self.state != State::Asleep {
-            self.drain_outbox();
-        }
-        self.sync_will();
-        self.check_awake_done();
-        self.arm_retry();
-        // A resumed session may hold inbound QoS 2 messages awaiting PUBREL.
-        if self.cell.lock().session.awaiting_rel_len() > 0 {
-            self.arm_rel_check();
-        }
-        self.flush().await;
-        loop {
-            let deadline = self.next_deadline();
-            let step: Result<(), Exit> = tokio::select! {
-                biased;
-                k = &mut kick_rx => Err(Exit::Kicked(k.unwrap_or(KickReason::Administrative))),
-                k = &mut registry_rx => Err(Exit::Kicked(k.unwrap_or(KickReason::Administrative))),
-                m = rx.recv() => match m {
-                    None => Err(Exit::Closed),
-                    Some(m) => {
-                        self.last_recv = Instant::now();
-                        inc(&self.stats.recv_pkt);
-                        self.handle(m)
-                    }
-                },
-                _ = self.cell.notified(), if self.state != State::Asleep => {
-                    self.drain_outbox();
-                    Ok(())
-                }
-                Some(call) = calls_rx.recv() => {
-                    self.on_call(call);
-                    Ok(())
-                }
-                _ = tokio::time::sleep_until(deadline) => self.on_timer(),
-            };
-            if step.is_ok() {
-                self.check_awake_done();
-                self.arm_retry();
-            }
-            self.flush().await;
-            if let Err(e) = step {
-                return e;
-            }
-            if std::mem::take(&mut self.congested) {
-                // Let the subscriber's task write before the next datagram is routed.
-                tokio::task::yield_now().await;
-            }
-        }
-    }
-
-    fn on_timer(&mut self) -> Result<(), Exit> {
-        let now = Instant::now();
+    fn tick(&mut self) -> Result<(), CloseReason> {
+        let now = self.now;
         let ka = self.data.lock().keepalive;
         if self.state != State::Asleep && now >= self.last_recv + silence_limit(ka) {
             self.out.push(Message::Disconnect { duration: None });
-            return Err(Exit::KeepaliveTimeout);
+            return Err(CloseReason::KeepaliveTimeout);
         }
         if self.state != State::Connected && self.asleep_until.is_some_and(|t| now >= t) {
-            return Err(Exit::AsleepTimeout);
+            return Err(CloseReason::AsleepTimeout);
         }
         if let Some(r) = &mut self.reg_wait {
             if now >= r.sent_at + REGISTER_RETRY {
                 if r.retries >= REGISTER_MAX_RETRIES {
                     self.out.push(Message::Disconnect { duration: None });
-                    return Err(Exit::RegisterRetries);
+                    return Err(CloseReason::RetriesExhausted);
                 }
                 r.retries += 1;
                 r.sent_at = now;
@@ -833,7 +466,7 @@ impl Conn {
             return;
         }
         let idle = {
-            let st = self.cell.lock();
+            let st = self.session.cell.lock();
             st.outbox.is_empty() && st.session.inflight_len() == 0 && st.session.mqueue_len() == 0
         };
         if idle {
@@ -842,7 +475,7 @@ impl Conn {
         }
     }
 
-    fn handle(&mut self, m: Message) -> Result<(), Exit> {
+    fn handle(&mut self, m: Message) -> Result<(), CloseReason> {
         match m {
             Message::Connect { duration, .. } => {
                 // A retried CONNECT (lost CONNACK) or a CONNECT from asleep/awake.
@@ -876,26 +509,31 @@ impl Conn {
                 rc,
             } => self.on_puback(topic_id, msg_id, rc),
             Message::PubRec { msg_id } => {
-                let r = self.cell.lock().session.pubrec(msg_id, false, now_ms());
+                let r = self
+                    .session
+                    .cell
+                    .lock()
+                    .session
+                    .pubrec(msg_id, false, now_ms());
                 match r {
                     AckResult::Released => {
                         self.out.push(Message::PubRel { msg_id });
-                        self.sent_at.insert(msg_id, Instant::now());
+                        self.sent_at.insert(msg_id, self.now);
                     }
-                    _ => self.shared.ctx.metrics.inc("packets.pubrec.missed"),
+                    _ => self.proto.ctx.metrics.inc("packets.pubrec.missed"),
                 }
             }
             Message::PubComp { msg_id } => {
-                let r = self.cell.lock().session.pubcomp(msg_id);
+                let r = self.session.cell.lock().session.pubcomp(msg_id);
                 if matches!(r, AckResult::Completed(_)) {
                     self.sent_at.remove(&msg_id);
                 }
                 self.acked(r, "packets.pubcomp.missed");
             }
             Message::PubRel { msg_id } => {
-                let known = self.cell.lock().session.release(msg_id);
+                let known = self.session.cell.lock().session.release(msg_id);
                 if !known {
-                    self.shared.ctx.metrics.inc("packets.pubrel.missed");
+                    self.proto.ctx.metrics.inc("packets.pubrel.missed");
                 }
                 self.out.push(Message::PubComp { msg_id });
                 // The released id must be on disk before PUBCOMP lets the client reuse it.
@@ -908,9 +546,14 @@ impl Conn {
             } => self.on_subscribe(flags, msg_id, topic),
             Message::Unsubscribe { msg_id, topic, .. } => {
                 if let Some(filter) = self.filter_of(&topic) {
-                    let ctx = &self.shared.ctx;
-                    for filter in ctx.client_unsubscribe(&self.info, vec![filter]) {
-                        ctx.unsubscribe(&self.info, &self.cell, &self.mountpoint, &filter);
+                    let ctx = &self.proto.ctx;
+                    for filter in ctx.client_unsubscribe(&self.session.info, vec![filter]) {
+                        ctx.unsubscribe(
+                            &self.session.info,
+                            &self.session.cell,
+                            &self.session.mountpoint,
+                            &filter,
+                        );
                     }
                 }
                 self.out.push(Message::UnsubAck { msg_id });
@@ -925,17 +568,17 @@ impl Conn {
             Message::Disconnect { duration: Some(d) } => {
                 self.out.push(Message::Disconnect { duration: None });
                 self.state = State::Asleep;
-                self.asleep_until = Some(Instant::now() + Duration::from_secs(d as u64));
+                self.asleep_until = Some(self.now + Duration::from_secs(d as u64));
                 self.data.lock().asleep = Some(d);
             }
             Message::Disconnect { duration: None } => {
                 self.out.push(Message::Disconnect { duration: None });
-                return Err(Exit::Disconnected);
+                return Err(CloseReason::Normal);
             }
             Message::WillTopicUpd { flags, topic } => {
                 if topic
                     .as_ref()
-                    .is_some_and(|t| self.shared.ctx.check_topic_name(t).is_err())
+                    .is_some_and(|t| self.proto.ctx.check_topic_name(t).is_err())
                 {
                     self.out.push(Message::WillTopicResp {
                         rc: ReturnCode::NotSupported,
@@ -972,7 +615,7 @@ impl Conn {
                 // (and without a topic that is not a valid name).
                 if topic
                     .as_ref()
-                    .is_some_and(|t| self.shared.ctx.check_topic_name(t).is_err())
+                    .is_some_and(|t| self.proto.ctx.check_topic_name(t).is_err())
                 {
                     return Ok(());
                 }
@@ -986,7 +629,7 @@ impl Conn {
                 self.sync_will();
             }
             other => {
-                tracing::debug!(clientid = %self.info.clientid, msg = other.name(), "unexpected mqtt-sn message ignored");
+                tracing::debug!(clientid = %self.session.info.clientid, msg = other.name(), "unexpected mqtt-sn message ignored");
             }
         }
         Ok(())
@@ -994,11 +637,12 @@ impl Conn {
 
     /// Answer a framework call (management API subscriptions). Deliveries on a topic the
     /// client never registered are preceded by a gateway REGISTER, as for wildcards.
-    fn on_call(&mut self, call: ClientCall) {
-        let ctx = self.shared.ctx.clone();
+    fn answer_call(&mut self, call: ClientCall) {
+        let ctx = self.proto.ctx.clone();
         match call {
             ClientCall::Subscriptions(reply) => {
                 let list = self
+                    .session
                     .cell
                     .lock()
                     .session
@@ -1012,9 +656,19 @@ impl Conn {
                 topic, opts, reply, ..
             } => {
                 let result = ctx
-                    .subscribe(&self.info, &self.cell, &self.mountpoint, &topic, opts)
+                    .subscribe(
+                        &self.session.info,
+                        &self.session.cell,
+                        &self.session.mountpoint,
+                        &topic,
+                        opts,
+                    )
                     .map(|_| {
-                        SubscriptionInfo::new(self.mountpoint.mount_filter(&topic), &opts, None)
+                        SubscriptionInfo::new(
+                            self.session.mountpoint.mount_filter(&topic),
+                            &opts,
+                            None,
+                        )
                     })
                     .map_err(|e| CallError::Refused(e.to_string()));
                 let _ = reply.send(result);
@@ -1023,7 +677,12 @@ impl Conn {
                 }
             }
             ClientCall::Unsubscribe { topic, reply } => {
-                let result = if ctx.unsubscribe(&self.info, &self.cell, &self.mountpoint, &topic) {
+                let result = if ctx.unsubscribe(
+                    &self.session.info,
+                    &self.session.cell,
+                    &self.session.mountpoint,
+                    &topic,
+                ) {
                     Ok(())
                 } else {
                     Err(CallError::NoSuchSubscription)
@@ -1037,17 +696,17 @@ impl Conn {
     fn acked(&mut self, r: AckResult, missed: &'static str) {
         match r {
             AckResult::Completed(d) => {
-                self.shared.ctx.acked(&self.info, Some(&d.message));
+                self.proto.ctx.acked(&self.session.info, Some(&d.message));
                 self.window_freed();
             }
-            _ => self.shared.ctx.metrics.inc(missed),
+            _ => self.proto.ctx.metrics.inc(missed),
         }
     }
 
     /// The in-flight slot is free: move the next queued message into it and send it.
     fn window_freed(&mut self) {
         {
-            let mut guard = self.cell.lock();
+            let mut guard = self.session.cell.lock();
             let st = &mut *guard;
             let mut dropped = Vec::new();
             st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
@@ -1062,7 +721,7 @@ impl Conn {
     fn on_puback(&mut self, topic_id: u16, msg_id: u16, rc: ReturnCode) {
         match rc {
             ReturnCode::Accepted => {
-                let r = self.cell.lock().session.puback(msg_id);
+                let r = self.session.cell.lock().session.puback(msg_id);
                 if matches!(r, AckResult::Completed(_)) {
                     self.sent_at.remove(&msg_id);
                 }
@@ -1071,19 +730,19 @@ impl Conn {
             ReturnCode::InvalidTopicId => self.reregister_refused(topic_id, msg_id),
             ReturnCode::Congestion => {
                 // Stays in flight: resent after `retry_interval`.
-                tracing::debug!(clientid = %self.info.clientid, msg_id, "PUBACK congestion: the delivery is retried later");
+                tracing::debug!(clientid = %self.session.info.clientid, msg_id, "PUBACK congestion: the delivery is retried later");
             }
             other => {
                 // "Not supported" (or a reserved code): the client will never take this
                 // message, and keeping it in the window of one would stall every delivery.
-                tracing::debug!(clientid = %self.info.clientid, msg_id, rc = ?other, "client refused a delivery: dropped");
-                let discarded = self.cell.lock().session.discard_inflight(msg_id);
+                tracing::debug!(clientid = %self.session.info.clientid, msg_id, rc = ?other, "client refused a delivery: dropped");
+                let discarded = self.session.cell.lock().session.discard_inflight(msg_id);
                 if discarded.is_some() {
                     self.sent_at.remove(&msg_id);
-                    self.shared.ctx.metrics.inc("delivery.dropped");
+                    self.proto.ctx.metrics.inc("delivery.dropped");
                     self.window_freed();
                 } else {
-                    self.shared.ctx.metrics.inc("packets.puback.missed");
+                    self.proto.ctx.metrics.inc("packets.puback.missed");
                 }
             }
         }
@@ -1096,7 +755,7 @@ impl Conn {
     /// short topic the client refused is REGISTERed too and delivered by id from then on.
     fn reregister_refused(&mut self, topic_id: u16, msg_id: u16) {
         let refused = {
-            let st = self.cell.lock();
+            let st = self.session.cell.lock();
             let found = st
                 .session
                 .inflight()
@@ -1105,7 +764,11 @@ impl Conn {
             found
         };
         let name = match &refused {
-            Some(d) => self.mountpoint.unmount(&d.message.topic).to_string(),
+            Some(d) => self
+                .session
+                .mountpoint
+                .unmount(&d.message.topic)
+                .to_string(),
             None => {
                 // Nothing in flight under that MsgId (a QoS 0 delivery): the next delivery
                 // on the topic registers it again.
@@ -1114,19 +777,19 @@ impl Conn {
                     .registry
                     .by_id
                     .get(&topic_id)
-                    .or_else(|| self.shared.predefined_by_id.get(&topic_id))
+                    .or_else(|| self.proto.predefined_by_id.get(&topic_id))
                     .cloned();
                 drop(d);
                 match name {
                     Some(n) => n,
                     None => {
-                        tracing::debug!(clientid = %self.info.clientid, topic_id, "PUBACK invalid topic id for an unknown topic: ignored");
+                        tracing::debug!(clientid = %self.session.info.clientid, topic_id, "PUBACK invalid topic id for an unknown topic: ignored");
                         return;
                     }
                 }
             }
         };
-        tracing::debug!(clientid = %self.info.clientid, topic_id, %name, "client lost a topic registration: REGISTER again");
+        tracing::debug!(clientid = %self.session.info.clientid, topic_id, %name, "client lost a topic registration: REGISTER again");
         {
             let mut d = self.data.lock();
             d.registry.remove(&name);
@@ -1156,9 +819,9 @@ impl Conn {
     }
 
     fn on_register(&mut self, msg_id: u16, name: &str) {
-        let (topic_id, rc) = if self.shared.ctx.check_topic_name(name).is_err() {
+        let (topic_id, rc) = if self.proto.ctx.check_topic_name(name).is_err() {
             (0, ReturnCode::NotSupported)
-        } else if let Some(id) = self.shared.predefined_by_name.get(name) {
+        } else if let Some(id) = self.proto.predefined_by_name.get(name) {
             (*id, ReturnCode::Accepted)
         } else {
             match self.data.lock().registry.register(name) {
@@ -1206,18 +869,18 @@ impl Conn {
                         packet_id,
                         delivery,
                         ..
-                    } if self.mountpoint.unmount(&delivery.message.topic) == name => {
+                    } if self.session.mountpoint.unmount(&delivery.message.topic) == name => {
                         if let Some(id) = packet_id {
-                            self.cell.lock().session.discard_inflight(*id);
+                            self.session.cell.lock().session.discard_inflight(*id);
                             self.sent_at.remove(id);
                         }
-                        self.shared.ctx.metrics.inc("delivery.dropped");
+                        self.proto.ctx.metrics.inc("delivery.dropped");
                         false
                     }
                     _ => true,
                 });
                 self.pending = held;
-                let mut guard = self.cell.lock();
+                let mut guard = self.session.cell.lock();
                 let st = &mut *guard;
                 let mut dropped = Vec::new();
                 st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
@@ -1238,7 +901,7 @@ impl Conn {
                 .cloned()
                 .ok_or(ReturnCode::InvalidTopicId),
             Topic::Predefined(id) => self
-                .shared
+                .proto
                 .predefined_by_id
                 .get(id)
                 .cloned()
@@ -1256,7 +919,7 @@ impl Conn {
             msg_id,
             rc,
         };
-        if flags.qos == SnQoS::MinusOne && !self.shared.settings.enable_qos3 {
+        if flags.qos == SnQoS::MinusOne && !self.proto.settings.enable_qos3 {
             self.out.push(puback(ReturnCode::NotSupported));
             return;
         }
@@ -1269,13 +932,18 @@ impl Conn {
                 return;
             }
         };
-        if !self.shared.ctx.authorize_publish(&self.info, &name) {
+        if !self.proto.ctx.authorize_publish(&self.session.info, &name) {
             self.out.push(puback(ReturnCode::Other(0x80)));
             return;
         }
         let qos = sn_qos(flags.qos);
         if qos == QoS::ExactlyOnce {
-            let r = self.cell.lock().session.incoming_qos2(msg_id, now_ms());
+            let r = self
+                .session
+                .cell
+                .lock()
+                .session
+                .incoming_qos2(msg_id, now_ms());
             match r {
                 IncomingQos2::New => self.arm_rel_check(),
                 IncomingQos2::Duplicate => {
@@ -1283,14 +951,14 @@ impl Conn {
                         // A retransmission whose PUBREC was lost.
                         self.out.push(Message::PubRec { msg_id });
                     } else {
-                        self.shared.ctx.metrics.inc("packets.publish.inuse");
+                        self.proto.ctx.metrics.inc("packets.publish.inuse");
                         self.out.push(puback(ReturnCode::NotSupported));
                     }
                     return;
                 }
                 // MQTT-SN has no Receive Maximum: only `max_awaiting_rel` bounds it.
                 IncomingQos2::TooMany | IncomingQos2::OverReceiveMaximum => {
-                    self.shared
+                    self.proto
                         .ctx
                         .metrics
                         .inc("messages.dropped.receive_maximum");
@@ -1299,11 +967,11 @@ impl Conn {
                 }
             }
         }
-        inc(&self.stats.recv_msg);
-        self.shared.ctx.metrics.inc("messages.received");
-        let routed = self.shared.ctx.publish(
-            &self.info,
-            &self.mountpoint,
+        inc(&self.session.stats.recv_msg);
+        self.proto.ctx.metrics.inc("messages.received");
+        let routed = self.proto.ctx.publish(
+            &self.session.info,
+            &self.session.mountpoint,
             &name,
             data,
             qos,
@@ -1328,7 +996,7 @@ impl Conn {
     fn filter_of(&self, topic: &Topic) -> Option<String> {
         match topic {
             Topic::Name(n) => Some(n.to_string()),
-            Topic::Predefined(id) => self.shared.predefined_by_id.get(id).cloned(),
+            Topic::Predefined(id) => self.proto.predefined_by_id.get(id).cloned(),
             Topic::Short(b) => std::str::from_utf8(b).ok().map(str::to_string),
             Topic::Id(_) | Topic::Reserved(_) => None,
         }
@@ -1350,7 +1018,7 @@ impl Conn {
                 self.out.push(suback(0, ReturnCode::NotSupported));
                 return;
             }
-            Topic::Predefined(id) => match self.shared.predefined_by_id.get(id) {
+            Topic::Predefined(id) => match self.proto.predefined_by_id.get(id) {
                 Some(name) => (name.clone(), *id),
                 None => {
                     self.out.push(suback(0, ReturnCode::InvalidTopicId));
@@ -1366,7 +1034,7 @@ impl Conn {
             },
             Topic::Name(n) => (n.to_string(), 0),
         };
-        if self.shared.ctx.check_filter(&filter).is_err() {
+        if self.proto.ctx.check_filter(&filter).is_err() {
             self.out.push(suback(0, ReturnCode::InvalidTopicId));
             return;
         }
@@ -1379,26 +1047,30 @@ impl Conn {
             },
         )];
         let hooked = self
-            .shared
+            .proto
             .ctx
-            .client_subscribe(&self.info, requested)
+            .client_subscribe(&self.session.info, requested)
             .pop();
         let Some((filter, opts)) = hooked else {
             self.out.push(suback(0, ReturnCode::Other(0x83)));
             return;
         };
-        if self.shared.ctx.check_filter(&filter).is_err() {
+        if self.proto.ctx.check_filter(&filter).is_err() {
             self.out.push(suback(0, ReturnCode::InvalidTopicId));
             return;
         }
         let action = Action::Subscribe { qos: opts.qos };
-        if !self.shared.ctx.authorize(&self.info, action, &filter) {
+        if !self
+            .proto
+            .ctx
+            .authorize(&self.session.info, action, &filter)
+        {
             self.out.push(suback(0, ReturnCode::Other(0x80)));
             return;
         }
         let topic_id = match &topic {
             Topic::Name(_) if !junction_topic::is_wildcard(&filter) => {
-                if let Some(id) = self.shared.predefined_by_name.get(&filter) {
+                if let Some(id) = self.proto.predefined_by_name.get(&filter) {
                     *id
                 } else {
                     match self.data.lock().registry.register(&filter) {
@@ -1412,20 +1084,20 @@ impl Conn {
             }
             _ => topic_id,
         };
-        // SUBACK first, then any retained message the subscription brings.
-        self.out.push(suback(topic_id, ReturnCode::Accepted));
-        if self
-            .shared
-            .ctx
-            .subscribe(&self.info, &self.cell, &self.mountpoint, &filter, opts)
-            .is_err()
-        {
-            if let Some(Message::SubAck { rc, topic_id, .. }) = self.out.last_mut() {
-                *rc = ReturnCode::InvalidTopicId;
-                *topic_id = 0;
-            }
+        // SUBACK first, then any retained message the subscription brings (queued in the
+        // session's outbox, drained below).
+        let subscribed = self.proto.ctx.subscribe(
+            &self.session.info,
+            &self.session.cell,
+            &self.session.mountpoint,
+            &filter,
+            opts,
+        );
+        if subscribed.is_err() {
+            self.out.push(suback(0, ReturnCode::InvalidTopicId));
             return;
         }
+        self.out.push(suback(topic_id, ReturnCode::Accepted));
         if self.state != State::Asleep {
             self.drain_outbox();
         }
@@ -1434,17 +1106,18 @@ impl Conn {
     /// `subs_resume`: REGISTER every non-wildcard subscribed topic before the replay.
     fn reregister_subscriptions(&mut self) {
         let filters: Vec<String> = self
+            .session
             .cell
             .lock()
             .session
             .subscriptions
             .keys()
-            .map(|f| self.mountpoint.unmount(f).to_string())
+            .map(|f| self.session.mountpoint.unmount(f).to_string())
             .filter(|f| !junction_topic::is_wildcard(f))
             .collect();
         let mut d = self.data.lock();
         for f in filters {
-            if self.shared.predefined_by_name.contains_key(&f) || f.len() == 2 {
+            if self.proto.predefined_by_name.contains_key(&f) || f.len() == 2 {
                 continue;
             }
             if let Some(id) = d.registry.register(&f) {
@@ -1465,7 +1138,7 @@ impl Conn {
     fn drain_outbox(&mut self) {
         if self.reg_wait.is_none() {
             let mut v = Vec::new();
-            self.cell.take_outbox(self.conn_id, &mut v);
+            self.session.cell.take_outbox(self.session.conn_id, &mut v);
             self.pending.extend(v);
         }
         self.pump();
@@ -1479,15 +1152,19 @@ impl Conn {
             match o {
                 Outbound::PubRel(id) => {
                     self.out.push(Message::PubRel { msg_id: id });
-                    self.sent_at.insert(id, Instant::now());
+                    self.sent_at.insert(id, self.now);
                 }
                 Outbound::Publish {
                     packet_id,
                     dup,
                     delivery,
                 } => {
-                    let name = self.mountpoint.unmount(&delivery.message.topic).to_string();
-                    let predefined = self.shared.predefined_by_name.get(&name).copied();
+                    let name = self
+                        .session
+                        .mountpoint
+                        .unmount(&delivery.message.topic)
+                        .to_string();
+                    let predefined = self.proto.predefined_by_name.get(&name).copied();
                     let topic = {
                         let d = self.data.lock();
                         if let Some(id) = d.registry.by_name.get(&name) {
@@ -1506,20 +1183,20 @@ impl Conn {
                     if too_large(delivery.message.payload.len()) {
                         // No datagram can carry it: dropped and counted, and its packet id
                         // freed so the next delivery is not stuck behind it.
-                        tracing::debug!(clientid = %self.info.clientid, len = delivery.message.payload.len(), "mqtt-sn delivery too large for a datagram: dropped");
-                        self.shared.ctx.metrics.inc("delivery.dropped");
-                        self.shared.ctx.metrics.inc("delivery.dropped.too_large");
+                        tracing::debug!(clientid = %self.session.info.clientid, len = delivery.message.payload.len(), "mqtt-sn delivery too large for a datagram: dropped");
+                        self.proto.ctx.metrics.inc("delivery.dropped");
+                        self.proto.ctx.metrics.inc("delivery.dropped.too_large");
                         if let Some(pid) = packet_id {
                             self.sent_at.remove(&pid);
-                            let mut guard = self.cell.lock();
+                            let mut guard = self.session.cell.lock();
                             let st = &mut *guard;
                             st.session.discard_inflight(pid);
                             let mut dropped = Vec::new();
                             st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
                             drop(guard);
-                            self.shared.ctx.broker.count_dropped(dropped);
+                            self.proto.ctx.count_dropped(dropped);
                             let mut v = Vec::new();
-                            self.cell.take_outbox(self.conn_id, &mut v);
+                            self.session.cell.take_outbox(self.session.conn_id, &mut v);
                             self.pending.extend(v);
                         }
                         continue;
@@ -1540,20 +1217,22 @@ impl Conn {
                             };
                             self.out.push(m);
                             if let Some(pid) = packet_id {
-                                self.sent_at.insert(pid, Instant::now());
+                                self.sent_at.insert(pid, self.now);
                             }
                             if !dup {
-                                self.shared.ctx.delivered(&self.info, &delivery.message);
-                                inc(&self.stats.send_msg);
+                                self.proto
+                                    .ctx
+                                    .delivered(&self.session.info, &delivery.message);
+                                inc(&self.session.stats.send_msg);
                             }
                         }
                         None => {
                             // Registered only once the client acknowledges it.
                             let id = self.data.lock().registry.allocate(&name, predefined);
                             let Some(topic_id) = id else {
-                                self.shared.ctx.metrics.inc("delivery.dropped");
+                                self.proto.ctx.metrics.inc("delivery.dropped");
                                 if let Some(pid) = packet_id {
-                                    self.cell.lock().session.discard_inflight(pid);
+                                    self.session.cell.lock().session.discard_inflight(pid);
                                     self.sent_at.remove(&pid);
                                 }
                                 continue;
@@ -1568,7 +1247,7 @@ impl Conn {
                                 topic_id,
                                 msg_id,
                                 name,
-                                sent_at: Instant::now(),
+                                sent_at: self.now,
                                 retries: 0,
                             });
                             self.pending.push_front(Outbound::Publish {
@@ -1582,32 +1261,426 @@ impl Conn {
             }
         }
     }
+}
 
-    /// Hand the session back to the broker (with the will unless the client said goodbye
-    /// or another connection took over) and unregister.
-    async fn finish(mut self, exit: Exit) {
-        let reason = match &exit {
-            Exit::Closed => "sock_closed",
-            Exit::Disconnected => "normal",
-            Exit::KeepaliveTimeout => "rejected_keepalive_timeout",
-            Exit::AsleepTimeout => "asleep_timeout",
-            Exit::RegisterRetries => "reached_max_retry_times",
-            Exit::Kicked(KickReason::TakenOver) => "takenover",
-            Exit::Kicked(KickReason::Discarded) => "discarded",
-            Exit::Kicked(KickReason::Administrative) => "kicked",
-            Exit::Kicked(KickReason::Shutdown) => "shutdown",
-        };
-        self.flush().await;
-        if let Exit::Kicked(k) = &exit {
-            self.shared.ctx.session_kicked(&self.info, *k);
+/// Where the CONNECT dialogue is.
+#[derive(Debug)]
+enum Stage {
+    /// Waiting for CONNECT (or a PINGREQ naming a known client).
+    Connect,
+    /// CONNECT asked for a will: WILLTOPICREQ sent.
+    WillTopic,
+    /// WILLMSGREQ sent for this will topic.
+    WillMsg(Flags, ByteString),
+}
+
+/// What the opening learned, for the channel it becomes.
+#[derive(Debug)]
+enum Opening {
+    /// A CONNECT.
+    Connect {
+        flags: Flags,
+        duration: u16,
+        will: Option<WillSpec>,
+    },
+    /// A PINGREQ with a client id, waking that client's session at this address.
+    Wake { data: Arc<Mutex<ClientData>> },
+}
+
+/// A peer's CONNECT dialogue: CONNECT, then WILLTOPIC and WILLMSG when it asks for a will;
+/// or a PINGREQ naming a client whose session it resumes.
+pub(crate) struct SnOpening {
+    proto: Arc<SnProtocol>,
+    peer: Peer,
+    dout: DatagramOutput,
+    stage: Stage,
+    /// The CONNECT being answered.
+    connect: Option<(Flags, u16, ByteString)>,
+    opened: Option<Opening>,
+}
+
+impl SnOpening {
+    pub(crate) fn new(proto: Arc<SnProtocol>, peer: Peer) -> SnOpening {
+        SnOpening {
+            proto,
+            peer,
+            dout: DatagramOutput::default(),
+            stage: Stage::Connect,
+            connect: None,
+            opened: None,
         }
-        let taken_over = matches!(
-            exit,
-            Exit::Kicked(KickReason::TakenOver | KickReason::Discarded)
-        );
+    }
+
+    fn send(&mut self, m: &Message) {
+        if let Some(d) = self.proto.encode(m) {
+            self.dout.push(d);
+        }
+    }
+
+    /// The CONNECT (and its will) is complete: the request for the connect pipeline.
+    fn request(&mut self, will: Option<WillSpec>) -> Option<Opened> {
+        let (flags, duration, client_id) = self.connect.take()?;
+        // `clientinfo_override` (reference §1.6): by default the CONNECT's ClientId; an
+        // empty one becomes a random id.
+        let Identity {
+            clientid,
+            username,
+            password,
+        } = identity::identity(&self.proto.ctx.settings(), &client_id);
+        let mut info = client_info(&self.proto, &self.peer, &clientid, username, duration);
+        info.clean_start = flags.clean_session;
+        info.expiry_interval = expiry_of(flags.clean_session);
+        self.opened = Some(Opening::Connect {
+            flags,
+            duration,
+            will,
+        });
+        Some(Opened::Connect(ConnectRequest {
+            info,
+            password,
+            listener_mountpoint: self.proto.settings.listener_mountpoint.clone(),
+            limits: session_limits(&self.proto),
+            resume: false,
+        }))
+    }
+
+    /// A PINGREQ naming a client from an address without a client: wake its session here.
+    fn wake(&mut self, named: &str) -> Option<Opened> {
+        // The PINGREQ names the client as its CONNECT did: the same override applies.
+        let clientid = identity::clientid_of(&self.proto.ctx.settings(), named)?;
+        let data = self.proto.clients.lock().get(&clientid).cloned()?;
+        if !self.proto.ctx.session_exists(&clientid) {
+            return None;
+        }
+        let info = {
+            let mut d = data.lock();
+            // A PINGREQ proves nothing about who sent it. Where clients authenticate,
+            // only the address the client's CONNECT authenticated from may wake its
+            // session; a session moves to a new address by a new CONNECT.
+            if d.addr != Some(self.peer.addr) && self.proto.ctx.authn_required(&self.peer.listener)
+            {
+                tracing::debug!(%clientid, peer = %self.peer.addr, "mqtt-sn PINGREQ from another address refused: the listener requires authentication");
+                self.proto.ctx.metrics.inc("packets.dropped");
+                return None;
+            }
+            d.addr = Some(self.peer.addr);
+            let mut info = client_info(
+                &self.proto,
+                &self.peer,
+                &clientid,
+                d.username.clone(),
+                d.keepalive,
+            );
+            info.clean_start = false;
+            info.expiry_interval = expiry_of(d.clean);
+            info.is_superuser = d.is_superuser;
+            info
+        };
+        self.opened = Some(Opening::Wake { data });
+        Some(Opened::Connect(ConnectRequest {
+            info,
+            password: None,
+            listener_mountpoint: self.proto.settings.listener_mountpoint.clone(),
+            limits: session_limits(&self.proto),
+            resume: true,
+        }))
+    }
+}
+
+/// The session expiry of a client: 0 for a clean session, else EMQX's 2 h.
+fn expiry_of(clean: bool) -> u32 {
+    if clean {
+        0
+    } else {
+        PERSISTENT_EXPIRY_SECS
+    }
+}
+
+/// EMQX: the zone's session settings with a receive maximum of 1 (reference §5.2).
+fn session_limits(proto: &SnProtocol) -> SessionLimits {
+    SessionLimits {
+        max_inflight: 1,
+        ..proto.settings.session
+    }
+}
+
+impl DatagramOpening for SnOpening {
+    type Channel = SnChannel;
+
+    fn output(&mut self) -> &mut DatagramOutput {
+        &mut self.dout
+    }
+
+    fn open(&mut self, datagram: Bytes, _peer: &Peer) -> Result<Option<Opened>, ()> {
+        let msg = match decode(datagram) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(peer = %self.peer.addr, error = %e, "mqtt-sn frame error");
+                self.proto.ctx.metrics.inc("packets.frame_error");
+                return Ok(None);
+            }
+        };
+        self.proto.ctx.metrics.inc(names(&msg).0);
+        match (&self.stage, msg) {
+            (
+                Stage::Connect,
+                Message::Connect {
+                    flags,
+                    duration,
+                    client_id,
+                    ..
+                },
+            ) => {
+                self.connect = Some((flags, duration, client_id));
+                if flags.will {
+                    self.send(&Message::WillTopicReq);
+                    self.stage = Stage::WillTopic;
+                    return Ok(None);
+                }
+                Ok(self.request(None))
+            }
+            (
+                Stage::Connect,
+                Message::PingReq {
+                    client_id: Some(id),
+                },
+            ) => self.wake(&id).map(Some).ok_or(()),
+            (Stage::WillTopic, Message::WillTopic { flags, topic }) => match topic {
+                None => Ok(self.request(None)),
+                Some(topic) => {
+                    // A will topic is a topic name like any other: no wildcards, within
+                    // `mqtt.max_topic_levels` (refused as "not supported").
+                    if self.proto.ctx.check_topic_name(&topic).is_err() {
+                        self.send(&Message::ConnAck {
+                            rc: ReturnCode::NotSupported,
+                        });
+                        return Err(());
+                    }
+                    self.send(&Message::WillMsgReq);
+                    self.stage = Stage::WillMsg(flags, topic);
+                    Ok(None)
+                }
+            },
+            (Stage::WillTopic, Message::Connect { .. }) => {
+                self.send(&Message::WillTopicReq);
+                Ok(None)
+            }
+            (Stage::WillMsg(flags, topic), Message::WillMsg { payload }) => {
+                let mut w = will_of(*flags, topic.clone());
+                w.payload = payload;
+                Ok(self.request(Some(w)))
+            }
+            (Stage::WillMsg(..), Message::WillTopic { .. }) => {
+                self.send(&Message::WillMsgReq);
+                Ok(None)
+            }
+            _ => Err(()),
+        }
+    }
+
+    /// CONNACK 0x80 (EMQX maps only `not_authorized`), or 0x85 for a client id or user
+    /// name that would widen or move the mountpoint.
+    fn refused(&mut self, reason: &str) {
+        if matches!(self.opened, Some(Opening::Wake { .. })) {
+            return;
+        }
+        let rc = ReturnCode::Other(if reason == "client_identifier_not_valid" {
+            0x85
+        } else {
+            0x80
+        });
+        self.send(&Message::ConnAck { rc });
+    }
+
+    fn admitted(self, session: Session, now: Instant) -> SnChannel {
+        let SnOpening {
+            proto,
+            peer,
+            dout,
+            opened,
+            ..
+        } = self;
+        let clientid = session.info.clientid.clone();
+        let (data, state, asleep, connack) = match opened {
+            Some(Opening::Connect {
+                flags,
+                duration,
+                will,
+            }) => {
+                let data = proto.clients.lock().entry(clientid).or_default().clone();
+                {
+                    let mut d = data.lock();
+                    // A CONNECT starts a new topic-id space; a clean session forgets
+                    // everything.
+                    d.registry.clear();
+                    d.username = session.info.username.clone();
+                    d.will = will;
+                    d.asleep = None;
+                    d.keepalive = duration;
+                    d.clean = flags.clean_session;
+                    d.is_superuser = session.info.is_superuser;
+                    d.addr = Some(peer.addr);
+                }
+                (data, State::Connected, None, true)
+            }
+            Some(Opening::Wake { data }) => {
+                let asleep = data.lock().asleep;
+                let state = if asleep.is_some() {
+                    State::Awake
+                } else {
+                    State::Connected
+                };
+                tracing::debug!(%clientid, peer = %peer.addr, "mqtt-sn client re-attached from a new address");
+                (data, state, asleep, false)
+            }
+            None => unreachable!("admitted without an opening"),
+        };
+        let limits = session_limits(&proto);
+        let mut channel = SnChannel {
+            proto,
+            session,
+            dout,
+            now,
+            data,
+            state,
+            last_recv: now,
+            asleep_until: asleep.map(|s| now + Duration::from_secs(s as u64)),
+            pending: VecDeque::new(),
+            reg_wait: None,
+            next_msg_id: 0,
+            out: Vec::new(),
+            ack_pending: false,
+            congested: false,
+            retry_interval: Duration::from_millis(limits.retry_interval_ms),
+            rel_check_every: rel_check_period(&limits),
+            sent_at: HashMap::new(),
+            retry_at: None,
+            rel_check_at: None,
+        };
+        if connack {
+            channel.out.push(Message::ConnAck {
+                rc: ReturnCode::Accepted,
+            });
+            if channel.session.session_present && channel.proto.settings.subs_resume {
+                channel.reregister_subscriptions();
+            }
+        } else if state == State::Connected {
+            channel.out.push(Message::PingResp);
+        }
+        if channel.state != State::Asleep {
+            channel.drain_outbox();
+        }
+        channel.sync_will();
+        channel.after_step();
+        // A resumed session may hold inbound QoS 2 messages awaiting PUBREL.
+        if channel.session.cell.lock().session.awaiting_rel_len() > 0 {
+            channel.arm_rel_check();
+        }
+        channel.encode_out();
+        channel
+    }
+}
+
+impl SnChannel {
+    /// After every handled event: PINGRESP to an awake client with nothing left, and the
+    /// resend timer.
+    fn after_step(&mut self) {
+        self.check_awake_done();
+        self.arm_retry();
+    }
+
+    /// Encode what the step queued into the driver's output.
+    fn encode_out(&mut self) {
+        for m in std::mem::take(&mut self.out) {
+            let ack = matches!(
+                m,
+                Message::PubAck { .. } | Message::PubRec { .. } | Message::PubComp { .. }
+            );
+            if let Some(d) = self.proto.encode(&m) {
+                inc(&self.session.stats.send_pkt);
+                self.dout.datagrams.push((d, ack));
+            }
+        }
+        self.dout.ack |= std::mem::take(&mut self.ack_pending);
+        self.dout.congested |= std::mem::take(&mut self.congested);
+    }
+
+    /// Run one event's handler, then the bookkeeping every step does.
+    fn step(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut SnChannel) -> Result<(), CloseReason>,
+    ) -> Result<(), CloseReason> {
+        self.now = now;
+        let result = f(self);
+        if result.is_ok() {
+            self.after_step();
+        }
+        self.encode_out();
+        result
+    }
+}
+
+impl DatagramChannel for SnChannel {
+    fn session(&self) -> &Session {
+        &self.session
+    }
+
+    fn output(&mut self) -> &mut DatagramOutput {
+        &mut self.dout
+    }
+
+    fn on_datagram(&mut self, datagram: Bytes, now: Instant) -> Result<(), CloseReason> {
+        let msg = match decode(datagram) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(clientid = %self.session.info.clientid, error = %e, "mqtt-sn frame error");
+                self.proto.ctx.metrics.inc("packets.frame_error");
+                return Ok(());
+            }
+        };
+        self.proto.ctx.metrics.inc(names(&msg).0);
+        self.step(now, |c| {
+            c.last_recv = now;
+            inc(&c.session.stats.recv_pkt);
+            c.handle(msg)
+        })
+    }
+
+    fn on_deliveries(&mut self, now: Instant) -> Result<(), CloseReason> {
+        self.step(now, |c| {
+            if c.state != State::Asleep {
+                c.drain_outbox();
+            }
+            Ok(())
+        })
+    }
+
+    fn on_call(&mut self, call: ClientCall) {
+        let now = self.now;
+        let _ = self.step(now, |c| {
+            c.answer_call(call);
+            Ok(())
+        });
+    }
+
+    fn on_timer(&mut self, now: Instant) -> Result<(), CloseReason> {
+        self.step(now, SnChannel::tick)
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        Some(self.next_deadline())
+    }
+
+    fn goodbye(&mut self, _reason: CloseReason) {}
+
+    /// The will unless the client said goodbye or another connection took over; a clean
+    /// session's MQTT-SN state is forgotten.
+    fn on_close(&mut self, reason: CloseReason) -> (Option<Will>, u32) {
+        let taken_over = reason.taken_over();
         let (will, clean) = {
             let mut d = self.data.lock();
-            let will = if taken_over || matches!(exit, Exit::Disconnected) {
+            let will = if taken_over || reason == CloseReason::Normal {
                 None
             } else {
                 d.will.take()
@@ -1615,32 +1688,18 @@ impl Conn {
             (will, d.clean)
         };
         let will = will.map(|w| self.will_message(w));
-        tracing::debug!(clientid = %self.info.clientid, %reason, "mqtt-sn client disconnected");
-        self.shared.ctx.broker.close_session(
-            &self.cell,
-            self.conn_id,
-            Close {
-                expiry_interval_secs: if clean { 0 } else { PERSISTENT_EXPIRY_SECS },
-                will,
-            },
-        );
         if clean && !taken_over {
-            let mut clients = self.shared.clients.lock();
+            let mut clients = self.proto.clients.lock();
             if clients
-                .get(&self.info.clientid)
+                .get(&self.session.info.clientid)
                 .is_some_and(|d| Arc::ptr_eq(d, &self.data))
             {
-                clients.remove(&self.info.clientid);
+                clients.remove(&self.session.info.clientid);
             }
         }
         if !taken_over {
             self.data.lock().asleep = None;
         }
-        if clean && !taken_over {
-            self.shared.ctx.session_terminated(&self.info, reason);
-        }
-        self.shared
-            .ctx
-            .disconnected(&self.info, self.conn_id, reason);
+        (will, expiry_of(clean))
     }
 }

@@ -1,0 +1,623 @@
+//! The datagram driver: one receive loop per UDP listener, demultiplexing datagrams by
+//! peer address to one task per peer, around a protocol's [`DatagramProtocol`] (what an
+//! unknown address may get), [`DatagramOpening`] (the handshake) and [`DatagramChannel`]
+//! (the connected state machine).
+//!
+//! A UDP source address is a claim, not a fact. An unknown peer gets a task only when the
+//! protocol reads its datagram as an opening one, within the listener's
+//! `max_connections` and `max_conn_rate`; a task whose peer does not finish the opening
+//! within `idle_timeout` ends; each peer's queue is bounded (excess datagrams are dropped,
+//! as the network would); `access_rules` apply to every datagram; and what the listener
+//! answers an unknown peer is never larger than what it sent.
+
+use super::{CloseReason, ConnectRequest, Session};
+use crate::call::ClientCall;
+use crate::ctx::{Admission, GatewayCtx};
+use bytes::Bytes;
+use junction_broker::{KickWait, Will};
+use junction_transport::{AccessList, RateLimiter};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Used when a gateway's `idle_timeout` is 0.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Datagrams queued for one peer's task; more are dropped (UDP semantics).
+const PEER_QUEUE: usize = 64;
+
+/// The largest UDP payload over IPv4 (65,535 − 8 − 20).
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// A UDP listener's own keys: `max_connections`, `max_conn_rate`, `access_rules`,
+/// `udp_options`, `health_check`.
+#[derive(Debug, Clone)]
+pub struct UdpSettings {
+    /// `max_connections`: most peers with a task; an opening datagram from one more is
+    /// dropped.
+    pub max_peers: Option<usize>,
+    /// `max_conn_rate`: most new peer tasks a second; an opening datagram past it is
+    /// dropped.
+    pub max_new_peers_per_sec: Option<u32>,
+    /// `access_rules`: datagrams from other peers are dropped.
+    pub access: AccessList,
+    /// `udp_options.recbuf` (`SO_RCVBUF`).
+    pub recbuf: Option<usize>,
+    /// `udp_options.sndbuf` (`SO_SNDBUF`).
+    pub sndbuf: Option<usize>,
+    /// `udp_options.reuseaddr`.
+    pub reuseaddr: bool,
+    /// `udp_options.buffer`: the largest datagram read (longer ones are cut, so refused
+    /// as malformed). Default 65,536.
+    pub buffer: usize,
+    /// `health_check`: a datagram equal to `request` is answered with `reply`.
+    pub health_check: Option<(Bytes, Bytes)>,
+}
+
+impl Default for UdpSettings {
+    fn default() -> Self {
+        UdpSettings {
+            max_peers: Some(1024),
+            max_new_peers_per_sec: Some(1000),
+            access: AccessList::default(),
+            recbuf: None,
+            sndbuf: None,
+            reuseaddr: true,
+            buffer: 65_536,
+            health_check: None,
+        }
+    }
+}
+
+/// What a channel has to send, and what the driver must do first.
+#[derive(Debug, Default)]
+pub struct DatagramOutput {
+    /// Datagrams, each with whether it is an acknowledgement (dropped, not sent, when
+    /// the broker's ack barrier fails: the client sends again).
+    pub datagrams: Vec<(Bytes, bool)>,
+    /// Some datagram is an acknowledgement: the broker's ack barrier
+    /// (`durable_sessions.commit_before_ack`) is awaited before anything is sent.
+    pub ack: bool,
+    /// A connection this one published to is behind: the driver yields before the next
+    /// datagram.
+    pub congested: bool,
+}
+
+impl DatagramOutput {
+    /// Queue a datagram.
+    pub fn push(&mut self, datagram: Bytes) {
+        self.datagrams.push((datagram, false));
+    }
+
+    /// Queue an acknowledgement.
+    pub fn push_ack(&mut self, datagram: Bytes) {
+        self.datagrams.push((datagram, true));
+        self.ack = true;
+    }
+}
+
+/// Where a peer's datagrams come from.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The peer's address (a claim, over UDP).
+    pub addr: SocketAddr,
+    /// The listener id, `<gateway>:<type>:<name>`.
+    pub listener: Arc<str>,
+    /// The local port.
+    pub sockport: u16,
+}
+
+/// What to do with a datagram from an address that has no task.
+#[derive(Debug)]
+pub enum Unconnected {
+    /// Handled (answered in `reply`, or ignored).
+    Handled,
+    /// An opening datagram: start a task for the peer with it, if the listener's limits
+    /// allow.
+    Open,
+}
+
+/// A protocol served over datagrams.
+pub trait DatagramProtocol: Send + Sync + 'static {
+    /// The handshake of one peer.
+    type Opening: DatagramOpening;
+
+    /// A datagram from `peer`, which has no task: answer it statelessly (into `reply`,
+    /// which the driver sends only if no larger than `datagram`), or ask for a task.
+    fn unconnected(&self, peer: &Peer, datagram: &Bytes, reply: &mut Vec<Bytes>) -> Unconnected;
+
+    /// The handshake state for a new peer task.
+    fn opening(self: &Arc<Self>, peer: &Peer) -> Self::Opening;
+
+    /// The listener's socket is bound: start what the protocol runs beside the peers (an
+    /// ADVERTISE broadcaster); stopped with the listener.
+    fn started(
+        self: &Arc<Self>,
+        _socket: Arc<UdpSocket>,
+        _ctx: Arc<GatewayCtx>,
+    ) -> Option<JoinHandle<()>> {
+        None
+    }
+}
+
+/// What an opening dialogue asks of the driver.
+#[derive(Debug)]
+pub enum Opened {
+    /// Run the connect pipeline.
+    Connect(ConnectRequest),
+}
+
+/// A peer's handshake: datagrams in until it yields a [`ConnectRequest`].
+pub trait DatagramOpening: Send + 'static {
+    /// The connected state machine.
+    type Channel: DatagramChannel;
+
+    /// What to send.
+    fn output(&mut self) -> &mut DatagramOutput;
+
+    /// A datagram of the dialogue. `Ok(None)`: more are needed. `Err(())`: give up (after
+    /// sending the output).
+    #[allow(clippy::result_unit_err)]
+    fn open(&mut self, datagram: Bytes, peer: &Peer) -> Result<Option<Opened>, ()>;
+
+    /// The connect pipeline refused the client: write the protocol's refusal.
+    fn refused(&mut self, reason: &str);
+
+    /// The client is admitted: the connected channel, which writes its acceptance.
+    fn admitted(self, session: Session, now: Instant) -> Self::Channel;
+}
+
+/// A connected peer's protocol state machine. No I/O.
+pub trait DatagramChannel: Send + 'static {
+    /// The client's session.
+    fn session(&self) -> &Session;
+
+    /// What to send.
+    fn output(&mut self) -> &mut DatagramOutput;
+
+    /// A datagram from the peer.
+    fn on_datagram(&mut self, datagram: Bytes, now: Instant) -> Result<(), CloseReason>;
+
+    /// The session has deliveries for the client.
+    fn on_deliveries(&mut self, now: Instant) -> Result<(), CloseReason>;
+
+    /// A framework call (management API subscriptions).
+    fn on_call(&mut self, call: ClientCall);
+
+    /// The time [`DatagramChannel::next_timer`] asked for has come.
+    fn on_timer(&mut self, now: Instant) -> Result<(), CloseReason>;
+
+    /// When the channel next wants [`DatagramChannel::on_timer`].
+    fn next_timer(&self) -> Option<Instant>;
+
+    /// Write what the protocol says when the connection ends for `reason`.
+    fn goodbye(&mut self, reason: CloseReason);
+
+    /// The will to publish and the session expiry interval, as the connection ends.
+    fn on_close(&mut self, reason: CloseReason) -> (Option<Will>, u32);
+}
+
+/// What one listener's tasks share.
+struct Listener<P: DatagramProtocol> {
+    ctx: Arc<GatewayCtx>,
+    protocol: Arc<P>,
+    socket: Arc<UdpSocket>,
+    settings: UdpSettings,
+    id: Arc<str>,
+    sockport: u16,
+    /// Peer address → (task id, its queue).
+    peers: Mutex<HashMap<SocketAddr, (u64, mpsc::Sender<Bytes>)>>,
+    next_task: AtomicU64,
+}
+
+impl<P: DatagramProtocol> Listener<P> {
+    /// Send one datagram to `peer`, counting it.
+    async fn send(&self, peer: SocketAddr, datagram: &[u8]) -> bool {
+        match self.socket.send_to(datagram, peer).await {
+            Ok(n) => {
+                self.ctx.metrics.add("bytes.sent", n as u64);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "datagram send failed");
+                false
+            }
+        }
+    }
+
+    /// Remove a task's peer entry if it is still that task's.
+    fn remove_peer(&self, peer: SocketAddr, task: u64) {
+        let mut peers = self.peers.lock();
+        if peers.get(&peer).is_some_and(|(t, _)| *t == task) {
+            peers.remove(&peer);
+        }
+    }
+}
+
+/// A running datagram listener. Dropping it stops it.
+pub struct DatagramListener {
+    /// Listener id, `<gateway>:udp:<name>`.
+    pub id: String,
+    /// The bound address.
+    pub local_addr: SocketAddr,
+    task: JoinHandle<()>,
+    beside: Option<JoinHandle<()>>,
+    stop_peers: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for DatagramListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatagramListener")
+            .field("id", &self.id)
+            .field("local_addr", &self.local_addr)
+            .finish()
+    }
+}
+
+impl DatagramListener {
+    /// Stop receiving; every peer task sees its queue close and ends.
+    pub fn stop(&self) {
+        self.task.abort();
+        if let Some(b) = &self.beside {
+            b.abort();
+        }
+        (self.stop_peers)();
+    }
+
+    /// Stop and wait for the receive loop (and what runs beside it) to end.
+    pub async fn shutdown(self) {
+        self.stop();
+        while !self.task.is_finished() || self.beside.as_ref().is_some_and(|b| !b.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+impl Drop for DatagramListener {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl crate::kind::Listening for DatagramListener {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+    fn shutdown(self: Box<Self>) -> crate::kind::BoxFuture<'static, ()> {
+        Box::pin(DatagramListener::shutdown(*self))
+    }
+}
+
+/// A UDP socket with the listener's `udp_options`.
+pub fn bind_udp(bind: SocketAddr, udp: &UdpSettings) -> std::io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(bind);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    socket.set_reuse_address(udp.reuseaddr)?;
+    if let Some(size) = udp.recbuf {
+        socket.set_recv_buffer_size(size)?;
+    }
+    if let Some(size) = udp.sndbuf {
+        socket.set_send_buffer_size(size)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&bind.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Bind listener `id` on `bind` and serve `protocol` on it until the handle is stopped or
+/// dropped.
+pub async fn start<P: DatagramProtocol>(
+    ctx: Arc<GatewayCtx>,
+    protocol: Arc<P>,
+    id: String,
+    bind: SocketAddr,
+    settings: UdpSettings,
+) -> std::io::Result<DatagramListener> {
+    let socket = Arc::new(bind_udp(bind, &settings)?);
+    let local_addr = socket.local_addr()?;
+    let beside = protocol.started(socket.clone(), ctx.clone());
+    let listener = Arc::new(Listener {
+        ctx,
+        protocol,
+        socket,
+        settings,
+        id: Arc::from(id.as_str()),
+        sockport: local_addr.port(),
+        peers: Mutex::new(HashMap::new()),
+        next_task: AtomicU64::new(1),
+    });
+    let task = tokio::spawn(recv_loop(listener.clone()));
+    let stop_peers = Box::new(move || listener.peers.lock().clear());
+    Ok(DatagramListener {
+        id,
+        local_addr,
+        task,
+        beside,
+        stop_peers,
+    })
+}
+
+async fn recv_loop<P: DatagramProtocol>(l: Arc<Listener<P>>) {
+    let mut buf = vec![0u8; l.settings.buffer.clamp(64, 65_536)];
+    let mut new_peers = l.settings.max_new_peers_per_sec.map(RateLimiter::new);
+    let mut reply = Vec::new();
+    loop {
+        let (n, addr) = match l.socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP port unreachable and the like surface here on some systems.
+                tracing::debug!(error = %e, "datagram recv error");
+                continue;
+            }
+        };
+        if !l.settings.access.allows(addr.ip()) {
+            tracing::debug!(peer = %addr, "datagram denied by access_rules");
+            continue;
+        }
+        l.ctx.metrics.add("bytes.received", n as u64);
+        if let Some((request, answer)) = &l.settings.health_check {
+            if buf[..n] == request[..] {
+                let _ = l.socket.send_to(answer, addr).await;
+                continue;
+            }
+        }
+        let datagram = Bytes::copy_from_slice(&buf[..n]);
+        let tx = l.peers.lock().get(&addr).map(|(_, tx)| tx.clone());
+        let datagram = match tx {
+            Some(tx) => match tx.try_send(datagram) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    l.ctx.metrics.inc("packets.dropped");
+                    continue;
+                }
+                Err(mpsc::error::TrySendError::Closed(d)) => {
+                    let mut peers = l.peers.lock();
+                    if peers.get(&addr).is_some_and(|(_, t)| t.same_channel(&tx)) {
+                        peers.remove(&addr);
+                    }
+                    d
+                }
+            },
+            None => datagram,
+        };
+        let peer = Peer {
+            addr,
+            listener: l.id.clone(),
+            sockport: l.sockport,
+        };
+        match l.protocol.unconnected(&peer, &datagram, &mut reply) {
+            Unconnected::Handled => {
+                for r in reply.drain(..) {
+                    // No amplification towards an address nobody has proved.
+                    if r.len() <= datagram.len() {
+                        l.send(addr, &r).await;
+                    } else {
+                        l.ctx.metrics.inc("packets.dropped");
+                    }
+                }
+            }
+            Unconnected::Open => {
+                reply.clear();
+                // `max_connections` and `max_conn_rate` bound the tasks: past them the
+                // datagram is dropped and the client retries later, as over TCP.
+                let full = l
+                    .settings
+                    .max_peers
+                    .is_some_and(|max| l.peers.lock().len() >= max);
+                if full || new_peers.as_mut().is_some_and(|r| r.take().is_some()) {
+                    l.ctx.metrics.inc("packets.dropped");
+                    tracing::debug!(peer = %addr, full, "peer over max_connections or max_conn_rate: dropped");
+                    continue;
+                }
+                let (tx, rx) = mpsc::channel(PEER_QUEUE);
+                let task = l.next_task.fetch_add(1, Ordering::Relaxed);
+                let _ = tx.try_send(datagram);
+                l.peers.lock().insert(addr, (task, tx));
+                tokio::spawn(run_peer(l.clone(), peer, task, rx));
+            }
+        }
+    }
+}
+
+/// One peer's task: the opening dialogue, the connect pipeline, the channel.
+async fn run_peer<P: DatagramProtocol>(
+    l: Arc<Listener<P>>,
+    peer: Peer,
+    task: u64,
+    mut rx: mpsc::Receiver<Bytes>,
+) {
+    let addr = peer.addr;
+    let connected = Box::pin(handshake(&l, peer, &mut rx)).await;
+    if let Some((mut driver, calls)) = connected {
+        let reason = driver.run(&mut rx, calls).await;
+        l.remove_peer(addr, task);
+        Box::pin(driver.finish(reason)).await;
+    } else {
+        l.remove_peer(addr, task);
+    }
+}
+
+/// Receive the next datagram before `deadline`.
+async fn recv_until(rx: &mut mpsc::Receiver<Bytes>, deadline: Instant) -> Option<Bytes> {
+    tokio::time::timeout_at(deadline, rx.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn handshake<P: DatagramProtocol>(
+    l: &Arc<Listener<P>>,
+    peer: Peer,
+    rx: &mut mpsc::Receiver<Bytes>,
+) -> Option<(PeerDriver<P>, mpsc::Receiver<ClientCall>)> {
+    let mut opening = l.protocol.opening(&peer);
+    let idle = l.ctx.settings().idle_timeout;
+    let idle = if idle.is_zero() {
+        DEFAULT_IDLE_TIMEOUT
+    } else {
+        idle
+    };
+    let deadline = Instant::now() + idle;
+    let request = loop {
+        let Some(datagram) = recv_until(rx, deadline).await else {
+            tracing::debug!(peer = %peer.addr, "no opening within idle_timeout");
+            return None;
+        };
+        let step = opening.open(datagram, &peer);
+        let out = std::mem::take(&mut opening.output().datagrams);
+        for (d, _) in &out {
+            l.send(peer.addr, d).await;
+        }
+        match step {
+            Ok(None) => continue,
+            Ok(Some(Opened::Connect(request))) => break request,
+            Err(()) => return None,
+        }
+    };
+    let mut request = request;
+    request.info.peername = peer.addr;
+    request.info.sockport = peer.sockport;
+    request.info.listener = peer.listener.clone();
+    let Admission {
+        session,
+        kick,
+        evict,
+        calls,
+    } = match l.ctx.connect(request).await {
+        Ok(admission) => admission,
+        Err(refusal) => {
+            opening.refused(&refusal.reason);
+            for (d, _) in std::mem::take(&mut opening.output().datagrams) {
+                l.send(peer.addr, &d).await;
+            }
+            return None;
+        }
+    };
+    let channel = opening.admitted(session, Instant::now());
+    Some((
+        PeerDriver {
+            l: l.clone(),
+            addr: peer.addr,
+            channel,
+            kick,
+            evict,
+        },
+        calls,
+    ))
+}
+
+/// A connected peer's task.
+struct PeerDriver<P: DatagramProtocol> {
+    l: Arc<Listener<P>>,
+    addr: SocketAddr,
+    channel: <P::Opening as DatagramOpening>::Channel,
+    kick: KickWait,
+    evict: KickWait,
+}
+
+impl<P: DatagramProtocol> PeerDriver<P> {
+    async fn run(
+        &mut self,
+        rx: &mut mpsc::Receiver<Bytes>,
+        mut calls: mpsc::Receiver<ClientCall>,
+    ) -> CloseReason {
+        self.flush().await;
+        let far = || Instant::now() + Duration::from_secs(86400 * 365);
+        let timer = tokio::time::sleep_until(self.channel.next_timer().unwrap_or_else(far));
+        tokio::pin!(timer);
+        loop {
+            let step = tokio::select! {
+                biased;
+                kicked = self.kick.wait() => Err(CloseReason::Kicked(kicked)),
+                kicked = self.evict.wait() => Err(CloseReason::Kicked(kicked)),
+                d = rx.recv() => match d {
+                    None => Err(CloseReason::SockClosed),
+                    Some(d) => {
+                        self.channel.session().stats.recv_oct.fetch_add(d.len() as u64, Ordering::Relaxed);
+                        self.channel.on_datagram(d, Instant::now())
+                    }
+                },
+                _ = self.channel.session().cell.notified() => self.channel.on_deliveries(Instant::now()),
+                Some(call) = calls.recv() => {
+                    self.channel.on_call(call);
+                    Ok(())
+                }
+                _ = &mut timer => self.channel.on_timer(Instant::now()),
+            };
+            self.flush().await;
+            if let Err(reason) = step {
+                return reason;
+            }
+            if std::mem::take(&mut self.channel.output().congested) {
+                // Let the subscriber's task write before the next datagram is routed.
+                tokio::task::yield_now().await;
+            }
+            let next = self.channel.next_timer().unwrap_or_else(far);
+            if next != timer.deadline() {
+                timer.as_mut().reset(next);
+            }
+        }
+    }
+
+    /// Send the output: after the ack barrier if it holds acknowledgements (which are
+    /// dropped if the barrier fails: the client sends again).
+    async fn flush(&mut self) {
+        let out = self.channel.output();
+        if std::mem::take(&mut out.ack) {
+            if let Some(barrier) = self.l.ctx.broker.ack_barrier() {
+                if let Err(e) = barrier().await {
+                    tracing::error!(error = %e, "commit before acknowledging failed");
+                    self.channel.output().datagrams.retain(|(_, ack)| !ack);
+                }
+            }
+        }
+        let datagrams = std::mem::take(&mut self.channel.output().datagrams);
+        for (d, _) in &datagrams {
+            if self.l.send(self.addr, d).await {
+                let stats = &self.channel.session().stats;
+                stats.send_oct.fetch_add(d.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    async fn finish(mut self, reason: CloseReason) {
+        if reason != CloseReason::SockClosed {
+            self.channel.goodbye(reason);
+            self.flush().await;
+        }
+        let (will, expiry) = self.channel.on_close(reason);
+        let session = self.channel.session();
+        session.ctx.close(session, reason, will, expiry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn udp_options_reach_the_socket() {
+        let udp = UdpSettings {
+            recbuf: Some(64 * 1024),
+            sndbuf: Some(32 * 1024),
+            reuseaddr: false,
+            ..UdpSettings::default()
+        };
+        let socket = bind_udp("127.0.0.1:0".parse().unwrap(), &udp).unwrap();
+        let r = socket2::SockRef::from(&socket);
+        assert!(!r.reuse_address().unwrap());
+        // Linux doubles what it is given.
+        assert!(r.recv_buffer_size().unwrap() >= 64 * 1024);
+        assert!(r.send_buffer_size().unwrap() >= 32 * 1024);
+    }
+}
