@@ -309,10 +309,7 @@ impl SnChannel {
             return;
         }
         let will = self.data.lock().will.clone().map(|w| self.will_message(w));
-        self.proto
-            .ctx
-            .broker
-            .set_will(&self.session.cell, self.session.conn_id, will.as_ref());
+        self.proto.ctx.set_will(&self.session, will.as_ref());
     }
 
     fn msg_id(&mut self) -> u16 {
@@ -1701,5 +1698,234 @@ impl DatagramChannel for SnChannel {
             self.data.lock().asleep = None;
         }
         (will, expiry_of(clean))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The MQTT-SN channel driven by hand: scripted datagrams in, datagrams out, a clock
+    //! that moves only when the test says. No socket.
+
+    use super::*;
+    use crate::MqttSnSettings;
+    use bytes::BytesMut;
+    use junction_broker::{system_message, Broker};
+    use junction_codec_mqttsn::encode;
+    use junction_gateway::{CommonSettings, GatewayCtx};
+
+    struct Script {
+        broker: Arc<Broker>,
+        channel: SnChannel,
+        t0: Instant,
+    }
+
+    fn bytes(m: Message) -> Bytes {
+        let mut b = BytesMut::new();
+        encode(&m, &mut b).unwrap();
+        b.freeze()
+    }
+
+    impl Script {
+        async fn connect(duration: u16, settings: MqttSnSettings) -> Script {
+            let broker = Broker::new(Default::default());
+            let ctx = GatewayCtx::new(
+                "mqttsn",
+                "mqtt-sn",
+                broker.clone(),
+                CommonSettings::default(),
+            );
+            let proto = Arc::new(SnProtocol::new(ctx.clone(), Arc::new(settings)));
+            let peer = Peer {
+                addr: "127.0.0.1:5000".parse().unwrap(),
+                listener: "mqttsn:udp:default".into(),
+                sockport: 1884,
+            };
+            let mut opening = SnOpening::new(proto, peer.clone());
+            let connect = Message::Connect {
+                flags: Flags {
+                    clean_session: true,
+                    ..Flags::default()
+                },
+                protocol_id: 1,
+                duration,
+                client_id: "dev".into(),
+            };
+            let Ok(Some(Opened::Connect(request))) = opening.open(bytes(connect), &peer) else {
+                panic!("a CONNECT without a will opens at once")
+            };
+            let admission = ctx.connect(request).await.expect("admitted");
+            let t0 = Instant::now();
+            let channel = opening.admitted(admission.session, t0);
+            let mut s = Script {
+                broker,
+                channel,
+                t0,
+            };
+            assert_eq!(
+                s.output(),
+                [Message::ConnAck {
+                    rc: ReturnCode::Accepted
+                }]
+            );
+            s
+        }
+
+        fn at(&self, ms: u64) -> Instant {
+            self.t0 + Duration::from_millis(ms)
+        }
+
+        fn output(&mut self) -> Vec<Message> {
+            std::mem::take(&mut self.channel.output().datagrams)
+                .into_iter()
+                .map(|(d, _)| decode(d).unwrap())
+                .collect()
+        }
+
+        fn send(&mut self, m: Message, ms: u64) -> Result<(), CloseReason> {
+            self.channel.on_datagram(bytes(m), self.at(ms))
+        }
+
+        fn subscribe(&mut self, topic: Topic, qos: SnQoS, ms: u64) {
+            self.send(
+                Message::Subscribe {
+                    flags: Flags {
+                        qos,
+                        topic_id_type: topic.id_type(),
+                        ..Flags::default()
+                    },
+                    msg_id: 1,
+                    topic,
+                },
+                ms,
+            )
+            .unwrap();
+            assert!(matches!(self.output()[..], [Message::SubAck { .. }]));
+        }
+
+        fn publish(&mut self, topic: &str, payload: &'static str, qos: QoS, ms: u64) {
+            let mut m = system_message(topic.into(), payload, false);
+            m.qos = qos;
+            self.broker.publish(m);
+            self.channel.on_deliveries(self.at(ms)).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn silence_past_one_and_a_half_keepalives_ends_with_disconnect() {
+        let mut s = Script::connect(10, MqttSnSettings::default()).await;
+        assert_eq!(s.channel.next_timer(), Some(s.at(15_000)));
+        s.send(Message::PingReq { client_id: None }, 9_000).unwrap();
+        assert_eq!(s.output(), [Message::PingResp]);
+        assert_eq!(s.channel.next_timer(), Some(s.at(24_000)));
+        s.channel.on_timer(s.at(23_999)).unwrap();
+        assert_eq!(
+            s.channel.on_timer(s.at(24_000)),
+            Err(CloseReason::KeepaliveTimeout)
+        );
+        assert_eq!(s.output(), [Message::Disconnect { duration: None }]);
+    }
+
+    #[tokio::test]
+    async fn a_sleeping_client_gets_its_messages_when_it_wakes_and_times_out_asleep() {
+        let mut s = Script::connect(10, MqttSnSettings::default()).await;
+        s.subscribe(Topic::Short(*b"sl"), SnQoS::AtMostOnce, 0);
+        s.send(Message::Disconnect { duration: Some(60) }, 1_000)
+            .unwrap();
+        assert_eq!(s.output(), [Message::Disconnect { duration: None }]);
+        // Asleep: nothing is sent, and the keepalive no longer runs.
+        s.publish("sl", "while asleep", QoS::AtMostOnce, 2_000);
+        assert!(s.output().is_empty());
+        assert_eq!(s.channel.next_timer(), Some(s.at(61_000)));
+        // Awake: the message, then PINGRESP, and asleep again.
+        s.send(
+            Message::PingReq {
+                client_id: Some("dev".into()),
+            },
+            30_000,
+        )
+        .unwrap();
+        let out = s.output();
+        assert!(
+            matches!(&out[..], [Message::Publish { data, .. }, Message::PingResp] if &data[..] == b"while asleep"),
+            "{out:?}"
+        );
+        assert_eq!(
+            s.channel.on_timer(s.at(61_000)),
+            Err(CloseReason::AsleepTimeout)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unacknowledged_qos1_delivery_is_resent_with_dup_after_retry_interval() {
+        let settings = MqttSnSettings {
+            session: SessionLimits {
+                retry_interval_ms: 2_000,
+                ..SessionLimits::default()
+            },
+            ..MqttSnSettings::default()
+        };
+        let mut s = Script::connect(60, settings).await;
+        s.subscribe(Topic::Short(*b"rt"), SnQoS::AtLeastOnce, 0);
+        s.publish("rt", "once", QoS::AtLeastOnce, 1_000);
+        let out = s.output();
+        let [Message::Publish { flags, msg_id, .. }] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert!(!flags.dup);
+        let id = *msg_id;
+        assert_eq!(s.channel.next_timer(), Some(s.at(3_000)));
+        s.channel.on_timer(s.at(3_000)).unwrap();
+        let out = s.output();
+        assert!(
+            matches!(&out[..], [Message::Publish { flags, msg_id, .. }] if flags.dup && *msg_id == id),
+            "{out:?}"
+        );
+        // Acknowledged: no more resends.
+        s.send(
+            Message::PubAck {
+                topic_id: u16::from_be_bytes(*b"rt"),
+                msg_id: id,
+                rc: ReturnCode::Accepted,
+            },
+            3_500,
+        )
+        .unwrap();
+        s.channel.on_timer(s.at(10_000)).unwrap();
+        assert!(s.output().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_register_nobody_answers_is_retried_then_the_client_is_disconnected() {
+        let mut s = Script::connect(600, MqttSnSettings::default()).await;
+        s.subscribe(Topic::Name("wild/#".into()), SnQoS::AtMostOnce, 0);
+        s.publish("wild/card", "x", QoS::AtMostOnce, 100);
+        let out = s.output();
+        assert!(
+            matches!(&out[..], [Message::Register { topic_name, .. }] if topic_name == "wild/card"),
+            "{out:?}"
+        );
+        let mut t = 100;
+        for _ in 0..REGISTER_MAX_RETRIES {
+            t += REGISTER_RETRY.as_millis() as u64;
+            assert_eq!(s.channel.next_timer(), Some(s.at(t)));
+            s.channel.on_timer(s.at(t)).unwrap();
+            assert!(matches!(s.output()[..], [Message::Register { .. }]));
+        }
+        // A "congestion" answer does not push the deadline back.
+        s.send(
+            Message::RegAck {
+                topic_id: 1025,
+                msg_id: 1,
+                rc: ReturnCode::Congestion,
+            },
+            t + 10,
+        )
+        .unwrap();
+        t += REGISTER_RETRY.as_millis() as u64;
+        assert_eq!(
+            s.channel.on_timer(s.at(t)),
+            Err(CloseReason::RetriesExhausted)
+        );
+        assert_eq!(s.output(), [Message::Disconnect { duration: None }]);
     }
 }
