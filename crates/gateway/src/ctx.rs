@@ -100,8 +100,8 @@ pub struct GatewayCtx {
     pub protocol: &'static str,
     /// Client-id namespace of its sessions (the gateway name; `""` for MQTT).
     pub namespace: ByteString,
-    /// The broker.
-    pub broker: Arc<Broker>,
+    /// The broker: reached by gateways only through this context's methods.
+    pub(crate) broker: Arc<Broker>,
     /// The node's authentication chains.
     pub authn: Arc<AuthnChains>,
     /// Name of this protocol's global chain (`stomp:global`, `mqtt-sn:global`, …).

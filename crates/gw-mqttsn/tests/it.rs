@@ -21,6 +21,9 @@ use tokio::time::{timeout, Instant};
 const WAIT: Duration = Duration::from_secs(3);
 
 struct Env {
+    /// The broker the gateway was given (the harness's; the gateway reaches it only
+    /// through its context).
+    broker: Arc<Broker>,
     ctx: Arc<GatewayCtx>,
     addr: SocketAddr,
     _listener: UdpListenerHandle,
@@ -42,7 +45,7 @@ async fn env_common(common: CommonSettings, settings: MqttSnSettings) -> Env {
     let ctx = GatewayCtx::new(
         "mqttsn",
         "mqtt-sn",
-        broker,
+        broker.clone(),
         CommonSettings {
             idle_timeout: Duration::from_secs(5),
             ..common
@@ -57,6 +60,7 @@ async fn env_common(common: CommonSettings, settings: MqttSnSettings) -> Env {
     .await
     .unwrap();
     Env {
+        broker,
         ctx,
         addr: listener.local_addr,
         _listener: listener,
@@ -161,10 +165,10 @@ impl Client {
 }
 
 /// An MQTT-side session subscribed to `filter`.
-fn mqtt_sub(ctx: &GatewayCtx, filter: &str) -> Arc<SessionCell> {
+fn mqtt_sub(e: &Env, filter: &str) -> Arc<SessionCell> {
     let (tx, rx) = oneshot::channel();
     std::mem::forget(rx);
-    let opened = ctx.broker.open_session(OpenSession {
+    let opened = e.broker.open_session(OpenSession {
         namespace: ByteString::new(),
         client_id: "mqtt-sub".into(),
         clean_start: true,
@@ -173,7 +177,7 @@ fn mqtt_sub(ctx: &GatewayCtx, filter: &str) -> Arc<SessionCell> {
         conn_id: 1,
         kick: tx,
     });
-    ctx.broker
+    e.broker
         .subscribe(
             &opened.cell,
             filter,
@@ -274,7 +278,7 @@ async fn idle_packets_other_than_connect_are_ignored_and_disconnect_is_answered(
 #[tokio::test]
 async fn register_then_publish_qos1_reaches_an_mqtt_subscriber() {
     let e = env().await;
-    let sub = mqtt_sub(&e.ctx, "#");
+    let sub = mqtt_sub(&e, "#");
     let c = Client::new(e.addr).await;
     c.connect("p1").await;
     c.send(Message::Register {
@@ -344,7 +348,7 @@ async fn register_wildcard_and_predefined_names() {
 #[tokio::test]
 async fn publish_predefined_and_short_topics_and_unknown_ids() {
     let e = env().await;
-    let sub = mqtt_sub(&e.ctx, "#");
+    let sub = mqtt_sub(&e, "#");
     let c = Client::new(e.addr).await;
     c.connect("p2").await;
     c.publish(Topic::Predefined(1), SnQoS::AtMostOnce, 0, b"x")
@@ -401,7 +405,7 @@ async fn publish_predefined_and_short_topics_and_unknown_ids() {
 #[tokio::test]
 async fn publish_is_mounted_for_mqtt_subscribers() {
     let e = env_with("sn/${clientid}/", MqttSnSettings::default()).await;
-    let sub = mqtt_sub(&e.ctx, "sn/#");
+    let sub = mqtt_sub(&e, "sn/#");
     let c = Client::new(e.addr).await;
     c.connect("m1").await;
     c.publish(Topic::Short(*b"tt"), SnQoS::AtMostOnce, 0, b"v")
@@ -431,7 +435,7 @@ async fn subscribe_normal_name_allocates_an_id_and_delivers_with_it() {
     };
     assert_eq!(topic_id, 1025);
     assert_eq!(flags.qos, SnQoS::AtLeastOnce);
-    e.ctx.broker.publish(bmsg("x/y", "p", QoS::AtMostOnce));
+    e.broker.publish(bmsg("x/y", "p", QoS::AtMostOnce));
     let Message::Publish {
         topic,
         msg_id: 0,
@@ -461,12 +465,8 @@ async fn wildcard_subscription_registers_before_the_first_delivery() {
     else {
         panic!("bad SUBACK")
     };
-    e.ctx
-        .broker
-        .publish(bmsg("w/long/name", "1", QoS::AtMostOnce));
-    e.ctx
-        .broker
-        .publish(bmsg("w/long/name", "2", QoS::AtMostOnce));
+    e.broker.publish(bmsg("w/long/name", "1", QoS::AtMostOnce));
+    e.broker.publish(bmsg("w/long/name", "2", QoS::AtMostOnce));
     let Message::Register {
         topic_id,
         msg_id,
@@ -528,7 +528,7 @@ async fn subscribe_predefined_short_and_unknown_ids() {
     else {
         panic!("bad SUBACK")
     };
-    e.ctx.broker.publish(bmsg("pre/two", "a", QoS::AtMostOnce));
+    e.broker.publish(bmsg("pre/two", "a", QoS::AtMostOnce));
     let Message::Publish {
         topic: Topic::Predefined(2),
         ..
@@ -536,7 +536,7 @@ async fn subscribe_predefined_short_and_unknown_ids() {
     else {
         panic!("predefined delivery")
     };
-    e.ctx.broker.publish(bmsg("zz", "b", QoS::AtMostOnce));
+    e.broker.publish(bmsg("zz", "b", QoS::AtMostOnce));
     let Message::Publish {
         topic: Topic::Short(t),
         ..
@@ -555,7 +555,7 @@ async fn subscribe_predefined_short_and_unknown_ids() {
     })
     .await;
     assert_eq!(c.recv().await, Message::UnsubAck { msg_id: 4 });
-    e.ctx.broker.publish(bmsg("zz", "c", QoS::AtMostOnce));
+    e.broker.publish(bmsg("zz", "c", QoS::AtMostOnce));
     assert!(c.silent_for(Duration::from_millis(150)).await);
 }
 
@@ -566,8 +566,8 @@ async fn qos1_deliveries_use_a_window_of_one() {
     c.connect("q1").await;
     c.subscribe(Topic::Short(*b"q1"), SnQoS::AtLeastOnce, 1)
         .await;
-    e.ctx.broker.publish(bmsg("q1", "1", QoS::AtLeastOnce));
-    e.ctx.broker.publish(bmsg("q1", "2", QoS::AtLeastOnce));
+    e.broker.publish(bmsg("q1", "1", QoS::AtLeastOnce));
+    e.broker.publish(bmsg("q1", "2", QoS::AtLeastOnce));
     let Message::Publish {
         msg_id,
         data,
@@ -596,7 +596,7 @@ async fn qos1_deliveries_use_a_window_of_one() {
 #[tokio::test]
 async fn qos2_publish_from_the_client() {
     let e = env().await;
-    let sub = mqtt_sub(&e.ctx, "#");
+    let sub = mqtt_sub(&e, "#");
     let c = Client::new(e.addr).await;
     c.connect("q2in").await;
     c.publish(Topic::Short(*b"k2"), SnQoS::ExactlyOnce, 11, b"once")
@@ -615,7 +615,7 @@ async fn qos2_delivery_to_the_client() {
     c.connect("q2out").await;
     c.subscribe(Topic::Short(*b"k3"), SnQoS::ExactlyOnce, 1)
         .await;
-    e.ctx.broker.publish(bmsg("k3", "x", QoS::ExactlyOnce));
+    e.broker.publish(bmsg("k3", "x", QoS::ExactlyOnce));
     let Message::Publish { msg_id, flags, .. } = c.recv().await else {
         panic!()
     };
@@ -630,7 +630,7 @@ async fn qos2_delivery_to_the_client() {
 #[tokio::test]
 async fn qos_minus_one_without_connecting() {
     let e = env().await;
-    let sub = mqtt_sub(&e.ctx, "#");
+    let sub = mqtt_sub(&e, "#");
     let c = Client::new(e.addr).await;
     c.publish(Topic::Short(*b"nq"), SnQoS::MinusOne, 0, b"fire")
         .await;
@@ -701,7 +701,7 @@ async fn connect_with_will(c: &Client, id: &str, duration: u16, topic: &str, msg
 #[tokio::test]
 async fn will_is_published_on_keepalive_timeout() {
     let e = env().await;
-    let sub = mqtt_sub(&e.ctx, "will/#");
+    let sub = mqtt_sub(&e, "will/#");
     let c = Client::new(e.addr).await;
     connect_with_will(&c, "w1", 1, "will/w1", b"gone").await;
     // 1 s keepalive × 1.5.
@@ -716,7 +716,7 @@ async fn will_is_published_on_keepalive_timeout() {
 #[tokio::test]
 async fn will_updates_and_no_will_on_disconnect() {
     let e = env().await;
-    let sub = mqtt_sub(&e.ctx, "will/#");
+    let sub = mqtt_sub(&e, "will/#");
     let c = Client::new(e.addr).await;
     connect_with_will(&c, "w2", 60, "will/old", b"old").await;
     c.send(Message::WillTopicUpd {
@@ -810,8 +810,8 @@ async fn sleeping_client_gets_queued_messages_on_pingreq() {
         .await;
     c.send(Message::Disconnect { duration: Some(60) }).await;
     assert_eq!(c.recv().await, Message::Disconnect { duration: None });
-    e.ctx.broker.publish(bmsg("sleep/t", "a", QoS::AtLeastOnce));
-    e.ctx.broker.publish(bmsg("sleep/t", "b", QoS::AtMostOnce));
+    e.broker.publish(bmsg("sleep/t", "a", QoS::AtLeastOnce));
+    e.broker.publish(bmsg("sleep/t", "b", QoS::AtMostOnce));
     assert!(c.silent_for(Duration::from_millis(200)).await);
     c.send(Message::PingReq {
         client_id: Some("z1".into()),
@@ -839,7 +839,7 @@ async fn sleeping_client_gets_queued_messages_on_pingreq() {
     assert_eq!(data, Bytes::from_static(b"b"));
     assert_eq!(c.recv().await, Message::PingResp);
     // Back asleep.
-    e.ctx.broker.publish(bmsg("sleep/t", "c", QoS::AtMostOnce));
+    e.broker.publish(bmsg("sleep/t", "c", QoS::AtMostOnce));
     assert!(c.silent_for(Duration::from_millis(200)).await);
     // CONNECT wakes it for good.
     assert_eq!(
@@ -869,8 +869,7 @@ async fn persistent_session_resumes_with_registration_of_queued_topics() {
     c.send(Message::Disconnect { duration: None }).await;
     c.recv().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    e.ctx
-        .broker
+    e.broker
         .publish(bmsg("keep/t", "while away", QoS::AtLeastOnce));
     let c = Client::new(e.addr).await;
     assert_eq!(
@@ -914,7 +913,7 @@ async fn nat_rebinding_moves_the_session_to_the_new_address() {
     })
     .await;
     assert_eq!(b.recv().await, Message::PingResp);
-    e.ctx.broker.publish(bmsg("nt", "moved", QoS::AtMostOnce));
+    e.broker.publish(bmsg("nt", "moved", QoS::AtMostOnce));
     let Message::Publish { data, .. } = b.recv().await else {
         panic!()
     };
@@ -947,7 +946,7 @@ async fn reconnect_from_a_new_address_takes_the_session_over() {
         }
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
-    e.ctx.broker.publish(bmsg("mv", "here", QoS::AtMostOnce));
+    e.broker.publish(bmsg("mv", "here", QoS::AtMostOnce));
     let Message::Publish { data, .. } = b.recv().await else {
         panic!()
     };
@@ -1068,8 +1067,7 @@ async fn puback_invalid_topic_id_reregisters_the_topic_and_redelivers() {
     else {
         panic!("bad SUBACK")
     };
-    e.ctx
-        .broker
+    e.broker
         .publish(bmsg("lost/reg", "again", QoS::AtLeastOnce));
     let Message::Publish {
         topic: Topic::Id(1025),
@@ -1122,9 +1120,7 @@ async fn puback_invalid_topic_id_reregisters_the_topic_and_redelivers() {
     })
     .await;
     // The window of one is free again: the next message flows.
-    e.ctx
-        .broker
-        .publish(bmsg("lost/reg", "next", QoS::AtLeastOnce));
+    e.broker.publish(bmsg("lost/reg", "next", QoS::AtLeastOnce));
     let Message::Publish {
         topic: Topic::Id(1025),
         data,
@@ -1145,9 +1141,7 @@ async fn regack_matching_the_topic_id_only_is_accepted_as_emqx_does() {
     c.connect("inv2").await;
     c.subscribe(Topic::Name("lost/emqx".into()), SnQoS::AtLeastOnce, 1)
         .await;
-    e.ctx
-        .broker
-        .publish(bmsg("lost/emqx", "p", QoS::AtLeastOnce));
+    e.broker.publish(bmsg("lost/emqx", "p", QoS::AtLeastOnce));
     let Message::Publish { msg_id, .. } = c.recv().await else {
         panic!("no PUBLISH")
     };
@@ -1189,7 +1183,7 @@ async fn a_refused_predefined_topic_is_registered_and_then_delivered_by_id() {
     c.connect("inv3").await;
     c.subscribe(Topic::Predefined(1), SnQoS::AtLeastOnce, 1)
         .await;
-    e.ctx.broker.publish(bmsg("pre/one", "x", QoS::AtLeastOnce));
+    e.broker.publish(bmsg("pre/one", "x", QoS::AtLeastOnce));
     let Message::Publish {
         topic: Topic::Predefined(1),
         msg_id,
@@ -1242,10 +1236,9 @@ async fn a_refused_reregistration_drops_the_delivery_and_frees_the_window() {
         .await;
     c.subscribe(Topic::Short(*b"ok"), SnQoS::AtLeastOnce, 2)
         .await;
-    e.ctx
-        .broker
+    e.broker
         .publish(bmsg("lost/no", "refused", QoS::AtLeastOnce));
-    e.ctx.broker.publish(bmsg("ok", "fine", QoS::AtLeastOnce));
+    e.broker.publish(bmsg("ok", "fine", QoS::AtLeastOnce));
     let Message::Publish { msg_id, .. } = c.recv().await else {
         panic!("no PUBLISH")
     };
@@ -1302,7 +1295,7 @@ async fn unacknowledged_qos1_delivery_is_resent_with_dup_after_retry_interval() 
     c.connect("rt1").await;
     c.subscribe(Topic::Short(*b"r1"), SnQoS::AtLeastOnce, 1)
         .await;
-    e.ctx.broker.publish(bmsg("r1", "once", QoS::AtLeastOnce));
+    e.broker.publish(bmsg("r1", "once", QoS::AtLeastOnce));
     let Message::Publish {
         msg_id,
         flags,
@@ -1350,9 +1343,7 @@ async fn unacknowledged_pubrel_is_resent_after_retry_interval() {
     c.connect("rt2").await;
     c.subscribe(Topic::Short(*b"r2"), SnQoS::ExactlyOnce, 1)
         .await;
-    e.ctx
-        .broker
-        .publish(bmsg("r2", "exactly", QoS::ExactlyOnce));
+    e.broker.publish(bmsg("r2", "exactly", QoS::ExactlyOnce));
     let Message::Publish { msg_id, .. } = c.recv().await else {
         panic!("no PUBLISH")
     };
@@ -1372,7 +1363,7 @@ async fn a_sleeping_client_gets_no_resend_until_it_wakes() {
     c.connect("rt3").await;
     c.subscribe(Topic::Short(*b"r3"), SnQoS::AtLeastOnce, 1)
         .await;
-    e.ctx.broker.publish(bmsg("r3", "nap", QoS::AtLeastOnce));
+    e.broker.publish(bmsg("r3", "nap", QoS::AtLeastOnce));
     let Message::Publish { msg_id, .. } = c.recv().await else {
         panic!("no PUBLISH")
     };
@@ -1410,7 +1401,7 @@ async fn congestion_puback_keeps_the_delivery_for_a_resend() {
     c.connect("rt4").await;
     c.subscribe(Topic::Short(*b"r4"), SnQoS::AtLeastOnce, 1)
         .await;
-    e.ctx.broker.publish(bmsg("r4", "busy", QoS::AtLeastOnce));
+    e.broker.publish(bmsg("r4", "busy", QoS::AtLeastOnce));
     let Message::Publish { msg_id, .. } = c.recv().await else {
         panic!("no PUBLISH")
     };
@@ -1435,7 +1426,7 @@ async fn congestion_puback_keeps_the_delivery_for_a_resend() {
 #[tokio::test]
 async fn qos2_publish_without_pubrel_expires_after_await_rel_timeout() {
     let e = env_with("", session_limits(30_000, 200)).await;
-    let sub = mqtt_sub(&e.ctx, "#");
+    let sub = mqtt_sub(&e, "#");
     let c = Client::new(e.addr).await;
     c.connect("ar1").await;
     c.publish(Topic::Short(*b"a2"), SnQoS::ExactlyOnce, 7, b"first")
@@ -1498,13 +1489,13 @@ async fn clientinfo_override_renders_client_id_and_username_from_the_connect() {
         MqttSnSettings::default(),
     )
     .await;
-    let sub = mqtt_sub(&e.ctx, "#");
+    let sub = mqtt_sub(&e, "#");
     let c = Client::new(e.addr).await;
     c.connect("dev7").await;
     let list = e.ctx.clients.list();
     assert_eq!(list[0].clientid, "sn-dev7");
     assert_eq!(list[0].username.as_deref(), Some("u-dev7"));
-    assert!(e.ctx.broker.lookup_in("mqttsn", "sn-dev7").is_some());
+    assert!(e.broker.lookup_in("mqttsn", "sn-dev7").is_some());
     // The mountpoint sees the rendered identity.
     c.publish(Topic::Short(*b"tt"), SnQoS::AtMostOnce, 0, b"v")
         .await;
@@ -1614,7 +1605,7 @@ async fn hooks_see_mqtt_sn_clients_and_an_emptied_subscribe_is_suback_0x83() {
     use junction_types::ClientInfo;
     let e = env().await;
     let seen: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
-    let hooks = &e.ctx.broker.hooks;
+    let hooks = &e.broker.hooks;
     let s = seen.clone();
     hooks.client_connect.add(
         0,
@@ -1676,12 +1667,11 @@ async fn hooks_see_mqtt_sn_clients_and_an_emptied_subscribe_is_suback_0x83() {
     else {
         panic!("{r:?}")
     };
-    e.ctx
-        .broker
+    e.broker
         .publish(system_message("blocked/x".into(), "no", false));
     let mut m = system_message("open/x".into(), "yes", false);
     m.qos = QoS::AtLeastOnce;
-    e.ctx.broker.publish(m);
+    e.broker.publish(m);
     let p = c.recv().await;
     let Message::Publish { msg_id, .. } = p else {
         panic!("{p:?}")
@@ -1736,8 +1726,7 @@ async fn subscriptions_are_listed_added_and_removed_through_the_framework() {
     assert_eq!(added.topic, "sn/api/t");
     assert_eq!(e.ctx.subscriptions("api").await.unwrap().len(), 2);
     // A topic the client never registered: the gateway REGISTERs it, then publishes.
-    e.ctx
-        .broker
+    e.broker
         .publish(system_message("sn/api/t".into(), "via api", false));
     let reg = c.recv().await;
     let Message::Register {
@@ -1805,9 +1794,7 @@ async fn with_authentication_a_pingreq_from_another_address_takes_nothing_over()
         })
         .await;
     assert!(attacker.silent_for(Duration::from_millis(300)).await);
-    e.ctx
-        .broker
-        .publish(bmsg("vt", "still mine", QoS::AtMostOnce));
+    e.broker.publish(bmsg("vt", "still mine", QoS::AtMostOnce));
     let Message::Publish { data, .. } = victim.recv().await else {
         panic!("the victim lost its deliveries")
     };
@@ -1833,7 +1820,7 @@ async fn a_qos_minus_one_publish_is_authorized_and_mounted_and_refused_where_cli
         },
     )
     .await;
-    e.ctx.broker.hooks.client_authorize.add(
+    e.broker.hooks.client_authorize.add(
         0,
         Arc::new(|c: &junction_types::ClientInfo, a: &mut AuthorizeArgs| {
             if matches!(a.action, Action::Publish { .. }) && a.topic == "secret" {
@@ -1843,7 +1830,7 @@ async fn a_qos_minus_one_publish_is_authorized_and_mounted_and_refused_where_cli
             Flow::Continue
         }),
     );
-    let sub = mqtt_sub(&e.ctx, "#");
+    let sub = mqtt_sub(&e, "#");
     let c = Client::new(e.addr).await;
     c.publish(Topic::Predefined(2), SnQoS::MinusOne, 0, b"denied")
         .await;
@@ -1882,8 +1869,8 @@ async fn a_delivery_too_large_for_a_datagram_is_dropped_and_frees_its_packet_id(
     let huge = Bytes::from(vec![b'x'; 70_000]);
     let mut m = bmsg("bg", "", QoS::AtLeastOnce);
     m.payload = huge;
-    e.ctx.broker.publish(m);
-    e.ctx.broker.publish(bmsg("bg", "next", QoS::AtLeastOnce));
+    e.broker.publish(m);
+    e.broker.publish(bmsg("bg", "next", QoS::AtLeastOnce));
     let Message::Publish { data, msg_id, .. } = c.recv().await else {
         panic!("expected the next delivery")
     };
@@ -1895,7 +1882,7 @@ async fn a_delivery_too_large_for_a_datagram_is_dropped_and_frees_its_packet_id(
         rc: ReturnCode::Accepted,
     })
     .await;
-    let cell = e.ctx.broker.lookup_in("mqttsn", "big").unwrap();
+    let cell = e.broker.lookup_in("mqttsn", "big").unwrap();
     let deadline = Instant::now() + WAIT;
     while cell.lock().session.inflight().count() > 0 {
         assert!(Instant::now() < deadline, "the window stayed full");
@@ -1913,9 +1900,7 @@ async fn deliveries_held_behind_a_congested_register_stay_within_the_session_bou
             .await,
         Message::SubAck { .. }
     ));
-    e.ctx
-        .broker
-        .publish(bmsg("flood/a", "first", QoS::AtMostOnce));
+    e.broker.publish(bmsg("flood/a", "first", QoS::AtMostOnce));
     let Message::Register {
         topic_id, msg_id, ..
     } = c.recv().await
@@ -1923,7 +1908,7 @@ async fn deliveries_held_behind_a_congested_register_stay_within_the_session_bou
         panic!("expected a REGISTER")
     };
     // The client keeps saying "congestion" while 30,000 QoS 0 messages arrive for it.
-    let cell = e.ctx.broker.lookup_in("mqttsn", "slow").unwrap();
+    let cell = e.broker.lookup_in("mqttsn", "slow").unwrap();
     for i in 0..30_000u32 {
         if i % 1000 == 0 {
             c.send(Message::RegAck {
@@ -1935,7 +1920,7 @@ async fn deliveries_held_behind_a_congested_register_stay_within_the_session_bou
         }
         let mut m = bmsg("flood/a", "", QoS::AtMostOnce);
         m.payload = Bytes::from(vec![0u8; 512]);
-        e.ctx.broker.publish(m);
+        e.broker.publish(m);
         // The connection task runs beside the publisher and sees every notification.
         tokio::task::yield_now().await;
     }
@@ -1944,8 +1929,7 @@ async fn deliveries_held_behind_a_congested_register_stay_within_the_session_bou
     let outbox = cell.lock().outbox.len();
     assert!(outbox <= 10_000, "outbox holds {outbox}");
     assert!(
-        e.ctx
-            .broker
+        e.broker
             .metrics
             .messages_dropped_queue_full
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -1986,7 +1970,7 @@ async fn a_flood_of_connects_from_50000_addresses_stays_within_max_connections()
         },
     )
     .await;
-    let sub = mqtt_sub(&e.ctx, "real/out");
+    let sub = mqtt_sub(&e, "real/out");
     let real = Client::new(e.addr).await;
     real.connect("real").await;
     assert!(matches!(
@@ -2047,8 +2031,7 @@ async fn a_flood_of_connects_from_50000_addresses_stays_within_max_connections()
             Bytes::from_static(b"after the flood")
         )]
     );
-    e.ctx
-        .broker
+    e.broker
         .publish(bmsg("in", "to the real one", QoS::AtMostOnce));
     let got = loop {
         match real.recv().await {

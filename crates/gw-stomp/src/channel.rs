@@ -956,6 +956,7 @@ mod tests {
     /// A STOMP channel driven by hand: scripted bytes in, frames out, a clock that moves
     /// only when the test says. No socket.
     struct Script {
+        broker: Arc<Broker>,
         ctx: Arc<GatewayCtx>,
         channel: StompChannel,
         decoder: Decoder,
@@ -972,12 +973,8 @@ mod tests {
 
     impl Script {
         async fn connect(headers: &[(&str, &str)], settings: StompSettings) -> (Script, Frame) {
-            let ctx = GatewayCtx::new(
-                "stomp",
-                "stomp",
-                Broker::new(Default::default()),
-                CommonSettings::default(),
-            );
+            let broker = Broker::new(Default::default());
+            let ctx = GatewayCtx::new("stomp", "stomp", broker.clone(), CommonSettings::default());
             let mut opening = StompOpening::new(ctx.clone(), Arc::new(settings));
             let mut connect = Frame::new(Command::Connect);
             for (k, v) in headers {
@@ -998,6 +995,7 @@ mod tests {
             let t0 = Instant::now();
             let channel = opening.admitted(admission.session, t0);
             let mut script = Script {
+                broker,
                 ctx,
                 channel,
                 decoder: Decoder::new(Version::V1_2, Default::default()),
@@ -1073,8 +1071,7 @@ mod tests {
         };
         let (mut s, _) = Script::connect(&[("accept-version", "1.2")], settings).await;
         let published = |s: &Script| {
-            s.ctx
-                .broker
+            s.broker
                 .metrics
                 .snapshot()
                 .into_iter()

@@ -21,6 +21,9 @@ use tokio::time::{timeout, Instant};
 const WAIT: Duration = Duration::from_secs(3);
 
 struct Env {
+    /// The broker the gateway was given (the harness's; the gateway reaches it only
+    /// through its context).
+    broker: Arc<Broker>,
     ctx: Arc<GatewayCtx>,
     addr: SocketAddr,
     _listener: ListenerHandle,
@@ -31,7 +34,7 @@ async fn env_with(mountpoint: &str, idle_timeout: Duration) -> Env {
     let ctx = GatewayCtx::new(
         "stomp",
         "stomp",
-        broker,
+        broker.clone(),
         CommonSettings {
             mountpoint: mountpoint.into(),
             idle_timeout,
@@ -51,6 +54,7 @@ async fn env_with(mountpoint: &str, idle_timeout: Duration) -> Env {
     .await
     .unwrap();
     Env {
+        broker,
         ctx,
         addr: listener.local_addr,
         _listener: listener,
@@ -347,7 +351,7 @@ async fn a_silent_connection_is_closed_after_idle_timeout() {
 #[tokio::test]
 async fn send_reaches_mqtt_subscribers_on_the_mounted_topic_with_properties() {
     let e = env("stomp/").await;
-    let mqtt = mqtt_session(&e.ctx.broker, "mqtt-sub", "stomp/#");
+    let mqtt = mqtt_session(&e.broker, "mqtt-sub", "stomp/#");
     let mut c = Client::connect(e.addr).await;
     c.send(
         &frame(
@@ -542,7 +546,7 @@ async fn receipts_for_every_client_frame_and_disconnect_closes() {
     }
     assert_eq!(e.ctx.metrics.get("client.disconnected"), 1);
     assert_eq!(e.ctx.metrics.get("packets.disconnect.received"), 1);
-    assert_eq!(e.ctx.broker.session_count(), 0);
+    assert_eq!(e.broker.session_count(), 0);
 }
 
 #[tokio::test]
@@ -819,7 +823,7 @@ async fn kick_sends_kicked_out_and_discard_sends_discarded() {
     // A broker-side kick of the session works the same way.
     let mut c = Client::connect(e.addr).await;
     let id = only_client(&e.ctx).await;
-    assert!(e.ctx.broker.kick("stomp", &id, KickReason::Administrative));
+    assert!(e.broker.kick("stomp", &id, KickReason::Administrative));
     c.expect_error("Kicked out").await;
     assert!(c.expect_closed().await.is_empty());
 }
@@ -843,10 +847,9 @@ async fn deliveries_matching_no_stomp_subscription_are_dropped_and_counted() {
     let e = env("").await;
     let mut c = Client::connect(e.addr).await;
     let id = only_client(&e.ctx).await;
-    let cell = e.ctx.broker.lookup_in("stomp", &id).unwrap();
+    let cell = e.broker.lookup_in("stomp", &id).unwrap();
     // A subscription made behind the client's back, without a subscription id.
-    e.ctx
-        .broker
+    e.broker
         .subscribe(&cell, "z/1", SubOptions::default())
         .unwrap();
     let mut p = Client::connect(e.addr).await;
@@ -870,7 +873,7 @@ async fn stomp_1_0_subscribes_without_id_and_mqtt_messages_arrive() {
     assert_eq!(c.recv().await.header("receipt-id"), Some("r"));
     let mut m = junction_broker::system_message("old/1".into(), "from mqtt", false);
     m.properties.content_type = Some("text/x-mqtt".into());
-    e.ctx.broker.publish(m);
+    e.broker.publish(m);
     let f = c.recv().await;
     assert_eq!(f.header("subscription"), Some("old/1"));
     assert_eq!(f.header("content-type"), Some("text/x-mqtt"));
@@ -944,7 +947,7 @@ async fn a_superuser_may_publish_where_others_may_not() {
     e.ctx
         .authn
         .set_chain("stomp:global", vec![builtin_db(&[("root", "pw", true)])]);
-    let mqtt = mqtt_session(&e.ctx.broker, "watch", "$SYS/custom");
+    let mqtt = mqtt_session(&e.broker, "watch", "$SYS/custom");
     let (mut c, f) = Client::connect_with(
         e.addr,
         &[
@@ -971,7 +974,7 @@ async fn hooks_run_through_a_client_lifecycle_and_are_counted_by_name() {
     use junction_types::ClientInfo;
     let e = env("").await;
     let seen: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
-    let hooks = &e.ctx.broker.hooks;
+    let hooks = &e.broker.hooks;
     macro_rules! record {
         ($chain:ident, $name:literal, $arg:ty) => {{
             let s = seen.clone();
@@ -1076,7 +1079,7 @@ async fn a_client_connect_hook_can_refuse_the_client() {
     use junction_broker::hooks::ConnectArgs;
     use junction_broker::Flow;
     let e = env("").await;
-    e.ctx.broker.hooks.client_connect.add(
+    e.broker.hooks.client_connect.add(
         0,
         Arc::new(|c: &junction_types::ClientInfo, a: &mut ConnectArgs| {
             if c.username.as_deref() == Some("banned") {
@@ -1099,7 +1102,7 @@ async fn a_client_subscribe_hook_that_removes_the_filter_blocks_the_subscription
     use junction_broker::hooks::SubscribeArgs;
     use junction_broker::Flow;
     let e = env("").await;
-    e.ctx.broker.hooks.client_subscribe.add(
+    e.broker.hooks.client_subscribe.add(
         0,
         Arc::new(|_: &junction_types::ClientInfo, a: &mut SubscribeArgs| {
             a.filters.retain(|(f, _)| !f.starts_with("private/"));
@@ -1123,7 +1126,7 @@ async fn a_client_authorize_hook_denies_a_subscription() {
     use junction_broker::hooks::{Action, AuthorizeArgs, AuthzResult};
     use junction_broker::Flow;
     let e = env("").await;
-    e.ctx.broker.hooks.client_authorize.add(
+    e.broker.hooks.client_authorize.add(
         0,
         Arc::new(|_: &junction_types::ClientInfo, a: &mut AuthorizeArgs| {
             if matches!(a.action, Action::Subscribe { .. }) && a.topic == "secret" {
@@ -1169,7 +1172,7 @@ async fn subscriptions_are_listed_added_and_removed_through_the_framework() {
         .await
         .unwrap();
     assert_eq!(added.topic, "stomp/b/#");
-    e.ctx.broker.publish(junction_broker::system_message(
+    e.broker.publish(junction_broker::system_message(
         "stomp/b/x".into(),
         "via api",
         false,
@@ -1207,7 +1210,7 @@ async fn subscriptions_are_listed_added_and_removed_through_the_framework() {
         Err(CallError::ClientNotFound)
     );
     // After the removal nothing arrives on b/#.
-    e.ctx.broker.publish(junction_broker::system_message(
+    e.broker.publish(junction_broker::system_message(
         "stomp/b/y".into(),
         "late",
         false,
