@@ -8,6 +8,7 @@
 #   BENCH_DURATION=5 scripts/bench.sh     # shorter timed scenarios
 #   BENCH_BROKERS=junction BENCH_SCENARIOS="gw-mqtt gw-stomp gw-mqttsn" scripts/bench.sh
 #                                         # Junction's gateways: MQTT vs STOMP vs MQTT-SN
+#                                         # (p2p; gwin-mqtt gwin-stomp gwin-mqttsn: fan-in)
 #   BENCH_BROKERS="junction floor" BENCH_SCENARIOS=p2p-q0 scripts/bench.sh
 #                                         # `floor` is scripts/bench-floor.c: one read and
 #                                         # one write per message and nothing else, what the
@@ -280,6 +281,10 @@ scenario_args() {
     # MQTT-SN gateway (one UDP socket per client).
     gw-mqtt | gw-stomp | gw-mqttsn)
         echo "pubsub --proto ${1#gw-} --pubs 100 --subs 100 -t bench/gw/%i -s 64 -q 0 --rate 10000 --duration $DURATION" ;;
+    # Junction only: fan-in through each protocol, 200 publishers → 1 wildcard subscriber
+    # (MQTT-SN: the gateway REGISTERs each of the 200 topics with the subscriber).
+    gwin-mqtt | gwin-stomp | gwin-mqttsn)
+        echo "pubsub --proto ${1#gwin-} --pubs 200 --subs 1 -t bench/gwin/%i --sub-topic bench/gwin/+ -s 64 -q 0 --rate 10000 --duration $DURATION" ;;
     *) return 1 ;;
     esac
 }
@@ -287,8 +292,8 @@ scenario_args() {
 # The port a scenario's load tool connects to on `broker`.
 scenario_port() { # broker scenario
     case $2 in
-    gw-stomp) echo "$STOMP_PORT" ;;
-    gw-mqttsn) echo "$MQTTSN_PORT" ;;
+    gw-stomp | gwin-stomp) echo "$STOMP_PORT" ;;
+    gw-mqttsn | gwin-mqttsn) echo "$MQTTSN_PORT" ;;
     *) echo "${PORT[$1]}" ;;
     esac
 }
@@ -296,7 +301,7 @@ scenario_port() { # broker scenario
 run_scenario() { # broker scenario
     local broker=$1 scenario=$2 port=${PORT[$1]} args
     args=$(scenario_args "$scenario") || { log "unknown scenario $scenario"; return 1; }
-    if [[ $scenario == gw-* && $broker != junction* ]]; then
+    if [[ $scenario == gw* && $broker != junction* ]]; then
         return 0 # the gateway scenarios are Junction's own
     fi
     if [[ $broker == floor && $scenario != p2p-* && $scenario != fan* ]]; then
@@ -368,7 +373,8 @@ titles = {
     "persist-q1": "QoS 1 max throughput to persistent sessions: 100 MQTT 5 pairs (subscribers with Session Expiry Interval 1 h), 64 B, unthrottled, fixed count",
 }
 gateways = [s for s in scenarios if s.startswith("gw-")]
-scenarios = [s for s in scenarios if not s.startswith("gw-")]
+gateways_in = [s for s in scenarios if s.startswith("gwin-")]
+scenarios = [s for s in scenarios if not s.startswith("gw")]
 
 def load(broker, scenario):
     try:
@@ -420,14 +426,19 @@ for s in scenarios:
         print(f"\n{b}: {e}")
     print()
 
-if gateways:
-    print("## gateways: p2p through each protocol (100 pairs, QoS 0, 64 B, 10,000 msgs/s total)\n")
-    print("| broker | protocol | delivered msgs/s | p50 ms | p99 ms | sent | delivered | lost | broker CPU s | msgs per broker CPU-s | ÷ gw-mqtt (msgs/CPU-s) |")
+for gateways, first, title in [
+    (gateways, "gw-mqtt", "p2p through each protocol (100 pairs, QoS 0, 64 B, 10,000 msgs/s total)"),
+    (gateways_in, "gwin-mqtt", "fan-in through each protocol (200 publishers → 1 wildcard subscriber, QoS 0, 64 B, 10,000 msgs/s total)"),
+]:
+    if not gateways:
+        continue
+    print(f"## gateways: {title}\n")
+    print(f"| broker | protocol | delivered msgs/s | p50 ms | p99 ms | sent | delivered | lost | broker CPU s | msgs per broker CPU-s | ÷ {first} (msgs/CPU-s) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for b in brokers:
         if not b.startswith("junction"):
             continue
-        base = load(b, "gw-mqtt") or {}
+        base = load(b, first) or {}
         for s in gateways:
             r = load(b, s)
             if r is None:

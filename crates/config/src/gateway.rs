@@ -8,7 +8,7 @@
 
 use crate::authn::AuthnConfig;
 use crate::error::ConfigError;
-use crate::listener::{AccessRule, SslOptions, TcpOptions};
+use crate::listener::{AccessRule, SslOptions, SslVerify, TcpOptions};
 use crate::tree::{self, render_path, EnvOrigin};
 use crate::units::{infinity_or, rate_or_infinity, Bind, ByteSize, Duration};
 use hocon::HoconValue;
@@ -316,9 +316,9 @@ pub struct GatewayListener {
     /// UDP options (udp, dtls).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub udp_options: Option<UdpOptions>,
-    /// DTLS options (dtls), kept as written until DTLS lands.
+    /// DTLS options (dtls).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dtls_options: Option<serde_json::Value>,
+    pub dtls_options: Option<DtlsOptions>,
     /// Load-balancer probe (udp, dtls). Default none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
@@ -343,6 +343,68 @@ impl Default for GatewayListener {
             udp_options: None,
             dtls_options: None,
             health_check: None,
+        }
+    }
+}
+
+/// A DTLS version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DtlsVersion {
+    /// DTLS 1.2 (RFC 6347).
+    #[serde(rename = "dtlsv1.2")]
+    Dtlsv1_2,
+    /// DTLS 1.0 (refused: not supported).
+    #[serde(rename = "dtlsv1")]
+    Dtlsv1,
+}
+
+/// DTLS settings of a `dtls` gateway listener, `dtls_options { … }` (EMQX's server TLS
+/// options with DTLS versions). A DTLS listener starts when it has credentials: a
+/// certificate and key here, or `psk_authentication`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DtlsOptions {
+    /// Server certificate chain, PEM: a file path (or the PEM text itself). Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certfile: Option<String>,
+    /// Private key of `certfile`, PEM. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyfile: Option<String>,
+    /// CA certificates that client certificates are checked against, PEM. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cacertfile: Option<String>,
+    /// Whether client certificates are requested and checked. Default `"verify_none"`.
+    pub verify: SslVerify,
+    /// With `verify_peer`: whether a client without a certificate is refused.
+    /// Default `false`.
+    pub fail_if_no_peer_cert: bool,
+    /// DTLS versions offered. Default `["dtlsv1.2"]`.
+    pub versions: Vec<DtlsVersion>,
+    /// Cipher suites offered (OpenSSL names); empty offers PSK-AES128-CCM8,
+    /// PSK-AES128-GCM-SHA256 and ECDHE suites. Default `[]`.
+    pub ciphers: Vec<String>,
+    /// Longest chain of intermediate certificates accepted from a client. Default `10`.
+    pub depth: u8,
+    /// Password of an encrypted `keyfile`. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// How long the DTLS handshake may take. Default `"15s"`.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for DtlsOptions {
+    fn default() -> Self {
+        DtlsOptions {
+            certfile: None,
+            keyfile: None,
+            cacertfile: None,
+            verify: SslVerify::VerifyNone,
+            fail_if_no_peer_cert: false,
+            versions: vec![DtlsVersion::Dtlsv1_2],
+            ciphers: Vec::new(),
+            depth: 10,
+            password: None,
+            handshake_timeout: Duration::from_secs(15),
         }
     }
 }

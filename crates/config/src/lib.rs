@@ -28,8 +28,8 @@ mod validate;
 
 pub use error::ConfigError;
 pub use gateway::{
-    BindUse, ClientInfoOverride, GatewayListener, GatewayListeners, Gateways, HealthCheck,
-    ListenerType, UdpOptions, EMQX_GATEWAYS,
+    BindUse, ClientInfoOverride, DtlsOptions, DtlsVersion, GatewayListener, GatewayListeners,
+    Gateways, HealthCheck, ListenerType, UdpOptions, EMQX_GATEWAYS,
 };
 pub use key_status::{
     audit, key_list_markdown, key_matches, key_status, key_status_in, KeyStatus, KeyTable,
@@ -44,7 +44,7 @@ pub use mqtt::{MqttConfig, MqueueDefaultPriority, PeerCertAs, SharedSubscription
 pub use sections::{
     AuthorizationConfig, AuthzCache, AuthzVerdict, BrokerConfig, ConsoleLog, DashboardConfig,
     DashboardHttpListener, DashboardListeners, DenyAction, DurableSessionsConfig, LogConfig,
-    LogLevel, NodeConfig, SysEventMessages, SysTopicsConfig,
+    LogLevel, NodeConfig, PskAuthentication, SysEventMessages, SysTopicsConfig,
 };
 pub use units::{Bind, ByteSize, Duration};
 pub use unsupported::not_supported;
@@ -84,6 +84,8 @@ pub struct Config {
     pub authentication: Vec<authn::AuthnConfig>,
     /// Central authorization, `authorization { … }` (sources not supported yet).
     pub authorization: AuthorizationConfig,
+    /// TLS-PSK identities for DTLS listeners, `psk_authentication { … }`.
+    pub psk_authentication: PskAuthentication,
 }
 
 impl Config {

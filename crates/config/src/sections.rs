@@ -156,6 +156,35 @@ pub enum LogLevel {
     Emergency,
 }
 
+/// TLS-PSK identities and keys, `psk_authentication { … }` (EMQX's keys): used by DTLS
+/// listeners offering PSK suites.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PskAuthentication {
+    /// Use PSK. Default `false`.
+    pub enable: bool,
+    /// A file of `<identity><separator><secret>` lines, read at start; the secret's octets
+    /// are the key. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_file: Option<String>,
+    /// Between identity and secret. Default `":"`.
+    pub separator: String,
+    /// How many lines EMQX imports at a time (accepted; the file is read whole).
+    /// Default `50`.
+    pub chunk_size: u32,
+}
+
+impl Default for PskAuthentication {
+    fn default() -> Self {
+        PskAuthentication {
+            enable: false,
+            init_file: None,
+            separator: ":".into(),
+            chunk_size: 50,
+        }
+    }
+}
+
 /// Durable state, `durable_sessions { … }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

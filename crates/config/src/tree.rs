@@ -99,6 +99,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "log",
     "dashboard",
     "gateway",
+    "psk_authentication",
 ];
 
 fn names_a_root(variable: &str) -> bool {

@@ -82,6 +82,7 @@ pub(crate) fn refuse(config: &Config) -> Result<(), ConfigError> {
         "the management API and dashboard are not built yet",
     )?;
     refuse_authorization(config)?;
+    refuse_psk(config)?;
     for (kind, name, l) in config.listeners.iter() {
         let path = |key: &[&str]| {
             render_path(
@@ -107,6 +108,17 @@ pub(crate) fn refuse(config: &Config) -> Result<(), ConfigError> {
                 "a WebSocket message may carry several packets (`multiple`)",
             )?;
         }
+    }
+    Ok(())
+}
+
+fn refuse_psk(config: &Config) -> Result<(), ConfigError> {
+    let psk = &config.psk_authentication;
+    if psk.chunk_size != crate::PskAuthentication::default().chunk_size {
+        return Err(not_supported(
+            "psk_authentication.chunk_size",
+            "the file is read whole at start",
+        ));
     }
     Ok(())
 }
@@ -183,12 +195,6 @@ pub(crate) fn refuse_gateway_listener(
     l: &GatewayListener,
 ) -> Result<(), ConfigError> {
     let path = |key: &str| render_path(["gateway", gateway, "listeners", kind, name, key]);
-    if kind == "dtls" {
-        return Err(not_supported(
-            render_path(["gateway", gateway, "listeners", kind, name]),
-            "DTLS listeners come with the gateway SDK",
-        ));
-    }
     let stream = matches!(kind, "tcp" | "ssl");
     let only = |set: bool, key: &str, kinds: &str| {
         if set {
@@ -231,7 +237,33 @@ pub(crate) fn refuse_gateway_listener(
                 ));
             }
         }
-        only(l.dtls_options.is_some(), "dtls_options", "dtls")?;
+        only(
+            kind == "udp" && l.dtls_options.is_some(),
+            "dtls_options",
+            "dtls",
+        )?;
+    }
+    if let Some(d) = &l.dtls_options {
+        let path = path("dtls_options");
+        let default = crate::gateway::DtlsOptions::default();
+        if d.depth != default.depth {
+            return Err(not_supported(
+                format!("{path}.depth"),
+                "client chains are verified whole",
+            ));
+        }
+        if d.password.is_some() {
+            return Err(not_supported(
+                format!("{path}.password"),
+                "keyfile must not be encrypted",
+            ));
+        }
+        if d.versions.contains(&crate::gateway::DtlsVersion::Dtlsv1) {
+            return Err(not_supported(
+                format!("{path}.versions"),
+                "DTLS 1.2 only (DTLS 1.0 is obsolete, RFC 8996)",
+            ));
+        }
     }
     if let Some(t) = &l.tcp_options {
         refuse_tcp_options(t, &path("tcp_options"))?;

@@ -53,6 +53,9 @@ pub struct CommonSettings {
     /// Session limits of the zone (`mqtt.max_mqueue_len`, `retry_interval`,
     /// `await_rel_timeout`, …), which gateway sessions share with MQTT ones.
     pub session: SessionLimits,
+    /// The node's TLS-PSK identities (`psk_authentication`), for DTLS listeners; `None`
+    /// when PSK is off.
+    pub psk: Option<Arc<crate::driver::dtls::PskTable>>,
 }
 
 impl Default for CommonSettings {
@@ -66,6 +69,7 @@ impl Default for CommonSettings {
             override_username: None,
             override_password: None,
             session: SessionLimits::default(),
+            psk: None,
         }
     }
 }

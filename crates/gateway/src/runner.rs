@@ -27,6 +27,8 @@ pub struct GatewayEnv {
     pub authn: Arc<AuthnChains>,
     /// The zone's session limits (`mqtt.*`).
     pub session: SessionLimits,
+    /// The node's TLS-PSK identities (`psk_authentication`), `None` when PSK is off.
+    pub psk: Option<Arc<crate::driver::dtls::PskTable>>,
 }
 
 /// A loaded gateway.
@@ -34,6 +36,7 @@ pub struct GatewayRunner<G: Gateway> {
     /// The gateway's context (clients, counters).
     pub ctx: Arc<GatewayCtx>,
     session: SessionLimits,
+    psk: Option<Arc<crate::driver::dtls::PskTable>>,
     config: G::Config,
     /// By `<type>:<name>`.
     listeners: BTreeMap<String, Running>,
@@ -53,6 +56,7 @@ impl<G: Gateway> GatewayRunner<G> {
     pub async fn load(env: &GatewayEnv, config: &G::Config) -> anyhow::Result<Self> {
         let common = CommonSettings {
             session: env.session,
+            psk: env.psk.clone(),
             ..G::common(config)
         };
         let ctx = GatewayCtx::with_authn(
@@ -65,6 +69,7 @@ impl<G: Gateway> GatewayRunner<G> {
         let mut runner = GatewayRunner {
             ctx,
             session: env.session,
+            psk: env.psk.clone(),
             config: config.clone(),
             listeners: BTreeMap::new(),
         };
@@ -94,6 +99,7 @@ impl<G: Gateway> GatewayRunner<G> {
         self.config = config.clone();
         self.ctx.set_settings(CommonSettings {
             session: self.session,
+            psk: self.psk.clone(),
             ..G::common(config)
         });
         self.apply(config, restart).await
@@ -103,6 +109,18 @@ impl<G: Gateway> GatewayRunner<G> {
         let wanted: BTreeMap<String, (ListenerType, &str, &GatewayListener)> = G::listeners(config)
             .iter()
             .filter(|(_, _, l)| l.enable)
+            .filter(|(kind, name, l)| {
+                // A DTLS listener starts when it has credentials: PSK, or a certificate.
+                let has = *kind != "dtls"
+                    || self.psk.is_some()
+                    || l.dtls_options.as_ref().is_some_and(|d| {
+                        d.certfile.is_some() && d.keyfile.is_some()
+                    });
+                if !has {
+                    tracing::info!(listener = %format!("{}:dtls:{name}", G::NAME), "not started: no psk_authentication and no dtls_options.certfile");
+                }
+                has
+            })
             .filter_map(|(k, n, l)| {
                 let kind = ListenerType::from_name(k)?;
                 Some((format!("{k}:{n}"), (kind, n, l)))
@@ -214,7 +232,8 @@ pub fn common_settings(
         override_clientid: o.clientid.clone(),
         override_username: o.username.clone(),
         override_password: o.password.clone(),
-        // Filled in by the runner from the zone.
+        // Filled in by the runner from the zone and the node.
         session: SessionLimits::default(),
+        psk: None,
     }
 }

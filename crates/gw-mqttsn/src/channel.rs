@@ -1588,7 +1588,8 @@ impl SnChannel {
 
     /// Encode what the step queued into the driver's output.
     fn encode_out(&mut self) {
-        for m in std::mem::take(&mut self.out) {
+        let mut queued = std::mem::take(&mut self.out);
+        for m in queued.drain(..) {
             let ack = matches!(
                 m,
                 Message::PubAck { .. } | Message::PubRec { .. } | Message::PubComp { .. }
@@ -1598,6 +1599,8 @@ impl SnChannel {
                 self.dout.datagrams.push((d, ack));
             }
         }
+        // The emptied queue keeps its capacity for the next step.
+        self.out = queued;
         self.dout.ack |= std::mem::take(&mut self.ack_pending);
         self.dout.congested |= std::mem::take(&mut self.congested);
     }
@@ -1739,6 +1742,7 @@ mod tests {
                 addr: "127.0.0.1:5000".parse().unwrap(),
                 listener: "mqttsn:udp:default".into(),
                 sockport: 1884,
+                identity: None,
             };
             let mut opening = SnOpening::new(proto, peer.clone());
             let connect = Message::Connect {

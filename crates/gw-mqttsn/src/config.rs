@@ -45,7 +45,8 @@ pub struct MqttSnConfig {
     /// are let in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authentication: Option<AuthnConfig>,
-    /// Listeners (`udp`). Default: `udp.default` on 1884.
+    /// Listeners (`udp`, `dtls`). Default: `udp.default` on 1884 and `dtls.default` on
+    /// 1885, which starts only with credentials (`psk_authentication` or a certificate).
     pub listeners: GatewayListeners,
 }
 
@@ -63,9 +64,16 @@ impl Default for MqttSnConfig {
             subs_resume: false,
             predefined: Vec::new(),
             authentication: None,
-            listeners: GatewayListeners::one(ListenerType::Udp, 1884),
+            listeners: default_listeners(),
         }
     }
+}
+
+/// `udp.default` on 1884 and `dtls.default` on 1885 (EMQX's ports).
+fn default_listeners() -> GatewayListeners {
+    let mut l = GatewayListeners::one(ListenerType::Udp, 1884);
+    l.dtls = GatewayListeners::one(ListenerType::Dtls, 1885).dtls;
+    l
 }
 
 impl MqttSnConfig {
@@ -87,7 +95,6 @@ impl MqttSnConfig {
 pub const KEY_STATUS: KeyTable = &[
     ("gateway.mqttsn.listeners.tcp.**", M("{}")),
     ("gateway.mqttsn.listeners.ssl.**", M("{}")),
-    ("gateway.mqttsn.listeners.dtls.**", M("{}")),
     (
         "gateway.mqttsn.enable",
         H("listener_added_at_run_time_accepts_and_unload_closes_the_ports"),

@@ -17,7 +17,7 @@ impl Gateway for MqttSn {
     type Config = MqttSnConfig;
     const NAME: &'static str = "mqttsn";
     const PROTOCOL: &'static str = "mqtt-sn";
-    const LISTENER_TYPES: &'static [ListenerType] = &[ListenerType::Udp];
+    const LISTENER_TYPES: &'static [ListenerType] = &[ListenerType::Udp, ListenerType::Dtls];
     const KEY_STATUS: KeyTable = KEY_STATUS;
 
     fn enabled(config: &MqttSnConfig) -> bool {
@@ -99,11 +99,52 @@ impl Gateway for MqttSn {
             // ADVERTISE every 15 min to the interfaces' broadcast addresses.
             ..MqttSnSettings::default()
         });
-        let handle = crate::start_udp(ctx, settings, id.clone(), bind)
-            .await
-            .with_context(|| format!("listener {id}: cannot bind {bind}"))?;
+        let dtls = match kind {
+            ListenerType::Dtls => Some(dtls_endpoint(&ctx, &id, l)?),
+            _ => None,
+        };
+        let udp = settings.udp.clone();
+        let protocol = Arc::new(crate::protocol::SnProtocol::new(ctx.clone(), settings));
+        let handle =
+            junction_gateway::driver::datagram::start(ctx, protocol, id.clone(), bind, udp, dtls)
+                .await
+                .with_context(|| format!("listener {id}: cannot bind {bind}"))?;
         Ok(Box::new(handle))
     }
+}
+
+/// The DTLS server of listener `id`: the node's PSK identities and the listener's
+/// `dtls_options`.
+fn dtls_endpoint(
+    ctx: &GatewayCtx,
+    id: &str,
+    l: &GatewayListener,
+) -> anyhow::Result<Arc<dyn junction_gateway::driver::dtls::Endpoint>> {
+    let options = l.dtls_options.clone().unwrap_or_default();
+    let pem = |value: &Option<String>, key: &str| -> anyhow::Result<Option<Vec<u8>>> {
+        value
+            .as_deref()
+            .map(|v| {
+                junction_transport::Pem::from_config(v)
+                    .bytes()
+                    .map_err(|e| anyhow::anyhow!("listener {id}: dtls_options.{key}: {e}"))
+            })
+            .transpose()
+    };
+    let cert = pem(&options.certfile, "certfile")?;
+    let key = pem(&options.keyfile, "keyfile")?;
+    let config = junction_dtls::ServerConfig {
+        psk: ctx.settings().psk.clone(),
+        cert_and_key: cert.zip(key),
+        ca: pem(&options.cacertfile, "cacertfile")?,
+        verify_peer: options.verify == junction_config::SslVerify::VerifyPeer,
+        fail_if_no_peer_cert: options.fail_if_no_peer_cert,
+        ciphers: (!options.ciphers.is_empty()).then(|| options.ciphers.join(":")),
+        mtu: 1400,
+    };
+    let endpoint = junction_dtls::OpensslEndpoint::new(&config)
+        .map_err(|e| anyhow::anyhow!("listener {id}: {e}"))?;
+    Ok(Arc::new(endpoint))
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub async fn start_udp(
 ) -> std::io::Result<UdpListenerHandle> {
     let udp = settings.udp.clone();
     let protocol = Arc::new(protocol::SnProtocol::new(ctx.clone(), settings));
-    junction_gateway::driver::datagram::start(ctx, protocol, id, bind, udp).await
+    junction_gateway::driver::datagram::start(ctx, protocol, id, bind, udp, None).await
 }
 
 use junction_session::SessionLimits;

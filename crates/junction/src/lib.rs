@@ -95,6 +95,7 @@ impl Server {
             broker: broker.clone(),
             authn: authn.clone(),
             session: mqtt.session,
+            psk: psk_table(config)?,
         };
         let server = Server {
             broker,
@@ -184,6 +185,25 @@ impl Server {
         // The last flush: sessions as their connections left them.
         self.durable.stop();
     }
+}
+
+/// `psk_authentication`: the identities of `init_file`, or `None` when PSK is off.
+fn psk_table(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<junction_gateway::driver::dtls::PskTable>>> {
+    let psk = &config.psk_authentication;
+    if !psk.enable {
+        return Ok(None);
+    }
+    let table = match &psk.init_file {
+        Some(file) => junction_gateway::driver::dtls::read_psk_file(
+            std::path::Path::new(file),
+            &psk.separator,
+        )
+        .with_context(|| format!("psk_authentication.init_file {file}"))?,
+        None => Default::default(),
+    };
+    Ok(Some(Arc::new(table)))
 }
 
 fn broker_settings(config: &Config) -> BrokerSettings {

@@ -29,6 +29,14 @@ impl Pem {
         }
     }
 
+    /// The PEM text (read from the file, or as written).
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Pem::File(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())),
+            Pem::Inline(text) => Ok(text.as_bytes().to_vec()),
+        }
+    }
+
     /// How errors name it: the path, or "inline PEM".
     fn name(&self) -> String {
         match self {

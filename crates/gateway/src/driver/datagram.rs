@@ -10,6 +10,7 @@
 //! as the network would); `access_rules` apply to every datagram; and what the listener
 //! answers an unknown peer is never larger than what it sent.
 
+use super::dtls::{self, Accept};
 use super::{CloseReason, ConnectRequest, Session};
 use crate::call::ClientCall;
 use crate::ctx::{Admission, GatewayCtx};
@@ -112,6 +113,8 @@ pub struct Peer {
     pub listener: Arc<str>,
     /// The local port.
     pub sockport: u16,
+    /// Over DTLS: who the peer proved to be (its PSK identity or certificate subject).
+    pub identity: Option<String>,
 }
 
 /// What to do with a datagram from an address that has no task.
@@ -210,6 +213,8 @@ struct Listener<P: DatagramProtocol> {
     protocol: Arc<P>,
     socket: Arc<UdpSocket>,
     settings: UdpSettings,
+    /// The DTLS server, on a `dtls` listener.
+    dtls: Option<Arc<dyn dtls::Endpoint>>,
     id: Arc<str>,
     sockport: u16,
     /// Peer address → (task id, its queue).
@@ -230,6 +235,27 @@ impl<P: DatagramProtocol> Listener<P> {
                 false
             }
         }
+    }
+
+    /// Room for one more peer within `max_connections` and `max_conn_rate` (taking a
+    /// token of the rate when there is).
+    fn has_room(&self, new_peers: &mut Option<RateLimiter>) -> bool {
+        let full = self
+            .settings
+            .max_peers
+            .is_some_and(|max| self.peers.lock().len() >= max);
+        !full && new_peers.as_mut().is_none_or(|r| r.take().is_none())
+    }
+
+    /// Start the task of a new peer, with its first plain datagram if any.
+    fn spawn_peer(self: &Arc<Self>, peer: Peer, first: Option<Bytes>, link: Link) {
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        let task = self.next_task.fetch_add(1, Ordering::Relaxed);
+        if let Some(d) = first {
+            let _ = tx.try_send(d);
+        }
+        self.peers.lock().insert(peer.addr, (task, tx));
+        tokio::spawn(run_peer(self.clone(), peer, task, rx, link));
     }
 
     /// Remove a task's peer entry if it is still that task's.
@@ -322,6 +348,7 @@ pub async fn start<P: DatagramProtocol>(
     id: String,
     bind: SocketAddr,
     settings: UdpSettings,
+    dtls: Option<Arc<dyn dtls::Endpoint>>,
 ) -> std::io::Result<DatagramListener> {
     let socket = Arc::new(bind_udp(bind, &settings)?);
     let local_addr = socket.local_addr()?;
@@ -331,6 +358,7 @@ pub async fn start<P: DatagramProtocol>(
         protocol,
         socket,
         settings,
+        dtls,
         id: Arc::from(id.as_str()),
         sockport: local_addr.port(),
         peers: Mutex::new(HashMap::new()),
@@ -394,7 +422,29 @@ async fn recv_loop<P: DatagramProtocol>(l: Arc<Listener<P>>) {
             addr,
             listener: l.id.clone(),
             sockport: l.sockport,
+            identity: None,
         };
+        if let Some(endpoint) = &l.dtls {
+            // Over DTLS nothing is answered in the clear: the address proves itself with
+            // the cookie exchange first, and gets a session within the listener's limits.
+            let admit = l.has_room(&mut new_peers);
+            match endpoint.accept(addr, &datagram, admit) {
+                Accept::Reply(hvr) => {
+                    l.ctx.metrics.inc("packets.dtls.hello_verify.sent");
+                    l.send(addr, &hvr).await;
+                }
+                Accept::Drop => {
+                    l.ctx.metrics.inc("packets.dropped");
+                }
+                Accept::Session(session, out) => {
+                    for record in &out {
+                        l.send(addr, record).await;
+                    }
+                    l.spawn_peer(peer, None, Link::Dtls(session));
+                }
+            }
+            continue;
+        }
         match l.protocol.unconnected(&peer, &datagram, &mut reply) {
             Unconnected::Handled => {
                 for r in reply.drain(..) {
@@ -410,20 +460,95 @@ async fn recv_loop<P: DatagramProtocol>(l: Arc<Listener<P>>) {
                 reply.clear();
                 // `max_connections` and `max_conn_rate` bound the tasks: past them the
                 // datagram is dropped and the client retries later, as over TCP.
-                let full = l
-                    .settings
-                    .max_peers
-                    .is_some_and(|max| l.peers.lock().len() >= max);
-                if full || new_peers.as_mut().is_some_and(|r| r.take().is_some()) {
+                if !l.has_room(&mut new_peers) {
                     l.ctx.metrics.inc("packets.dropped");
-                    tracing::debug!(peer = %addr, full, "peer over max_connections or max_conn_rate: dropped");
+                    tracing::debug!(peer = %addr, "peer over max_connections or max_conn_rate: dropped");
                     continue;
                 }
-                let (tx, rx) = mpsc::channel(PEER_QUEUE);
-                let task = l.next_task.fetch_add(1, Ordering::Relaxed);
-                let _ = tx.try_send(datagram);
-                l.peers.lock().insert(addr, (task, tx));
-                tokio::spawn(run_peer(l.clone(), peer, task, rx));
+                l.spawn_peer(peer, Some(datagram), Link::Plain);
+            }
+        }
+    }
+}
+
+/// How a peer's datagrams travel: as they are, or inside its DTLS session.
+enum Link {
+    Plain,
+    Dtls(Box<dyn dtls::Session>),
+}
+
+impl Link {
+    /// The plain datagrams in `datagram` (over DTLS: its application data, after sending
+    /// the records the session answers with).
+    async fn open_up<P: DatagramProtocol>(
+        &mut self,
+        l: &Listener<P>,
+        addr: SocketAddr,
+        datagram: Bytes,
+        plain: &mut Vec<Bytes>,
+    ) -> Result<(), CloseReason> {
+        match self {
+            Link::Plain => {
+                plain.push(datagram);
+                Ok(())
+            }
+            Link::Dtls(session) => {
+                let mut out = Vec::new();
+                let mut app = Vec::new();
+                let result = session.input(&datagram, &mut out, &mut app);
+                for record in &out {
+                    l.send(addr, record).await;
+                }
+                plain.extend(app.into_iter().map(Bytes::from));
+                result.map_err(|e| {
+                    tracing::debug!(peer = %addr, error = ?e, "dtls session ended");
+                    match e {
+                        dtls::SessionError::Closed => CloseReason::SockClosed,
+                        _ => CloseReason::Protocol("dtls_error"),
+                    }
+                })
+            }
+        }
+    }
+
+    /// Send one plain datagram (over DTLS: as records). False if it could not be sent.
+    async fn send<P: DatagramProtocol>(
+        &mut self,
+        l: &Listener<P>,
+        addr: SocketAddr,
+        d: &[u8],
+    ) -> bool {
+        match self {
+            Link::Plain => l.send(addr, d).await,
+            Link::Dtls(session) => {
+                let mut out = Vec::new();
+                let sealed = session.send(d, &mut out);
+                for record in &out {
+                    l.send(addr, record).await;
+                }
+                if let Err(e) = sealed {
+                    tracing::debug!(peer = %addr, error = ?e, "datagram not sent over dtls");
+                    l.ctx.metrics.inc("delivery.dropped.too_large");
+                    return false;
+                }
+                true
+            }
+        }
+    }
+
+    fn identity(&self) -> Option<String> {
+        match self {
+            Link::Plain => None,
+            Link::Dtls(session) => session.peer_identity(),
+        }
+    }
+
+    async fn close<P: DatagramProtocol>(&mut self, l: &Listener<P>, addr: SocketAddr) {
+        if let Link::Dtls(session) = self {
+            let mut out = Vec::new();
+            session.close(&mut out);
+            for record in &out {
+                l.send(addr, record).await;
             }
         }
     }
@@ -435,14 +560,17 @@ async fn run_peer<P: DatagramProtocol>(
     peer: Peer,
     task: u64,
     mut rx: mpsc::Receiver<Bytes>,
+    mut link: Link,
 ) {
     let addr = peer.addr;
-    let connected = Box::pin(handshake(&l, peer, &mut rx)).await;
+    let connected = Box::pin(handshake(&l, peer, &mut rx, &mut link)).await;
     if let Some((mut driver, calls)) = connected {
+        driver.link = link;
         let reason = driver.run(&mut rx, calls).await;
         l.remove_peer(addr, task);
         Box::pin(driver.finish(reason)).await;
     } else {
+        link.close(&l, addr).await;
         l.remove_peer(addr, task);
     }
 }
@@ -457,10 +585,10 @@ async fn recv_until(rx: &mut mpsc::Receiver<Bytes>, deadline: Instant) -> Option
 
 async fn handshake<P: DatagramProtocol>(
     l: &Arc<Listener<P>>,
-    peer: Peer,
+    mut peer: Peer,
     rx: &mut mpsc::Receiver<Bytes>,
+    link: &mut Link,
 ) -> Option<(PeerDriver<P>, mpsc::Receiver<ClientCall>)> {
-    let mut opening = l.protocol.opening(&peer);
     let idle = l.ctx.settings().idle_timeout;
     let idle = if idle.is_zero() {
         DEFAULT_IDLE_TIMEOUT
@@ -468,22 +596,54 @@ async fn handshake<P: DatagramProtocol>(
         idle
     };
     let deadline = Instant::now() + idle;
-    let request = loop {
+    // A plain peer's first datagram already asked for a task; over DTLS the protocol
+    // first sees the session's datagrams as it sees an unknown address's.
+    let mut opening = match link {
+        Link::Plain => Some(l.protocol.opening(&peer)),
+        Link::Dtls(_) => None,
+    };
+    let mut plain = Vec::new();
+    let mut reply = Vec::new();
+    let request = 'dialogue: loop {
         let Some(datagram) = recv_until(rx, deadline).await else {
             tracing::debug!(peer = %peer.addr, "no opening within idle_timeout");
             return None;
         };
-        let step = opening.open(datagram, &peer);
-        let out = std::mem::take(&mut opening.output().datagrams);
-        for (d, _) in &out {
-            l.send(peer.addr, d).await;
+        if link
+            .open_up(l, peer.addr, datagram, &mut plain)
+            .await
+            .is_err()
+        {
+            return None;
         }
-        match step {
-            Ok(None) => continue,
-            Ok(Some(Opened::Connect(request))) => break request,
-            Err(()) => return None,
+        if peer.identity.is_none() {
+            peer.identity = link.identity();
+        }
+        for d in plain.drain(..) {
+            let o = match &mut opening {
+                Some(o) => o,
+                None => match l.protocol.unconnected(&peer, &d, &mut reply) {
+                    Unconnected::Handled => {
+                        for r in reply.drain(..) {
+                            link.send(l, peer.addr, &r).await;
+                        }
+                        continue;
+                    }
+                    Unconnected::Open => opening.insert(l.protocol.opening(&peer)),
+                },
+            };
+            let step = o.open(d, &peer);
+            for (d, _) in std::mem::take(&mut o.output().datagrams) {
+                link.send(l, peer.addr, &d).await;
+            }
+            match step {
+                Ok(None) => continue,
+                Ok(Some(Opened::Connect(request))) => break 'dialogue request,
+                Err(()) => return None,
+            }
         }
     };
+    let mut opening = opening.expect("an opening answered");
     let mut request = request;
     request.info.peername = peer.addr;
     request.info.sockport = peer.sockport;
@@ -498,7 +658,7 @@ async fn handshake<P: DatagramProtocol>(
         Err(refusal) => {
             opening.refused(&refusal.reason);
             for (d, _) in std::mem::take(&mut opening.output().datagrams) {
-                l.send(peer.addr, &d).await;
+                link.send(l, peer.addr, &d).await;
             }
             return None;
         }
@@ -511,6 +671,8 @@ async fn handshake<P: DatagramProtocol>(
             channel,
             kick,
             evict,
+            link: Link::Plain,
+            plain: Vec::new(),
         },
         calls,
     ))
@@ -523,6 +685,8 @@ struct PeerDriver<P: DatagramProtocol> {
     channel: <P::Opening as DatagramOpening>::Channel,
     kick: KickWait,
     evict: KickWait,
+    link: Link,
+    plain: Vec<Bytes>,
 }
 
 impl<P: DatagramProtocol> PeerDriver<P> {
@@ -542,10 +706,7 @@ impl<P: DatagramProtocol> PeerDriver<P> {
                 kicked = self.evict.wait() => Err(CloseReason::Kicked(kicked)),
                 d = rx.recv() => match d {
                     None => Err(CloseReason::SockClosed),
-                    Some(d) => {
-                        self.channel.session().stats.recv_oct.fetch_add(d.len() as u64, Ordering::Relaxed);
-                        self.channel.on_datagram(d, Instant::now())
-                    }
+                    Some(d) => self.on_datagram(d).await,
                 },
                 _ = self.channel.session().cell.notified() => self.channel.on_deliveries(Instant::now()),
                 Some(call) = calls.recv() => {
@@ -569,6 +730,21 @@ impl<P: DatagramProtocol> PeerDriver<P> {
         }
     }
 
+    async fn on_datagram(&mut self, d: Bytes) -> Result<(), CloseReason> {
+        let stats = &self.channel.session().stats;
+        stats.recv_oct.fetch_add(d.len() as u64, Ordering::Relaxed);
+        let mut plain = std::mem::take(&mut self.plain);
+        let opened = self.link.open_up(&self.l, self.addr, d, &mut plain).await;
+        let mut result = opened;
+        for d in plain.drain(..) {
+            if result.is_ok() {
+                result = self.channel.on_datagram(d, Instant::now());
+            }
+        }
+        self.plain = plain;
+        result
+    }
+
     /// Send the output: after the ack barrier if it holds acknowledgements (which are
     /// dropped if the barrier fails: the client sends again).
     async fn flush(&mut self) {
@@ -581,19 +757,22 @@ impl<P: DatagramProtocol> PeerDriver<P> {
                 }
             }
         }
-        let datagrams = std::mem::take(&mut self.channel.output().datagrams);
-        for (d, _) in &datagrams {
-            if self.l.send(self.addr, d).await {
+        let mut datagrams = std::mem::take(&mut self.channel.output().datagrams);
+        for (d, _) in datagrams.drain(..) {
+            if self.link.send(&self.l, self.addr, &d).await {
                 let stats = &self.channel.session().stats;
                 stats.send_oct.fetch_add(d.len() as u64, Ordering::Relaxed);
             }
         }
+        // The emptied vector keeps its capacity for the next step.
+        self.channel.output().datagrams = datagrams;
     }
 
     async fn finish(mut self, reason: CloseReason) {
         if reason != CloseReason::SockClosed {
             self.channel.goodbye(reason);
             self.flush().await;
+            self.link.close(&self.l, self.addr).await;
         }
         let (will, expiry) = self.channel.on_close(reason);
         let session = self.channel.session();

@@ -9,9 +9,11 @@
 //! barrier before acknowledgements, the yield when a subscriber is behind, buffer
 //! shrinking, counters and the one close path ([`crate::GatewayCtx::close`]).
 //!
-//! [`stream`] drives TCP, TLS and WebSocket connections; [`datagram`] drives UDP peers.
+//! [`stream`] drives TCP, TLS and WebSocket connections; [`datagram`] drives UDP peers,
+//! in the clear or inside DTLS sessions ([`dtls`]).
 
 pub mod datagram;
+pub mod dtls;
 pub mod stream;
 
 use crate::client::ConnStats;

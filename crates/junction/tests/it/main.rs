@@ -5,6 +5,7 @@
 mod access;
 mod common;
 mod crash;
+mod dtls;
 mod durable;
 mod gateways;
 mod hardening;
