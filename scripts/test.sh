@@ -12,6 +12,10 @@ command -v mosquitto >/dev/null 2>&1 || need_apt+=(mosquitto)
 [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
 # `ss` reads a listener's backlog in the config key tests.
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
+# DTLS links against the system's OpenSSL; `openssl s_client` is the DTLS test client.
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null

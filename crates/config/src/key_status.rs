@@ -369,11 +369,26 @@ pub const KEY_STATUS: &[(&str, KeyStatus)] = &[
     ),
     ("listeners.*.*.websocket.compress", U("true")),
     ("listeners.*.*.websocket.mqtt_piggyback", U("single")),
+    // -- TLS-PSK for DTLS listeners ---------------------------------------------------------
+    (
+        "psk_authentication.enable",
+        H("an_mqttsn_client_over_dtls_with_psk_reaches_an_mqtt_subscriber"),
+    ),
+    (
+        "psk_authentication.init_file",
+        H("an_mqttsn_client_over_dtls_with_psk_reaches_an_mqtt_subscriber"),
+    ),
+    (
+        "psk_authentication.separator",
+        H("psk_lines_are_identity_separator_secret"),
+    ),
+    ("psk_authentication.chunk_size", U("10")),
     // -- a gateway EMQX has and Junction has not built yet (keys listed by the server) -----
     ("gateway.*", U("{}")),
     // -- gateway listeners: options of other types (each gateway lists the types it lacks) -
     ("gateway.*.listeners.tcp.*.ssl_options.**", M("{}")),
-    ("gateway.*.listeners.*.*.udp_options.**", M("{}")),
+    ("gateway.*.listeners.tcp.*.udp_options.**", M("{}")),
+    ("gateway.*.listeners.ssl.*.udp_options.**", M("{}")),
     (
         "gateway.*.listeners.tcp.*.health_check.**",
         M("{request = a, reply = b}"),
@@ -382,14 +397,58 @@ pub const KEY_STATUS: &[(&str, KeyStatus)] = &[
         "gateway.*.listeners.ssl.*.health_check.**",
         M("{request = a, reply = b}"),
     ),
-    ("gateway.*.listeners.tcp.*.dtls_options", M("{}")),
-    ("gateway.*.listeners.ssl.*.dtls_options", M("{}")),
-    ("gateway.*.listeners.udp.*.dtls_options", M("{}")),
+    ("gateway.*.listeners.tcp.*.dtls_options.**", M("{}")),
+    ("gateway.*.listeners.ssl.*.dtls_options.**", M("{}")),
+    ("gateway.*.listeners.udp.*.dtls_options.**", M("{}")),
     ("gateway.*.listeners.udp.*.tcp_options.**", M("{}")),
+    ("gateway.*.listeners.dtls.*.tcp_options.**", M("{}")),
     ("gateway.*.listeners.udp.*.ssl_options.**", M("{}")),
+    ("gateway.*.listeners.dtls.*.ssl_options.**", M("{}")),
     ("gateway.*.listeners.udp.*.proxy_protocol", U("true")),
+    ("gateway.*.listeners.dtls.*.proxy_protocol", U("true")),
     ("gateway.*.listeners.udp.*.proxy_protocol_timeout", U("5s")),
+    ("gateway.*.listeners.dtls.*.proxy_protocol_timeout", U("5s")),
     ("gateway.*.listeners.udp.*.acceptors", U("4")),
+    ("gateway.*.listeners.dtls.*.acceptors", U("4")),
+    // -- DTLS listeners (the datagram driver's limits apply as on udp ones) -------------
+    (
+        "gateway.*.listeners.dtls.*.max_connections",
+        H("a_handshake_left_unfinished_frees_its_place_after_handshake_timeout"),
+    ),
+    (
+        "gateway.*.listeners.dtls.*.max_conn_rate",
+        H("mqttsn_udp_buffer_and_max_conn_rate_are_kept"),
+    ),
+    (
+        "gateway.*.listeners.dtls.*.health_check.*",
+        H("an_mqttsn_listener_keeps_to_max_connections_and_answers_its_health_check"),
+    ),
+    ("gateway.*.listeners.dtls.*.udp_options.active_n", U("5")),
+    (
+        "gateway.*.listeners.dtls.*.udp_options.buffer",
+        H("mqttsn_udp_buffer_and_max_conn_rate_are_kept"),
+    ),
+    (
+        "gateway.*.listeners.dtls.*.udp_options.*",
+        H("udp_options_reach_the_socket"),
+    ),
+    ("gateway.*.listeners.dtls.*.dtls_options.depth", U("3")),
+    (
+        "gateway.*.listeners.dtls.*.dtls_options.password",
+        U("\"secret\""),
+    ),
+    (
+        "gateway.*.listeners.dtls.*.dtls_options.versions",
+        U("[\"dtlsv1\"]"),
+    ),
+    (
+        "gateway.*.listeners.dtls.*.dtls_options.handshake_timeout",
+        H("a_handshake_left_unfinished_frees_its_place_after_handshake_timeout"),
+    ),
+    (
+        "gateway.*.listeners.dtls.*.dtls_options.*",
+        H("a_dtls_listener_with_a_certificate_verifies_client_certificates"),
+    ),
     // -- gateway listeners -------------------------------------------------------------
     (
         "gateway.*.listeners.*",

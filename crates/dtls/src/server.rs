@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub ciphers: Option<String>,
     /// The largest datagram sent.
     pub mtu: u32,
+    /// How long a handshake may take.
+    pub handshake_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -98,6 +100,7 @@ pub struct OpensslEndpoint {
     /// The cookie a session was admitted with, for OpenSSL's cookie callbacks.
     cookie_index: Index<Ssl, Vec<u8>>,
     mtu: u32,
+    handshake_timeout: std::time::Duration,
 }
 
 /// Where the PSK callback leaves the identity the client authenticated as.
@@ -177,6 +180,7 @@ impl OpensslEndpoint {
             cookies: Cookies::default(),
             cookie_index,
             mtu: config.mtu.max(256),
+            handshake_timeout: config.handshake_timeout,
         })
     }
 
@@ -209,6 +213,10 @@ impl OpensslEndpoint {
 }
 
 impl Endpoint for OpensslEndpoint {
+    fn handshake_timeout(&self) -> std::time::Duration {
+        self.handshake_timeout
+    }
+
     fn accept(&self, peer: SocketAddr, datagram: &[u8], admit: bool) -> Accept {
         let Some(h) = hello::client_hello(datagram) else {
             return Accept::Drop;

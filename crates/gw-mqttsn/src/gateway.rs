@@ -141,6 +141,7 @@ fn dtls_endpoint(
         fail_if_no_peer_cert: options.fail_if_no_peer_cert,
         ciphers: (!options.ciphers.is_empty()).then(|| options.ciphers.join(":")),
         mtu: 1400,
+        handshake_timeout: options.handshake_timeout.as_std(),
     };
     let endpoint = junction_dtls::OpensslEndpoint::new(&config)
         .map_err(|e| anyhow::anyhow!("listener {id}: {e}"))?;

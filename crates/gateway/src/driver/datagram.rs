@@ -595,7 +595,14 @@ async fn handshake<P: DatagramProtocol>(
     } else {
         idle
     };
-    let deadline = Instant::now() + idle;
+    let start = Instant::now();
+    let deadline = start + idle;
+    // Over DTLS the handshake ends by `dtls_options.handshake_timeout`, and the opening by
+    // `idle_timeout`.
+    let handshake_deadline = l
+        .dtls
+        .as_ref()
+        .map(|e| (start + e.handshake_timeout()).min(deadline));
     // A plain peer's first datagram already asked for a task; over DTLS the protocol
     // first sees the session's datagrams as it sees an unknown address's.
     let mut opening = match link {
@@ -605,8 +612,12 @@ async fn handshake<P: DatagramProtocol>(
     let mut plain = Vec::new();
     let mut reply = Vec::new();
     let request = 'dialogue: loop {
-        let Some(datagram) = recv_until(rx, deadline).await else {
-            tracing::debug!(peer = %peer.addr, "no opening within idle_timeout");
+        let until = match (&*link, handshake_deadline) {
+            (Link::Dtls(session), Some(hs)) if !session.established() => hs,
+            _ => deadline,
+        };
+        let Some(datagram) = recv_until(rx, until).await else {
+            tracing::debug!(peer = %peer.addr, "no opening within idle_timeout (or no DTLS handshake within handshake_timeout)");
             return None;
         };
         if link

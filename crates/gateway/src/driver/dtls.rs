@@ -34,6 +34,9 @@ pub trait Endpoint: Send + Sync {
     /// A datagram from `peer`, which has no session. `admit`: the listener has room for
     /// one more peer; without it a proven address is dropped rather than given a session.
     fn accept(&self, peer: SocketAddr, datagram: &[u8], admit: bool) -> Accept;
+
+    /// How long a session's handshake may take (`dtls_options.handshake_timeout`).
+    fn handshake_timeout(&self) -> std::time::Duration;
 }
 
 /// Why a DTLS session ended.
