@@ -285,6 +285,11 @@ scenario_args() {
     # (MQTT-SN: the gateway REGISTERs each of the 200 topics with the subscriber).
     gwin-mqtt | gwin-stomp | gwin-mqttsn)
         echo "pubsub --proto ${1#gwin-} --pubs 200 --subs 1 -t bench/gwin/%i --sub-topic bench/gwin/+ -s 64 -q 0 --rate 10000 --duration $DURATION" ;;
+    # Junction only: 500,000 MQTT-SN CONNECTs from 5,000 spoofed loopback addresses at the
+    # UDP listener, whose peer table (max_connections 1024, max_conn_rate 1000/s) discards
+    # nearly all of them: what a discarded datagram costs the broker.
+    flood-mqttsn)
+        echo "flood -L 500000 --sources 5000 --duration $MAX_DURATION" ;;
     *) return 1 ;;
     esac
 }
@@ -293,7 +298,7 @@ scenario_args() {
 scenario_port() { # broker scenario
     case $2 in
     gw-stomp | gwin-stomp) echo "$STOMP_PORT" ;;
-    gw-mqttsn | gwin-mqttsn) echo "$MQTTSN_PORT" ;;
+    gw-mqttsn | gwin-mqttsn | flood-mqttsn) echo "$MQTTSN_PORT" ;;
     *) echo "${PORT[$1]}" ;;
     esac
 }
@@ -301,7 +306,7 @@ scenario_port() { # broker scenario
 run_scenario() { # broker scenario
     local broker=$1 scenario=$2 port=${PORT[$1]} args
     args=$(scenario_args "$scenario") || { log "unknown scenario $scenario"; return 1; }
-    if [[ $scenario == gw* && $broker != junction* ]]; then
+    if [[ ($scenario == gw* || $scenario == flood*) && $broker != junction* ]]; then
         return 0 # the gateway scenarios are Junction's own
     fi
     if [[ $broker == floor && $scenario != p2p-* && $scenario != fan* ]]; then
@@ -374,7 +379,8 @@ titles = {
 }
 gateways = [s for s in scenarios if s.startswith("gw-")]
 gateways_in = [s for s in scenarios if s.startswith("gwin-")]
-scenarios = [s for s in scenarios if not s.startswith("gw")]
+floods = [s for s in scenarios if s.startswith("flood")]
+scenarios = [s for s in scenarios if not s.startswith("gw") and not s.startswith("flood")]
 
 def load(broker, scenario):
     try:
@@ -453,6 +459,24 @@ for gateways, first, title in [
             r = load(b, s)
             if r and r.get("error"):
                 print(f"\n{b} {s}: {r['error']}")
+    print()
+
+if floods:
+    print("## UDP flood: MQTT-SN CONNECTs from 5,000 spoofed addresses, discarded by the peer table\n")
+    print("| broker | scenario | sent | sent/s | broker CPU s (user / sys) | datagrams per broker CPU-s |")
+    print("|---|---|---:|---:|---:|---:|")
+    for b in brokers:
+        if not b.startswith("junction"):
+            continue
+        for s in floods:
+            r = load(b, s)
+            if r is None:
+                print(f"| {b} | {s} | no result | | | |")
+                continue
+            cpu = num(r.get('broker_cpu_s'), '{:.2f}')
+            if r.get('broker_user_s') is not None:
+                cpu += f" ({r['broker_user_s']:.2f} / {r['broker_sys_s']:.2f})"
+            print(f"| {b} | {s} | {num(r.get('sent'))} | {num(r.get('sent_per_sec'))} | {cpu} | {num(r.get('datagrams_per_broker_cpu_s'))} |")
     print()
 PY
 } | tee "$OUT/results.md"

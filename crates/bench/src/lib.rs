@@ -14,6 +14,7 @@
 //! (`/proc/<pid>/status`) are read at the start and end of the measured phase.
 
 mod client;
+mod flood;
 mod gw;
 mod histogram;
 mod stats;
@@ -57,6 +58,10 @@ pub enum Mode {
     /// Subscribers and publishers in one process, with loss and duplicate counts.
     #[command(disable_help_flag = true)]
     Pubsub(PubSubArgs),
+    /// MQTT-SN CONNECT datagrams from many source addresses as fast as possible, at a UDP
+    /// listener that discards them; reports the broker's CPU per datagram.
+    #[command(disable_help_flag = true)]
+    Flood(flood::FloodArgs),
 }
 
 /// Options every mode takes.
@@ -212,11 +217,19 @@ pub struct PubSubArgs {
 
 /// Run the load tool.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Mode::Flood(a) = *args.mode {
+        let result = flood::flood(a)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{result}")?;
+        out.flush()?;
+        return Ok(());
+    }
     let common = match args.mode.as_ref() {
         Mode::Conn(a) => &a.common,
         Mode::Pub(a) => &a.common,
         Mode::Sub(a) => &a.common,
         Mode::Pubsub(a) => &a.common,
+        Mode::Flood(_) => unreachable!("run above"),
     };
     let threads = common
         .threads
@@ -231,6 +244,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             Mode::Pub(a) => publish(a).await,
             Mode::Sub(a) => subscribe(a).await,
             Mode::Pubsub(a) => pubsub(a).await,
+            Mode::Flood(_) => unreachable!("run above"),
         }
     })?;
     // Connection tasks were aborted; don't wait for their sockets to close.
