@@ -427,11 +427,11 @@ impl Broker {
             msg = args.message;
         }
         let msg: SharedMessage = Arc::new(msg);
-        Metrics::inc(&self.metrics.messages_publish);
+        self.metrics.messages_publish.inc();
         if msg.retain {
             let changed = self.retained.write().put(msg.clone());
             if changed && !msg.payload.is_empty() {
-                Metrics::inc(&self.metrics.messages_retained);
+                self.metrics.messages_retained.inc();
             }
             if let Some(sink) = self.retained_sink.0.get() {
                 sink(&msg);
@@ -475,7 +475,7 @@ impl Broker {
             delivered += 1;
         }
         if delivered == 0 {
-            Metrics::inc(&self.metrics.messages_dropped_no_subscribers);
+            self.metrics.messages_dropped_no_subscribers.inc();
             self.hooks.message_dropped.run(&mut DroppedArgs {
                 message: msg,
                 reason: "no_subscribers",
@@ -492,13 +492,13 @@ impl Broker {
     pub fn count_dropped(&self, dropped: Vec<Dropped>) {
         let metrics = &self.metrics;
         for d in dropped {
-            Metrics::inc(&metrics.messages_dropped);
+            metrics.messages_dropped.inc();
             let (c, reason) = match d.reason {
                 DropReason::QueueFull => (&metrics.messages_dropped_queue_full, "queue_full"),
                 DropReason::Expired => (&metrics.messages_dropped_expired, "expired"),
                 DropReason::Qos0Offline => (&metrics.messages_dropped_qos0_offline, "qos0_msg"),
             };
-            Metrics::inc(c);
+            c.inc();
             self.hooks.message_dropped.run(&mut DroppedArgs {
                 message: d.delivery.message,
                 reason,
@@ -585,7 +585,7 @@ impl Broker {
                 let why = if req.clean_start {
                     KickReason::Discarded
                 } else {
-                    Metrics::inc(&self.metrics.session_takenover);
+                    self.metrics.session_takenover.inc();
                     KickReason::TakenOver
                 };
                 if let Some(kick) = link.kick.take() {
@@ -613,7 +613,7 @@ impl Broker {
                     st.clear_outbox();
                     st.session.resume(now, &mut st.outbox, &mut dropped);
                 }
-                Metrics::inc(&self.metrics.session_resumed);
+                self.metrics.session_resumed.inc();
                 old.wake();
                 drop(st);
                 drop(registry);
@@ -635,7 +635,7 @@ impl Broker {
         });
         cell.set_online(true);
         registry.insert(key, cell.clone());
-        Metrics::inc(&self.metrics.session_created);
+        self.metrics.session_created.inc();
         Opened {
             cell,
             session_present: false,
@@ -660,10 +660,10 @@ impl Broker {
         st.session.subscriptions.clear();
         let lost = st.session.drain_all();
         if !lost.is_empty() {
-            Metrics::add(&self.metrics.messages_dropped, lost.len() as u64);
+            self.metrics.messages_dropped.add(lost.len() as u64);
         }
         st.clear_outbox();
-        Metrics::inc(&self.metrics.session_discarded);
+        self.metrics.session_discarded.inc();
     }
 
     /// Remove a session from the registry if it is still the registered one for its id.
@@ -701,8 +701,8 @@ impl Broker {
             },
         );
         if !allowed {
-            Metrics::inc(&self.metrics.messages_dropped);
-            Metrics::inc(&self.metrics.messages_dropped_not_authorized);
+            self.metrics.messages_dropped.inc();
+            self.metrics.messages_dropped_not_authorized.inc();
             tracing::info!(client = %will.from, topic = %will.topic, "will not authorized: dropped");
             self.hooks.message_dropped.run(&mut DroppedArgs {
                 message: Arc::new(will),
@@ -759,7 +759,7 @@ impl Broker {
             self.discard_locked(cell, &mut st);
             drop(st);
             self.unregister(cell);
-            Metrics::inc(&self.metrics.session_terminated);
+            self.metrics.session_terminated.inc();
             if let Some(will) = close.will {
                 self.publish_will(will.message, Some(&will.publisher));
             }
@@ -837,7 +837,7 @@ impl Broker {
         self.discard_locked(cell, &mut st);
         drop(st);
         self.unregister(cell);
-        Metrics::inc(&self.metrics.session_terminated);
+        self.metrics.session_terminated.inc();
         // The session ended before the will delay did: the will goes now [MQTT-3.1.3-9].
         if let Some(w) = will {
             self.publish_will(w.message, w.publisher.as_deref());
@@ -1044,7 +1044,7 @@ mod tests {
         assert!(second.session_present);
         assert!(Arc::ptr_eq(&first.cell, &second.cell));
         assert_eq!(b.publish(msg("a", QoS::AtMostOnce, "p")), 1);
-        assert_eq!(b.metrics.session_takenover.load(Ordering::Relaxed), 1);
+        assert_eq!(b.metrics.session_takenover.get(), 1);
     }
 
     #[tokio::test]

@@ -158,10 +158,7 @@ impl Broker {
     /// Publish the statistics and metrics topics.
     pub fn sys_publish_stats(&self) {
         let (topics, subs) = self.subscription_counts();
-        let connections = self
-            .metrics
-            .connections_count
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let connections = self.metrics.connections_count.get();
         let stats = [
             ("connections/count", connections as usize),
             ("sessions/count", self.session_count()),

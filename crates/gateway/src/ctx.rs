@@ -118,20 +118,23 @@ pub struct GatewayCtx {
 }
 
 impl GatewayCtx {
-    /// A context for gateway `name`, with no authentication chain of its own.
+    /// A context for gateway `name`, whose frame types (for `packets.<type>.*`) are `frames`,
+    /// with no authentication chain of its own.
     pub fn new(
         name: &'static str,
         protocol: &'static str,
+        frames: &'static [&'static str],
         broker: Arc<Broker>,
         settings: CommonSettings,
     ) -> Arc<Self> {
-        Self::with_authn(name, protocol, broker, settings, Arc::default())
+        Self::with_authn(name, protocol, frames, broker, settings, Arc::default())
     }
 
     /// A context for gateway `name` that authenticates through `authn`.
     pub fn with_authn(
         name: &'static str,
         protocol: &'static str,
+        frames: &'static [&'static str],
         broker: Arc<Broker>,
         settings: CommonSettings,
         authn: Arc<AuthnChains>,
@@ -148,7 +151,7 @@ impl GatewayCtx {
             broker,
             authn,
             global_chain: format!("{protocol}:global"),
-            metrics: GatewayMetrics::default(),
+            metrics: GatewayMetrics::new(frames),
             clients: ClientRegistry::default(),
             settings: parking_lot::RwLock::new(Arc::new(settings)),
         })
@@ -207,7 +210,7 @@ impl GatewayCtx {
             kick,
         });
         if !opened.session_present {
-            self.metrics.inc("session.created");
+            self.metrics.session_created.inc();
         }
         opened
     }
@@ -226,7 +229,7 @@ impl GatewayCtx {
 
     /// Run `client.connect`: a handler may refuse the client (`Err(reason)`).
     pub fn client_connect(&self, info: &ClientInfo) -> Result<(), String> {
-        self.metrics.inc("client.connect");
+        self.metrics.client_connect.inc();
         let mut args = ConnectArgs::default();
         self.broker.hooks.client_connect.run(info, &mut args);
         match args.refuse {
@@ -244,7 +247,7 @@ impl GatewayCtx {
         info: &mut ClientInfo,
         password: Option<&[u8]>,
     ) -> Result<Option<u64>, String> {
-        self.metrics.inc("client.authenticate");
+        self.metrics.client_authenticate.inc();
         let result = junction_auth::access::authenticate(
             &self.broker.hooks,
             &self.authn,
@@ -273,7 +276,7 @@ impl GatewayCtx {
 
     /// Run `client.connack` with the outcome (`success`, `not_authorized`, …).
     pub fn connack(&self, info: &ClientInfo, result: &str) {
-        self.metrics.inc("client.connack");
+        self.metrics.client_connack.inc();
         self.broker.hooks.client_connack.run(
             info,
             &mut ConnackArgs {
@@ -295,7 +298,7 @@ impl GatewayCtx {
     /// anything; the built-in rule keeps `$SYS/` for the broker's own publishes; then
     /// `client.authorize` has the last word.
     pub fn authorize(&self, info: &ClientInfo, action: Action, topic: &str) -> bool {
-        self.metrics.inc("client.authorize");
+        self.metrics.client_authorize.inc();
         junction_auth::access::authorize(
             &self.broker.hooks,
             info.is_superuser,
@@ -335,7 +338,7 @@ impl GatewayCtx {
         info: &ClientInfo,
         filters: Vec<(String, SubOptions)>,
     ) -> Vec<(String, SubOptions)> {
-        self.metrics.inc("client.subscribe");
+        self.metrics.client_subscribe.inc();
         let mut args = SubscribeArgs { filters };
         self.broker.hooks.client_subscribe.run(info, &mut args);
         args.filters
@@ -343,7 +346,7 @@ impl GatewayCtx {
 
     /// Run `client.unsubscribe` over the filters a client drops; returns those left.
     pub fn client_unsubscribe(&self, info: &ClientInfo, filters: Vec<String>) -> Vec<String> {
-        self.metrics.inc("client.unsubscribe");
+        self.metrics.client_unsubscribe.inc();
         let mut args = UnsubscribeArgs { filters };
         self.broker.hooks.client_unsubscribe.run(info, &mut args);
         args.filters
@@ -351,7 +354,7 @@ impl GatewayCtx {
 
     /// A message was sent to a client: `messages.delivered` and `message.delivered`.
     pub fn delivered(&self, info: &ClientInfo, message: &SharedMessage) {
-        self.metrics.inc("messages.delivered");
+        self.metrics.messages_delivered.inc();
         let hooks = &self.broker.hooks;
         if !hooks.message_delivered.is_empty() {
             hooks.message_delivered.run(
@@ -365,7 +368,7 @@ impl GatewayCtx {
 
     /// A client acknowledged a QoS 1/2 delivery: `messages.acked` and `message.acked`.
     pub fn acked(&self, info: &ClientInfo, message: Option<&SharedMessage>) {
-        self.metrics.inc("messages.acked");
+        self.metrics.messages_acked.inc();
         if let Some(message) = message {
             self.broker.hooks.message_acked.run(
                 info,
@@ -382,11 +385,11 @@ impl GatewayCtx {
         let hooks = &self.broker.hooks;
         match why {
             KickReason::TakenOver => {
-                self.metrics.inc("session.takenover");
+                self.metrics.session_takenover.inc();
                 hooks.session_takenover.run(info, &mut ());
             }
             KickReason::Discarded => {
-                self.metrics.inc("session.discarded");
+                self.metrics.session_discarded.inc();
                 hooks.session_discarded.run(info, &mut ());
             }
             KickReason::Administrative | KickReason::Shutdown => {}
@@ -395,7 +398,7 @@ impl GatewayCtx {
 
     /// The client's session ends with its connection: `session.terminated`.
     pub fn session_terminated(&self, info: &ClientInfo, reason: &str) {
-        self.metrics.inc("session.terminated");
+        self.metrics.session_terminated.inc();
         self.broker.hooks.session_terminated.run(
             info,
             &mut ReasonArgs {
@@ -449,7 +452,7 @@ impl GatewayCtx {
         self.check_filter(filter)?;
         let mounted = mountpoint.mount_filter(filter);
         let existed = self.broker.subscribe(cell, &mounted, opts)?;
-        self.metrics.inc("session.subscribed");
+        self.metrics.session_subscribed.inc();
         self.sys_subscription(info, &mounted, Some(&opts));
         self.broker.hooks.session_subscribed.run(
             info,
@@ -472,7 +475,7 @@ impl GatewayCtx {
         let mounted = mountpoint.mount_filter(filter);
         let removed = self.broker.unsubscribe(cell, &mounted);
         if removed {
-            self.metrics.inc("session.unsubscribed");
+            self.metrics.session_unsubscribed.inc();
             self.sys_subscription(info, &mounted, None);
             self.broker.hooks.session_unsubscribed.run(
                 info,
@@ -506,7 +509,7 @@ impl GatewayCtx {
         kick: oneshot::Sender<KickReason>,
         calls: Option<mpsc::Sender<ClientCall>>,
     ) {
-        self.metrics.inc("client.connected");
+        self.metrics.client_connected.inc();
         self.broker.hooks.client_connected.run(&info, &mut ());
         if self.broker.settings.sys_event_client_connected {
             let body = serde_json::json!({
@@ -712,7 +715,7 @@ impl GatewayCtx {
     /// A client is gone.
     pub fn disconnected(&self, info: &ClientInfo, conn_id: u64, reason: &str) {
         self.clients.remove(&info.clientid, conn_id);
-        self.metrics.inc("client.disconnected");
+        self.metrics.client_disconnected.inc();
         self.broker.hooks.client_disconnected.run(
             info,
             &mut ReasonArgs {
@@ -792,6 +795,7 @@ mod tests {
         GatewayCtx::new(
             "stomp",
             "stomp",
+            &[],
             Broker::new(BrokerSettings::default()),
             CommonSettings {
                 mountpoint: mountpoint.into(),
@@ -922,6 +926,7 @@ mod tests {
             let c = GatewayCtx::new(
                 "stomp",
                 "stomp",
+                &[],
                 Broker::new(BrokerSettings::default()),
                 CommonSettings {
                     enable_stats,

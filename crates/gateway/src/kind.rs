@@ -46,6 +46,9 @@ pub trait Gateway: Send + Sync + 'static {
     const NAME: &'static str;
     /// Protocol name in ClientInfo, `$SYS` topics and chain names (`<PROTOCOL>:global`).
     const PROTOCOL: &'static str;
+    /// Its frame types, EMQX's `<type>` of `packets.<type>.received|sent` (the `NAMES` of
+    /// its [`frame_types!`](crate::frame_types) module).
+    const FRAMES: &'static [&'static str];
     /// The listener types it serves; others are refused at load.
     const LISTENER_TYPES: &'static [ListenerType];
     /// What happens to each of its keys (`gateway.<NAME>.…`), for the key list: the keys

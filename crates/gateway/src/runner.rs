@@ -62,6 +62,7 @@ impl<G: Gateway> GatewayRunner<G> {
         let ctx = GatewayCtx::with_authn(
             G::NAME,
             G::PROTOCOL,
+            G::FRAMES,
             env.broker.clone(),
             common,
             env.authn.clone(),

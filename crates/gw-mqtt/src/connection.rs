@@ -13,9 +13,7 @@ use junction_broker::hooks::{
     UnsubscribeArgs,
 };
 use junction_broker::sys::ClientEvent;
-use junction_broker::{
-    Broker, Close, KickReason, KickWait, Metrics, OpenSession, SessionCell, Will,
-};
+use junction_broker::{Broker, Close, KickReason, KickWait, OpenSession, SessionCell, Will};
 use junction_codec_mqtt::{
     encode_publish, reason, AckProperties, Codec, ConnAck, ConnAckProperties, Connect, DecodeError,
     Disconnect, DisconnectProperties, Packet, ProtocolVersion, PubAck, Publish, PublishProperties,
@@ -56,7 +54,7 @@ pub async fn serve(broker: Arc<Broker>, settings: Arc<MqttSettings>, accepted: A
         permit,
         send_timeout,
     } = accepted;
-    Metrics::inc(&broker.metrics.connections_count);
+    broker.metrics.connections_count.inc();
     let mut rbuf = BytesMut::new();
     // The handshake and the goodbye run in boxed futures of their own: they are short-lived,
     // and keeping their state out of the long-lived task keeps idle connections small.
@@ -64,7 +62,7 @@ pub async fn serve(broker: Arc<Broker>, settings: Arc<MqttSettings>, accepted: A
         Some(c) => c,
         None => {
             stream.shutdown().await;
-            Metrics::dec(&broker.metrics.connections_count);
+            broker.metrics.connections_count.dec();
             return;
         }
     };
@@ -89,7 +87,7 @@ pub async fn serve(broker: Arc<Broker>, settings: Arc<MqttSettings>, accepted: A
     {
         Some(c) => c,
         None => {
-            Metrics::dec(&broker.metrics.connections_count);
+            broker.metrics.connections_count.dec();
             return;
         }
     };
@@ -97,7 +95,7 @@ pub async fn serve(broker: Arc<Broker>, settings: Arc<MqttSettings>, accepted: A
     conn.kick = KickWait::new(kick_rx);
     let exit = conn.run().await;
     Box::pin(conn.finish(exit)).await;
-    Metrics::dec(&broker.metrics.connections_count);
+    broker.metrics.connections_count.dec();
     drop(permit);
 }
 
@@ -119,7 +117,7 @@ async fn read_connect(
         }
         match codec.decode(rbuf) {
             Ok(Some(Packet::Connect(c))) => {
-                Metrics::inc(&broker.metrics.packets_connect);
+                broker.metrics.packets_connect.inc();
                 return Some(c);
             }
             Ok(Some(_)) => return None,
@@ -142,7 +140,7 @@ async fn read_connect(
                     if Codec::new(v, u32::MAX).encode(&ack, &mut out).is_ok() {
                         let _ = stream.write_all(&out).await;
                     }
-                    Metrics::inc(&broker.metrics.packets_connack_error);
+                    broker.metrics.packets_connack_error.inc();
                 }
                 tracing::debug!(error = %e, "bad first packet");
                 return None;
@@ -151,7 +149,7 @@ async fn read_connect(
         let read = tokio::time::timeout_at(deadline, stream.read_buf(rbuf)).await;
         match read {
             Ok(Ok(n)) if n > 0 => {
-                Metrics::add(&broker.metrics.bytes_received, n as u64);
+                broker.metrics.bytes_received.add(n as u64);
             }
             _ => return None,
         }
@@ -235,7 +233,7 @@ impl Conn {
             sockport,
             send_timeout,
         } = endpoint;
-        Metrics::inc(&broker.metrics.client_connect);
+        broker.metrics.client_connect.inc();
         let version = connect.protocol;
         let codec = Codec::new(version, settings.max_packet_size);
         let v5 = version.is_v5();
@@ -282,7 +280,7 @@ impl Conn {
             let _ = codec.encode(&refuse(code), &mut out);
             let _ = stream.write_all(&out).await;
             stream.shutdown().await;
-            Metrics::inc(&broker.metrics.packets_connack_error);
+            broker.metrics.packets_connack_error.inc();
             return None;
         }
         if client_id.is_empty() {
@@ -311,11 +309,11 @@ impl Conn {
             let _ = codec.encode(&refuse(reason::CLIENT_IDENTIFIER_NOT_VALID), &mut out);
             let _ = stream.write_all(&out).await;
             stream.shutdown().await;
-            Metrics::inc(&broker.metrics.packets_connack_error);
+            broker.metrics.packets_connack_error.inc();
             return None;
         };
         if connect.username.is_none() {
-            Metrics::inc(&broker.metrics.client_auth_anonymous);
+            broker.metrics.client_auth_anonymous.inc();
         }
         // The same access control as every gateway: `client.connect`, then the listener's
         // chain or `mqtt:global`, then `client.authenticate` (reference §1.7, §1.10).
@@ -366,7 +364,7 @@ impl Conn {
             let _ = codec.encode(&refuse(code), &mut out);
             let _ = stream.write_all(&out).await;
             stream.shutdown().await;
-            Metrics::inc(&broker.metrics.packets_connack_error);
+            broker.metrics.packets_connack_error.inc();
             return None;
         }
         if let AuthnResult::Allow { is_superuser, .. } = verdict {
@@ -506,9 +504,9 @@ impl Conn {
             reason_code: reason::SUCCESS,
             properties: props,
         }));
-        Metrics::inc(&broker.metrics.packets_connack_sent);
-        Metrics::inc(&broker.metrics.client_connack);
-        Metrics::inc(&broker.metrics.client_connected);
+        broker.metrics.packets_connack_sent.inc();
+        broker.metrics.client_connack.inc();
+        broker.metrics.client_connected.inc();
         let hooks = &broker.hooks;
         if opened.session_present {
             hooks.session_resumed.run(&info, &mut ());
@@ -564,7 +562,7 @@ impl Conn {
 
     fn write_packet(&mut self, p: &Packet) {
         if self.codec.encode(p, &mut self.wbuf).is_ok() {
-            Metrics::inc(&self.broker.metrics.packets_sent);
+            self.broker.metrics.packets_sent.inc();
         }
     }
 
@@ -604,11 +602,11 @@ impl Conn {
         self.wbuf.clear();
         let exit = match res {
             Ok(()) => {
-                Metrics::add(&self.broker.metrics.bytes_sent, n as u64);
+                self.broker.metrics.bytes_sent.add(n as u64);
                 return Ok(());
             }
             Err(SendError::Stalled) => {
-                Metrics::inc(&self.broker.metrics.send_timeout);
+                self.broker.metrics.send_timeout.inc();
                 Exit::Error(reason::UNSPECIFIED_ERROR, "send_timeout")
             }
             Err(SendError::Closed) => Exit::Closed,
@@ -655,7 +653,7 @@ impl Conn {
                 read = self.stream.read_buf(&mut self.rbuf) => match read {
                     Ok(0) | Err(_) => return Exit::Closed,
                     Ok(n) => {
-                        Metrics::add(&self.broker.metrics.bytes_received, n as u64);
+                        self.broker.metrics.bytes_received.add(n as u64);
                         self.last_recv = Instant::now();
                         self.process_input()
                     }
@@ -721,10 +719,10 @@ impl Conn {
             let next = st.session.retry(now, &mut st.outbox);
             let expired = st.session.expire_awaiting_rel(now);
             if expired > 0 {
-                Metrics::add(
-                    &self.broker.metrics.messages_dropped_await_pubrel_timeout,
-                    expired as u64,
-                );
+                self.broker
+                    .metrics
+                    .messages_dropped_await_pubrel_timeout
+                    .add(expired as u64);
             }
             next
         };
@@ -739,7 +737,7 @@ impl Conn {
         loop {
             match self.codec.decode(&mut self.rbuf) {
                 Ok(Some(p)) => {
-                    Metrics::inc(&self.broker.metrics.packets_received);
+                    self.broker.metrics.packets_received.inc();
                     self.handle(p)?;
                     if self.congested {
                         break;
@@ -800,7 +798,7 @@ impl Conn {
                 Ok(())
             }
             Packet::PingReq => {
-                Metrics::inc(&self.broker.metrics.packets_pingreq_received);
+                self.broker.metrics.packets_pingreq_received.inc();
                 self.write_packet(&Packet::PingResp);
                 Ok(())
             }
@@ -820,7 +818,7 @@ impl Conn {
 
     fn on_ack_result(&mut self, res: AckResult) {
         if let AckResult::Completed(d) = res {
-            Metrics::inc(&self.broker.metrics.messages_acked);
+            self.broker.metrics.messages_acked.inc();
             if !self.broker.hooks.message_acked.is_empty() {
                 self.broker
                     .hooks
@@ -840,13 +838,14 @@ impl Conn {
 
     fn on_publish(&mut self, mut p: Publish) -> Flow {
         let m = &self.broker.metrics;
-        Metrics::inc(&m.packets_publish_received);
-        Metrics::inc(&m.messages_received);
-        Metrics::inc(match p.qos {
+        m.packets_publish_received.inc();
+        m.messages_received.inc();
+        match p.qos {
             QoS::AtMostOnce => &m.messages_qos0_received,
             QoS::AtLeastOnce => &m.messages_qos1_received,
             QoS::ExactlyOnce => &m.messages_qos2_received,
-        });
+        }
+        .inc();
         if p.qos > self.settings.max_qos_allowed {
             // [MQTT-3.2.2-11]: QoS above Maximum QoS is answered with DISCONNECT 0x9B.
             return Err(Exit::Error(reason::QOS_NOT_SUPPORTED, "QoS not supported"));
@@ -893,8 +892,8 @@ impl Conn {
         }
         let packet_id = p.packet_id.unwrap_or(0);
         if code != reason::SUCCESS {
-            Metrics::inc(&m.packets_publish_error);
-            Metrics::inc(&m.packets_publish_dropped);
+            m.packets_publish_error.inc();
+            m.packets_publish_dropped.inc();
             match p.qos {
                 QoS::AtMostOnce => {}
                 QoS::AtLeastOnce => self.write_packet(&Packet::PubAck(ack(packet_id, code))),
@@ -942,14 +941,14 @@ impl Conn {
                     // A resend of a message already routed: acknowledge, don't route again.
                     IncomingQos2::Duplicate => reason::SUCCESS,
                     IncomingQos2::TooMany => {
-                        Metrics::inc(&m.packets_publish_dropped);
+                        m.packets_publish_dropped.inc();
                         if !self.v5() {
                             return Ok(());
                         }
                         reason::RECEIVE_MAXIMUM_EXCEEDED
                     }
                     IncomingQos2::OverReceiveMaximum => {
-                        Metrics::inc(&m.packets_publish_dropped);
+                        m.packets_publish_dropped.inc();
                         return Err(Exit::Error(
                             reason::RECEIVE_MAXIMUM_EXCEEDED,
                             "receive maximum exceeded",
@@ -995,7 +994,7 @@ impl Conn {
     }
 
     fn on_subscribe(&mut self, s: Subscribe) -> Flow {
-        Metrics::inc(&self.broker.metrics.packets_subscribe_received);
+        self.broker.metrics.packets_subscribe_received.inc();
         // `client.subscribe` may drop filters: those are answered "unspecified error".
         let kept: Option<Vec<String>> = if self.broker.hooks.client_subscribe.is_empty() {
             None
@@ -1033,7 +1032,7 @@ impl Conn {
                 self.subscribe_one(filter, opts, s.subscription_identifier)?
             };
             if code >= 0x80 {
-                Metrics::inc(&self.broker.metrics.packets_subscribe_error);
+                self.broker.metrics.packets_subscribe_error.inc();
             }
             codes.push(if self.v5() || code < 0x80 { code } else { 0x80 });
         }
@@ -1123,7 +1122,7 @@ impl Conn {
     }
 
     fn on_unsubscribe(&mut self, u: Unsubscribe) {
-        Metrics::inc(&self.broker.metrics.packets_unsubscribe_received);
+        self.broker.metrics.packets_unsubscribe_received.inc();
         let hooks = &self.broker.hooks;
         // `client.unsubscribe` may drop filters: those stay subscribed.
         let kept: Option<Vec<String>> = if hooks.client_unsubscribe.is_empty() {
@@ -1174,7 +1173,7 @@ impl Conn {
     }
 
     fn on_disconnect(&mut self, d: Disconnect) -> Flow {
-        Metrics::inc(&self.broker.metrics.packets_disconnect_received);
+        self.broker.metrics.packets_disconnect_received.inc();
         if let Some(exp) = d.properties.session_expiry_interval {
             // A session created with expiry 0 may not be given one at DISCONNECT
             // [MQTT-3.14.2-2].
@@ -1266,23 +1265,24 @@ impl Conn {
             if let Some(id) = packet_id {
                 self.cell.lock().session.discard_inflight(id);
             }
-            Metrics::inc(&metrics.messages_dropped);
-            Metrics::inc(&metrics.messages_dropped_too_large);
+            metrics.messages_dropped.inc();
+            metrics.messages_dropped_too_large.inc();
             return;
         }
         if let Some(a) = new_alias {
             self.aliases_out.insert(m.topic.clone(), a);
         }
-        Metrics::inc(&metrics.packets_sent);
-        Metrics::inc(&metrics.packets_publish_sent);
-        Metrics::inc(&metrics.messages_sent);
-        Metrics::inc(match d.qos {
+        metrics.packets_sent.inc();
+        metrics.packets_publish_sent.inc();
+        metrics.messages_sent.inc();
+        match d.qos {
             QoS::AtMostOnce => &metrics.messages_qos0_sent,
             QoS::AtLeastOnce => &metrics.messages_qos1_sent,
             QoS::ExactlyOnce => &metrics.messages_qos2_sent,
-        });
+        }
+        .inc();
         if !dup {
-            Metrics::inc(&metrics.messages_delivered);
+            metrics.messages_delivered.inc();
             if !self.broker.hooks.message_delivered.is_empty() {
                 self.broker.hooks.message_delivered.run(
                     &self.info(),
@@ -1331,10 +1331,10 @@ impl Conn {
                 reason_code: code,
                 properties: DisconnectProperties::default(),
             }));
-            Metrics::inc(&self.broker.metrics.packets_disconnect_sent);
+            self.broker.metrics.packets_disconnect_sent.inc();
             let goodbye = std::mem::take(&mut self.wbuf);
             if self.stream.write_goodbye(&goodbye).await {
-                Metrics::add(&self.broker.metrics.bytes_sent, goodbye.len() as u64);
+                self.broker.metrics.bytes_sent.add(goodbye.len() as u64);
             }
         }
         tracing::debug!(client_id = %self.client_id, reason = %reason_text, "client disconnected");
@@ -1347,7 +1347,7 @@ impl Conn {
                 will,
             },
         );
-        Metrics::inc(&self.broker.metrics.client_disconnected);
+        self.broker.metrics.client_disconnected.inc();
         let hooks = &self.broker.hooks;
         if !hooks.client_disconnected.is_empty() || !hooks.session_terminated.is_empty() {
             let info = self.info();

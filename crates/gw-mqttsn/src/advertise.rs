@@ -88,7 +88,7 @@ pub(crate) async fn run(shared: Arc<SnProtocol>, socket: Arc<tokio::net::UdpSock
         if let Some(datagram) = shared.encode(&msg) {
             for addr in to {
                 match socket.send_to(&datagram, addr).await {
-                    Ok(n) => shared.ctx.metrics.add("bytes.sent", n as u64),
+                    Ok(n) => shared.ctx.metrics.bytes_sent.add(n as u64),
                     Err(e) => tracing::debug!(%addr, error = %e, "mqtt-sn ADVERTISE send failed"),
                 }
             }

@@ -3,7 +3,7 @@
 //! ([`SnOpening`]), then the connected state machine ([`SnChannel`]). No I/O.
 
 use crate::identity::{self, Identity};
-use crate::protocol::{names, SnProtocol};
+use crate::protocol::{kind, SnProtocol};
 use bytes::Bytes;
 use bytestring::ByteString;
 use junction_broker::hooks::Action;
@@ -12,12 +12,14 @@ use junction_codec_mqttsn::{decode, Flags, Message, QoS as SnQoS, ReturnCode, To
 use junction_gateway::driver::datagram::{
     DatagramChannel, DatagramOpening, DatagramOutput, Opened, Peer,
 };
+use junction_gateway::metrics::GatewayCounters;
 use junction_gateway::{
     CallError, ClientCall, ClientInfo, CloseReason, ConnectRequest, Session, SubscriptionInfo,
 };
 use junction_session::{
     AckResult, IncomingQos2, InflightState, Outbound, SessionLimits, SubOptions,
 };
+use junction_types::metrics::Counter;
 use junction_types::{now_ms, MessageProperties, QoS};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -413,7 +415,8 @@ impl SnChannel {
             self.proto
                 .ctx
                 .metrics
-                .add("messages.dropped.await_pubrel_timeout", expired as u64);
+                .messages_dropped_await_pubrel_timeout
+                .add(expired as u64);
         }
         self.rel_check_at = (left > 0).then(|| self.now + self.rel_check_every);
     }
@@ -517,7 +520,7 @@ impl SnChannel {
                         self.out.push(Message::PubRel { msg_id });
                         self.sent_at.insert(msg_id, self.now);
                     }
-                    _ => self.proto.ctx.metrics.inc("packets.pubrec.missed"),
+                    _ => self.proto.ctx.metrics.packets_pubrec_missed.inc(),
                 }
             }
             Message::PubComp { msg_id } => {
@@ -525,12 +528,12 @@ impl SnChannel {
                 if matches!(r, AckResult::Completed(_)) {
                     self.sent_at.remove(&msg_id);
                 }
-                self.acked(r, "packets.pubcomp.missed");
+                self.acked(r, |m| &m.packets_pubcomp_missed);
             }
             Message::PubRel { msg_id } => {
                 let known = self.session.cell.lock().session.release(msg_id);
                 if !known {
-                    self.proto.ctx.metrics.inc("packets.pubrel.missed");
+                    self.proto.ctx.metrics.packets_pubrel_missed.inc();
                 }
                 self.out.push(Message::PubComp { msg_id });
                 // The released id must be on disk before PUBCOMP lets the client reuse it.
@@ -690,13 +693,13 @@ impl SnChannel {
     }
 
     /// A QoS 1/2 flow towards the client ended: count it and send what is next.
-    fn acked(&mut self, r: AckResult, missed: &'static str) {
+    fn acked(&mut self, r: AckResult, missed: fn(&GatewayCounters) -> &Counter) {
         match r {
             AckResult::Completed(d) => {
                 self.proto.ctx.acked(&self.session.info, Some(&d.message));
                 self.window_freed();
             }
-            _ => self.proto.ctx.metrics.inc(missed),
+            _ => missed(&self.proto.ctx.metrics).inc(),
         }
     }
 
@@ -722,7 +725,7 @@ impl SnChannel {
                 if matches!(r, AckResult::Completed(_)) {
                     self.sent_at.remove(&msg_id);
                 }
-                self.acked(r, "packets.puback.missed");
+                self.acked(r, |m| &m.packets_puback_missed);
             }
             ReturnCode::InvalidTopicId => self.reregister_refused(topic_id, msg_id),
             ReturnCode::Congestion => {
@@ -736,10 +739,10 @@ impl SnChannel {
                 let discarded = self.session.cell.lock().session.discard_inflight(msg_id);
                 if discarded.is_some() {
                     self.sent_at.remove(&msg_id);
-                    self.proto.ctx.metrics.inc("delivery.dropped");
+                    self.proto.ctx.metrics.delivery_dropped.inc();
                     self.window_freed();
                 } else {
-                    self.proto.ctx.metrics.inc("packets.puback.missed");
+                    self.proto.ctx.metrics.packets_puback_missed.inc();
                 }
             }
         }
@@ -871,7 +874,7 @@ impl SnChannel {
                             self.session.cell.lock().session.discard_inflight(*id);
                             self.sent_at.remove(id);
                         }
-                        self.proto.ctx.metrics.inc("delivery.dropped");
+                        self.proto.ctx.metrics.delivery_dropped.inc();
                         false
                     }
                     _ => true,
@@ -948,7 +951,7 @@ impl SnChannel {
                         // A retransmission whose PUBREC was lost.
                         self.out.push(Message::PubRec { msg_id });
                     } else {
-                        self.proto.ctx.metrics.inc("packets.publish.inuse");
+                        self.proto.ctx.metrics.packets_publish_inuse.inc();
                         self.out.push(puback(ReturnCode::NotSupported));
                     }
                     return;
@@ -958,14 +961,15 @@ impl SnChannel {
                     self.proto
                         .ctx
                         .metrics
-                        .inc("messages.dropped.receive_maximum");
+                        .messages_dropped_receive_maximum
+                        .inc();
                     self.out.push(puback(ReturnCode::Congestion));
                     return;
                 }
             }
         }
         inc(&self.session.stats.recv_msg);
-        self.proto.ctx.metrics.inc("messages.received");
+        self.proto.ctx.metrics.messages_received.inc();
         let routed = self.proto.ctx.publish(
             &self.session.info,
             &self.session.mountpoint,
@@ -1181,8 +1185,8 @@ impl SnChannel {
                         // No datagram can carry it: dropped and counted, and its packet id
                         // freed so the next delivery is not stuck behind it.
                         tracing::debug!(clientid = %self.session.info.clientid, len = delivery.message.payload.len(), "mqtt-sn delivery too large for a datagram: dropped");
-                        self.proto.ctx.metrics.inc("delivery.dropped");
-                        self.proto.ctx.metrics.inc("delivery.dropped.too_large");
+                        self.proto.ctx.metrics.delivery_dropped.inc();
+                        self.proto.ctx.metrics.delivery_dropped_too_large.inc();
                         if let Some(pid) = packet_id {
                             self.sent_at.remove(&pid);
                             let mut guard = self.session.cell.lock();
@@ -1227,7 +1231,7 @@ impl SnChannel {
                             // Registered only once the client acknowledges it.
                             let id = self.data.lock().registry.allocate(&name, predefined);
                             let Some(topic_id) = id else {
-                                self.proto.ctx.metrics.inc("delivery.dropped");
+                                self.proto.ctx.metrics.delivery_dropped.inc();
                                 if let Some(pid) = packet_id {
                                     self.session.cell.lock().session.discard_inflight(pid);
                                     self.sent_at.remove(&pid);
@@ -1357,7 +1361,7 @@ impl SnOpening {
             if d.addr != Some(self.peer.addr) && self.proto.ctx.authn_required(&self.peer.listener)
             {
                 tracing::debug!(%clientid, peer = %self.peer.addr, "mqtt-sn PINGREQ from another address refused: the listener requires authentication");
-                self.proto.ctx.metrics.inc("packets.dropped");
+                self.proto.ctx.metrics.packets_dropped.inc();
                 return None;
             }
             d.addr = Some(self.peer.addr);
@@ -1413,11 +1417,11 @@ impl DatagramOpening for SnOpening {
             Ok(m) => m,
             Err(e) => {
                 tracing::debug!(peer = %self.peer.addr, error = %e, "mqtt-sn frame error");
-                self.proto.ctx.metrics.inc("packets.frame_error");
+                self.proto.ctx.metrics.packets_frame_error.inc();
                 return Ok(None);
             }
         };
-        self.proto.ctx.metrics.inc(names(&msg).0);
+        self.proto.ctx.metrics.received(kind(&msg));
         match (&self.stage, msg) {
             (
                 Stage::Connect,
@@ -1635,11 +1639,11 @@ impl DatagramChannel for SnChannel {
             Ok(m) => m,
             Err(e) => {
                 tracing::debug!(clientid = %self.session.info.clientid, error = %e, "mqtt-sn frame error");
-                self.proto.ctx.metrics.inc("packets.frame_error");
+                self.proto.ctx.metrics.packets_frame_error.inc();
                 return Ok(());
             }
         };
-        self.proto.ctx.metrics.inc(names(&msg).0);
+        self.proto.ctx.metrics.received(kind(&msg));
         self.step(now, |c| {
             c.last_recv = now;
             inc(&c.session.stats.recv_pkt);
@@ -1734,6 +1738,7 @@ mod tests {
             let ctx = GatewayCtx::new(
                 "mqttsn",
                 "mqtt-sn",
+                crate::protocol::frame::NAMES,
                 broker.clone(),
                 CommonSettings::default(),
             );

@@ -17,6 +17,7 @@ impl Gateway for MqttSn {
     type Config = MqttSnConfig;
     const NAME: &'static str = "mqttsn";
     const PROTOCOL: &'static str = "mqtt-sn";
+    const FRAMES: &'static [&'static str] = crate::FRAMES;
     const LISTENER_TYPES: &'static [ListenerType] = &[ListenerType::Udp, ListenerType::Dtls];
     const KEY_STATUS: KeyTable = KEY_STATUS;
 

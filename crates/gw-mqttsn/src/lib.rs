@@ -22,6 +22,10 @@ mod protocol;
 
 pub use config::MqttSnConfig;
 pub use gateway::MqttSn;
+pub use protocol::frame;
+
+/// The message type names, for [`GatewayCtx::new`].
+pub const FRAMES: &[&str] = frame::NAMES;
 pub use junction_gateway::driver::datagram::{DatagramListener as UdpListenerHandle, UdpSettings};
 
 use junction_gateway::GatewayCtx;

@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use junction_codec_mqttsn::{decode, encode, Message, QoS as SnQoS, ReturnCode, Topic};
 use junction_gateway::driver::datagram::{DatagramProtocol, Peer, Unconnected};
+use junction_gateway::metrics::Frame;
 use junction_gateway::GatewayCtx;
 use junction_types::QoS;
 use parking_lot::Mutex;
@@ -48,10 +49,10 @@ impl SnProtocol {
     pub fn encode(&self, msg: &Message) -> Option<Bytes> {
         let mut buf = BytesMut::new();
         if encode(msg, &mut buf).is_err() {
-            self.ctx.metrics.inc("delivery.dropped.too_large");
+            self.ctx.metrics.delivery_dropped_too_large.inc();
             return None;
         }
-        self.ctx.metrics.inc(names(msg).1);
+        self.ctx.metrics.sent(kind(msg));
         Some(buf.freeze())
     }
 
@@ -70,7 +71,7 @@ impl DatagramProtocol for SnProtocol {
             Ok(m) => m,
             Err(e) => {
                 tracing::debug!(peer = %peer.addr, error = %e, "mqtt-sn frame error");
-                self.ctx.metrics.inc("packets.frame_error");
+                self.ctx.metrics.packets_frame_error.inc();
                 return Unconnected::Handled;
             }
         };
@@ -80,7 +81,7 @@ impl DatagramProtocol for SnProtocol {
             }
             _ => {}
         }
-        self.ctx.metrics.inc(names(&msg).0);
+        self.ctx.metrics.received(kind(&msg));
         match msg {
             Message::SearchGw { .. } => {
                 let gwinfo = Message::GwInfo {
@@ -122,42 +123,72 @@ impl DatagramProtocol for SnProtocol {
     }
 }
 
-/// Counter names `packets.<type>.received` / `.sent` with EMQX's type names (sic `serachgw`).
-pub(crate) fn names(m: &Message) -> (&'static str, &'static str) {
-    macro_rules! n {
-        ($($pat:pat => $n:literal),* $(,)?) => {
-            match m { $($pat => (concat!("packets.", $n, ".received"), concat!("packets.", $n, ".sent")),)* }
-        };
+junction_gateway::frame_types! {
+    /// MQTT-SN message types as EMQX counts them (`packets.<type>.received|sent`, sic
+    /// `serachgw`).
+    pub mod frame {
+        ADVERTISE => "advertise",
+        SERACHGW => "serachgw",
+        GWINFO => "gwinfo",
+        CONNECT => "connect",
+        CONNACK => "connack",
+        WILLTOPICREQ => "willtopicreq",
+        WILLTOPIC => "willtopic",
+        WILLMSGREQ => "willmsgreq",
+        WILLMSG => "willmsg",
+        REGISTER => "register",
+        REGACK => "regack",
+        PUBLISH => "publish",
+        PUBACK => "puback",
+        PUBREC => "pubrec",
+        PUBREL => "pubrel",
+        PUBCOMP => "pubcomp",
+        SUBSCRIBE => "subscribe",
+        SUBACK => "suback",
+        UNSUBSCRIBE => "unsubscribe",
+        UNSUBACK => "unsuback",
+        PINGREQ => "pingreq",
+        PINGRESP => "pingresp",
+        DISCONNECT => "disconnect",
+        WILLTOPICUPD => "willtopicupd",
+        WILLTOPICRESP => "willtopicresp",
+        WILLMSGUPD => "willmsgupd",
+        WILLMSGRESP => "willmsgresp",
+        ENCAPSULATED => "encapsulated",
     }
-    n! {
-        Message::Advertise { .. } => "advertise",
-        Message::SearchGw { .. } => "serachgw",
-        Message::GwInfo { .. } => "gwinfo",
-        Message::Connect { .. } => "connect",
-        Message::ConnAck { .. } => "connack",
-        Message::WillTopicReq => "willtopicreq",
-        Message::WillTopic { .. } => "willtopic",
-        Message::WillMsgReq => "willmsgreq",
-        Message::WillMsg { .. } => "willmsg",
-        Message::Register { .. } => "register",
-        Message::RegAck { .. } => "regack",
-        Message::Publish { .. } => "publish",
-        Message::PubAck { .. } => "puback",
-        Message::PubRec { .. } => "pubrec",
-        Message::PubRel { .. } => "pubrel",
-        Message::PubComp { .. } => "pubcomp",
-        Message::Subscribe { .. } => "subscribe",
-        Message::SubAck { .. } => "suback",
-        Message::Unsubscribe { .. } => "unsubscribe",
-        Message::UnsubAck { .. } => "unsuback",
-        Message::PingReq { .. } => "pingreq",
-        Message::PingResp => "pingresp",
-        Message::Disconnect { .. } => "disconnect",
-        Message::WillTopicUpd { .. } => "willtopicupd",
-        Message::WillTopicResp { .. } => "willtopicresp",
-        Message::WillMsgUpd { .. } => "willmsgupd",
-        Message::WillMsgResp { .. } => "willmsgresp",
-        Message::Encapsulated { .. } => "encapsulated",
+}
+
+/// The frame type of a message, for its `packets.<type>.*` counters.
+pub(crate) fn kind(m: &Message) -> Frame {
+    match m {
+        Message::Advertise { .. } => frame::ADVERTISE,
+        Message::SearchGw { .. } => frame::SERACHGW,
+        Message::GwInfo { .. } => frame::GWINFO,
+        Message::Connect { .. } => frame::CONNECT,
+        Message::ConnAck { .. } => frame::CONNACK,
+        Message::WillTopicReq => frame::WILLTOPICREQ,
+        Message::WillTopic { .. } => frame::WILLTOPIC,
+        Message::WillMsgReq => frame::WILLMSGREQ,
+        Message::WillMsg { .. } => frame::WILLMSG,
+        Message::Register { .. } => frame::REGISTER,
+        Message::RegAck { .. } => frame::REGACK,
+        Message::Publish { .. } => frame::PUBLISH,
+        Message::PubAck { .. } => frame::PUBACK,
+        Message::PubRec { .. } => frame::PUBREC,
+        Message::PubRel { .. } => frame::PUBREL,
+        Message::PubComp { .. } => frame::PUBCOMP,
+        Message::Subscribe { .. } => frame::SUBSCRIBE,
+        Message::SubAck { .. } => frame::SUBACK,
+        Message::Unsubscribe { .. } => frame::UNSUBSCRIBE,
+        Message::UnsubAck { .. } => frame::UNSUBACK,
+        Message::PingReq { .. } => frame::PINGREQ,
+        Message::PingResp => frame::PINGRESP,
+        Message::Disconnect { .. } => frame::DISCONNECT,
+        Message::WillTopicUpd { .. } => frame::WILLTOPICUPD,
+        Message::WillTopicResp { .. } => frame::WILLTOPICRESP,
+        Message::WillMsgUpd { .. } => frame::WILLMSGUPD,
+        Message::WillMsgResp { .. } => frame::WILLMSGRESP,
+        Message::Encapsulated { .. } => frame::ENCAPSULATED,
     }
 }
 
@@ -211,13 +242,13 @@ fn negative_qos_publish(
         (true, Ok(mountpoint)) => mountpoint,
         _ => {
             tracing::debug!(peer = %peer.addr, topic = %name, "QoS -1 publish not authorized: dropped");
-            ctx.metrics.inc("messages.dropped");
-            ctx.metrics.inc("messages.dropped.not_authorized");
+            ctx.metrics.messages_dropped.inc();
+            ctx.metrics.messages_dropped_not_authorized.inc();
             return;
         }
     };
     info.mountpoint = mountpoint.as_str().to_string();
-    ctx.metrics.inc("messages.received");
+    ctx.metrics.messages_received.inc();
     ctx.publish(
         &info,
         &mountpoint,

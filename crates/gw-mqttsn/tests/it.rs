@@ -45,6 +45,7 @@ async fn env_common(common: CommonSettings, settings: MqttSnSettings) -> Env {
     let ctx = GatewayCtx::new(
         "mqttsn",
         "mqtt-sn",
+        junction_gw_mqttsn::FRAMES,
         broker.clone(),
         CommonSettings {
             idle_timeout: Duration::from_secs(5),
@@ -1929,11 +1930,7 @@ async fn deliveries_held_behind_a_congested_register_stay_within_the_session_bou
     let outbox = cell.lock().outbox.len();
     assert!(outbox <= 10_000, "outbox holds {outbox}");
     assert!(
-        e.broker
-            .metrics
-            .messages_dropped_queue_full
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 19_000,
+        e.broker.metrics.messages_dropped_queue_full.get() >= 19_000,
         "the excess was not dropped"
     );
     // Once the client accepts the topic, deliveries flow again.

@@ -3,13 +3,14 @@
 //! machine ([`StompChannel`]: SEND, SUBSCRIBE, transactions, receipts, deliveries,
 //! heart-beats). No I/O: the driver reads, writes, and hands in the time.
 
-use crate::StompSettings;
+use crate::{frame, StompSettings};
 use bytes::BytesMut;
 use bytestring::ByteString;
 use junction_broker::hooks::Action;
 use junction_broker::{KickReason, Will};
 use junction_codec_stomp::{encode, encode_heartbeat, Command, Decoder, Frame, Item, Version};
 use junction_gateway::driver::stream::{Opening, Output, Peer, StreamChannel};
+use junction_gateway::metrics;
 use junction_gateway::{
     CallError, ClientCall, ClientInfo, CloseReason, ConnectRequest, GatewayCtx, Session,
     SubscriptionInfo,
@@ -139,7 +140,7 @@ impl StompOpening {
     fn login_failed(&mut self, reason: &str) {
         let f = Frame::new(Command::Error).with_body(format!("Login Failed: {reason}"));
         encode(&f, Version::V1_0, &mut self.out.bytes);
-        self.ctx.metrics.inc("packets.error.sent");
+        self.ctx.metrics.sent(frame::ERROR);
     }
 
     /// The ConnectRequest of a CONNECT frame, or `None` (ERROR written) for a version this
@@ -224,7 +225,7 @@ impl Opening for StompOpening {
                 Ok(Some(Item::Frame(f)))
                     if matches!(f.command, Command::Connect | Command::Stomp) =>
                 {
-                    self.ctx.metrics.inc("packets.connect.received");
+                    self.ctx.metrics.received(frame::CONNECT);
                     return self.request(&f, peer).map(Some).ok_or(());
                 }
                 Ok(Some(Item::Frame(f))) => {
@@ -280,7 +281,7 @@ impl Opening for StompOpening {
                 "server",
                 concat!("junction-stomp/", env!("CARGO_PKG_VERSION")),
             );
-        channel.write_frame(&connected, "packets.connected.sent");
+        channel.write_frame(&connected, frame::CONNECTED);
         channel
     }
 }
@@ -342,7 +343,7 @@ impl StreamChannel for StompChannel {
         if let (Some(at), Some(every)) = (self.next_send, self.send_every) {
             if now >= at {
                 encode_heartbeat(&mut self.out.bytes);
-                self.session.ctx.metrics.inc("packets.heartbeat.sent");
+                self.session.ctx.metrics.sent(frame::HEARTBEAT);
                 inc(&self.session.stats.send_pkt);
                 // Keep the cadence, but do not burst after a stall.
                 self.next_send = Some((at + every).max(now + every / 2));
@@ -387,9 +388,9 @@ impl StreamChannel for StompChannel {
 }
 
 impl StompChannel {
-    fn write_frame(&mut self, f: &Frame, counter: &'static str) {
+    fn write_frame(&mut self, f: &Frame, kind: metrics::Frame) {
         encode(f, self.decoder.version, &mut self.out.bytes);
-        self.session.ctx.metrics.inc(counter);
+        self.session.ctx.metrics.sent(kind);
         inc(&self.session.stats.send_pkt);
     }
 
@@ -400,7 +401,7 @@ impl StompChannel {
             f = f.with_header("receipt-id", r);
         }
         f.body = text.into();
-        self.write_frame(&f, "packets.error.sent");
+        self.write_frame(&f, frame::ERROR);
     }
 
     /// Queue an ERROR frame and end the connection.
@@ -414,7 +415,7 @@ impl StompChannel {
         if let Some(r) = f.header("receipt") {
             let r = ByteString::from(r);
             let receipt = Frame::new(Command::Receipt).with_header("receipt-id", r);
-            self.write_frame(&receipt, "packets.receipt.sent");
+            self.write_frame(&receipt, frame::RECEIPT);
         }
     }
 
@@ -428,7 +429,8 @@ impl StompChannel {
             self.session
                 .ctx
                 .metrics
-                .add("transactions.expired", expired as u64);
+                .transactions_expired
+                .add(expired as u64);
         }
     }
 
@@ -437,7 +439,7 @@ impl StompChannel {
         loop {
             match self.decoder.decode(input) {
                 Ok(Some(Item::HeartBeat)) => {
-                    self.session.ctx.metrics.inc("packets.heartbeat.received");
+                    self.session.ctx.metrics.received(frame::HEARTBEAT);
                     inc(&self.session.stats.recv_pkt);
                 }
                 Ok(Some(Item::Frame(f))) => {
@@ -467,23 +469,23 @@ impl StompChannel {
         let m = &self.session.ctx.metrics;
         match f.command {
             Command::Send => {
-                m.inc("packets.send.received");
+                m.received(frame::SEND);
                 self.on_send(f)
             }
             Command::Subscribe => {
-                m.inc("packets.subscribe.received");
+                m.received(frame::SUBSCRIBE);
                 self.on_subscribe(&f)
             }
             Command::Unsubscribe => {
-                m.inc("packets.unsubscribe.received");
+                m.received(frame::UNSUBSCRIBE);
                 self.on_unsubscribe(&f);
                 Ok(())
             }
             Command::Ack | Command::Nack => {
-                m.inc(if f.command == Command::Ack {
-                    "packets.ack.received"
+                m.received(if f.command == Command::Ack {
+                    frame::ACK
                 } else {
-                    "packets.nack.received"
+                    frame::NACK
                 });
                 // Accepted without effect: QoS 0 deliveries are never redelivered.
                 match f.header("transaction").map(ByteString::from) {
@@ -495,26 +497,26 @@ impl StompChannel {
                 }
             }
             Command::Begin => {
-                m.inc("packets.begin.received");
+                m.received(frame::BEGIN);
                 self.on_begin(&f)
             }
             Command::Commit => {
-                m.inc("packets.commit.received");
+                m.received(frame::COMMIT);
                 self.on_commit(&f)
             }
             Command::Abort => {
-                m.inc("packets.abort.received");
+                m.received(frame::ABORT);
                 self.on_abort(&f);
                 Ok(())
             }
             Command::Disconnect => {
-                m.inc("packets.disconnect.received");
+                m.received(frame::DISCONNECT);
                 self.receipt(&f);
                 Err(CloseReason::Normal)
             }
             Command::Connect | Command::Stomp => {
                 // A second CONNECT terminates the connection (EMQX: unhandled).
-                m.inc("packets.connect.received");
+                m.received(frame::CONNECT);
                 Err(CloseReason::Protocol("unexpected_connect"))
             }
             Command::Connected | Command::Message | Command::Receipt | Command::Error => {
@@ -908,8 +910,8 @@ impl StompChannel {
             .iter()
             .find_map(|i| self.subs.iter().find(|s| s.index == *i));
         let Some(sub) = sub else {
-            self.session.ctx.metrics.inc("delivery.dropped");
-            self.session.ctx.metrics.inc("delivery.dropped.no_subid");
+            self.session.ctx.metrics.delivery_dropped.inc();
+            self.session.ctx.metrics.delivery_dropped_no_subid.inc();
             return;
         };
         let (sub_id, ack) = (sub.id.clone(), sub.ack);
@@ -941,7 +943,7 @@ impl StompChannel {
             f.headers.push((name.clone(), value.clone()));
         }
         f.body = m.payload.clone();
-        self.write_frame(&f, "packets.message.sent");
+        self.write_frame(&f, frame::MESSAGE);
         self.session.ctx.delivered(&self.session.info, &d.message);
         inc(&self.session.stats.send_msg);
     }
@@ -974,7 +976,13 @@ mod tests {
     impl Script {
         async fn connect(headers: &[(&str, &str)], settings: StompSettings) -> (Script, Frame) {
             let broker = Broker::new(Default::default());
-            let ctx = GatewayCtx::new("stomp", "stomp", broker.clone(), CommonSettings::default());
+            let ctx = GatewayCtx::new(
+                "stomp",
+                "stomp",
+                crate::frame::NAMES,
+                broker.clone(),
+                CommonSettings::default(),
+            );
             let mut opening = StompOpening::new(ctx.clone(), Arc::new(settings));
             let mut connect = Frame::new(Command::Connect);
             for (k, v) in headers {
@@ -1170,6 +1178,7 @@ mod tests {
         let ctx = GatewayCtx::new(
             "stomp",
             "stomp",
+            crate::frame::NAMES,
             Broker::new(Default::default()),
             CommonSettings::default(),
         );

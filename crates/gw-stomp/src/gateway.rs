@@ -16,6 +16,7 @@ impl Gateway for Stomp {
     type Config = StompConfig;
     const NAME: &'static str = "stomp";
     const PROTOCOL: &'static str = "stomp";
+    const FRAMES: &'static [&'static str] = crate::FRAMES;
     const LISTENER_TYPES: &'static [ListenerType] = &[ListenerType::Tcp, ListenerType::Ssl];
     const KEY_STATUS: KeyTable = KEY_STATUS;
 

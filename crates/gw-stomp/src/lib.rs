@@ -14,6 +14,30 @@ pub use channel::{StompChannel, StompOpening};
 pub use config::StompConfig;
 pub use gateway::Stomp;
 
+junction_gateway::frame_types! {
+    /// STOMP frame types as EMQX counts them (`packets.<type>.received|sent`).
+    pub mod frame {
+        CONNECT => "connect",
+        SEND => "send",
+        SUBSCRIBE => "subscribe",
+        UNSUBSCRIBE => "unsubscribe",
+        BEGIN => "begin",
+        COMMIT => "commit",
+        ABORT => "abort",
+        ACK => "ack",
+        NACK => "nack",
+        DISCONNECT => "disconnect",
+        HEARTBEAT => "heartbeat",
+        CONNECTED => "connected",
+        MESSAGE => "message",
+        RECEIPT => "receipt",
+        ERROR => "error",
+    }
+}
+
+/// The frame type names, for [`GatewayCtx::new`].
+pub const FRAMES: &[&str] = frame::NAMES;
+
 use junction_gateway::GatewayCtx;
 use junction_transport::Accepted;
 use std::sync::Arc;

@@ -34,6 +34,7 @@ async fn env_with(mountpoint: &str, idle_timeout: Duration) -> Env {
     let ctx = GatewayCtx::new(
         "stomp",
         "stomp",
+        junction_gw_stomp::FRAMES,
         broker.clone(),
         CommonSettings {
             mountpoint: mountpoint.into(),

@@ -171,13 +171,7 @@ impl Server {
         self.broker.kick_all(KickReason::Shutdown);
         // Give connection tasks a moment to say goodbye.
         for _ in 0..50 {
-            if self
-                .broker
-                .metrics
-                .connections_count
-                .load(std::sync::atomic::Ordering::Relaxed)
-                == 0
-            {
+            if self.broker.metrics.connections_count.get() == 0 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 mod client;
+pub mod metrics;
 pub use client::ClientInfo;
 
 /// MQTT quality of service level.

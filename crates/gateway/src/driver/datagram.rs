@@ -227,7 +227,7 @@ impl<P: DatagramProtocol> Listener<P> {
     async fn send(&self, peer: SocketAddr, datagram: &[u8]) -> bool {
         match self.socket.send_to(datagram, peer).await {
             Ok(n) => {
-                self.ctx.metrics.add("bytes.sent", n as u64);
+                self.ctx.metrics.bytes_sent.add(n as u64);
                 true
             }
             Err(e) => {
@@ -392,7 +392,7 @@ async fn recv_loop<P: DatagramProtocol>(l: Arc<Listener<P>>) {
             tracing::debug!(peer = %addr, "datagram denied by access_rules");
             continue;
         }
-        l.ctx.metrics.add("bytes.received", n as u64);
+        l.ctx.metrics.bytes_received.add(n as u64);
         if let Some((request, answer)) = &l.settings.health_check {
             if buf[..n] == request[..] {
                 let _ = l.socket.send_to(answer, addr).await;
@@ -405,7 +405,7 @@ async fn recv_loop<P: DatagramProtocol>(l: Arc<Listener<P>>) {
             Some(tx) => match tx.try_send(datagram) {
                 Ok(()) => continue,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    l.ctx.metrics.inc("packets.dropped");
+                    l.ctx.metrics.packets_dropped.inc();
                     continue;
                 }
                 Err(mpsc::error::TrySendError::Closed(d)) => {
@@ -430,11 +430,11 @@ async fn recv_loop<P: DatagramProtocol>(l: Arc<Listener<P>>) {
             let admit = l.has_room(&mut new_peers);
             match endpoint.accept(addr, &datagram, admit) {
                 Accept::Reply(hvr) => {
-                    l.ctx.metrics.inc("packets.dtls.hello_verify.sent");
+                    l.ctx.metrics.packets_hello_verify_sent.inc();
                     l.send(addr, &hvr).await;
                 }
                 Accept::Drop => {
-                    l.ctx.metrics.inc("packets.dropped");
+                    l.ctx.metrics.packets_dropped.inc();
                 }
                 Accept::Session(session, out) => {
                     for record in &out {
@@ -452,7 +452,7 @@ async fn recv_loop<P: DatagramProtocol>(l: Arc<Listener<P>>) {
                     if r.len() <= datagram.len() {
                         l.send(addr, &r).await;
                     } else {
-                        l.ctx.metrics.inc("packets.dropped");
+                        l.ctx.metrics.packets_dropped.inc();
                     }
                 }
             }
@@ -461,7 +461,7 @@ async fn recv_loop<P: DatagramProtocol>(l: Arc<Listener<P>>) {
                 // `max_connections` and `max_conn_rate` bound the tasks: past them the
                 // datagram is dropped and the client retries later, as over TCP.
                 if !l.has_room(&mut new_peers) {
-                    l.ctx.metrics.inc("packets.dropped");
+                    l.ctx.metrics.packets_dropped.inc();
                     tracing::debug!(peer = %addr, "peer over max_connections or max_conn_rate: dropped");
                     continue;
                 }
@@ -528,7 +528,7 @@ impl Link {
                 }
                 if let Err(e) = sealed {
                     tracing::debug!(peer = %addr, error = ?e, "datagram not sent over dtls");
-                    l.ctx.metrics.inc("delivery.dropped.too_large");
+                    l.ctx.metrics.delivery_dropped_too_large.inc();
                     return false;
                 }
                 true

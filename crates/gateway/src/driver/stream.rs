@@ -203,7 +203,7 @@ async fn handshake<O: Opening>(
 /// Write `out` as the connection's last words, counting it.
 async fn say_goodbye(ctx: &GatewayCtx, stream: &mut Stream, out: &[u8]) {
     if !out.is_empty() && stream.write_goodbye(out).await {
-        ctx.metrics.add("bytes.sent", out.len() as u64);
+        ctx.metrics.bytes_sent.add(out.len() as u64);
     }
 }
 
@@ -231,7 +231,7 @@ async fn read_opening<O: Opening>(
         }
         match tokio::time::timeout_at(deadline, stream.read_buf(rbuf)).await {
             Ok(Ok(n)) if n > 0 => {
-                ctx.metrics.add("bytes.received", n as u64);
+                ctx.metrics.bytes_received.add(n as u64);
                 *bytes_read += n as u64;
             }
             Ok(Ok(_)) => {
@@ -322,7 +322,8 @@ impl<C: StreamChannel> Driver<C> {
             .session()
             .ctx
             .metrics
-            .add("bytes.received", n as u64);
+            .bytes_received
+            .add(n as u64);
         let stats = &self.channel.session().stats;
         stats.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -381,17 +382,13 @@ impl<C: StreamChannel> Driver<C> {
         out.clear();
         let reason = match res {
             Ok(()) => {
-                self.channel
-                    .session()
-                    .ctx
-                    .metrics
-                    .add("bytes.sent", n as u64);
+                self.channel.session().ctx.metrics.bytes_sent.add(n as u64);
                 let stats = &self.channel.session().stats;
                 stats.send_oct.fetch_add(n as u64, Ordering::Relaxed);
                 return Ok(());
             }
             Err(SendError::Stalled) => {
-                self.channel.session().ctx.metrics.inc("send.timeout");
+                self.channel.session().ctx.metrics.send_timeout.inc();
                 CloseReason::SendTimeout
             }
             Err(SendError::Closed) => CloseReason::SockClosed,

@@ -42,12 +42,25 @@ impl Default for LineConfig {
     }
 }
 
+junction_gateway::frame_types! {
+    /// Its frame types, for `packets.<type>.received|sent`.
+    mod frame {
+        CONNECT => "connect",
+        PUB => "pub",
+        SUB => "sub",
+        BYE => "bye",
+        OK => "ok",
+        MSG => "msg",
+    }
+}
+
 enum LineGw {}
 
 impl Gateway for LineGw {
     type Config = LineConfig;
     const NAME: &'static str = "linegw";
     const PROTOCOL: &'static str = "line";
+    const FRAMES: &'static [&'static str] = frame::NAMES;
     const LISTENER_TYPES: &'static [ListenerType] = &[ListenerType::Tcp];
     const KEY_STATUS: KeyTable = &[(
         "gateway.linegw.**",
@@ -127,6 +140,7 @@ impl Opening for LineOpening {
         let (Some("CONNECT"), Some(id)) = (words.next(), words.next()) else {
             return Err(());
         };
+        self.ctx.metrics.received(frame::CONNECT);
         let info = ClientInfo {
             clientid: id.into(),
             username: None,
@@ -160,6 +174,7 @@ impl Opening for LineOpening {
 
     fn admitted(mut self, session: Session, _now: Instant) -> LineChannel {
         self.out.bytes.put_slice(b"OK\n");
+        self.ctx.metrics.sent(frame::OK);
         LineChannel {
             session,
             out: self.out,
@@ -189,6 +204,7 @@ impl StreamChannel for LineChannel {
             let mut words = line.splitn(3, ' ');
             match (words.next(), words.next(), words.next()) {
                 (Some("PUB"), Some(topic), payload) => {
+                    s.ctx.metrics.received(frame::PUB);
                     if s.ctx.check_topic_name(topic).is_err()
                         || !s.ctx.authorize_publish(&s.info, topic)
                     {
@@ -207,6 +223,7 @@ impl StreamChannel for LineChannel {
                     self.out.congested |= routed.congested;
                 }
                 (Some("SUB"), Some(filter), None) => {
+                    s.ctx.metrics.received(frame::SUB);
                     s.ctx
                         .subscribe(
                             &s.info,
@@ -217,8 +234,12 @@ impl StreamChannel for LineChannel {
                         )
                         .map_err(|_| CloseReason::Protocol("invalid_filter"))?;
                     self.out.bytes.put_slice(b"OK\n");
+                    s.ctx.metrics.sent(frame::OK);
                 }
-                (Some("BYE"), None, None) => return Err(CloseReason::Normal),
+                (Some("BYE"), None, None) => {
+                    s.ctx.metrics.received(frame::BYE);
+                    return Err(CloseReason::Normal);
+                }
                 _ => return Err(CloseReason::Protocol("unknown_command")),
             }
         }
@@ -237,6 +258,7 @@ impl StreamChannel for LineChannel {
                 self.out.bytes.put_slice(&m.payload);
                 self.out.bytes.put_u8(b'\n');
                 s.ctx.delivered(&s.info, m);
+                s.ctx.metrics.sent(frame::MSG);
             }
         }
         Ok(())
@@ -324,6 +346,12 @@ async fn a_gateway_registered_with_one_line_serves_real_connections() {
     assert_eq!(ctx.clients.list()[0].clientid, "dev1");
     assert_eq!(ctx.clients.list()[0].mountpoint, "line/");
     assert_eq!(ctx.metrics.get("client.connected"), 1);
+    // Its own frame types are counted in the same typed system.
+    assert_eq!(ctx.metrics.get("packets.connect.received"), 1);
+    assert_eq!(ctx.metrics.get("packets.pub.received"), 1);
+    assert_eq!(ctx.metrics.get("packets.ok.sent"), 2);
+    assert_eq!(ctx.metrics.get("packets.msg.sent"), 1);
+    assert_eq!(ctx.metrics.get("messages.delivered"), 1);
     write.write_all(b"BYE\n").await.unwrap();
     assert_eq!(next_line().await, None);
     eventually("the client is gone", || ctx.clients.is_empty()).await;
