@@ -710,6 +710,7 @@ impl<P: DatagramProtocol> PeerDriver<P> {
         let far = || Instant::now() + Duration::from_secs(86400 * 365);
         let timer = tokio::time::sleep_until(self.channel.next_timer().unwrap_or_else(far));
         tokio::pin!(timer);
+        let mut fired = false;
         loop {
             let step = tokio::select! {
                 biased;
@@ -724,7 +725,10 @@ impl<P: DatagramProtocol> PeerDriver<P> {
                     self.channel.on_call(call);
                     Ok(())
                 }
-                _ = &mut timer => self.channel.on_timer(Instant::now()),
+                _ = &mut timer => {
+                    fired = true;
+                    self.channel.on_timer(Instant::now())
+                }
             };
             self.flush().await;
             if let Err(reason) = step {
@@ -734,8 +738,12 @@ impl<P: DatagramProtocol> PeerDriver<P> {
                 // Let the subscriber's task write before the next datagram is routed.
                 tokio::task::yield_now().await;
             }
+            // A deadline that moved later (a keepalive pushed back by every datagram) is
+            // not re-armed: the timer fires at the earlier one, the channel finds nothing
+            // due and names the later one. One early wake-up per period is cheaper than
+            // re-arming on every datagram.
             let next = self.channel.next_timer().unwrap_or_else(far);
-            if next != timer.deadline() {
+            if std::mem::take(&mut fired) || next < timer.deadline() {
                 timer.as_mut().reset(next);
             }
         }

@@ -281,6 +281,7 @@ impl<C: StreamChannel> Driver<C> {
         let far = || Instant::now() + Duration::from_secs(86400 * 365);
         let timer = tokio::time::sleep_until(self.channel.next_timer().unwrap_or_else(far));
         tokio::pin!(timer);
+        let mut fired = false;
         loop {
             let step = tokio::select! {
                 biased;
@@ -299,6 +300,7 @@ impl<C: StreamChannel> Driver<C> {
                     Ok(())
                 }
                 _ = &mut timer => {
+                    fired = true;
                     let result = self.channel.on_timer(Instant::now());
                     self.shrink();
                     result
@@ -310,8 +312,12 @@ impl<C: StreamChannel> Driver<C> {
             if let Err(reason) = self.flush_and_finish_input().await {
                 return reason;
             }
+            // A deadline that moved later (a heart-beat check pushed back by every frame)
+            // is not re-armed: the timer fires at the earlier one, the channel finds
+            // nothing due and names the later one. One early wake-up per period is cheaper
+            // than re-arming on every read.
             let next = self.channel.next_timer().unwrap_or_else(far);
-            if next != timer.deadline() {
+            if std::mem::take(&mut fired) || next < timer.deadline() {
                 timer.as_mut().reset(next);
             }
         }
