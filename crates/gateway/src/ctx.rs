@@ -35,6 +35,40 @@ async fn answer<T>(rx: oneshot::Receiver<T>) -> Result<T, CallError> {
     }
 }
 
+/// Whose conventions a context follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// A protocol gateway: its own counters, `$SYS/brokers/<node>/gateway/<protocol>/…`
+    /// events, and no will or `session.terminated` for a session another connection took.
+    Gateway,
+    /// The MQTT listeners: the broker-wide counters (`Broker::metrics`), MQTT's
+    /// `$SYS/brokers/<node>/clients/…` events, and MQTT's rules on close (the broker
+    /// decides about the will of a session taken over [MQTT-3.1.4-3]; a session with
+    /// expiry 0 terminates with its connection).
+    Mqtt,
+}
+
+/// Count a hook-named counter both counter sets have: the gateway's own, or the broker's
+/// for MQTT.
+macro_rules! tally {
+    ($ctx:expr, $field:ident) => {
+        match $ctx.flavour {
+            Flavour::Gateway => $ctx.metrics.$field.inc(),
+            Flavour::Mqtt => $ctx.broker.metrics.$field.inc(),
+        }
+    };
+}
+
+/// Count a session counter in the gateway's own set; for MQTT the broker counts its
+/// sessions itself.
+macro_rules! tally_gateway {
+    ($ctx:expr, $field:ident) => {
+        if $ctx.flavour == Flavour::Gateway {
+            $ctx.metrics.$field.inc();
+        }
+    };
+}
+
 /// Gateway-level settings every gateway has (reference §1.5, common keys).
 #[derive(Debug, Clone)]
 pub struct CommonSettings {
@@ -114,6 +148,8 @@ pub struct GatewayCtx {
     pub metrics: GatewayMetrics,
     /// Connected clients.
     pub clients: ClientRegistry,
+    /// Whose conventions it follows.
+    pub flavour: Flavour,
     settings: parking_lot::RwLock<Arc<CommonSettings>>,
 }
 
@@ -153,8 +189,71 @@ impl GatewayCtx {
             global_chain: format!("{protocol}:global"),
             metrics: GatewayMetrics::new(frames),
             clients: ClientRegistry::default(),
+            flavour: Flavour::Gateway,
             settings: parking_lot::RwLock::new(Arc::new(settings)),
         })
+    }
+
+    /// The context of the MQTT listeners: client ids in the MQTT namespace, the broker's
+    /// counters and `$SYS` events, `mqtt:global` and the listeners' chains in `authn`.
+    pub fn mqtt(
+        broker: Arc<Broker>,
+        settings: CommonSettings,
+        authn: Arc<AuthnChains>,
+    ) -> Arc<Self> {
+        Arc::new(GatewayCtx {
+            name: "mqtt",
+            protocol: "mqtt",
+            namespace: ByteString::new(),
+            broker,
+            authn,
+            global_chain: "mqtt:global".to_string(),
+            metrics: GatewayMetrics::default(),
+            clients: ClientRegistry::default(),
+            flavour: Flavour::Mqtt,
+            settings: parking_lot::RwLock::new(Arc::new(settings)),
+        })
+    }
+
+    /// The broker-wide counters (MQTT's packet and message counters).
+    pub fn broker_metrics(&self) -> &junction_broker::Metrics {
+        &self.broker.metrics
+    }
+
+    /// Count bytes read from a client.
+    #[inline]
+    pub fn count_received(&self, n: usize) {
+        match self.flavour {
+            Flavour::Gateway => self.metrics.bytes_received.add(n as u64),
+            Flavour::Mqtt => self.broker.metrics.bytes_received.add(n as u64),
+        }
+    }
+
+    /// Count bytes written to a client.
+    #[inline]
+    pub fn count_sent(&self, n: usize) {
+        match self.flavour {
+            Flavour::Gateway => self.metrics.bytes_sent.add(n as u64),
+            Flavour::Mqtt => self.broker.metrics.bytes_sent.add(n as u64),
+        }
+    }
+
+    /// Count a write that made no progress for `send_timeout`.
+    pub fn count_send_timeout(&self) {
+        tally!(self, send_timeout);
+    }
+
+    /// The broker's ack barrier (`durable_sessions.commit_before_ack`), if any: awaited
+    /// before an acknowledgement is sent.
+    pub fn ack_barrier(&self) -> Option<&junction_broker::AckBarrier> {
+        self.broker.ack_barrier()
+    }
+
+    /// Route a message a client published, built by its protocol (MQTT's properties,
+    /// expiry, retain), in this context's namespace; the topic is already mounted.
+    pub fn publish_message(&self, mut msg: Message) -> Routed {
+        msg.namespace = self.namespace.clone();
+        self.broker.publish_routed(msg)
     }
 
     /// The settings in force (a gateway update swaps them; live connections keep theirs).
@@ -210,7 +309,7 @@ impl GatewayCtx {
             kick,
         });
         if !opened.session_present {
-            self.metrics.session_created.inc();
+            tally_gateway!(self, session_created);
         }
         opened
     }
@@ -229,7 +328,7 @@ impl GatewayCtx {
 
     /// Run `client.connect`: a handler may refuse the client (`Err(reason)`).
     pub fn client_connect(&self, info: &ClientInfo) -> Result<(), String> {
-        self.metrics.client_connect.inc();
+        tally!(self, client_connect);
         let mut args = ConnectArgs::default();
         self.broker.hooks.client_connect.run(info, &mut args);
         match args.refuse {
@@ -247,7 +346,7 @@ impl GatewayCtx {
         info: &mut ClientInfo,
         password: Option<&[u8]>,
     ) -> Result<Option<u64>, String> {
-        self.metrics.client_authenticate.inc();
+        tally!(self, client_authenticate);
         let result = junction_auth::access::authenticate(
             &self.broker.hooks,
             &self.authn,
@@ -276,7 +375,7 @@ impl GatewayCtx {
 
     /// Run `client.connack` with the outcome (`success`, `not_authorized`, …).
     pub fn connack(&self, info: &ClientInfo, result: &str) {
-        self.metrics.client_connack.inc();
+        tally!(self, client_connack);
         self.broker.hooks.client_connack.run(
             info,
             &mut ConnackArgs {
@@ -298,7 +397,7 @@ impl GatewayCtx {
     /// anything; the built-in rule keeps `$SYS/` for the broker's own publishes; then
     /// `client.authorize` has the last word.
     pub fn authorize(&self, info: &ClientInfo, action: Action, topic: &str) -> bool {
-        self.metrics.client_authorize.inc();
+        tally!(self, client_authorize);
         junction_auth::access::authorize(
             &self.broker.hooks,
             info.is_superuser,
@@ -338,7 +437,7 @@ impl GatewayCtx {
         info: &ClientInfo,
         filters: Vec<(String, SubOptions)>,
     ) -> Vec<(String, SubOptions)> {
-        self.metrics.client_subscribe.inc();
+        tally!(self, client_subscribe);
         let mut args = SubscribeArgs { filters };
         self.broker.hooks.client_subscribe.run(info, &mut args);
         args.filters
@@ -346,7 +445,7 @@ impl GatewayCtx {
 
     /// Run `client.unsubscribe` over the filters a client drops; returns those left.
     pub fn client_unsubscribe(&self, info: &ClientInfo, filters: Vec<String>) -> Vec<String> {
-        self.metrics.client_unsubscribe.inc();
+        tally!(self, client_unsubscribe);
         let mut args = UnsubscribeArgs { filters };
         self.broker.hooks.client_unsubscribe.run(info, &mut args);
         args.filters
@@ -354,7 +453,7 @@ impl GatewayCtx {
 
     /// A message was sent to a client: `messages.delivered` and `message.delivered`.
     pub fn delivered(&self, info: &ClientInfo, message: &SharedMessage) {
-        self.metrics.messages_delivered.inc();
+        tally!(self, messages_delivered);
         let hooks = &self.broker.hooks;
         if !hooks.message_delivered.is_empty() {
             hooks.message_delivered.run(
@@ -368,7 +467,7 @@ impl GatewayCtx {
 
     /// A client acknowledged a QoS 1/2 delivery: `messages.acked` and `message.acked`.
     pub fn acked(&self, info: &ClientInfo, message: Option<&SharedMessage>) {
-        self.metrics.messages_acked.inc();
+        tally!(self, messages_acked);
         if let Some(message) = message {
             self.broker.hooks.message_acked.run(
                 info,
@@ -385,11 +484,11 @@ impl GatewayCtx {
         let hooks = &self.broker.hooks;
         match why {
             KickReason::TakenOver => {
-                self.metrics.session_takenover.inc();
+                tally_gateway!(self, session_takenover);
                 hooks.session_takenover.run(info, &mut ());
             }
             KickReason::Discarded => {
-                self.metrics.session_discarded.inc();
+                tally_gateway!(self, session_discarded);
                 hooks.session_discarded.run(info, &mut ());
             }
             KickReason::Administrative | KickReason::Shutdown => {}
@@ -398,7 +497,7 @@ impl GatewayCtx {
 
     /// The client's session ends with its connection: `session.terminated`.
     pub fn session_terminated(&self, info: &ClientInfo, reason: &str) {
-        self.metrics.session_terminated.inc();
+        tally_gateway!(self, session_terminated);
         self.broker.hooks.session_terminated.run(
             info,
             &mut ReasonArgs {
@@ -452,7 +551,7 @@ impl GatewayCtx {
         self.check_filter(filter)?;
         let mounted = mountpoint.mount_filter(filter);
         let existed = self.broker.subscribe(cell, &mounted, opts)?;
-        self.metrics.session_subscribed.inc();
+        tally_gateway!(self, session_subscribed);
         self.sys_subscription(info, &mounted, Some(&opts));
         self.broker.hooks.session_subscribed.run(
             info,
@@ -475,7 +574,7 @@ impl GatewayCtx {
         let mounted = mountpoint.mount_filter(filter);
         let removed = self.broker.unsubscribe(cell, &mounted);
         if removed {
-            self.metrics.session_unsubscribed.inc();
+            tally_gateway!(self, session_unsubscribed);
             self.sys_subscription(info, &mounted, None);
             self.broker.hooks.session_unsubscribed.run(
                 info,
@@ -509,9 +608,11 @@ impl GatewayCtx {
         kick: oneshot::Sender<KickReason>,
         calls: Option<mpsc::Sender<ClientCall>>,
     ) {
-        self.metrics.client_connected.inc();
+        tally!(self, client_connected);
         self.broker.hooks.client_connected.run(&info, &mut ());
-        if self.broker.settings.sys_event_client_connected {
+        if self.flavour == Flavour::Mqtt {
+            self.broker.sys_client_connected(&mqtt_event(&info, None));
+        } else if self.broker.settings.sys_event_client_connected {
             let body = serde_json::json!({
                 "clientid": info.clientid,
                 "username": info.username,
@@ -612,7 +713,7 @@ impl GatewayCtx {
         } else {
             match self.client_connect(&info) {
                 Ok(()) => self
-                    .authenticate(&mut info, password.as_deref().map(str::as_bytes))
+                    .authenticate(&mut info, password.as_deref())
                     .await
                     .map(|_expire_at| ()),
                 Err(reason) => Err(reason),
@@ -696,7 +797,11 @@ impl GatewayCtx {
         if let CloseReason::Kicked(k) = reason {
             self.session_kicked(info, k);
         }
-        let taken_over = reason.taken_over();
+        // MQTT leaves the will of a session taken over to the broker (published unless
+        // the new connection resumed it within the will delay) and terminates a session
+        // with expiry 0 whoever ends it; a gateway session taken over is the new
+        // connection's, will and all.
+        let taken_over = reason.taken_over() && self.flavour == Flavour::Gateway;
         tracing::debug!(clientid = %info.clientid, reason = reason.as_str(), "client disconnected");
         self.broker.close_session(
             &session.cell,
@@ -715,14 +820,17 @@ impl GatewayCtx {
     /// A client is gone.
     pub fn disconnected(&self, info: &ClientInfo, conn_id: u64, reason: &str) {
         self.clients.remove(&info.clientid, conn_id);
-        self.metrics.client_disconnected.inc();
+        tally!(self, client_disconnected);
         self.broker.hooks.client_disconnected.run(
             info,
             &mut ReasonArgs {
                 reason: reason.to_string(),
             },
         );
-        if self.broker.settings.sys_event_client_disconnected {
+        if self.flavour == Flavour::Mqtt {
+            self.broker
+                .sys_client_disconnected(&mqtt_event(info, Some(reason.to_string())));
+        } else if self.broker.settings.sys_event_client_disconnected {
             let body = serde_json::json!({
                 "clientid": info.clientid,
                 "username": info.username,
@@ -739,6 +847,15 @@ impl GatewayCtx {
     /// `$SYS/brokers/<node>/gateway/<protocol>/clients/<id>/subscribed` or `…/unsubscribed`,
     /// when `sys_event_messages` asks for it.
     fn sys_subscription(&self, info: &ClientInfo, topic: &str, opts: Option<&SubOptions>) {
+        if self.flavour == Flavour::Mqtt {
+            self.broker.sys_client_subscription(
+                &info.clientid,
+                info.username.as_deref(),
+                topic,
+                opts,
+            );
+            return;
+        }
         let settings = &self.broker.settings;
         let (wanted, event) = match opts {
             Some(_) => (settings.sys_event_client_subscribed, "subscribed"),
@@ -763,6 +880,22 @@ impl GatewayCtx {
         );
         self.broker
             .publish(system_message(topic, body.to_string(), false));
+    }
+}
+
+/// A client as MQTT's `$SYS` connected/disconnected events describe it.
+fn mqtt_event(info: &ClientInfo, reason: Option<String>) -> junction_broker::sys::ClientEvent {
+    junction_broker::sys::ClientEvent {
+        client_id: info.clientid.to_string(),
+        username: info.username.as_ref().map(|u| u.to_string()),
+        peername: info.peername.to_string(),
+        proto_name: "MQTT".into(),
+        proto_ver: info.proto_ver.parse().unwrap_or(0),
+        keepalive: info.keepalive.min(u16::MAX as u32) as u16,
+        clean_start: info.clean_start,
+        expiry_interval: info.expiry_interval,
+        connected_at: info.connected_at,
+        reason,
     }
 }
 

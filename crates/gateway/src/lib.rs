@@ -21,7 +21,7 @@ pub mod runner;
 
 pub use call::{CallError, ClientCall, SubscriptionInfo};
 pub use client::{ClientInfo, ClientRegistry, ConnStats};
-pub use ctx::{Admission, CommonSettings, GatewayCtx, Refusal};
+pub use ctx::{Admission, CommonSettings, Flavour, GatewayCtx, Refusal};
 pub use driver::{CloseReason, ConnectRequest, Session};
 pub use kind::{BoxFuture, Gateway, Listening};
 pub use metrics::GatewayMetrics;

@@ -1,12 +1,16 @@
-//! Junction's MQTT front end: one task per connection runs the MQTT 3.1 / 3.1.1 / 5.0
-//! protocol between a [`junction_transport::Stream`] and the [`junction_broker::Broker`].
+//! Junction's MQTT front end: the MQTT 3.1 / 3.1.1 / 5.0 protocol as a channel
+//! ([`MqttOpening`], [`MqttChannel`]) of the framework's stream driver, reaching the broker
+//! through the MQTT listeners' [`GatewayCtx`] (made with [`GatewayCtx::mqtt`]).
 
-mod connection;
+mod channel;
+mod opening;
 
-pub use connection::serve;
+pub use channel::MqttChannel;
+pub use opening::MqttOpening;
 
-use junction_auth::AuthnChains;
+use junction_gateway::GatewayCtx;
 use junction_session::SessionLimits;
+use junction_transport::Accepted;
 use junction_types::QoS;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,8 +51,6 @@ pub struct MqttSettings {
     pub response_information: String,
     /// `mqtt.message_expiry_interval`: expiry applied to messages that set none, seconds.
     pub message_expiry_interval: Option<u32>,
-    /// The node's authentication chains (`mqtt:global` and per listener).
-    pub authn: Arc<AuthnChains>,
     /// The listener's `mountpoint` template (`${clientid}`, `${username}`, `${zone}`);
     /// empty: none.
     pub mountpoint: String,
@@ -76,9 +78,46 @@ impl Default for MqttSettings {
             session: SessionLimits::default(),
             response_information: String::new(),
             message_expiry_interval: None,
-            authn: Arc::default(),
             mountpoint: String::new(),
             use_username_as_clientid: false,
         }
+    }
+}
+
+/// Serve one accepted connection until it ends.
+pub async fn serve(ctx: Arc<GatewayCtx>, settings: Arc<MqttSettings>, accepted: Accepted) {
+    ctx.broker_metrics().connections_count.inc();
+    let opening = MqttOpening::new(ctx.clone(), settings);
+    junction_gateway::driver::stream::serve(ctx.clone(), accepted, opening).await;
+    ctx.broker_metrics().connections_count.dec();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use junction_broker::Broker;
+    use junction_gateway::CommonSettings;
+    use junction_transport::Stream;
+
+    #[tokio::test]
+    async fn connection_task_state_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        let accepted = Accepted::standalone(Stream::Tcp(server), peer, "tcp:test");
+        let ctx = GatewayCtx::mqtt(
+            Broker::new(Default::default()),
+            CommonSettings::default(),
+            Arc::default(),
+        );
+        let fut = serve(ctx, Arc::new(MqttSettings::default()), accepted);
+        let size = std::mem::size_of_val(&fut);
+        eprintln!(
+            "connection future: {size} bytes; channel: {}",
+            std::mem::size_of::<MqttChannel>(),
+        );
+        drop(client);
+        assert!(size < 2048, "connection future is {size} bytes");
     }
 }

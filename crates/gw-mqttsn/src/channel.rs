@@ -1338,7 +1338,7 @@ impl SnOpening {
         });
         Some(Opened::Connect(ConnectRequest {
             info,
-            password,
+            password: password.map(Bytes::from),
             listener_mountpoint: self.proto.settings.listener_mountpoint.clone(),
             limits: session_limits(&self.proto),
             resume: false,

@@ -201,7 +201,7 @@ impl StompOpening {
         };
         Some(ConnectRequest {
             info,
-            password,
+            password: password.map(bytes::Bytes::from),
             listener_mountpoint: self.settings.listener_mountpoint.clone(),
             limits: common.session,
             resume: false,

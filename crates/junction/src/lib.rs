@@ -14,7 +14,7 @@ use junction_config::{Config, ListenerKind as CfgKind, SharedSubscriptionStrateg
 use junction_gateway::listener_opts::{
     access_list, apply_proxy_protocol, apply_ssl_options, apply_tcp_options,
 };
-use junction_gateway::{GatewayEnv, Registry};
+use junction_gateway::{CommonSettings, GatewayCtx, GatewayEnv, Registry};
 use junction_gw_mqtt::MqttSettings;
 use junction_session::SessionLimits;
 use junction_store::Store;
@@ -30,6 +30,8 @@ pub struct Server {
     pub broker: Arc<Broker>,
     /// Every authentication chain (MQTT, gateways, listeners).
     pub authn: Arc<AuthnChains>,
+    /// The MQTT listeners' context.
+    mqtt: Arc<GatewayCtx>,
     gateway_env: GatewayEnv,
     durable: Durable,
     listeners: Vec<ListenerHandle>,
@@ -49,7 +51,7 @@ impl Server {
         // Every section read and every address checked before anything binds.
         gateways.check(config)?;
         let broker = Broker::new(broker_settings(config));
-        let mut mqtt = mqtt_settings(config);
+        let mqtt = mqtt_settings(config);
         let durable = Durable::open(
             DurableOptions {
                 data_dir: &config.node.data_dir,
@@ -68,14 +70,22 @@ impl Server {
             );
         }
         authn.set_chain("mqtt:global", mqtt_chain);
-        mqtt.authn = authn.clone();
         let mqtt = Arc::new(mqtt);
+        let mqtt_ctx = GatewayCtx::mqtt(
+            broker.clone(),
+            CommonSettings {
+                idle_timeout: mqtt.idle_timeout,
+                session: mqtt.session,
+                ..CommonSettings::default()
+            },
+            authn.clone(),
+        );
         let mut listeners = Vec::new();
         for (kind, name, l) in config.listeners.enabled() {
             let opts = listener_options(kind, name, l, mqtt.max_packet_size)?;
             authn.set_listener_authn(&opts.id, l.enable_authn);
 
-            let b = broker.clone();
+            let ctx = mqtt_ctx.clone();
             let m = if l.mountpoint.is_empty() {
                 mqtt.clone()
             } else {
@@ -85,7 +95,7 @@ impl Server {
                 })
             };
             let handle = junction_transport::start(opts, move |accepted| {
-                junction_gw_mqtt::serve(b.clone(), m.clone(), accepted)
+                junction_gw_mqtt::serve(ctx.clone(), m.clone(), accepted)
             })
             .await?;
             tracing::info!(listener = %handle.id, addr = %handle.local_addr, "listening");
@@ -100,6 +110,7 @@ impl Server {
         let server = Server {
             broker,
             authn,
+            mqtt: mqtt_ctx,
             gateway_env,
             durable,
             listeners,
@@ -118,6 +129,11 @@ impl Server {
     /// The context of a loaded gateway (clients, counters).
     pub async fn gateway(&self, name: &str) -> Option<Arc<junction_gateway::GatewayCtx>> {
         self.gateways.gateway(name).await
+    }
+
+    /// The context of the MQTT listeners (their clients; counters are the broker's).
+    pub fn mqtt(&self) -> &Arc<GatewayCtx> {
+        &self.mqtt
     }
 
     /// The gateways this server runs.
@@ -260,7 +276,6 @@ fn mqtt_settings(config: &Config) -> MqttSettings {
         message_expiry_interval: m
             .message_expiry_interval
             .map(|d| d.as_secs().min(u32::MAX as u64) as u32),
-        authn: Arc::default(),
         mountpoint: String::new(),
         use_username_as_clientid: m.use_username_as_clientid,
     }

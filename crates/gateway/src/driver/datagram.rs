@@ -227,7 +227,7 @@ impl<P: DatagramProtocol> Listener<P> {
     async fn send(&self, peer: SocketAddr, datagram: &[u8]) -> bool {
         match self.socket.send_to(datagram, peer).await {
             Ok(n) => {
-                self.ctx.metrics.bytes_sent.add(n as u64);
+                self.ctx.count_sent(n);
                 true
             }
             Err(e) => {
@@ -392,7 +392,7 @@ async fn recv_loop<P: DatagramProtocol>(l: Arc<Listener<P>>) {
             tracing::debug!(peer = %addr, "datagram denied by access_rules");
             continue;
         }
-        l.ctx.metrics.bytes_received.add(n as u64);
+        l.ctx.count_received(n);
         if let Some((request, answer)) = &l.settings.health_check {
             if buf[..n] == request[..] {
                 let _ = l.socket.send_to(answer, addr).await;
@@ -769,7 +769,7 @@ impl<P: DatagramProtocol> PeerDriver<P> {
     async fn flush(&mut self) {
         let out = self.channel.output();
         if std::mem::take(&mut out.ack) {
-            if let Some(barrier) = self.l.ctx.broker.ack_barrier() {
+            if let Some(barrier) = self.l.ctx.ack_barrier() {
                 if let Err(e) = barrier().await {
                     tracing::error!(error = %e, "commit before acknowledging failed");
                     self.channel.output().datagrams.retain(|(_, ack)| !ack);

@@ -87,8 +87,8 @@ pub struct ConnectRequest {
     /// user name, protocol version, keepalive, `clean_start`, `expiry_interval`, extras.
     /// The driver fills in the peer, the port and the listener.
     pub info: ClientInfo,
-    /// The password to authenticate with, if any.
-    pub password: Option<String>,
+    /// The password to authenticate with, if any (octets: MQTT's is binary data).
+    pub password: Option<bytes::Bytes>,
     /// The listener's own mountpoint template, overriding the gateway's.
     pub listener_mountpoint: Option<String>,
     /// The session's limits (the zone's, adjusted by the protocol).

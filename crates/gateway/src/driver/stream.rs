@@ -203,7 +203,7 @@ async fn handshake<O: Opening>(
 /// Write `out` as the connection's last words, counting it.
 async fn say_goodbye(ctx: &GatewayCtx, stream: &mut Stream, out: &[u8]) {
     if !out.is_empty() && stream.write_goodbye(out).await {
-        ctx.metrics.bytes_sent.add(out.len() as u64);
+        ctx.count_sent(out.len());
     }
 }
 
@@ -231,7 +231,7 @@ async fn read_opening<O: Opening>(
         }
         match tokio::time::timeout_at(deadline, stream.read_buf(rbuf)).await {
             Ok(Ok(n)) if n > 0 => {
-                ctx.metrics.bytes_received.add(n as u64);
+                ctx.count_received(n);
                 *bytes_read += n as u64;
             }
             Ok(Ok(_)) => {
@@ -324,12 +324,7 @@ impl<C: StreamChannel> Driver<C> {
     }
 
     fn count_in(&self, n: usize) {
-        self.channel
-            .session()
-            .ctx
-            .metrics
-            .bytes_received
-            .add(n as u64);
+        self.channel.session().ctx.count_received(n);
         let stats = &self.channel.session().stats;
         stats.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -350,7 +345,7 @@ impl<C: StreamChannel> Driver<C> {
     /// acknowledgement, and within `send_timeout`, a kick and the peer's silence limit.
     async fn flush(&mut self) -> Result<(), CloseReason> {
         if std::mem::take(&mut self.channel.output().ack) {
-            if let Some(barrier) = self.channel.session().ctx.broker.ack_barrier() {
+            if let Some(barrier) = self.channel.session().ctx.ack_barrier() {
                 if let Err(e) = barrier().await {
                     // Not on disk: no acknowledgement. The client resends after it
                     // reconnects.
@@ -388,13 +383,13 @@ impl<C: StreamChannel> Driver<C> {
         out.clear();
         let reason = match res {
             Ok(()) => {
-                self.channel.session().ctx.metrics.bytes_sent.add(n as u64);
+                self.channel.session().ctx.count_sent(n);
                 let stats = &self.channel.session().stats;
                 stats.send_oct.fetch_add(n as u64, Ordering::Relaxed);
                 return Ok(());
             }
             Err(SendError::Stalled) => {
-                self.channel.session().ctx.metrics.send_timeout.inc();
+                self.channel.session().ctx.count_send_timeout();
                 CloseReason::SendTimeout
             }
             Err(SendError::Closed) => CloseReason::SockClosed,

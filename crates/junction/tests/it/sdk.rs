@@ -159,7 +159,7 @@ impl Opening for LineOpening {
         };
         Ok(Some(ConnectRequest {
             info,
-            password: words.next().map(str::to_string),
+            password: words.next().map(|p| bytes::Bytes::from(p.to_string())),
             listener_mountpoint: None,
             limits: self.ctx.settings().session,
             resume: false,
