@@ -339,6 +339,17 @@ impl SessionCell {
         self.notify.notify();
     }
 
+    /// Tell connection `conn_id` to go, if it is still the attached one and has not
+    /// been told yet. True if it was told.
+    pub fn kick(&self, conn_id: u64, reason: KickReason) -> bool {
+        let mut st = self.lock();
+        let link = st.conn.as_mut().filter(|l| l.conn_id == conn_id);
+        match link.and_then(|l| l.kick.take()) {
+            Some(k) => k.send(reason).is_ok(),
+            None => false,
+        }
+    }
+
     /// Move everything waiting in the outbox into `into`, if connection `conn_id` still
     /// owns the session: a connection that has just been taken over must not drain what
     /// belongs to its successor. (The outbox is not persisted: this marks nothing dirty.)

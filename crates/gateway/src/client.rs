@@ -3,11 +3,11 @@
 use crate::call::{CallError, ClientCall};
 use ahash::AHashMap;
 use bytestring::ByteString;
-use junction_broker::KickReason;
+use junction_broker::{KickReason, SessionCell};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 pub use junction_types::ClientInfo;
 
@@ -50,8 +50,9 @@ pub struct ClientEntry {
     pub info: ClientInfo,
     /// Its counters, shared with the connection task.
     pub stats: Arc<ConnStats>,
-    /// Tells the connection to close.
-    kick: Option<oneshot::Sender<KickReason>>,
+    /// Its session: a kick goes to the connection attached to it (the broker's kick, so
+    /// a connection waits on one kick only).
+    cell: Arc<SessionCell>,
     /// Framework calls into the connection, if the gateway answers them.
     calls: Option<mpsc::Sender<ClientCall>>,
     /// With `enable_stats = false`, the counters as they were at connect (EMQX writes the
@@ -75,7 +76,7 @@ impl ClientRegistry {
         info: ClientInfo,
         stats: Arc<ConnStats>,
         conn_id: u64,
-        kick: oneshot::Sender<KickReason>,
+        cell: Arc<SessionCell>,
         calls: Option<mpsc::Sender<ClientCall>>,
     ) {
         let key = info.clientid.clone();
@@ -84,16 +85,16 @@ impl ClientRegistry {
             ClientEntry {
                 info,
                 stats,
-                kick: Some(kick),
+                cell,
                 calls,
                 frozen: None,
                 conn_id,
             },
         );
-        if let Some(mut old) = old {
-            if let Some(k) = old.kick.take() {
-                let _ = k.send(KickReason::TakenOver);
-            }
+        // Opening the new session has already told the old connection to go; this is
+        // for a connection still attached to its own session.
+        if let Some(old) = old {
+            old.cell.kick(old.conn_id, KickReason::TakenOver);
         }
     }
 
@@ -110,11 +111,12 @@ impl ClientRegistry {
 
     /// Kick a client. Returns true if it was connected.
     pub fn kick(&self, clientid: &str, reason: KickReason) -> bool {
-        let mut map = self.clients.lock();
-        match map.get_mut(clientid).and_then(|e| e.kick.take()) {
-            Some(k) => k.send(reason).is_ok(),
-            None => false,
-        }
+        let entry = self
+            .clients
+            .lock()
+            .get(clientid)
+            .map(|e| (e.cell.clone(), e.conn_id));
+        entry.is_some_and(|(cell, conn_id)| cell.kick(conn_id, reason))
     }
 
     /// Stop refreshing a client's statistics: lookups show them as they are now

@@ -114,10 +114,8 @@ impl Default for CommonSettings {
 pub struct Admission {
     /// The admitted client.
     pub session: Session,
-    /// The broker's kick (takeover, discard, shutdown).
+    /// The kick (takeover, discard, the API, shutdown).
     pub kick: KickWait,
-    /// The registry's kick (a second connection with this client id, the API).
-    pub evict: KickWait,
     /// Framework calls (management API subscriptions).
     pub calls: mpsc::Receiver<ClientCall>,
 }
@@ -468,8 +466,9 @@ impl GatewayCtx {
     /// A client acknowledged a QoS 1/2 delivery: `messages.acked` and `message.acked`.
     pub fn acked(&self, info: &ClientInfo, message: Option<&SharedMessage>) {
         tally!(self, messages_acked);
-        if let Some(message) = message {
-            self.broker.hooks.message_acked.run(
+        let hooks = &self.broker.hooks;
+        if let Some(message) = message.filter(|_| !hooks.message_acked.is_empty()) {
+            hooks.message_acked.run(
                 info,
                 &mut MessageArgs {
                     message: message.clone(),
@@ -593,9 +592,9 @@ impl GatewayCtx {
         info: ClientInfo,
         stats: Arc<ConnStats>,
         conn_id: u64,
-        kick: oneshot::Sender<KickReason>,
+        cell: Arc<SessionCell>,
     ) {
-        self.connected_with_calls(info, stats, conn_id, kick, None);
+        self.connected_with_calls(info, stats, conn_id, cell, None);
     }
 
     /// As [`GatewayCtx::connected`], for a connection that answers framework calls
@@ -605,7 +604,7 @@ impl GatewayCtx {
         info: ClientInfo,
         stats: Arc<ConnStats>,
         conn_id: u64,
-        kick: oneshot::Sender<KickReason>,
+        cell: Arc<SessionCell>,
         calls: Option<mpsc::Sender<ClientCall>>,
     ) {
         tally!(self, client_connected);
@@ -630,26 +629,26 @@ impl GatewayCtx {
             self.sys_event(&info.clientid, "connected", body);
         }
         let clientid = info.clientid.clone();
-        self.clients.insert(info, stats, conn_id, kick, calls);
+        self.clients.insert(info, stats, conn_id, cell, calls);
         if !self.settings().enable_stats {
             self.clients.freeze_stats(&clientid, conn_id);
         }
     }
 
-    /// Admit a client whose connection answers framework calls: register it (kick
-    /// channel and call channel), announce it and run `client.connack` with `success`.
-    /// Returns the registry's kick receiver and the calls receiver for the connection task.
+    /// Admit a client whose connection answers framework calls: register it (its session
+    /// for kicks, the call channel), announce it and run `client.connack` with `success`.
+    /// Returns the calls receiver for the connection task.
     pub fn admit(
         &self,
         info: &ClientInfo,
         stats: Arc<ConnStats>,
         conn_id: u64,
-    ) -> (oneshot::Receiver<KickReason>, mpsc::Receiver<ClientCall>) {
-        let (kick_tx, kick_rx) = oneshot::channel();
+        cell: Arc<SessionCell>,
+    ) -> mpsc::Receiver<ClientCall> {
         let (calls_tx, calls_rx) = mpsc::channel(4);
-        self.connected_with_calls(info.clone(), stats, conn_id, kick_tx, Some(calls_tx));
+        self.connected_with_calls(info.clone(), stats, conn_id, cell, Some(calls_tx));
         self.connack(info, "success");
-        (kick_rx, calls_rx)
+        calls_rx
     }
 
     /// A client's subscriptions (mounted topics), asked of its connection.
@@ -748,7 +747,7 @@ impl GatewayCtx {
         );
         self.session_opened(&info, opened.session_present);
         let stats = Arc::new(ConnStats::default());
-        let (evict_rx, calls) = self.admit(&info, stats.clone(), conn_id);
+        let calls = self.admit(&info, stats.clone(), conn_id, opened.cell.clone());
         Ok(Admission {
             session: Session {
                 ctx: self.clone(),
@@ -760,7 +759,6 @@ impl GatewayCtx {
                 stats,
             },
             kick: KickWait::new(kick_rx),
-            evict: KickWait::new(evict_rx),
             calls,
         })
     }
@@ -1039,7 +1037,8 @@ mod tests {
             )
             .unwrap();
         let (tx, rx) = oneshot::channel();
-        c.connected(info("g1"), Arc::new(ConnStats::default()), 9, tx);
+        let opened = c.open_session(&"g1".into(), true, 0, SessionLimits::default(), 9, tx);
+        c.connected(info("g1"), Arc::new(ConnStats::default()), 9, opened.cell);
         assert_eq!(c.clients.len(), 1);
         assert_eq!(c.clients.list()[0].clientid, "g1");
         assert!(c.clients.kick("g1", KickReason::Administrative));
@@ -1071,7 +1070,8 @@ mod tests {
                 .recv_pkt
                 .store(1, std::sync::atomic::Ordering::Relaxed);
             let (tx, _rx) = oneshot::channel();
-            c.connected(info("s1"), stats.clone(), 1, tx);
+            let opened = c.open_session(&"s1".into(), true, 0, SessionLimits::default(), 1, tx);
+            c.connected(info("s1"), stats.clone(), 1, opened.cell);
             stats
                 .recv_pkt
                 .store(5, std::sync::atomic::Ordering::Relaxed);
@@ -1084,10 +1084,13 @@ mod tests {
     #[tokio::test]
     async fn a_second_connection_with_the_same_id_discards_the_first() {
         let c = ctx("");
+        let limits = SessionLimits::default();
         let (tx1, rx1) = oneshot::channel();
-        c.connected(info("dup"), Arc::new(ConnStats::default()), 1, tx1);
+        let first = c.open_session(&"dup".into(), false, 60, limits, 1, tx1);
+        c.connected(info("dup"), Arc::new(ConnStats::default()), 1, first.cell);
         let (tx2, _rx2) = oneshot::channel();
-        c.connected(info("dup"), Arc::new(ConnStats::default()), 2, tx2);
+        let second = c.open_session(&"dup".into(), false, 60, limits, 2, tx2);
+        c.connected(info("dup"), Arc::new(ConnStats::default()), 2, second.cell);
         assert_eq!(rx1.await, Ok(KickReason::TakenOver));
         // The first connection's goodbye must not unregister the second.
         assert!(!c.clients.remove("dup", 1));

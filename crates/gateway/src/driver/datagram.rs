@@ -662,7 +662,6 @@ async fn handshake<P: DatagramProtocol>(
     let Admission {
         session,
         kick,
-        evict,
         calls,
     } = match l.ctx.connect(request).await {
         Ok(admission) => admission,
@@ -681,7 +680,6 @@ async fn handshake<P: DatagramProtocol>(
             addr: peer.addr,
             channel,
             kick,
-            evict,
             link: Link::Plain,
             plain: Vec::new(),
         },
@@ -695,7 +693,6 @@ struct PeerDriver<P: DatagramProtocol> {
     addr: SocketAddr,
     channel: <P::Opening as DatagramOpening>::Channel,
     kick: KickWait,
-    evict: KickWait,
     link: Link,
     plain: Vec<Bytes>,
 }
@@ -715,7 +712,6 @@ impl<P: DatagramProtocol> PeerDriver<P> {
             let step = tokio::select! {
                 biased;
                 kicked = self.kick.wait() => Err(CloseReason::Kicked(kicked)),
-                kicked = self.evict.wait() => Err(CloseReason::Kicked(kicked)),
                 d = rx.recv() => match d {
                     None => Err(CloseReason::SockClosed),
                     Some(d) => self.on_datagram(d).await,

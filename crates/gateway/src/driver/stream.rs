@@ -173,7 +173,6 @@ async fn handshake<O: Opening>(
     let Some(Admission {
         session,
         kick,
-        evict,
         calls,
     }) = admission
     else {
@@ -193,7 +192,6 @@ async fn handshake<O: Opening>(
         rbuf,
         channel,
         kick,
-        evict,
         send_timeout,
         write_cut: false,
     };
@@ -255,10 +253,8 @@ struct Driver<C: StreamChannel> {
     stream: Stream,
     rbuf: BytesMut,
     channel: C,
-    /// The broker's kick (takeover, shutdown).
+    /// The kick (takeover, discard, the API, shutdown).
     kick: KickWait,
-    /// The gateway registry's kick (a second connection with this client id, the API).
-    evict: KickWait,
     /// `tcp_options.send_timeout`: how long a write may make no progress.
     send_timeout: Duration,
     /// A write was abandoned half done: nothing more may be written.
@@ -286,7 +282,6 @@ impl<C: StreamChannel> Driver<C> {
             let step = tokio::select! {
                 biased;
                 kicked = self.kick.wait() => Err(CloseReason::Kicked(kicked)),
-                kicked = self.evict.wait() => Err(CloseReason::Kicked(kicked)),
                 read = self.stream.read_buf(&mut self.rbuf) => match read {
                     Ok(0) | Err(_) => Err(CloseReason::SockClosed),
                     Ok(n) => {
@@ -368,14 +363,13 @@ impl<C: StreamChannel> Driver<C> {
             return Err(CloseReason::SockClosed);
         }
         let n = out.len();
-        let (kick, evict) = (&mut self.kick, &mut self.evict);
+        let kick = &mut self.kick;
         let res = self
             .stream
             .send(out, self.send_timeout, || async move {
                 let far = Instant::now() + Duration::from_secs(86400 * 365);
                 tokio::select! {
                     kicked = kick.wait() => CloseReason::Kicked(kicked),
-                    kicked = evict.wait() => CloseReason::Kicked(kicked),
                     _ = tokio::time::sleep_until(silent_until.unwrap_or(far)) => silence,
                 }
             })
