@@ -3,7 +3,9 @@
 //! subscription ids, MQTT-SN topic ids) must do these itself, so they go to its task.
 
 use junction_session::SubOptions;
+use parking_lot::Mutex;
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::oneshot;
 
 /// A subscription as the management API shows it (`topic` is mounted).
@@ -81,4 +83,63 @@ pub enum ClientCall {
         /// The answer.
         reply: oneshot::Sender<Result<(), CallError>>,
     },
+}
+
+/// Calls waiting for a connection's task. The registry puts a call here and wakes the task
+/// through its session's signal, which the task waits on anyway for deliveries: a
+/// connection has no channel of its own to poll for these rare calls.
+#[derive(Debug, Default)]
+pub struct CallBox {
+    pending: AtomicBool,
+    queue: Mutex<Vec<ClientCall>>,
+}
+
+impl CallBox {
+    /// Calls a connection may have waiting; past them a caller is told `timeout`.
+    const CAPACITY: usize = 4;
+
+    /// Leave a call (the caller then wakes the task).
+    pub fn push(&self, call: ClientCall) -> Result<(), CallError> {
+        let mut queue = self.queue.lock();
+        if queue.len() >= Self::CAPACITY {
+            return Err(CallError::Timeout);
+        }
+        queue.push(call);
+        self.pending.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The calls waiting, if any (one relaxed load when there are none).
+    pub fn take(&self) -> Vec<ClientCall> {
+        if !self.pending.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
+        let mut queue = self.queue.lock();
+        self.pending.store(false, Ordering::Relaxed);
+        std::mem::take(&mut *queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_box_holds_four_calls_and_hands_them_over_once() {
+        let calls = CallBox::default();
+        assert!(calls.take().is_empty());
+        let mut replies = Vec::new();
+        for _ in 0..4 {
+            let (tx, rx) = oneshot::channel();
+            replies.push(rx);
+            calls.push(ClientCall::Subscriptions(tx)).unwrap();
+        }
+        let (tx, _rx) = oneshot::channel();
+        assert_eq!(
+            calls.push(ClientCall::Subscriptions(tx)).unwrap_err(),
+            CallError::Timeout
+        );
+        assert_eq!(calls.take().len(), 4);
+        assert!(calls.take().is_empty());
+    }
 }

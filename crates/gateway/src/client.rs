@@ -1,13 +1,12 @@
 //! ClientInfo (reference §1.4) and the per-gateway registry of connected clients.
 
-use crate::call::{CallError, ClientCall};
+use crate::call::{CallBox, CallError, ClientCall};
 use ahash::AHashMap;
 use bytestring::ByteString;
 use junction_broker::{KickReason, SessionCell};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 pub use junction_types::ClientInfo;
 
@@ -54,7 +53,7 @@ pub struct ClientEntry {
     /// a connection waits on one kick only).
     cell: Arc<SessionCell>,
     /// Framework calls into the connection, if the gateway answers them.
-    calls: Option<mpsc::Sender<ClientCall>>,
+    calls: Option<Arc<CallBox>>,
     /// With `enable_stats = false`, the counters as they were at connect (EMQX writes the
     /// stats once then); live counters otherwise.
     frozen: Option<Vec<(&'static str, u64)>>,
@@ -77,7 +76,7 @@ impl ClientRegistry {
         stats: Arc<ConnStats>,
         conn_id: u64,
         cell: Arc<SessionCell>,
-        calls: Option<mpsc::Sender<ClientCall>>,
+        calls: Option<Arc<CallBox>>,
     ) {
         let key = info.clientid.clone();
         let old = self.clients.lock().insert(
@@ -134,10 +133,9 @@ impl ClientRegistry {
         let map = self.clients.lock();
         let entry = map.get(clientid).ok_or(CallError::ClientNotFound)?;
         let calls = entry.calls.as_ref().ok_or(CallError::Unsupported)?;
-        calls.try_send(call).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => CallError::Timeout,
-            mpsc::error::TrySendError::Closed(_) => CallError::ClientNotFound,
-        })
+        calls.push(call)?;
+        entry.cell.wake();
+        Ok(())
     }
 
     /// Number of connected clients (`current_connections`).

@@ -4,7 +4,7 @@
 //! subscribe and report its lifecycle, so mountpoints, client-id namespacing, counters and
 //! `$SYS` events work the same for every protocol.
 
-use crate::call::{CallError, ClientCall, SubscriptionInfo};
+use crate::call::{CallBox, CallError, ClientCall, SubscriptionInfo};
 use crate::client::{ClientInfo, ClientRegistry, ConnStats};
 use crate::driver::{CloseReason, ConnectRequest, Session};
 use crate::metrics::GatewayMetrics;
@@ -24,7 +24,7 @@ use junction_session::{SessionLimits, SubOptions};
 use junction_topic::{ParsedFilter, TopicError};
 use junction_types::{now_ms, Message, MessageProperties, QoS, SharedMessage};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Wait for a connection's answer: 5 s, as EMQX's channel calls.
 async fn answer<T>(rx: oneshot::Receiver<T>) -> Result<T, CallError> {
@@ -116,8 +116,8 @@ pub struct Admission {
     pub session: Session,
     /// The kick (takeover, discard, the API, shutdown).
     pub kick: KickWait,
-    /// Framework calls (management API subscriptions).
-    pub calls: mpsc::Receiver<ClientCall>,
+    /// Framework calls (management API subscriptions), signalled through the session.
+    pub calls: Arc<CallBox>,
 }
 
 /// The connect pipeline refused a client.
@@ -605,7 +605,7 @@ impl GatewayCtx {
         stats: Arc<ConnStats>,
         conn_id: u64,
         cell: Arc<SessionCell>,
-        calls: Option<mpsc::Sender<ClientCall>>,
+        calls: Option<Arc<CallBox>>,
     ) {
         tally!(self, client_connected);
         self.broker.hooks.client_connected.run(&info, &mut ());
@@ -637,18 +637,18 @@ impl GatewayCtx {
 
     /// Admit a client whose connection answers framework calls: register it (its session
     /// for kicks, the call channel), announce it and run `client.connack` with `success`.
-    /// Returns the calls receiver for the connection task.
+    /// Returns where the connection task finds its calls.
     pub fn admit(
         &self,
         info: &ClientInfo,
         stats: Arc<ConnStats>,
         conn_id: u64,
         cell: Arc<SessionCell>,
-    ) -> mpsc::Receiver<ClientCall> {
-        let (calls_tx, calls_rx) = mpsc::channel(4);
-        self.connected_with_calls(info.clone(), stats, conn_id, cell, Some(calls_tx));
+    ) -> Arc<CallBox> {
+        let calls = Arc::new(CallBox::default());
+        self.connected_with_calls(info.clone(), stats, conn_id, cell, Some(calls.clone()));
         self.connack(info, "success");
-        calls_rx
+        calls
     }
 
     /// A client's subscriptions (mounted topics), asked of its connection.

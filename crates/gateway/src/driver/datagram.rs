@@ -12,7 +12,7 @@
 
 use super::dtls::{self, Accept};
 use super::{CloseReason, ConnectRequest, Session};
-use crate::call::ClientCall;
+use crate::call::{CallBox, ClientCall};
 use crate::ctx::{Admission, GatewayCtx};
 use bytes::Bytes;
 use junction_broker::{KickWait, Will};
@@ -588,7 +588,7 @@ async fn handshake<P: DatagramProtocol>(
     mut peer: Peer,
     rx: &mut mpsc::Receiver<Bytes>,
     link: &mut Link,
-) -> Option<(PeerDriver<P>, mpsc::Receiver<ClientCall>)> {
+) -> Option<(PeerDriver<P>, Arc<CallBox>)> {
     let idle = l.ctx.settings().idle_timeout;
     let idle = if idle.is_zero() {
         DEFAULT_IDLE_TIMEOUT
@@ -698,11 +698,7 @@ struct PeerDriver<P: DatagramProtocol> {
 }
 
 impl<P: DatagramProtocol> PeerDriver<P> {
-    async fn run(
-        &mut self,
-        rx: &mut mpsc::Receiver<Bytes>,
-        mut calls: mpsc::Receiver<ClientCall>,
-    ) -> CloseReason {
+    async fn run(&mut self, rx: &mut mpsc::Receiver<Bytes>, calls: Arc<CallBox>) -> CloseReason {
         self.flush().await;
         let far = || Instant::now() + Duration::from_secs(86400 * 365);
         let timer = tokio::time::sleep_until(self.channel.next_timer().unwrap_or_else(far));
@@ -716,10 +712,11 @@ impl<P: DatagramProtocol> PeerDriver<P> {
                     None => Err(CloseReason::SockClosed),
                     Some(d) => self.on_datagram(d).await,
                 },
-                _ = self.channel.session().cell.notified() => self.channel.on_deliveries(Instant::now()),
-                Some(call) = calls.recv() => {
-                    self.channel.on_call(call);
-                    Ok(())
+                _ = self.channel.session().cell.notified() => {
+                    for call in calls.take() {
+                        self.channel.on_call(call);
+                    }
+                    self.channel.on_deliveries(Instant::now())
                 }
                 _ = &mut timer => {
                     fired = true;

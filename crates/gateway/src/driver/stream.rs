@@ -2,7 +2,7 @@
 //! [`Opening`] (the handshake) and [`StreamChannel`] (the connected state machine).
 
 use super::{CloseReason, ConnectRequest, Session};
-use crate::call::ClientCall;
+use crate::call::{CallBox, ClientCall};
 use crate::ctx::{Admission, GatewayCtx};
 use bytes::BytesMut;
 use junction_broker::{KickWait, Will};
@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Used when a gateway's `idle_timeout` is 0.
@@ -143,7 +142,7 @@ async fn handshake<O: Opening>(
     peer: Peer,
     mut opening: O,
     send_timeout: Duration,
-) -> Option<(Driver<O::Channel>, mpsc::Receiver<ClientCall>)> {
+) -> Option<(Driver<O::Channel>, Arc<CallBox>)> {
     let mut rbuf = BytesMut::new();
     let mut opening_bytes = 0;
     let request = read_opening(
@@ -263,7 +262,7 @@ struct Driver<C: StreamChannel> {
 
 impl<C: StreamChannel> Driver<C> {
     /// The connection's loop, until something ends it.
-    async fn run(&mut self, mut calls: mpsc::Receiver<ClientCall>) -> CloseReason {
+    async fn run(&mut self, calls: Arc<CallBox>) -> CloseReason {
         // The acceptance, and frames that arrived together with the opening one.
         let now = Instant::now();
         if let Err(reason) = self.channel.on_input(&mut self.rbuf, now) {
@@ -289,10 +288,11 @@ impl<C: StreamChannel> Driver<C> {
                         self.channel.on_input(&mut self.rbuf, Instant::now())
                     }
                 },
-                _ = self.channel.session().cell.notified() => self.channel.on_deliveries(Instant::now()),
-                Some(call) = calls.recv() => {
-                    self.channel.on_call(call);
-                    Ok(())
+                _ = self.channel.session().cell.notified() => {
+                    for call in calls.take() {
+                        self.channel.on_call(call);
+                    }
+                    self.channel.on_deliveries(Instant::now())
                 }
                 _ = &mut timer => {
                     fired = true;
