@@ -2,6 +2,8 @@
 //! `junction_gateway` alone (its config section, its channel on the stream driver), is
 //! registered with one line and serves real connections.
 //!
+//! MQTT itself runs on the same framework: see `mqtt_clients_are_framework_clients`.
+//!
 //! The protocol: `CONNECT <clientid> [<password>]` answered `OK` or `ERR <reason>`, then
 //! `PUB <topic> <payload>`, `SUB <filter>` (deliveries come as `MSG <topic> <payload>`)
 //! and `BYE`. One line per frame, at most 1 KiB.
@@ -357,4 +359,63 @@ async fn a_gateway_registered_with_one_line_serves_real_connections() {
     eventually("the client is gone", || ctx.clients.is_empty()).await;
     assert_eq!(ctx.metrics.get("client.disconnected"), 1);
     server.shutdown().await;
+}
+
+/// MQTT runs on the same framework as the gateways: its clients are in the MQTT
+/// listeners' registry, the management calls (list, add, remove subscriptions) reach
+/// their connections, and a kick through the registry ends one with DISCONNECT 0x98.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_clients_are_framework_clients() {
+    use junction_gateway::CallError;
+
+    let s = TestServer::start().await;
+    let ctx = s.server.as_ref().expect("running").mqtt().clone();
+    let mut c = v5::simple(s.tcp, "fw-1").await;
+    c.subscribe("a/+", v5::QoS::AtLeastOnce).await;
+    assert!(ctx.clients.list().iter().any(|i| i.clientid == "fw-1"));
+    let subs = ctx.subscriptions("fw-1").await.unwrap();
+    assert_eq!(subs.len(), 1);
+    assert_eq!((subs[0].topic.as_str(), subs[0].qos), ("a/+", 1));
+
+    // A subscription added by the API delivers, and is gone once removed.
+    ctx.add_subscription("fw-1", "b/c", SubOptions::default(), None)
+        .await
+        .unwrap();
+    let publisher = v5::simple(s.tcp, "fw-pub").await;
+    publisher
+        .client
+        .publish("b/c", v5::QoS::AtMostOnce, false, "x")
+        .await
+        .unwrap();
+    assert_eq!(&c.publish_in().await.topic[..], b"b/c");
+    ctx.remove_subscription("fw-1", "b/c").await.unwrap();
+    assert_eq!(
+        ctx.remove_subscription("fw-1", "b/c").await.unwrap_err(),
+        CallError::NoSuchSubscription
+    );
+    assert_eq!(ctx.subscriptions("fw-1").await.unwrap().len(), 1);
+
+    // The registry's kick is the broker's: DISCONNECT 0x98 "administrative action".
+    let (mut raw, _) = Raw::open(
+        s.tcp,
+        junction_codec_mqtt::ProtocolVersion::V5,
+        "fw-1",
+        true,
+    )
+    .await;
+    assert!(ctx
+        .clients
+        .kick("fw-1", junction_broker::KickReason::Administrative));
+    match raw.recv().await {
+        Some(junction_codec_mqtt::Packet::Disconnect(d)) => assert_eq!(d.reason_code, 0x98),
+        other => panic!("expected DISCONNECT 0x98, got {other:?}"),
+    }
+    eventually("the client is unregistered", || {
+        !ctx.clients.list().iter().any(|i| i.clientid == "fw-1")
+    })
+    .await;
+    assert_eq!(
+        ctx.subscriptions("fw-1").await.unwrap_err(),
+        CallError::ClientNotFound
+    );
 }
