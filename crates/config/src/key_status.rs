@@ -81,8 +81,18 @@ pub const KEY_STATUS: &[(&str, KeyStatus)] = &[
     ("broker.enable_session_registry", U("false")),
     ("log.console.enable", H("test_log_console_level_and_enable")),
     ("log.console.level", H("test_log_console_level_and_enable")),
-    ("dashboard.listeners.http.enable", U("true")),
-    ("dashboard.listeners.http.bind", U("18084")),
+    (
+        "dashboard.listeners.http.enable",
+        H("test_api_lists_and_kicks_clients_of_every_protocol"),
+    ),
+    (
+        "dashboard.listeners.http.bind",
+        H("test_api_lists_and_kicks_clients_of_every_protocol"),
+    ),
+    (
+        "api_key.bootstrap_file",
+        H("test_api_lists_and_kicks_clients_of_every_protocol"),
+    ),
     (
         "durable_sessions.commit_interval",
         H("retained_messages_are_committed_within_the_commit_interval"),

@@ -42,9 +42,9 @@ pub use listener::{
 };
 pub use mqtt::{MqttConfig, MqueueDefaultPriority, PeerCertAs, SharedSubscriptionStrategy};
 pub use sections::{
-    AuthorizationConfig, AuthzCache, AuthzVerdict, BrokerConfig, ConsoleLog, DashboardConfig,
-    DashboardHttpListener, DashboardListeners, DenyAction, DurableSessionsConfig, LogConfig,
-    LogLevel, NodeConfig, PskAuthentication, SysEventMessages, SysTopicsConfig,
+    ApiKeyConfig, AuthorizationConfig, AuthzCache, AuthzVerdict, BrokerConfig, ConsoleLog,
+    DashboardConfig, DashboardHttpListener, DashboardListeners, DenyAction, DurableSessionsConfig,
+    LogConfig, LogLevel, NodeConfig, PskAuthentication, SysEventMessages, SysTopicsConfig,
 };
 pub use units::{Bind, ByteSize, Duration};
 pub use unsupported::not_supported;
@@ -73,6 +73,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Dashboard / management API, `dashboard { … }`.
     pub dashboard: DashboardConfig,
+    /// Management API keys, `api_key { … }`.
+    pub api_key: ApiKeyConfig,
     /// Protocol gateways, `gateway.<name> { … }`, as written: each gateway crate reads
     /// its own section ([`Gateways::section`]).
     #[serde(skip)]

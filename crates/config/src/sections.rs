@@ -228,8 +228,8 @@ pub struct DashboardListeners {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DashboardHttpListener {
-    /// Whether the HTTP listener is started. The management API is not built yet: `true`
-    /// is refused ("not supported yet"). Default `false`.
+    /// Whether the HTTP listener (the management API, `/api/v5`) is started. Default
+    /// `true`, as EMQX.
     pub enable: bool,
     /// Address to listen on: a port or `"ip:port"`. Default `18083` (`0.0.0.0:18083`).
     pub bind: Bind,
@@ -238,10 +238,19 @@ pub struct DashboardHttpListener {
 impl Default for DashboardHttpListener {
     fn default() -> Self {
         DashboardHttpListener {
-            enable: false,
+            enable: true,
             bind: Bind::any(18083),
         }
     }
+}
+
+/// `api_key { … }`: keys for the management API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A file of `key:secret[:role]` lines (role `administrator`, the default, or
+    /// `viewer`), read at start. Empty: none.
+    pub bootstrap_file: String,
 }
 
 /// `authorization { … }` (EMQX's keys): the central authorization sources. The sources

@@ -98,6 +98,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "sys_topics",
     "log",
     "dashboard",
+    "api_key",
     "gateway",
     "psk_authentication",
 ];

@@ -70,17 +70,6 @@ pub(crate) fn refuse(config: &Config) -> Result<(), ConfigError> {
             "client certificates are verified but not read",
         )?;
     }
-    let http = &config.dashboard.listeners.http;
-    check(
-        http.enable,
-        "dashboard.listeners.http.enable",
-        "the management API and dashboard are not built yet",
-    )?;
-    check(
-        http.bind != crate::sections::DashboardHttpListener::default().bind,
-        "dashboard.listeners.http.bind",
-        "the management API and dashboard are not built yet",
-    )?;
     refuse_authorization(config)?;
     refuse_psk(config)?;
     for (kind, name, l) in config.listeners.iter() {

@@ -95,8 +95,10 @@ impl MqttChannel {
         self.codec.version.is_v5()
     }
 
-    /// The accepted CONNACK, then what the session had waiting (resume).
+    /// The accepted CONNACK, then what the session had waiting (resume). The CONNECT it
+    /// answers is the connection's first packet received.
     pub(crate) fn connack(&mut self, session_present: bool, properties: ConnAckProperties) {
+        inc(&self.session.stats.recv_pkt);
         self.write_packet(&Packet::ConnAck(ConnAck {
             session_present,
             reason_code: reason::SUCCESS,

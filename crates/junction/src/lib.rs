@@ -36,7 +36,9 @@ pub struct Server {
     durable: Durable,
     listeners: Vec<ListenerHandle>,
     /// The gateways this server runs.
-    gateways: Registry,
+    gateways: Arc<Registry>,
+    /// The management API, when `dashboard.listeners.http` is enabled.
+    api: Option<junction_api::ApiHandle>,
 }
 
 impl Server {
@@ -114,9 +116,12 @@ impl Server {
             gateway_env,
             durable,
             listeners,
-            gateways,
+            gateways: Arc::new(gateways),
+            api: None,
         };
         server.gateways.apply(&server.gateway_env, config).await?;
+        let mut server = server;
+        server.api = start_api(config, &server).await?;
         Ok(server)
     }
 
@@ -158,6 +163,9 @@ impl Server {
             .map(|l| (l.id.clone(), l.local_addr))
             .collect();
         all.extend(self.gateways.listeners());
+        if let Some(api) = &self.api {
+            all.push(("dashboard:http".to_string(), api.local_addr));
+        }
         all
     }
 
@@ -180,6 +188,9 @@ impl Server {
 
     /// Stop accepting and disconnect every client (5.0 clients get reason 0x8B).
     pub async fn shutdown(self) {
+        if let Some(api) = self.api {
+            api.shutdown().await;
+        }
         for l in &self.listeners {
             l.stop();
         }
@@ -195,6 +206,39 @@ impl Server {
         // The last flush: sessions as their connections left them.
         self.durable.stop();
     }
+}
+
+/// The management API on `dashboard.listeners.http`, with the keys of
+/// `api_key.bootstrap_file`.
+async fn start_api(
+    config: &Config,
+    server: &Server,
+) -> anyhow::Result<Option<junction_api::ApiHandle>> {
+    let http = &config.dashboard.listeners.http;
+    if !http.enable {
+        return Ok(None);
+    }
+    let path = &config.api_key.bootstrap_file;
+    let keys = if path.is_empty() {
+        junction_api::auth::ApiKeys::default()
+    } else {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("api_key.bootstrap_file: {path}"))?;
+        junction_api::auth::ApiKeys::parse(&text)
+            .map_err(|e| anyhow::anyhow!("api_key.bootstrap_file: {path}: {e}"))?
+    };
+    let state = junction_api::ApiState {
+        keys,
+        mqtt: server.mqtt.clone(),
+        gateways: server.gateways.clone(),
+        node: server.broker.settings.node_name.clone(),
+    };
+    let addr = http.bind.addr();
+    let handle = junction_api::start(addr, state)
+        .await
+        .with_context(|| format!("dashboard.listeners.http.bind: {addr}"))?;
+    tracing::info!(addr = %handle.local_addr, "management API listening");
+    Ok(Some(handle))
 }
 
 /// `psk_authentication`: the identities of `init_file`, or `None` when PSK is off.

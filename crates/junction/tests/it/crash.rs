@@ -35,6 +35,7 @@ impl Proc {
                  listeners.ws.default.enable = false\n\
                  gateway.stomp.enable = false\n\
                  gateway.mqttsn.enable = false\n\
+                 dashboard.listeners.http.bind = \"127.0.0.1:0\"\n\
                  mqtt.max_mqueue_len = 50000\n\
                  {extra}\n",
                 dir.join("data").display()

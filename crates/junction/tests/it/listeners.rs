@@ -204,12 +204,15 @@ async fn junction_start_without_config_serves_mqtt_and_creates_data_dir() {
                 "JUNCTION_GATEWAY__MQTTSN__LISTENERS__UDP__DEFAULT__BIND",
                 "127.0.0.1:0",
             ),
+            ("JUNCTION_DASHBOARD__LISTENERS__HTTP__BIND", "127.0.0.1:0"),
         ],
     );
     assert!(lines.iter().any(|l| l.contains("started")), "{lines:?}");
     let tcp = listener_addr(&lines, "tcp:default");
     listener_addr(&lines, "ws:default");
     listener_addr(&lines, "stomp:tcp:default");
+    // The management API is on by default, as EMQX's.
+    listener_addr(&lines, "dashboard:http");
     assert!(dir.path().join("data").is_dir(), "data under ./data");
     let mut sub = v5::simple(tcp, "bin-sub").await;
     sub.subscribe("bin/t", v5::QoS::AtLeastOnce).await;

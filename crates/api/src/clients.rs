@@ -1,0 +1,264 @@
+//! Clients: `/clients` (MQTT) and `/gateways/{name}/clients`, reference §2.5.
+
+use crate::error::ApiError;
+use crate::time::rfc3339_ms;
+use crate::ApiState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use junction_broker::KickReason;
+use junction_gateway::{CallError, ClientInfo, GatewayCtx};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The query of a client list. Unknown parameters are refused by name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    page: Option<String>,
+    limit: Option<String>,
+    node: Option<String>,
+    clientid: Option<String>,
+    username: Option<String>,
+    ip_address: Option<String>,
+    conn_state: Option<String>,
+    proto_ver: Option<String>,
+    clean_start: Option<bool>,
+    like_clientid: Option<String>,
+    like_username: Option<String>,
+    gte_connected_at: Option<u64>,
+    lte_connected_at: Option<u64>,
+}
+
+impl ListQuery {
+    /// True if any filter is given (EMQX then leaves `count` out of `meta`).
+    fn filtered(&self) -> bool {
+        self.node.is_some()
+            || self.clientid.is_some()
+            || self.username.is_some()
+            || self.ip_address.is_some()
+            || self.conn_state.is_some()
+            || self.proto_ver.is_some()
+            || self.clean_start.is_some()
+            || self.like_clientid.is_some()
+            || self.like_username.is_some()
+            || self.gte_connected_at.is_some()
+            || self.lte_connected_at.is_some()
+    }
+
+    fn matches(&self, node: &str, c: &ClientInfo) -> bool {
+        let user = c.username.as_deref();
+        self.node.as_deref().is_none_or(|n| n == node)
+            && self.clientid.as_deref().is_none_or(|id| id == &*c.clientid)
+            && self.username.as_deref().is_none_or(|u| Some(u) == user)
+            && self
+                .ip_address
+                .as_deref()
+                .is_none_or(|ip| ip == c.peername.ip().to_string())
+            // Every listed client is connected.
+            && self.conn_state.as_deref().is_none_or(|s| s == "connected")
+            && self.proto_ver.as_deref().is_none_or(|v| v == c.proto_ver)
+            && self.clean_start.is_none_or(|b| b == c.clean_start)
+            && self
+                .like_clientid
+                .as_deref()
+                .is_none_or(|s| c.clientid.contains(s))
+            && self
+                .like_username
+                .as_deref()
+                .is_none_or(|s| user.is_some_and(|u| u.contains(s)))
+            && self.gte_connected_at.is_none_or(|t| c.connected_at >= t)
+            && self.lte_connected_at.is_none_or(|t| c.connected_at <= t)
+    }
+
+    /// `page` (from 1) and `limit` (1 to 10,000; 100 by default), or EMQX's 400.
+    fn paging(&self) -> Result<(usize, usize), ApiError> {
+        let parse = |v: &Option<String>, default: usize| match v {
+            None => Ok(default),
+            Some(s) => s.parse::<usize>().map_err(|_| ()),
+        };
+        match (parse(&self.page, 1), parse(&self.limit, 100)) {
+            (Ok(page), Ok(limit)) if page >= 1 && (1..=10_000).contains(&limit) => {
+                Ok((page, limit))
+            }
+            _ => Err(ApiError::invalid_parameter("page_limit_invalid")),
+        }
+    }
+}
+
+/// A client as EMQX's API shows it.
+fn client_json(node: &str, ctx: &GatewayCtx, info: &ClientInfo, stats: &[(&str, u64)]) -> Value {
+    let stat = |name: &str| {
+        stats
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    let proto_name = match ctx.protocol {
+        "mqtt" => "MQTT".to_string(),
+        "stomp" => "STOMP".to_string(),
+        "mqtt-sn" => "MQTT-SN".to_string(),
+        other => other.to_string(),
+    };
+    json!({
+        "node": node,
+        "clientid": info.clientid,
+        "username": info.username,
+        "mountpoint": if info.mountpoint.is_empty() { Value::Null } else { Value::from(info.mountpoint.clone()) },
+        "proto_name": proto_name,
+        "proto_ver": info.proto_ver,
+        "ip_address": info.peername.ip().to_string(),
+        "port": info.peername.port(),
+        "is_bridge": false,
+        "is_superuser": info.is_superuser,
+        "listener": &*info.listener,
+        "connected": true,
+        "connected_at": rfc3339_ms(info.connected_at),
+        "disconnected_at": Value::Null,
+        "created_at": rfc3339_ms(info.connected_at),
+        "keepalive": info.keepalive,
+        "clean_start": info.clean_start,
+        "expiry_interval": info.expiry_interval,
+        "recv_oct": stat("recv_oct"),
+        "recv_cnt": stat("recv_pkt"),
+        "recv_pkt": stat("recv_pkt"),
+        "recv_msg": stat("recv_msg"),
+        "send_oct": stat("send_oct"),
+        "send_cnt": stat("send_pkt"),
+        "send_pkt": stat("send_pkt"),
+        "send_msg": stat("send_msg"),
+    })
+}
+
+/// The context of gateway `name`: 400 for a name no gateway has, 404 when not loaded.
+async fn gateway(state: &ApiState, name: &str) -> Result<Arc<GatewayCtx>, ApiError> {
+    if let Some(ctx) = state.gateways.gateway(name).await {
+        return Ok(ctx);
+    }
+    if state.gateways.names().any(|n| n == name) {
+        Err(ApiError::not_found("Gateway not loaded"))
+    } else {
+        Err(ApiError::bad_request(format!("unknown gateway `{name}`")))
+    }
+}
+
+fn list_of(state: &ApiState, ctx: &GatewayCtx, q: &ListQuery) -> Result<Json<Value>, ApiError> {
+    let (page, limit) = q.paging()?;
+    // The registry lists by client id: pages are stable while clients come and go.
+    let all: Vec<ClientInfo> = ctx
+        .clients
+        .list()
+        .into_iter()
+        .filter(|c| q.matches(&state.node, c))
+        .collect();
+    let start = (page - 1).saturating_mul(limit);
+    let data: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|c| {
+            let stats = ctx
+                .clients
+                .lookup(&c.clientid)
+                .map(|(_, s)| s)
+                .unwrap_or_default();
+            client_json(&state.node, ctx, c, &stats)
+        })
+        .collect();
+    let mut meta = json!({
+        "page": page,
+        "limit": limit,
+        "hasnext": start.saturating_add(limit) < all.len(),
+    });
+    if !q.filtered() {
+        meta["count"] = Value::from(all.len());
+    }
+    Ok(Json(json!({ "data": data, "meta": meta })))
+}
+
+fn get_of(state: &ApiState, ctx: &GatewayCtx, clientid: &str) -> Result<Json<Value>, ApiError> {
+    match ctx.clients.lookup(clientid) {
+        Some((info, stats)) => Ok(Json(client_json(&state.node, ctx, &info, &stats))),
+        None => Err(ApiError::not_found("Client not found")),
+    }
+}
+
+fn kick_of(ctx: &GatewayCtx, clientid: &str) -> Result<StatusCode, ApiError> {
+    if ctx.clients.kick(clientid, KickReason::Administrative) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("Client not found"))
+    }
+}
+
+async fn subscriptions_of(ctx: &GatewayCtx, clientid: &str) -> Result<Json<Value>, ApiError> {
+    match ctx.subscriptions(clientid).await {
+        Ok(subs) => Ok(Json(serde_json::to_value(subs).unwrap_or_default())),
+        Err(CallError::ClientNotFound) => Err(ApiError::not_found("client process not found")),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "get subscriptions failed: {e}"
+        ))),
+    }
+}
+
+pub(crate) async fn list(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = gateway(&state, &name).await?;
+    list_of(&state, &ctx, &q)
+}
+
+pub(crate) async fn get(
+    State(state): State<Arc<ApiState>>,
+    Path((name, clientid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = gateway(&state, &name).await?;
+    get_of(&state, &ctx, &clientid)
+}
+
+pub(crate) async fn kick(
+    State(state): State<Arc<ApiState>>,
+    Path((name, clientid)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = gateway(&state, &name).await?;
+    kick_of(&ctx, &clientid)
+}
+
+pub(crate) async fn subscriptions(
+    State(state): State<Arc<ApiState>>,
+    Path((name, clientid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = gateway(&state, &name).await?;
+    subscriptions_of(&ctx, &clientid).await
+}
+
+pub(crate) async fn list_mqtt(
+    State(state): State<Arc<ApiState>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    list_of(&state, &state.mqtt, &q)
+}
+
+pub(crate) async fn get_mqtt(
+    State(state): State<Arc<ApiState>>,
+    Path(clientid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    get_of(&state, &state.mqtt, &clientid)
+}
+
+pub(crate) async fn kick_mqtt(
+    State(state): State<Arc<ApiState>>,
+    Path(clientid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    kick_of(&state.mqtt, &clientid)
+}
+
+pub(crate) async fn subscriptions_mqtt(
+    State(state): State<Arc<ApiState>>,
+    Path(clientid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    subscriptions_of(&state.mqtt, &clientid).await
+}

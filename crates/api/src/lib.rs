@@ -1,0 +1,119 @@
+//! Junction's management HTTP API: EMQX's `/api/v5` paths, JSON shapes and error codes,
+//! on `dashboard.listeners.http`, behind API keys (HTTP Basic, see [`auth`]).
+//!
+//! Served so far: the clients of MQTT (`/clients`) and of every gateway
+//! (`/gateways/{name}/clients`): list with filters and pages, look up, kick, and list a
+//! client's subscriptions.
+
+pub mod auth;
+mod clients;
+pub mod error;
+mod time;
+
+use auth::ApiKeys;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use error::ApiError;
+use junction_gateway::{GatewayCtx, Registry};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// What the API reads and acts on.
+pub struct ApiState {
+    /// The accepted API keys.
+    pub keys: ApiKeys,
+    /// The MQTT listeners' context.
+    pub mqtt: Arc<GatewayCtx>,
+    /// The gateways.
+    pub gateways: Arc<Registry>,
+    /// This node's name (`node` in client objects).
+    pub node: String,
+}
+
+/// The running API listener.
+#[derive(Debug)]
+pub struct ApiHandle {
+    /// The bound address.
+    pub local_addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl ApiHandle {
+    /// Stop accepting and finish the requests in progress.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// The `/api/v5` routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let api = Router::new()
+        .route("/clients", get(clients::list_mqtt))
+        .route(
+            "/clients/{clientid}",
+            get(clients::get_mqtt).delete(clients::kick_mqtt),
+        )
+        .route(
+            "/clients/{clientid}/subscriptions",
+            get(clients::subscriptions_mqtt),
+        )
+        .route("/gateways/{name}/clients", get(clients::list))
+        .route(
+            "/gateways/{name}/clients/{clientid}",
+            get(clients::get).delete(clients::kick),
+        )
+        .route(
+            "/gateways/{name}/clients/{clientid}/subscriptions",
+            get(clients::subscriptions),
+        )
+        .fallback(|| async { ApiError::not_found("Request path not found") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+        .with_state(state);
+    Router::new().nest("/api/v5", api)
+}
+
+/// Every request carries an API key; a viewer key only reads.
+async fn authenticate(
+    State(state): State<Arc<ApiState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let role = state.keys.check(request.headers())?;
+    if !ApiKeys::allows(role, request.method()) {
+        return Err(ApiError::forbidden_role());
+    }
+    Ok(next.run(request).await)
+}
+
+/// Listen on `bind` and serve the API.
+pub async fn start(bind: SocketAddr, state: ApiState) -> anyhow::Result<ApiHandle> {
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let local_addr = listener.local_addr()?;
+    let app = router(Arc::new(state));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "management API stopped");
+        }
+    });
+    Ok(ApiHandle {
+        local_addr,
+        stop,
+        task,
+    })
+}
