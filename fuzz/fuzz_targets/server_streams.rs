@@ -84,6 +84,7 @@ fn harness() -> &'static Harness {
              listeners.ws.default.enable = false\n\
              gateway.stomp.listeners.tcp.default.bind = \"127.0.0.1:0\"\n\
              gateway.mqttsn.listeners.udp.default.bind = \"127.0.0.1:0\"\n\
+             dashboard.listeners.http.enable = false\n\
              sys_topics.sys_msg_interval = disabled\n\
              sys_topics.sys_heartbeat_interval = disabled\n\
              node.data_dir = \"{}\"\n",
