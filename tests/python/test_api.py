@@ -137,3 +137,39 @@ def test_the_api_can_be_turned_off(tmp_path):
         assert "dashboard:http" not in b.listeners
     finally:
         b.stop()
+
+
+def test_the_api_serves_at_most_max_connections_at_once(tmp_path):
+    import socket
+
+    keys = tmp_path / "api_keys.txt"
+    keys.write_text(f"{ADMIN[0]}:{ADMIN[1]}\n")
+    b = start_broker(
+        tmp_path / "b",
+        config=(
+            f'api_key.bootstrap_file = "{keys}"\n'
+            "dashboard.listeners.http.max_connections = 1\n"
+        ),
+        ws=False,
+    )
+    try:
+        port = b.port("dashboard:http")
+        api = f"http://{HOST}:{port}/api/v5/clients"
+        assert requests.get(api, auth=ADMIN, timeout=TIMEOUT).status_code == 200
+        # An idle connection takes the one slot: the next request is not served...
+        idle = socket.create_connection((HOST, port), timeout=TIMEOUT)
+        eventually("the idle connection holds the slot", lambda: _times_out(api))
+        # ...until the idle one goes.
+        idle.close()
+        assert requests.get(api, auth=ADMIN, timeout=TIMEOUT).status_code == 200
+        b.assert_alive()
+    finally:
+        b.stop()
+
+
+def _times_out(url: str) -> bool:
+    try:
+        requests.get(url, auth=ADMIN, timeout=0.5)
+    except requests.exceptions.ReadTimeout:
+        return True
+    return False

@@ -8,6 +8,7 @@
 pub mod auth;
 mod clients;
 pub mod error;
+mod listener;
 mod time;
 
 use auth::ApiKeys;
@@ -95,10 +96,15 @@ async fn authenticate(
     Ok(next.run(request).await)
 }
 
-/// Listen on `bind` and serve the API.
-pub async fn start(bind: SocketAddr, state: ApiState) -> anyhow::Result<ApiHandle> {
+/// Listen on `bind` and serve the API to at most `max_connections` connections at once.
+pub async fn start(
+    bind: SocketAddr,
+    max_connections: usize,
+    state: ApiState,
+) -> anyhow::Result<ApiHandle> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let local_addr = listener.local_addr()?;
+    let listener = listener::Bounded::new(listener, max_connections);
     let app = router(Arc::new(state));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

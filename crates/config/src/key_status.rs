@@ -90,6 +90,10 @@ pub const KEY_STATUS: &[(&str, KeyStatus)] = &[
         H("test_api_lists_and_kicks_clients_of_every_protocol"),
     ),
     (
+        "dashboard.listeners.http.max_connections",
+        H("test_the_api_serves_at_most_max_connections_at_once"),
+    ),
+    (
         "api_key.bootstrap_file",
         H("test_api_lists_and_kicks_clients_of_every_protocol"),
     ),

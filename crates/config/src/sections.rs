@@ -233,6 +233,8 @@ pub struct DashboardHttpListener {
     pub enable: bool,
     /// Address to listen on: a port or `"ip:port"`. Default `18083` (`0.0.0.0:18083`).
     pub bind: Bind,
+    /// Connections served at once; more wait in the backlog. Default 512.
+    pub max_connections: u32,
 }
 
 impl Default for DashboardHttpListener {
@@ -240,6 +242,7 @@ impl Default for DashboardHttpListener {
         DashboardHttpListener {
             enable: true,
             bind: Bind::any(18083),
+            max_connections: 512,
         }
     }
 }

@@ -234,7 +234,7 @@ async fn start_api(
         node: server.broker.settings.node_name.clone(),
     };
     let addr = http.bind.addr();
-    let handle = junction_api::start(addr, state)
+    let handle = junction_api::start(addr, http.max_connections as usize, state)
         .await
         .with_context(|| format!("dashboard.listeners.http.bind: {addr}"))?;
     tracing::info!(addr = %handle.local_addr, "management API listening");
