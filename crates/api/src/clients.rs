@@ -1,9 +1,10 @@
 //! Clients: `/clients` (MQTT) and `/gateways/{name}/clients`, reference §2.5.
 
 use crate::error::ApiError;
+use crate::extract::Q;
 use crate::time::rfc3339_ms;
 use crate::ApiState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use junction_broker::KickReason;
@@ -133,10 +134,10 @@ fn client_json(node: &str, ctx: &GatewayCtx, info: &ClientInfo, stats: &[(&str, 
 
 /// The context of gateway `name`: 400 for a name no gateway has, 404 when not loaded.
 async fn gateway(state: &ApiState, name: &str) -> Result<Arc<GatewayCtx>, ApiError> {
-    if let Some(ctx) = state.gateways.gateway(name).await {
+    if let Some(ctx) = state.gateways.registry().gateway(name).await {
         return Ok(ctx);
     }
-    if state.gateways.names().any(|n| n == name) {
+    if state.gateways.registry().names().any(|n| n == name) {
         Err(ApiError::not_found("Gateway not loaded"))
     } else {
         Err(ApiError::bad_request(format!("unknown gateway `{name}`")))
@@ -205,7 +206,7 @@ async fn subscriptions_of(ctx: &GatewayCtx, clientid: &str) -> Result<Json<Value
 pub(crate) async fn list(
     State(state): State<Arc<ApiState>>,
     Path(name): Path<String>,
-    Query(q): Query<ListQuery>,
+    Q(q): Q<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = gateway(&state, &name).await?;
     list_of(&state, &ctx, &q)
@@ -237,7 +238,7 @@ pub(crate) async fn subscriptions(
 
 pub(crate) async fn list_mqtt(
     State(state): State<Arc<ApiState>>,
-    Query(q): Query<ListQuery>,
+    Q(q): Q<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     list_of(&state, &state.mqtt, &q)
 }

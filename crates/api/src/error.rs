@@ -31,6 +31,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
     }
 
+    /// 500 `UNKNOWN_ERROR`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN_ERROR", message)
+    }
+
     /// 401 `BAD_API_KEY_OR_SECRET`.
     pub fn unauthorized() -> Self {
         Self::new(

@@ -1,13 +1,16 @@
 //! Junction's management HTTP API: EMQX's `/api/v5` paths, JSON shapes and error codes,
 //! on `dashboard.listeners.http`, behind API keys (HTTP Basic, see [`auth`]).
 //!
-//! Served so far: the clients of MQTT (`/clients`) and of every gateway
-//! (`/gateways/{name}/clients`): list with filters and pages, look up, kick, and list a
-//! client's subscriptions.
+//! Served so far: the gateways and their listeners (`/gateways`, changed at run time and
+//! kept, see [`junction_gateway::GatewayAdmin`]), and the clients of MQTT (`/clients`) and
+//! of every gateway (`/gateways/{name}/clients`): list with filters and pages, look up,
+//! kick, and list a client's subscriptions.
 
 pub mod auth;
 mod clients;
 pub mod error;
+mod extract;
+mod gateways;
 mod listener;
 mod time;
 
@@ -15,10 +18,10 @@ use auth::ApiKeys;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::Router;
 use error::ApiError;
-use junction_gateway::{GatewayCtx, Registry};
+use junction_gateway::{GatewayAdmin, GatewayCtx};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -31,7 +34,7 @@ pub struct ApiState {
     /// The MQTT listeners' context.
     pub mqtt: Arc<GatewayCtx>,
     /// The gateways.
-    pub gateways: Arc<Registry>,
+    pub gateways: Arc<GatewayAdmin>,
     /// This node's name (`node` in client objects).
     pub node: String,
 }
@@ -64,6 +67,19 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(
             "/clients/{clientid}/subscriptions",
             get(clients::subscriptions_mqtt),
+        )
+        .route("/gateways", get(gateways::list).post(gateways::post))
+        .route("/gateways/{name}", get(gateways::get).put(gateways::put))
+        .route("/gateways/{name}/enable/{enable}", put(gateways::enable))
+        .route(
+            "/gateways/{name}/listeners",
+            get(gateways::listeners).post(gateways::add_listener),
+        )
+        .route(
+            "/gateways/{name}/listeners/{id}",
+            get(gateways::get_listener)
+                .put(gateways::update_listener)
+                .delete(gateways::delete_listener),
         )
         .route("/gateways/{name}/clients", get(clients::list))
         .route(

@@ -74,6 +74,36 @@ impl Gateways {
             .map_err(|error| tree::blame_env(error, &self.origins))
     }
 
+    /// Section `name` as JSON, as written (`None` if the file has none).
+    pub fn section_json(&self, name: &str) -> Option<serde_json::Value> {
+        self.sections.get(name).map(tree::to_json)
+    }
+
+    /// Replace section `name` with `value` (a JSON object), or remove it (`None`): what a
+    /// change made through the management API does to the tree. Errors name the key path
+    /// when the value is not an object.
+    pub fn set_section(
+        &mut self,
+        name: &str,
+        value: Option<&serde_json::Value>,
+    ) -> Result<(), ConfigError> {
+        match value {
+            None => {
+                self.sections.shift_remove(name);
+            }
+            Some(v @ serde_json::Value::Object(_)) => {
+                self.sections.insert(name.to_string(), tree::from_json(v));
+            }
+            Some(_) => {
+                return Err(ConfigError::invalid(
+                    render_path(["gateway", name]),
+                    "expected an object",
+                ))
+            }
+        }
+        Ok(())
+    }
+
     /// The sections as JSON, as written (for the management API's view of the file).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::Value::Object(

@@ -332,6 +332,21 @@ pub(crate) fn to_json(value: &HoconValue) -> serde_json::Value {
     }
 }
 
+/// A JSON value as a tree value (what the management API writes into a section).
+pub(crate) fn from_json(value: &serde_json::Value) -> HoconValue {
+    use serde_json::Value;
+    match value {
+        Value::Null => HoconValue::Scalar(ScalarValue::null()),
+        Value::Bool(b) => HoconValue::Scalar(ScalarValue::boolean(*b)),
+        Value::Number(n) => HoconValue::Scalar(ScalarValue::number(n.to_string())),
+        Value::String(s) => HoconValue::Scalar(ScalarValue::string(s.clone())),
+        Value::Array(items) => HoconValue::Array(items.iter().map(from_json).collect()),
+        Value::Object(map) => {
+            HoconValue::Object(map.iter().map(|(k, v)| (k.clone(), from_json(v))).collect())
+        }
+    }
+}
+
 /// Add "(set by environment variable …)" to an error about a key an environment
 /// variable set or something inside it, and "(… sets a key inside it)" to an error
 /// about a value an environment variable reached into.

@@ -41,7 +41,14 @@ impl Listening for junction_transport::ListenerHandle {
 pub trait Gateway: Send + Sync + 'static {
     /// The typed `gateway.<name>` section: `#[serde(default, deny_unknown_fields)]`, its
     /// `Default` being the gateway as `junction start` runs it.
-    type Config: DeserializeOwned + Clone + PartialEq + Send + Sync + std::fmt::Debug + 'static;
+    type Config: DeserializeOwned
+        + serde::Serialize
+        + Clone
+        + PartialEq
+        + Send
+        + Sync
+        + std::fmt::Debug
+        + 'static;
     /// Config key (`gateway.<NAME>`), client-id namespace and listener id prefix.
     const NAME: &'static str;
     /// Protocol name in ClientInfo, `$SYS` topics and chain names (`<PROTOCOL>:global`).

@@ -8,6 +8,7 @@
 //! A gateway crate implements [`Gateway`]; the server lists it in its [`Registry`], which
 //! checks its config section, loads, updates and unloads it ([`GatewayRunner`]).
 
+pub mod admin;
 pub mod call;
 pub mod client;
 pub mod ctx;
@@ -19,6 +20,7 @@ pub mod mountpoint;
 pub mod registry;
 pub mod runner;
 
+pub use admin::{AdminError, ChangeStore, GatewayAdmin, GatewayState, Status, Times};
 pub use call::{CallError, ClientCall, SubscriptionInfo};
 pub use client::{ClientInfo, ClientRegistry, ConnStats};
 pub use ctx::{Admission, CommonSettings, Flavour, GatewayCtx, Refusal};

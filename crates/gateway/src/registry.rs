@@ -19,6 +19,8 @@ trait Slot: Send + Sync {
     fn accepted_keys(&self) -> Vec<String>;
     /// Read and check its section; the addresses its enabled listeners bind.
     fn check(&self, sections: &Gateways) -> Result<Vec<BindUse>, ConfigError>;
+    /// Its section read with every default filled in, as JSON.
+    fn filled(&self, sections: &Gateways) -> Result<serde_json::Value, ConfigError>;
     fn apply<'a>(
         &'a self,
         env: &'a GatewayEnv,
@@ -64,6 +66,12 @@ impl<G: Gateway> Slot for Registered<G> {
         } else {
             Vec::new()
         })
+    }
+
+    fn filled(&self, sections: &Gateways) -> Result<serde_json::Value, ConfigError> {
+        let config = Self::config(sections)?;
+        serde_json::to_value(&config)
+            .map_err(|e| ConfigError::invalid(format!("gateway.{}", G::NAME), e.to_string()))
     }
 
     fn apply<'a>(
@@ -211,6 +219,24 @@ impl Registry {
             }
         }
         None
+    }
+
+    /// True if a gateway of this name is registered.
+    pub fn has(&self, name: &str) -> bool {
+        self.names().any(|n| n == name)
+    }
+
+    /// Section `name` of `sections` with every default filled in, as JSON (`None` if no
+    /// such gateway is registered).
+    pub fn filled(
+        &self,
+        name: &str,
+        sections: &Gateways,
+    ) -> Option<Result<serde_json::Value, ConfigError>> {
+        self.slots
+            .iter()
+            .find(|s| s.name() == name)
+            .map(|s| s.filled(sections))
     }
 
     /// Every gateway listener with its bound address.

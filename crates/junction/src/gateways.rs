@@ -95,6 +95,20 @@ mod tests {
     }
 
     #[test]
+    fn a_section_with_every_default_written_out_reads_back_as_itself() {
+        // What the API reports of a gateway can be sent back, and listeners written out
+        // when one of them changes keep their settings.
+        let r = registry();
+        let mut config = Config::from_str_with_env("", Vec::<(String, String)>::new()).unwrap();
+        for name in r.names().collect::<Vec<_>>() {
+            let filled = r.filled(name, &config.gateway).unwrap().unwrap();
+            config.gateway.set_section(name, Some(&filled)).unwrap();
+            r.check(&config).unwrap();
+            assert_eq!(r.filled(name, &config.gateway).unwrap().unwrap(), filled);
+        }
+    }
+
+    #[test]
     fn the_generated_key_list_is_current() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CONFIG-KEYS.md");
         let r = registry();

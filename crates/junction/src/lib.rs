@@ -3,6 +3,7 @@
 //! The `junction` binary is a thin command line over [`Server`]; integration tests start a
 //! [`Server`] on port 0 the same way.
 
+mod changes;
 mod durable;
 pub mod gateways;
 
@@ -14,7 +15,7 @@ use junction_config::{Config, ListenerKind as CfgKind, SharedSubscriptionStrateg
 use junction_gateway::listener_opts::{
     access_list, apply_proxy_protocol, apply_ssl_options, apply_tcp_options,
 };
-use junction_gateway::{CommonSettings, GatewayCtx, GatewayEnv, Registry};
+use junction_gateway::{CommonSettings, GatewayAdmin, GatewayCtx, GatewayEnv, Registry};
 use junction_gw_mqtt::MqttSettings;
 use junction_session::SessionLimits;
 use junction_store::Store;
@@ -32,11 +33,10 @@ pub struct Server {
     pub authn: Arc<AuthnChains>,
     /// The MQTT listeners' context.
     mqtt: Arc<GatewayCtx>,
-    gateway_env: GatewayEnv,
     durable: Durable,
     listeners: Vec<ListenerHandle>,
-    /// The gateways this server runs.
-    gateways: Arc<Registry>,
+    /// The gateways this server runs, changed at run time through the API.
+    gateways: Arc<GatewayAdmin>,
     /// The management API, when `dashboard.listeners.http` is enabled.
     api: Option<junction_api::ApiHandle>,
 }
@@ -109,31 +109,39 @@ impl Server {
             session: mqtt.session,
             psk: psk_table(config)?,
         };
-        let server = Server {
+        // The file's gateways with the changes kept in the data file applied over them.
+        let changes = Arc::new(changes::StoredChanges(durable.store.clone()));
+        let gateways =
+            GatewayAdmin::start(Arc::new(gateways), gateway_env, config, Some(changes)).await?;
+        let mut server = Server {
             broker,
             authn,
             mqtt: mqtt_ctx,
-            gateway_env,
             durable,
             listeners,
             gateways: Arc::new(gateways),
             api: None,
         };
-        server.gateways.apply(&server.gateway_env, config).await?;
-        let mut server = server;
         server.api = start_api(config, &server).await?;
         Ok(server)
     }
 
-    /// Load, update or unload every gateway to match `config` (run-time changes keep live
-    /// connections; see [`junction_gateway::GatewayRunner::update`]).
+    /// Load, update or unload every gateway to match `config`, a new version of the file
+    /// (run-time changes keep live connections; see
+    /// [`junction_gateway::GatewayRunner::update`]). Changes made through the API still
+    /// apply over it.
     pub async fn update_gateways(&self, config: &Config) -> anyhow::Result<()> {
-        self.gateways.apply(&self.gateway_env, config).await
+        Ok(self.gateways.reload(config).await?)
     }
 
     /// The context of a loaded gateway (clients, counters).
     pub async fn gateway(&self, name: &str) -> Option<Arc<junction_gateway::GatewayCtx>> {
-        self.gateways.gateway(name).await
+        self.gateways.registry().gateway(name).await
+    }
+
+    /// The gateways, as the management API changes them.
+    pub fn gateway_admin(&self) -> &Arc<GatewayAdmin> {
+        &self.gateways
     }
 
     /// The context of the MQTT listeners (their clients; counters are the broker's).
@@ -143,7 +151,7 @@ impl Server {
 
     /// The gateways this server runs.
     pub fn registry(&self) -> &Registry {
-        &self.gateways
+        self.gateways.registry()
     }
 
     /// The address a listener (`"tcp:default"`, `"ws:default"`, `"<gateway>:<type>:<name>"`, …)
@@ -162,7 +170,7 @@ impl Server {
             .iter()
             .map(|l| (l.id.clone(), l.local_addr))
             .collect();
-        all.extend(self.gateways.listeners());
+        all.extend(self.gateways.registry().listeners());
         if let Some(api) = &self.api {
             all.push(("dashboard:http".to_string(), api.local_addr));
         }
@@ -194,7 +202,7 @@ impl Server {
         for l in &self.listeners {
             l.stop();
         }
-        self.gateways.unload_all().await;
+        self.gateways.registry().unload_all().await;
         self.broker.kick_all(KickReason::Shutdown);
         // Give connection tasks a moment to say goodbye.
         for _ in 0..50 {
