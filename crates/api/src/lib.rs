@@ -12,6 +12,7 @@ pub mod error;
 mod extract;
 mod gateways;
 mod listener;
+mod prometheus;
 mod time;
 
 use auth::ApiKeys;
@@ -37,6 +38,8 @@ pub struct ApiState {
     pub gateways: Arc<GatewayAdmin>,
     /// This node's name (`node` in client objects).
     pub node: String,
+    /// `prometheus.enable_basic_auth`: scrapers need an API key.
+    pub prometheus_auth: bool,
 }
 
 /// The running API listener.
@@ -94,9 +97,18 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
+        ));
+    // Scrapers need no key unless `prometheus.enable_basic_auth` says so, as in EMQX.
+    let metrics = Router::new().route("/prometheus/stats", get(prometheus::stats));
+    let metrics = if state.prometheus_auth {
+        metrics.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
         ))
-        .with_state(state);
-    Router::new().nest("/api/v5", api)
+    } else {
+        metrics
+    };
+    Router::new().nest("/api/v5", metrics.merge(api).with_state(state))
 }
 
 /// Every request carries an API key; a viewer key only reads.

@@ -98,6 +98,10 @@ pub const KEY_STATUS: &[(&str, KeyStatus)] = &[
         H("test_api_lists_and_kicks_clients_of_every_protocol"),
     ),
     (
+        "prometheus.enable_basic_auth",
+        H("test_prometheus_basic_auth_can_be_required"),
+    ),
+    (
         "durable_sessions.commit_interval",
         H("retained_messages_are_committed_within_the_commit_interval"),
     ),

@@ -44,7 +44,8 @@ pub use mqtt::{MqttConfig, MqueueDefaultPriority, PeerCertAs, SharedSubscription
 pub use sections::{
     ApiKeyConfig, AuthorizationConfig, AuthzCache, AuthzVerdict, BrokerConfig, ConsoleLog,
     DashboardConfig, DashboardHttpListener, DashboardListeners, DenyAction, DurableSessionsConfig,
-    LogConfig, LogLevel, NodeConfig, PskAuthentication, SysEventMessages, SysTopicsConfig,
+    LogConfig, LogLevel, NodeConfig, PrometheusConfig, PskAuthentication, SysEventMessages,
+    SysTopicsConfig,
 };
 pub use units::{Bind, ByteSize, Duration};
 pub use unsupported::not_supported;
@@ -75,6 +76,8 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// Management API keys, `api_key { … }`.
     pub api_key: ApiKeyConfig,
+    /// The Prometheus endpoint, `prometheus { … }`.
+    pub prometheus: PrometheusConfig,
     /// Protocol gateways, `gateway.<name> { … }`, as written: each gateway crate reads
     /// its own section ([`Gateways::section`]).
     #[serde(skip)]

@@ -256,6 +256,16 @@ pub struct ApiKeyConfig {
     pub bootstrap_file: String,
 }
 
+/// `prometheus { … }`: the metrics endpoint, `GET /api/v5/prometheus/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// Ask scrapers for an API key, as every other endpoint does. Default `false`: the
+    /// metrics are served without one, as EMQX serves them, so that a scraper needs no
+    /// credentials.
+    pub enable_basic_auth: bool,
+}
+
 /// `authorization { … }` (EMQX's keys): the central authorization sources. The sources
 /// themselves come with a later release: a non-empty `sources` list, and any setting that
 /// only matters with sources or changes the verdict, are refused by name ("not supported

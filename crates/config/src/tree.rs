@@ -99,6 +99,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "log",
     "dashboard",
     "api_key",
+    "prometheus",
     "gateway",
     "psk_authentication",
 ];

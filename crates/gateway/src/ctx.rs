@@ -69,6 +69,19 @@ macro_rules! tally_gateway {
     };
 }
 
+/// The broker's table sizes, [`GatewayCtx::broker_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerStats {
+    /// Sessions, online and offline, of every protocol.
+    pub sessions: usize,
+    /// Distinct subscribed filters.
+    pub topics: usize,
+    /// Subscriptions of every protocol.
+    pub subscriptions: usize,
+    /// Retained messages.
+    pub retained: usize,
+}
+
 /// Gateway-level settings every gateway has (reference §1.5, common keys).
 #[derive(Debug, Clone)]
 pub struct CommonSettings {
@@ -218,6 +231,18 @@ impl GatewayCtx {
         &self.broker.metrics
     }
 
+    /// The broker's table sizes: sessions, distinct filters, subscriptions, retained
+    /// messages (EMQX's `stats`).
+    pub fn broker_stats(&self) -> BrokerStats {
+        let (topics, subscriptions) = self.broker.subscription_counts();
+        BrokerStats {
+            sessions: self.broker.session_count(),
+            topics,
+            subscriptions,
+            retained: self.broker.retained_count(),
+        }
+    }
+
     /// Count bytes read from a client.
     #[inline]
     pub fn count_received(&self, n: usize) {
@@ -354,15 +379,22 @@ impl GatewayCtx {
         )
         .await;
         match result {
-            AuthnResult::Ignore => Ok(None),
+            AuthnResult::Ignore => {
+                tally!(self, authentication_success_anonymous);
+                Ok(None)
+            }
             AuthnResult::Allow {
                 is_superuser,
                 expire_at,
             } => {
+                tally!(self, authentication_success);
                 info.is_superuser = is_superuser;
                 Ok(expire_at)
             }
-            AuthnResult::Deny(reason) => Err(reason),
+            AuthnResult::Deny(reason) => {
+                tally!(self, authentication_failure);
+                Err(reason)
+            }
         }
     }
 
@@ -396,13 +428,19 @@ impl GatewayCtx {
     /// `client.authorize` has the last word.
     pub fn authorize(&self, info: &ClientInfo, action: Action, topic: &str) -> bool {
         tally!(self, client_authorize);
-        junction_auth::access::authorize(
+        let allowed = junction_auth::access::authorize(
             &self.broker.hooks,
             info.is_superuser,
             action,
             topic,
             || info.clone(),
-        )
+        );
+        if allowed {
+            tally!(self, authorization_allow);
+        } else {
+            tally!(self, authorization_deny);
+        }
+        allowed
     }
 
     /// May this client publish to `topic` at QoS 0 (as the client sees it)?
@@ -520,6 +558,7 @@ impl GatewayCtx {
         retain: bool,
         properties: MessageProperties,
     ) -> Routed {
+        tally_gateway!(self, messages_received);
         let now = now_ms();
         let msg = Message {
             id: 0,

@@ -23,7 +23,7 @@ pub mod runner;
 pub use admin::{AdminError, ChangeStore, GatewayAdmin, GatewayState, Status, Times};
 pub use call::{CallError, ClientCall, SubscriptionInfo};
 pub use client::{ClientInfo, ClientRegistry, ConnStats};
-pub use ctx::{Admission, CommonSettings, Flavour, GatewayCtx, Refusal};
+pub use ctx::{Admission, BrokerStats, CommonSettings, Flavour, GatewayCtx, Refusal};
 pub use driver::{CloseReason, ConnectRequest, Session};
 pub use kind::{BoxFuture, Gateway, Listening};
 pub use metrics::GatewayMetrics;

@@ -33,6 +33,11 @@ junction_types::counters! {
         client_connected => "client.connected",
         client_disconnected => "client.disconnected",
         client_authorize => "client.authorize",
+        authentication_success => "authentication.success",
+        authentication_success_anonymous => "authentication.success.anonymous",
+        authentication_failure => "authentication.failure",
+        authorization_allow => "authorization.allow",
+        authorization_deny => "authorization.deny",
         client_subscribe => "client.subscribe",
         client_unsubscribe => "client.unsubscribe",
         session_created => "session.created",
@@ -169,6 +174,20 @@ impl GatewayMetrics {
                     .or_else(|| (s == name).then(|| sc.get()))
             })
             .unwrap_or(0)
+    }
+
+    /// Every frame type with its received and sent counts, in the protocol's order.
+    pub fn frames(&self) -> impl Iterator<Item = (&str, u64, u64)> + '_ {
+        self.frame_names
+            .iter()
+            .zip(self.received.iter().zip(self.sent.iter()))
+            .map(|((r, _), (rc, sc))| {
+                let kind = r
+                    .strip_prefix("packets.")
+                    .and_then(|t| t.strip_suffix(".received"))
+                    .unwrap_or(r);
+                (kind, rc.get(), sc.get())
+            })
     }
 
     /// Every counter that moved, sorted by name.

@@ -969,7 +969,6 @@ impl SnChannel {
             }
         }
         inc(&self.session.stats.recv_msg);
-        self.proto.ctx.metrics.messages_received.inc();
         let routed = self.proto.ctx.publish(
             &self.session.info,
             &self.session.mountpoint,

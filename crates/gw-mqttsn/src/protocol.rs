@@ -248,7 +248,6 @@ fn negative_qos_publish(
         }
     };
     info.mountpoint = mountpoint.as_str().to_string();
-    ctx.metrics.messages_received.inc();
     ctx.publish(
         &info,
         &mountpoint,

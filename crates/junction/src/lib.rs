@@ -240,6 +240,7 @@ async fn start_api(
         mqtt: server.mqtt.clone(),
         gateways: server.gateways.clone(),
         node: server.broker.settings.node_name.clone(),
+        prometheus_auth: config.prometheus.enable_basic_auth,
     };
     let addr = http.bind.addr();
     let handle = junction_api::start(addr, http.max_connections as usize, state)
