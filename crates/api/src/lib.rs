@@ -6,20 +6,19 @@
 //! of every gateway (`/gateways/{name}/clients`): list with filters and pages, look up,
 //! kick, and list a client's subscriptions.
 
-pub mod auth;
+mod auth;
 mod clients;
 pub mod error;
 mod extract;
 mod gateways;
+pub mod kept;
+pub mod keys;
 mod listener;
 mod prometheus;
 mod time;
+pub mod users;
 
-use auth::ApiKeys;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use error::ApiError;
 use junction_gateway::{GatewayAdmin, GatewayCtx};
@@ -31,7 +30,9 @@ use tokio::task::JoinHandle;
 /// What the API reads and acts on.
 pub struct ApiState {
     /// The accepted API keys.
-    pub keys: ApiKeys,
+    pub keys: keys::ApiKeys,
+    /// The dashboard users.
+    pub users: Arc<users::Users>,
     /// The MQTT listeners' context.
     pub mqtt: Arc<GatewayCtx>,
     /// The gateways.
@@ -71,6 +72,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/clients/{clientid}/subscriptions",
             get(clients::subscriptions_mqtt),
         )
+        .route("/logout", post(users::logout))
+        .route("/users", get(users::list))
+        .route("/users/{username}/change_pwd", post(users::change_pwd))
+        .route("/api_key", get(keys::list).post(keys::create))
+        .route(
+            "/api_key/{name}",
+            get(keys::get).put(keys::update).delete(keys::delete),
+        )
         .route("/gateways", get(gateways::list).post(gateways::post))
         .route("/gateways/{name}", get(gateways::get).put(gateways::put))
         .route("/gateways/{name}/enable/{enable}", put(gateways::enable))
@@ -96,32 +105,20 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .fallback(|| async { ApiError::not_found("Request path not found") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            authenticate,
+            auth::authenticate,
         ));
     // Scrapers need no key unless `prometheus.enable_basic_auth` says so, as in EMQX.
     let metrics = Router::new().route("/prometheus/stats", get(prometheus::stats));
     let metrics = if state.prometheus_auth {
         metrics.layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            authenticate,
+            auth::authenticate,
         ))
     } else {
         metrics
     };
-    Router::new().nest("/api/v5", metrics.merge(api).with_state(state))
-}
-
-/// Every request carries an API key; a viewer key only reads.
-async fn authenticate(
-    State(state): State<Arc<ApiState>>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let role = state.keys.check(request.headers())?;
-    if !ApiKeys::allows(role, request.method()) {
-        return Err(ApiError::forbidden_role());
-    }
-    Ok(next.run(request).await)
+    let open = Router::new().route("/login", post(users::login));
+    Router::new().nest("/api/v5", open.merge(metrics).merge(api).with_state(state))
 }
 
 /// Listen on `bind` and serve the API to at most `max_connections` connections at once.

@@ -94,6 +94,18 @@ pub const KEY_STATUS: &[(&str, KeyStatus)] = &[
         H("test_the_api_serves_at_most_max_connections_at_once"),
     ),
     (
+        "dashboard.default_username",
+        H("test_no_password_works_until_the_generated_one_is_read"),
+    ),
+    (
+        "dashboard.default_password",
+        H("test_a_configured_default_password_logs_in_and_can_be_changed"),
+    ),
+    (
+        "dashboard.token_expired_time",
+        H("test_a_token_expires_after_token_expired_time"),
+    ),
+    (
         "api_key.bootstrap_file",
         H("test_api_lists_and_kicks_clients_of_every_protocol"),
     ),

@@ -209,11 +209,31 @@ impl Default for DurableSessionsConfig {
 }
 
 /// The HTTP dashboard and management API, `dashboard { … }`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DashboardConfig {
     /// Dashboard listeners. Default: HTTP on `0.0.0.0:18083`.
     pub listeners: DashboardListeners,
+    /// The user the first start creates (an administrator). Default `"admin"`.
+    pub default_username: String,
+    /// That user's password. Default unset: the first start generates one and prints it
+    /// once (EMQX's `public` would be a password everybody knows). Only its hash is kept;
+    /// once the user exists, changing this key changes nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_password: Option<String>,
+    /// How long a token from `POST /api/v5/login` is accepted. Default `"60m"`.
+    pub token_expired_time: Duration,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            listeners: DashboardListeners::default(),
+            default_username: "admin".into(),
+            default_password: None,
+            token_expired_time: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Dashboard listeners, `dashboard.listeners { … }`.

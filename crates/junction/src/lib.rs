@@ -216,27 +216,47 @@ impl Server {
     }
 }
 
-/// The management API on `dashboard.listeners.http`, with the keys of
-/// `api_key.bootstrap_file`.
+/// The management API on `dashboard.listeners.http`: API keys kept in the data file plus
+/// those of `api_key.bootstrap_file`; dashboard users, the first of which is created on
+/// the first start.
 async fn start_api(
     config: &Config,
     server: &Server,
 ) -> anyhow::Result<Option<junction_api::ApiHandle>> {
+    use junction_api::kept::Kept;
+    use junction_store::kv;
     let http = &config.dashboard.listeners.http;
     if !http.enable {
         return Ok(None);
     }
+    let store = Some(server.durable.store.clone());
+    let keys = junction_api::keys::ApiKeys::new(Kept::new(store.clone(), kv::API_KEYS));
+    keys.load()?;
     let path = &config.api_key.bootstrap_file;
-    let keys = if path.is_empty() {
-        junction_api::auth::ApiKeys::default()
-    } else {
+    if !path.is_empty() {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("api_key.bootstrap_file: {path}"))?;
-        junction_api::auth::ApiKeys::parse(&text)
-            .map_err(|e| anyhow::anyhow!("api_key.bootstrap_file: {path}: {e}"))?
-    };
+        keys.bootstrap(&text)
+            .map_err(|e| anyhow::anyhow!("api_key.bootstrap_file: {path}: {e}"))?;
+    }
+    let dashboard = &config.dashboard;
+    let users = junction_api::users::Users::new(
+        Kept::new(store, kv::DASHBOARD_USERS),
+        dashboard.token_expired_time.as_millis(),
+    );
+    if let Some(password) = users.init(
+        &dashboard.default_username,
+        dashboard.default_password.as_deref(),
+    )? {
+        // Shown this once; only its hash is kept.
+        eprintln!(
+            "junction: created dashboard user {} with password {password} (shown once; change it with POST /api/v5/users/{}/change_pwd)",
+            dashboard.default_username, dashboard.default_username
+        );
+    }
     let state = junction_api::ApiState {
         keys,
+        users: Arc::new(users),
         mqtt: server.mqtt.clone(),
         gateways: server.gateways.clone(),
         node: server.broker.settings.node_name.clone(),

@@ -105,6 +105,8 @@ pub mod kv {
     pub const BANNED: &str = "banned";
     /// HTTP API keys.
     pub const API_KEYS: &str = "api_keys";
+    /// Dashboard users (the management API's logins).
+    pub const DASHBOARD_USERS: &str = "dashboard_users";
     /// Configuration changes made through the API.
     pub const CONFIG_CHANGES: &str = "config_changes";
 }
