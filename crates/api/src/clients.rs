@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use crate::extract::Q;
+use crate::page::{page_of, paging};
 use crate::time::rfc3339_ms;
 use crate::ApiState;
 use axum::extract::{Path, State};
@@ -72,20 +73,6 @@ impl ListQuery {
             && self.gte_connected_at.is_none_or(|t| c.connected_at >= t)
             && self.lte_connected_at.is_none_or(|t| c.connected_at <= t)
     }
-
-    /// `page` (from 1) and `limit` (1 to 10,000; 100 by default), or EMQX's 400.
-    fn paging(&self) -> Result<(usize, usize), ApiError> {
-        let parse = |v: &Option<String>, default: usize| match v {
-            None => Ok(default),
-            Some(s) => s.parse::<usize>().map_err(|_| ()),
-        };
-        match (parse(&self.page, 1), parse(&self.limit, 100)) {
-            (Ok(page), Ok(limit)) if page >= 1 && (1..=10_000).contains(&limit) => {
-                Ok((page, limit))
-            }
-            _ => Err(ApiError::invalid_parameter("page_limit_invalid")),
-        }
-    }
 }
 
 /// A client as EMQX's API shows it.
@@ -133,7 +120,7 @@ fn client_json(node: &str, ctx: &GatewayCtx, info: &ClientInfo, stats: &[(&str, 
 }
 
 /// The context of gateway `name`: 400 for a name no gateway has, 404 when not loaded.
-async fn gateway(state: &ApiState, name: &str) -> Result<Arc<GatewayCtx>, ApiError> {
+pub(crate) async fn gateway(state: &ApiState, name: &str) -> Result<Arc<GatewayCtx>, ApiError> {
     if let Some(ctx) = state.gateways.registry().gateway(name).await {
         return Ok(ctx);
     }
@@ -145,7 +132,7 @@ async fn gateway(state: &ApiState, name: &str) -> Result<Arc<GatewayCtx>, ApiErr
 }
 
 fn list_of(state: &ApiState, ctx: &GatewayCtx, q: &ListQuery) -> Result<Json<Value>, ApiError> {
-    let (page, limit) = q.paging()?;
+    let paging = paging(q.page.as_deref(), q.limit.as_deref())?;
     // The registry lists by client id: pages are stable while clients come and go.
     let all: Vec<ClientInfo> = ctx
         .clients
@@ -153,29 +140,14 @@ fn list_of(state: &ApiState, ctx: &GatewayCtx, q: &ListQuery) -> Result<Json<Val
         .into_iter()
         .filter(|c| q.matches(&state.node, c))
         .collect();
-    let start = (page - 1).saturating_mul(limit);
-    let data: Vec<Value> = all
-        .iter()
-        .skip(start)
-        .take(limit)
-        .map(|c| {
-            let stats = ctx
-                .clients
-                .lookup(&c.clientid)
-                .map(|(_, s)| s)
-                .unwrap_or_default();
-            client_json(&state.node, ctx, c, &stats)
-        })
-        .collect();
-    let mut meta = json!({
-        "page": page,
-        "limit": limit,
-        "hasnext": start.saturating_add(limit) < all.len(),
-    });
-    if !q.filtered() {
-        meta["count"] = Value::from(all.len());
-    }
-    Ok(Json(json!({ "data": data, "meta": meta })))
+    Ok(Json(page_of(&all, paging, !q.filtered(), |c| {
+        let stats = ctx
+            .clients
+            .lookup(&c.clientid)
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        client_json(&state.node, ctx, c, &stats)
+    })))
 }
 
 fn get_of(state: &ApiState, ctx: &GatewayCtx, clientid: &str) -> Result<Json<Value>, ApiError> {

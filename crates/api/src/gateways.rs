@@ -323,3 +323,41 @@ pub(crate) async fn delete_listener(
     state.gateways.delete_listener(&name, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `DELETE /gateways/{name}` (Junction's; EMQX unloads from its CLI only): unload.
+pub(crate) async fn unload(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.gateways.unload(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /gateway_registry` (Junction's, for `junction ctl gateway-registry list`).
+pub(crate) async fn registry(State(state): State<Arc<ApiState>>) -> Json<Value> {
+    Json(
+        state
+            .gateways
+            .registry()
+            .modules()
+            .into_iter()
+            .map(|(name, module)| json!({ "name": name, "module": module }))
+            .collect(),
+    )
+}
+
+/// `GET /gateways/{name}/metrics` (Junction's; EMQX has them in its CLI only): the
+/// counters that moved, by name.
+pub(crate) async fn metrics(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = crate::clients::gateway(&state, &name).await?;
+    Ok(Json(Value::Object(
+        ctx.metrics
+            .snapshot()
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), json!(v)))
+            .collect(),
+    )))
+}

@@ -14,6 +14,8 @@ mod gateways;
 pub mod kept;
 pub mod keys;
 mod listener;
+pub mod mqtt;
+mod page;
 mod prometheus;
 mod time;
 pub mod users;
@@ -26,6 +28,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// Re-read the config file and apply it (`POST /configs/reload`): what was applied and
+/// what needs a restart, or why it could not be read or applied.
+pub type Reloader = Arc<
+    dyn Fn() -> junction_gateway::BoxFuture<'static, Result<serde_json::Value, String>>
+        + Send
+        + Sync,
+>;
 
 /// What the API reads and acts on.
 pub struct ApiState {
@@ -41,6 +51,10 @@ pub struct ApiState {
     pub node: String,
     /// `prometheus.enable_basic_auth`: scrapers need an API key.
     pub prometheus_auth: bool,
+    /// The MQTT listeners.
+    pub mqtt_listeners: Vec<mqtt::MqttListener>,
+    /// Re-reads the config file (`None`: the server was started without one).
+    pub reload: Option<Reloader>,
 }
 
 /// The running API listener.
@@ -80,8 +94,30 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api_key/{name}",
             get(keys::get).put(keys::update).delete(keys::delete),
         )
+        .route("/stats", get(mqtt::stats))
+        .route("/metrics", get(mqtt::metrics))
+        .route("/nodes", get(mqtt::nodes))
+        .route("/nodes/{node}", get(mqtt::node))
+        .route("/listeners", get(mqtt::listeners))
+        .route("/subscriptions", get(mqtt::subscriptions))
+        .route("/topics", get(mqtt::topics))
+        .route("/publish", post(mqtt::publish))
+        .route("/publish/bulk", post(mqtt::publish_bulk))
+        .route("/mqtt/retainer/messages", get(mqtt::retained_list))
+        .route(
+            "/mqtt/retainer/message/{topic}",
+            get(mqtt::retained_get).delete(mqtt::retained_delete),
+        )
+        .route("/configs/reload", post(reload))
+        .route("/gateway_registry", get(gateways::registry))
         .route("/gateways", get(gateways::list).post(gateways::post))
-        .route("/gateways/{name}", get(gateways::get).put(gateways::put))
+        .route(
+            "/gateways/{name}",
+            get(gateways::get)
+                .put(gateways::put)
+                .delete(gateways::unload),
+        )
+        .route("/gateways/{name}/metrics", get(gateways::metrics))
         .route("/gateways/{name}/enable/{enable}", put(gateways::enable))
         .route(
             "/gateways/{name}/listeners",
@@ -117,8 +153,25 @@ pub fn router(state: Arc<ApiState>) -> Router {
     } else {
         metrics
     };
-    let open = Router::new().route("/login", post(users::login));
+    let open = Router::new()
+        .route("/login", post(users::login))
+        .route("/status", get(mqtt::status));
     Router::new().nest("/api/v5", open.merge(metrics).merge(api).with_state(state))
+}
+
+/// `POST /configs/reload` (Junction's; EMQX's `emqx ctl conf reload`).
+async fn reload(
+    axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let Some(reload) = &state.reload else {
+        return Err(ApiError::bad_request(
+            "the server was started without a config file",
+        ));
+    };
+    reload()
+        .await
+        .map(axum::Json)
+        .map_err(ApiError::bad_request)
 }
 
 /// Listen on `bind` and serve the API to at most `max_connections` connections at once.

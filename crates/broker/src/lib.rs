@@ -876,6 +876,79 @@ impl Broker {
     pub fn retained_messages(&self) -> Vec<SharedMessage> {
         self.retained.read().all().cloned().collect()
     }
+
+    /// The retained message of topic `topic`, if any (expired ones included until swept).
+    pub fn retained_message(&self, topic: &str) -> Option<SharedMessage> {
+        self.retained.read().get(topic).cloned()
+    }
+
+    /// Clear the retained message of `topic` without publishing anything; the retained
+    /// sink is told, as for an empty retained publish. False if there was none.
+    pub fn delete_retained(&self, topic: &str) -> bool {
+        let Some(old) = self.retained.read().get(topic).cloned() else {
+            return false;
+        };
+        let clear: SharedMessage = Arc::new(Message {
+            payload: bytes::Bytes::new(),
+            ..old.detached()
+        });
+        let removed = self.retained.write().put(clear.clone());
+        if removed {
+            if let Some(sink) = self.retained_sink.0.get() {
+                sink(&clear);
+            }
+        }
+        removed
+    }
+
+    /// Every subscription, by filter: `(namespace, client id, filter as subscribed with
+    /// `$share/<group>/` for a shared one, options)`.
+    pub fn subscriptions(&self) -> Vec<SubscriptionRow> {
+        let mut rows = Vec::new();
+        self.router.read().for_each_filter(|filter, entry| {
+            for sub in entry.subscribers.values() {
+                rows.push(SubscriptionRow {
+                    namespace: sub.cell.namespace.clone(),
+                    client_id: sub.cell.client_id.clone(),
+                    filter: filter.to_string(),
+                    opts: sub.opts,
+                });
+            }
+            for (group, members) in &entry.groups {
+                for sub in &members.members {
+                    rows.push(SubscriptionRow {
+                        namespace: sub.cell.namespace.clone(),
+                        client_id: sub.cell.client_id.clone(),
+                        filter: format!("$share/{group}/{filter}"),
+                        opts: sub.opts,
+                    });
+                }
+            }
+        });
+        rows
+    }
+
+    /// Every subscribed filter (share groups' filters without their prefix).
+    pub fn topics(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        self.router
+            .read()
+            .for_each_filter(|filter, _| all.push(filter.to_string()));
+        all
+    }
+}
+
+/// One subscription, [`Broker::subscriptions`].
+#[derive(Debug, Clone)]
+pub struct SubscriptionRow {
+    /// Client-id namespace: `""` for MQTT, the gateway's name otherwise.
+    pub namespace: ByteString,
+    /// Client id.
+    pub client_id: ByteString,
+    /// The filter as subscribed (mounted).
+    pub filter: String,
+    /// Its options.
+    pub opts: SubOptions,
 }
 
 /// Build a broker-originated message (e.g. `$SYS`).

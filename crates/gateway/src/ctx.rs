@@ -231,6 +231,41 @@ impl GatewayCtx {
         &self.broker.metrics
     }
 
+    /// Every subscription of every protocol ([`junction_broker::Broker::subscriptions`]).
+    pub fn broker_subscriptions(&self) -> Vec<junction_broker::SubscriptionRow> {
+        self.broker.subscriptions()
+    }
+
+    /// Every subscribed filter.
+    pub fn broker_topics(&self) -> Vec<String> {
+        self.broker.topics()
+    }
+
+    /// The retained messages.
+    pub fn retained_messages(&self) -> Vec<junction_types::SharedMessage> {
+        self.broker.retained_messages()
+    }
+
+    /// The retained message of `topic`.
+    pub fn retained_message(&self, topic: &str) -> Option<junction_types::SharedMessage> {
+        self.broker.retained_message(topic)
+    }
+
+    /// Clear the retained message of `topic` (false if there was none).
+    pub fn delete_retained(&self, topic: &str) -> bool {
+        self.broker.delete_retained(topic)
+    }
+
+    /// A fresh message id (what the broker gives a message published with id 0).
+    pub fn next_message_id(&self) -> u64 {
+        self.broker.next_message_id()
+    }
+
+    /// Time since the broker started.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.broker.uptime()
+    }
+
     /// The broker's table sizes: sessions, distinct filters, subscriptions, retained
     /// messages (EMQX's `stats`).
     pub fn broker_stats(&self) -> BrokerStats {

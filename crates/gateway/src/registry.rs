@@ -15,6 +15,7 @@ use std::sync::Arc;
 /// One registered gateway, loaded or not (a [`Gateway`] with its type erased).
 trait Slot: Send + Sync {
     fn name(&self) -> &'static str;
+    fn module(&self) -> &'static str;
     fn key_status(&self) -> KeyTable;
     fn accepted_keys(&self) -> Vec<String>;
     /// Read and check its section; the addresses its enabled listeners bind.
@@ -49,6 +50,10 @@ impl<G: Gateway> Registered<G> {
 impl<G: Gateway> Slot for Registered<G> {
     fn name(&self) -> &'static str {
         G::NAME
+    }
+
+    fn module(&self) -> &'static str {
+        std::any::type_name::<G>()
     }
 
     fn key_status(&self) -> KeyTable {
@@ -219,6 +224,11 @@ impl Registry {
             }
         }
         None
+    }
+
+    /// Every registered gateway's name with the Rust type that implements it.
+    pub fn modules(&self) -> Vec<(&'static str, &'static str)> {
+        self.slots.iter().map(|s| (s.name(), s.module())).collect()
     }
 
     /// True if a gateway of this name is registered.

@@ -50,6 +50,16 @@ impl Server {
 
     /// Start everything the configuration enables, with the gateways of `gateways`.
     pub async fn start_with(config: &Config, gateways: Registry) -> anyhow::Result<Server> {
+        Self::start_from(config, None, gateways).await
+    }
+
+    /// Start from a config file's configuration (`path`, `None` for the built-in
+    /// defaults): `POST /api/v5/configs/reload` reads it again.
+    pub async fn start_from(
+        config: &Config,
+        path: Option<std::path::PathBuf>,
+        gateways: Registry,
+    ) -> anyhow::Result<Server> {
         // Every section read and every address checked before anything binds.
         gateways.check(config)?;
         let broker = Broker::new(broker_settings(config));
@@ -122,7 +132,7 @@ impl Server {
             gateways: Arc::new(gateways),
             api: None,
         };
-        server.api = start_api(config, &server).await?;
+        server.api = start_api(config, path, &server).await?;
         Ok(server)
     }
 
@@ -221,6 +231,7 @@ impl Server {
 /// the first start.
 async fn start_api(
     config: &Config,
+    path: Option<std::path::PathBuf>,
     server: &Server,
 ) -> anyhow::Result<Option<junction_api::ApiHandle>> {
     use junction_api::kept::Kept;
@@ -232,12 +243,12 @@ async fn start_api(
     let store = Some(server.durable.store.clone());
     let keys = junction_api::keys::ApiKeys::new(Kept::new(store.clone(), kv::API_KEYS));
     keys.load()?;
-    let path = &config.api_key.bootstrap_file;
-    if !path.is_empty() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("api_key.bootstrap_file: {path}"))?;
+    let file = &config.api_key.bootstrap_file;
+    if !file.is_empty() {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("api_key.bootstrap_file: {file}"))?;
         keys.bootstrap(&text)
-            .map_err(|e| anyhow::anyhow!("api_key.bootstrap_file: {path}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("api_key.bootstrap_file: {file}: {e}"))?;
     }
     let dashboard = &config.dashboard;
     let users = junction_api::users::Users::new(
@@ -261,6 +272,20 @@ async fn start_api(
         gateways: server.gateways.clone(),
         node: server.broker.settings.node_name.clone(),
         prometheus_auth: config.prometheus.enable_basic_auth,
+        reload: Some(reloader(config, path, server.gateways.clone())),
+        mqtt_listeners: server
+            .listeners
+            .iter()
+            .map(|l| junction_api::mqtt::MqttListener {
+                id: l.id.clone(),
+                bind: l.local_addr,
+                max_connections: config
+                    .listeners
+                    .enabled()
+                    .find(|(kind, name, _)| format!("{}:{name}", kind.as_str()) == l.id)
+                    .and_then(|(_, _, c)| c.max_connections),
+            })
+            .collect(),
     };
     let addr = http.bind.addr();
     let handle = junction_api::start(addr, http.max_connections as usize, state)
@@ -268,6 +293,42 @@ async fn start_api(
         .with_context(|| format!("dashboard.listeners.http.bind: {addr}"))?;
     tracing::info!(addr = %handle.local_addr, "management API listening");
     Ok(Some(handle))
+}
+
+/// `POST /api/v5/configs/reload`: read the file and the environment again. Gateways are
+/// reconciled (live connections stay where a listener did not change; changes made
+/// through the API still apply over the file); any other section that changed is named
+/// as needing a restart.
+fn reloader(
+    config: &Config,
+    path: Option<std::path::PathBuf>,
+    gateways: Arc<GatewayAdmin>,
+) -> junction_api::Reloader {
+    let running = Arc::new(tokio::sync::Mutex::new(config.clone()));
+    Arc::new(move || {
+        let (path, gateways, running) = (path.clone(), gateways.clone(), running.clone());
+        Box::pin(async move {
+            let new = Config::load(path.as_deref(), std::env::vars())
+                .map_err(|e| format!("configuration: {e}"))?;
+            let mut running = running.lock().await;
+            gateways.reload(&new).await.map_err(|e| e.to_string())?;
+            let sections = |c: &Config| serde_json::to_value(c).unwrap_or_default();
+            let (old, now) = (sections(&running), sections(&new));
+            let mut restart: Vec<String> = Vec::new();
+            if let (Some(old), Some(now)) = (old.as_object(), now.as_object()) {
+                for (key, value) in now {
+                    if old.get(key) != Some(value) {
+                        restart.push(key.clone());
+                    }
+                }
+            }
+            *running = Config {
+                gateway: new.gateway.clone(),
+                ..running.clone()
+            };
+            Ok(serde_json::json!({ "applied": ["gateway"], "restart_needed": restart }))
+        })
+    })
 }
 
 /// `psk_authentication`: the identities of `init_file`, or `None` when PSK is off.

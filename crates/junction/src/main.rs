@@ -75,7 +75,7 @@ fn start(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let rt = runtime.enable_all().build()?;
     rt.block_on(async move {
-        let server = Server::start(&config).await?;
+        let server = Server::start_from(&config, path, junction::gateways::registry()).await?;
         for (id, addr) in &server.listeners() {
             // One line per listener on stderr, so scripts can wait for readiness.
             eprintln!("junction: listener {id} on {addr}");
