@@ -3,13 +3,13 @@
 use crate::error::ApiError;
 use crate::extract::Q;
 use crate::page::{page_of, paging};
-use crate::time::rfc3339_ms;
 use crate::ApiState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use junction_broker::KickReason;
 use junction_gateway::{CallError, ClientInfo, GatewayCtx};
+use junction_types::time::rfc3339_ms;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -77,6 +77,16 @@ impl ListQuery {
 
 /// A client as EMQX's API shows it.
 fn client_json(node: &str, ctx: &GatewayCtx, info: &ClientInfo, stats: &[(&str, u64)]) -> Value {
+    let f = ctx
+        .clients
+        .session_figures(&info.clientid)
+        .unwrap_or_default();
+    let max = |n: usize| if n == 0 { json!("infinity") } else { json!(n) };
+    let created_at = if f.created_at_ms == 0 {
+        info.connected_at
+    } else {
+        f.created_at_ms
+    };
     let stat = |name: &str| {
         stats
             .iter()
@@ -104,7 +114,7 @@ fn client_json(node: &str, ctx: &GatewayCtx, info: &ClientInfo, stats: &[(&str, 
         "connected": true,
         "connected_at": rfc3339_ms(info.connected_at),
         "disconnected_at": Value::Null,
-        "created_at": rfc3339_ms(info.connected_at),
+        "created_at": rfc3339_ms(created_at),
         "keepalive": info.keepalive,
         "clean_start": info.clean_start,
         "expiry_interval": info.expiry_interval,
@@ -116,6 +126,19 @@ fn client_json(node: &str, ctx: &GatewayCtx, info: &ClientInfo, stats: &[(&str, 
         "send_cnt": stat("send_pkt"),
         "send_pkt": stat("send_pkt"),
         "send_msg": stat("send_msg"),
+        "subscriptions_cnt": f.subscriptions,
+        "subscriptions_max": "infinity",
+        "inflight_cnt": f.inflight,
+        "inflight_max": max(f.inflight_max),
+        "mqueue_len": f.mqueue_len,
+        "mqueue_max": max(f.mqueue_max),
+        "mqueue_dropped": f.mqueue_dropped,
+        "awaiting_rel_cnt": f.awaiting_rel,
+        "awaiting_rel_max": max(f.awaiting_rel_max),
+        "mailbox_len": f.outbox,
+        // Erlang process figures: nothing here measures them.
+        "heap_size": Value::Null,
+        "reductions": Value::Null,
     })
 }
 

@@ -3,13 +3,13 @@
 
 use crate::error::ApiError;
 use crate::extract::{Body, Q};
-use crate::time::rfc3339_ms;
 use crate::ApiState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use junction_gateway::admin::listener_objects;
 use junction_gateway::{AdminError, GatewayState, Status};
+use junction_types::time::rfc3339_ms;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;

@@ -8,11 +8,11 @@
 use crate::error::ApiError;
 use crate::extract::Body;
 use crate::kept::Kept;
-use crate::time::{parse_rfc3339, rfc3339_ms};
 use crate::ApiState;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::Json;
+use junction_types::time::{parse_rfc3339, rfc3339_ms};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

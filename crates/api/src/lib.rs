@@ -17,7 +17,6 @@ mod listener;
 pub mod mqtt;
 mod page;
 mod prometheus;
-mod time;
 pub mod users;
 
 use axum::routing::{get, post, put};

@@ -5,7 +5,6 @@
 use crate::error::ApiError;
 use crate::extract::{Body, Q};
 use crate::page::{page_of, paging};
-use crate::time::rfc3339_ms;
 use crate::ApiState;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -14,6 +13,7 @@ use axum::Json;
 use base64::Engine;
 use bytestring::ByteString;
 use junction_broker::SubscriptionRow;
+use junction_types::time::rfc3339_ms;
 use junction_types::{Message, MessageProperties, QoS, SharedMessage};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};

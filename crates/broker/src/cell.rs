@@ -309,6 +309,12 @@ impl SessionCell {
         guard
     }
 
+    /// Read the state without changing it (marks nothing dirty). Same lock order as
+    /// [`SessionCell::lock`].
+    pub fn read<R>(&self, f: impl FnOnce(&CellState) -> R) -> R {
+        f(&self.state.lock())
+    }
+
     /// True while a connection is attached.
     pub fn is_online(&self) -> bool {
         self.online.load(Ordering::Relaxed)

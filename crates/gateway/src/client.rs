@@ -42,6 +42,31 @@ impl ConnStats {
     }
 }
 
+/// A client's session figures (reference §4.2), read from its session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionFigures {
+    /// Subscriptions.
+    pub subscriptions: usize,
+    /// Outbound messages in flight.
+    pub inflight: usize,
+    /// The in-flight window.
+    pub inflight_max: usize,
+    /// Queued messages.
+    pub mqueue_len: usize,
+    /// The queue's bound (0: none).
+    pub mqueue_max: usize,
+    /// Deliveries the full queue dropped.
+    pub mqueue_dropped: u64,
+    /// Inbound QoS 2 messages awaiting PUBREL.
+    pub awaiting_rel: usize,
+    /// Their bound (0: none).
+    pub awaiting_rel_max: usize,
+    /// When the session was created (ms).
+    pub created_at_ms: u64,
+    /// Packets waiting for the connection to write them (EMQX's `mailbox_len`).
+    pub outbox: usize,
+}
+
 /// A connected client as the registry keeps it.
 #[derive(Debug)]
 pub struct ClientEntry {
@@ -154,6 +179,26 @@ impl ClientRegistry {
             let stats = e.frozen.clone().unwrap_or_else(|| e.stats.snapshot());
             (e.info.clone(), stats)
         })
+    }
+
+    /// The session figures of a connected client.
+    pub fn session_figures(&self, clientid: &str) -> Option<SessionFigures> {
+        let cell = self.clients.lock().get(clientid).map(|e| e.cell.clone())?;
+        Some(cell.read(|st| {
+            let s = &st.session;
+            SessionFigures {
+                subscriptions: s.subscriptions.len(),
+                inflight: s.inflight_len(),
+                inflight_max: usize::from(s.limits.max_inflight),
+                mqueue_len: s.mqueue_len(),
+                mqueue_max: s.limits.max_mqueue_len,
+                mqueue_dropped: s.mqueue_dropped(),
+                awaiting_rel: s.awaiting_rel_len(),
+                awaiting_rel_max: s.limits.max_awaiting_rel,
+                created_at_ms: s.created_at_ms,
+                outbox: st.outbox.len(),
+            }
+        }))
     }
 
     /// Every connected client's info, sorted by client id.

@@ -25,6 +25,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Manage a running node through its HTTP API.
+    Ctl(junction_ctl::CtlArgs),
     /// Load tool: connect, publish and subscribe against an MQTT broker.
     Bench(junction_bench::BenchArgs),
 }
@@ -33,6 +35,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Start { config } => start(config),
+        Command::Ctl(args) => junction_ctl::run(args),
         Command::Bench(args) => junction_bench::run(args),
     }
 }

@@ -209,6 +209,9 @@ pub struct Session {
     mqueue_qos0: usize,
     awaiting_rel: HashMap<u16, u64>,
     next_packet_id: u16,
+    /// Deliveries the full queue dropped (a figure for the API, not kept).
+    #[serde(skip)]
+    mqueue_dropped: u64,
 }
 
 /// Where a session's message queue stands, for incremental persistence
@@ -240,6 +243,7 @@ impl Session {
             mqueue_qos0: 0,
             awaiting_rel: HashMap::new(),
             next_packet_id: 1,
+            mqueue_dropped: 0,
         }
     }
 
@@ -251,6 +255,11 @@ impl Session {
     /// Number of queued messages.
     pub fn mqueue_len(&self) -> usize {
         self.mqueue.len()
+    }
+
+    /// Deliveries the full queue dropped since the session was created or restored.
+    pub fn mqueue_dropped(&self) -> u64 {
+        self.mqueue_dropped
     }
 
     /// Number of inbound QoS 2 packet ids awaiting PUBREL.
@@ -402,6 +411,7 @@ impl Session {
                     self.mqueue.remove(i)
                 }
                 None if delivery.qos == QoS::AtMostOnce => {
+                    self.mqueue_dropped += 1;
                     dropped.push(Dropped {
                         delivery,
                         reason: DropReason::QueueFull,
@@ -411,6 +421,7 @@ impl Session {
                 None => self.pop_queue_front(),
             };
             if let Some(d) = victim {
+                self.mqueue_dropped += 1;
                 dropped.push(Dropped {
                     delivery: d,
                     reason: DropReason::QueueFull,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 mod client;
 pub mod metrics;
+pub mod time;
 pub use client::ClientInfo;
 
 /// MQTT quality of service level.

@@ -1,4 +1,5 @@
-//! RFC 3339 timestamps with milliseconds, as EMQX writes them (UTC here).
+//! RFC 3339 timestamps with milliseconds, as EMQX's API writes them (UTC here), and
+//! read back.
 
 /// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmm+00:00`.
 pub fn rfc3339_ms(ms: u64) -> String {
