@@ -173,3 +173,69 @@ def _times_out(url: str) -> bool:
     except requests.exceptions.ReadTimeout:
         return True
     return False
+
+
+def test_subscriptions_are_added_and_removed_through_the_api(tmp_path):
+    from test_mqttsn import wait_publish
+
+    keys = tmp_path / "api_keys.txt"
+    keys.write_text(f"{ADMIN[0]}:{ADMIN[1]}\n")
+    b = start_broker(tmp_path / "b", config=f'api_key.bootstrap_file = "{keys}"\n', ws=False)
+    mqtt = ClientFactory()
+    stomps = StompFactory(b.port("stomp:tcp:default"))
+    sns = SnFactory(b.port("mqttsn:udp:default"))
+    try:
+        api = f"http://{HOST}:{b.port('dashboard:http')}/api/v5"
+        pub = mqtt(b.tcp).connect()
+        root = unique("apisub")
+
+        def post(path, body):
+            return requests.post(f"{api}{path}", json=body, auth=ADMIN, timeout=TIMEOUT)
+
+        # STOMP: the subscription needs an id; messages then arrive under it.
+        conn, rec = stomps()
+        [s] = requests.get(f"{api}/gateways/stomp/clients", auth=ADMIN, timeout=TIMEOUT).json()["data"]
+        base = f"/gateways/stomp/clients/{s['clientid']}/subscriptions"
+        r = post(base, {"topic": f"{root}/stomp"})
+        assert r.status_code == 400, r.text
+        r = post(base, {"topic": f"{root}/stomp", "qos": 1, "sub_props": {"subid": "s9"}})
+        assert r.status_code == 201, r.text
+        assert r.json()["topic"] == f"{root}/stomp" and r.json()["subid"] == "s9"
+        assert post(base, {"sub_props": {"subid": "s10"}}).json()["message"] == "Miss topic property"
+        pub.publish(f"{root}/stomp", b"to stomp", qos=1)
+        [frame] = rec.expect(1)
+        assert frame.headers["subscription"] == "s9" and frame.body == "to stomp"
+        enc = requests.utils.quote(f"{root}/stomp", safe="")
+        r = requests.delete(f"{api}{base}/{enc}", auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 204, r.text
+        r = requests.delete(f"{api}{base}/{enc}", auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 404 and r.json()["message"] == "Resource not found"
+
+        # MQTT-SN.
+        sn_id = unique("apisub-sn")
+        sn = sns(client_id=sn_id)
+        r = post(f"/gateways/mqttsn/clients/{sn_id}/subscriptions", {"topic": f"{root}/sn", "qos": 0})
+        assert r.status_code == 201, r.text
+        pub.publish(f"{root}/sn", b"to sn", qos=0)
+        assert wait_publish(sn).get_data() == b"to sn"
+
+        # MQTT, EMQX's subscribe and unsubscribe.
+        mqtt_id = unique("apisub-mqtt")
+        m = mqtt(b.tcp, client_id=mqtt_id).connect()
+        r = post(f"/clients/{mqtt_id}/subscribe", {"topic": f"{root}/mqtt", "qos": 1})
+        assert r.status_code == 201, r.text
+        pub.publish(f"{root}/mqtt", b"to mqtt", qos=1)
+        assert m.expect(1)[0].payload == b"to mqtt"
+        assert post(f"/clients/{mqtt_id}/unsubscribe", {"topic": f"{root}/mqtt"}).status_code == 204
+        subs = requests.get(f"{api}/clients/{mqtt_id}/subscriptions", auth=ADMIN, timeout=TIMEOUT).json()
+        assert subs == []
+
+        # Unknown clients; bad filters.
+        assert post("/clients/nobody/subscribe", {"topic": "x"}).status_code == 404
+        assert post(f"/clients/{mqtt_id}/subscribe", {"topic": "a/#/b"}).status_code == 400
+        b.assert_alive()
+    finally:
+        mqtt.close_all()
+        stomps.close_all()
+        sns.close_all()
+        b.stop()

@@ -197,6 +197,10 @@ def test_listeners_are_added_changed_and_removed_live(api_broker):
         assert r.json()["bind"] == f"{HOST}:{second}" and r.json()["max_connections"] == 10
         assert refused(first)
         StompFactory(second)()[0].disconnect()
+        # The same address with other settings: restarted in place, at once.
+        r = call("PUT", f"{url}/stomp:tcp:extra", json={"bind": f"{HOST}:{second}", "max_connections": 20})
+        assert r.status_code == 200, r.text
+        StompFactory(second)()[0].disconnect()
         r = call("PUT", f"{url}/stomp:tcp:nosuch", json={"bind": 1})
         assert r.status_code == 400 and r.json()["message"] == "Listener stomp:tcp:nosuch not found"
 

@@ -1,7 +1,7 @@
 //! Clients: `/clients` (MQTT) and `/gateways/{name}/clients`, reference §2.5.
 
 use crate::error::ApiError;
-use crate::extract::Q;
+use crate::extract::{Body, Q};
 use crate::page::{page_of, paging};
 use crate::ApiState;
 use axum::extract::{Path, State};
@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use junction_broker::KickReason;
 use junction_gateway::{CallError, ClientInfo, GatewayCtx};
+use junction_session::SubOptions;
 use junction_types::time::rfc3339_ms;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -257,4 +258,137 @@ pub(crate) async fn subscriptions_mqtt(
     Path(clientid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     subscriptions_of(&state.mqtt, &clientid).await
+}
+
+/// A subscription to add: EMQX's body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSubscription {
+    topic: Option<String>,
+    #[serde(default)]
+    qos: u8,
+    #[serde(default)]
+    nl: u8,
+    #[serde(default)]
+    rap: u8,
+    #[serde(default = "one")]
+    rh: u8,
+    #[serde(default)]
+    sub_props: Option<SubProps>,
+}
+
+fn one() -> u8 {
+    1
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct SubProps {
+    subid: Option<Value>,
+}
+
+fn call_error(e: CallError) -> ApiError {
+    match e {
+        CallError::ClientNotFound => ApiError::not_found("Client not found"),
+        CallError::NoSuchSubscription => ApiError::not_found("Resource not found"),
+        CallError::Timeout => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "CLIENT_NOT_RESPONSE",
+            "the client's connection did not answer in time",
+        ),
+        CallError::Unsupported | CallError::Refused(_) => ApiError::bad_request(e.to_string()),
+    }
+}
+
+async fn add_of(
+    ctx: &GatewayCtx,
+    clientid: &str,
+    body: Value,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let s: NewSubscription =
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let topic = s
+        .topic
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::bad_request("Miss topic property"))?;
+    let qos = junction_types::QoS::from_u8(s.qos)
+        .ok_or_else(|| ApiError::bad_request("qos: 0, 1 or 2"))?;
+    if s.nl > 1 || s.rap > 1 || s.rh > 2 {
+        return Err(ApiError::bad_request("nl and rap: 0 or 1; rh: 0, 1 or 2"));
+    }
+    ctx.check_filter(&topic)
+        .map_err(|e| ApiError::bad_request(format!("topic: {e}")))?;
+    let opts = SubOptions {
+        qos,
+        no_local: s.nl == 1,
+        retain_as_published: s.rap == 1,
+        retain_handling: s.rh,
+        subscription_id: None,
+    };
+    let subid = s.sub_props.and_then(|p| p.subid).map(|v| match v {
+        Value::String(s) => s,
+        other => other.to_string(),
+    });
+    let info = ctx
+        .add_subscription(clientid, &topic, opts, subid)
+        .await
+        .map_err(call_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(info).unwrap_or_default()),
+    ))
+}
+
+/// `POST /gateways/{name}/clients/{clientid}/subscriptions`.
+pub(crate) async fn add_subscription(
+    State(state): State<Arc<ApiState>>,
+    Path((name, clientid)): Path<(String, String)>,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ctx = gateway(&state, &name).await?;
+    add_of(&ctx, &clientid, body).await
+}
+
+/// `DELETE /gateways/{name}/clients/{clientid}/subscriptions/{topic}` (the topic as the
+/// client wrote it, URL-encoded).
+pub(crate) async fn delete_subscription(
+    State(state): State<Arc<ApiState>>,
+    Path((name, clientid, topic)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = gateway(&state, &name).await?;
+    ctx.remove_subscription(&clientid, &topic)
+        .await
+        .map_err(call_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /clients/{clientid}/subscribe` (EMQX's, for MQTT clients).
+pub(crate) async fn subscribe_mqtt(
+    State(state): State<Arc<ApiState>>,
+    Path(clientid): Path<String>,
+    Body(body): Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    add_of(&state.mqtt, &clientid, body).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Unsubscribe {
+    topic: String,
+}
+
+/// `POST /clients/{clientid}/unsubscribe` (EMQX's, for MQTT clients).
+pub(crate) async fn unsubscribe_mqtt(
+    State(state): State<Arc<ApiState>>,
+    Path(clientid): Path<String>,
+    Body(body): Body,
+) -> Result<StatusCode, ApiError> {
+    let u: Unsubscribe =
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state
+        .mqtt
+        .remove_subscription(&clientid, &u.topic)
+        .await
+        .map_err(call_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -7,6 +7,7 @@
 //! kick, and list a client's subscriptions.
 
 mod auth;
+mod authn;
 mod clients;
 pub mod error;
 mod extract;
@@ -52,6 +53,8 @@ pub struct ApiState {
     pub prometheus_auth: bool,
     /// The MQTT listeners.
     pub mqtt_listeners: Vec<mqtt::MqttListener>,
+    /// MQTT's authenticators as configured (`authentication`).
+    pub mqtt_authn: Vec<serde_json::Value>,
     /// Re-reads the config file (`None`: the server was started without one).
     pub reload: Option<Reloader>,
 }
@@ -85,6 +88,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/clients/{clientid}/subscriptions",
             get(clients::subscriptions_mqtt),
         )
+        .route(
+            "/clients/{clientid}/subscribe",
+            post(clients::subscribe_mqtt),
+        )
+        .route(
+            "/clients/{clientid}/unsubscribe",
+            post(clients::unsubscribe_mqtt),
+        )
         .route("/logout", post(users::logout))
         .route("/users", get(users::list))
         .route("/users/{username}/change_pwd", post(users::change_pwd))
@@ -117,6 +128,63 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 .delete(gateways::unload),
         )
         .route("/gateways/{name}/metrics", get(gateways::metrics))
+        .route(
+            "/gateways/{name}/authentication",
+            get(authn::get)
+                .post(authn::create)
+                .put(authn::update)
+                .delete(authn::delete),
+        )
+        .route(
+            "/gateways/{name}/authentication/users",
+            get(authn::users).post(authn::add_user),
+        )
+        .route(
+            "/gateways/{name}/authentication/users/{uid}",
+            get(authn::user)
+                .put(authn::update_user)
+                .delete(authn::delete_user),
+        )
+        .route(
+            "/gateways/{name}/authentication/import_users",
+            post(authn::import_users),
+        )
+        .route(
+            "/gateways/{name}/listeners/{id}/authentication",
+            get(authn::listener_get)
+                .post(authn::listener_create)
+                .put(authn::listener_update)
+                .delete(authn::listener_delete),
+        )
+        .route(
+            "/gateways/{name}/listeners/{id}/authentication/users",
+            get(authn::listener_users).post(authn::listener_add_user),
+        )
+        .route(
+            "/gateways/{name}/listeners/{id}/authentication/users/{uid}",
+            get(authn::listener_user)
+                .put(authn::listener_update_user)
+                .delete(authn::listener_delete_user),
+        )
+        .route(
+            "/gateways/{name}/listeners/{id}/authentication/import_users",
+            post(authn::listener_import_users),
+        )
+        .route("/authentication", get(authn::mqtt_chain))
+        .route(
+            "/authentication/{id}/users",
+            get(authn::mqtt_users).post(authn::mqtt_add_user),
+        )
+        .route(
+            "/authentication/{id}/users/{uid}",
+            get(authn::mqtt_user)
+                .put(authn::mqtt_update_user)
+                .delete(authn::mqtt_delete_user),
+        )
+        .route(
+            "/authentication/{id}/import_users",
+            post(authn::mqtt_import_users),
+        )
         .route("/gateways/{name}/enable/{enable}", put(gateways::enable))
         .route(
             "/gateways/{name}/listeners",
@@ -135,7 +203,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route(
             "/gateways/{name}/clients/{clientid}/subscriptions",
-            get(clients::subscriptions),
+            get(clients::subscriptions).post(clients::add_subscription),
+        )
+        .route(
+            "/gateways/{name}/clients/{clientid}/subscriptions/{topic}",
+            axum::routing::delete(clients::delete_subscription),
         )
         .fallback(|| async { ApiError::not_found("Request path not found") })
         .layer(axum::middleware::from_fn_with_state(

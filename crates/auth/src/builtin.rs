@@ -5,7 +5,7 @@
 //! management API later. An unknown user is *ignored* (the next authenticator decides); a
 //! known user with a wrong or missing password is refused with `bad_username_or_password`.
 
-use crate::{AuthError, AuthFuture, Authenticator, Request};
+use crate::{AuthError, AuthFuture, Authenticator, Request, UserStore};
 use ahash::AHashMap;
 use junction_broker::hooks::AuthnResult;
 use junction_config::authn::{
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +38,35 @@ pub struct BuiltInDatabase {
     user_id_type: UserIdType,
     algorithm: PasswordHashAlgorithm,
     users: RwLock<AHashMap<String, User>>,
+    kept: Option<Kept>,
+}
+
+/// Where this database keeps the users the API changes.
+struct Kept {
+    chain: String,
+    store: Arc<dyn UserStore>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept").field("chain", &self.chain).finish()
+    }
+}
+
+/// What an import did (EMQX's `import_users` answer).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// Entries read.
+    pub total: usize,
+    /// New users.
+    pub success: usize,
+    /// Users replaced.
+    #[serde(rename = "override")]
+    pub overridden: usize,
+    /// Entries identical to the user already there.
+    pub skipped: usize,
+    /// Entries that could not be read.
+    pub failed: usize,
 }
 
 /// Hash `password` with `salt` as `algorithm` says.
@@ -85,7 +115,106 @@ impl BuiltInDatabase {
             user_id_type: config.user_id_type,
             algorithm: config.password_hash_algorithm,
             users: RwLock::new(AHashMap::new()),
+            kept: None,
         }
+    }
+
+    /// Keep the users the API changes in `store` under `chain`, and load those kept
+    /// there now (over the bootstrap file's).
+    pub fn kept_in(mut self, chain: &str, store: Arc<dyn UserStore>) -> Result<Self, String> {
+        {
+            let mut users = self.users.write();
+            for user in store.load(chain)? {
+                users.insert(user.user_id.clone(), user);
+            }
+        }
+        self.kept = Some(Kept {
+            chain: chain.to_string(),
+            store,
+        });
+        Ok(self)
+    }
+
+    fn keep(&self, user: &User) -> Result<(), String> {
+        match &self.kept {
+            Some(k) => k.store.put(&k.chain, user),
+            None => Ok(()),
+        }
+    }
+
+    /// One user.
+    pub fn user(&self, user_id: &str) -> Option<User> {
+        self.users.read().get(user_id).cloned()
+    }
+
+    /// Change a user's password and/or superuser flag; the user as changed, or `None`
+    /// if there is no such user.
+    pub fn update_user(
+        &self,
+        user_id: &str,
+        password: Option<&[u8]>,
+        is_superuser: Option<bool>,
+    ) -> Result<Option<User>, String> {
+        let Some(mut user) = self.user(user_id) else {
+            return Ok(None);
+        };
+        if let Some(password) = password {
+            user.salt = self.salt();
+            user.password_hash = hash_password(self.algorithm, &user.salt, password);
+        }
+        if let Some(flag) = is_superuser {
+            user.is_superuser = flag;
+        }
+        self.keep(&user)?;
+        self.users
+            .write()
+            .insert(user.user_id.clone(), user.clone());
+        Ok(Some(user))
+    }
+
+    /// Import EMQX's user files (CSV with a header line, or a JSON array), kept: new
+    /// users are added, existing ones replaced.
+    pub fn import(
+        &self,
+        text: &str,
+        json: bool,
+        kind: BootstrapType,
+    ) -> Result<ImportReport, String> {
+        let rows = if json {
+            serde_json::from_str(text).map_err(|e| e.to_string())?
+        } else {
+            parse_csv(text)?
+        };
+        let mut report = ImportReport {
+            total: rows.len(),
+            ..ImportReport::default()
+        };
+        for row in &rows {
+            let Ok(user) = self.user_of_row(row, kind) else {
+                report.failed += 1;
+                continue;
+            };
+            let old = self.user(&user.user_id);
+            // A plain password is salted anew: only hashed entries can be seen unchanged.
+            let same_as_old = kind == BootstrapType::Hash
+                && old.as_ref().is_some_and(|o| {
+                    o.is_superuser == user.is_superuser
+                        && o.password_hash == user.password_hash
+                        && o.salt == user.salt
+                });
+            if same_as_old {
+                report.skipped += 1;
+                continue;
+            }
+            self.keep(&user)?;
+            self.users.write().insert(user.user_id.clone(), user);
+            if old.is_some() {
+                report.overridden += 1;
+            } else {
+                report.success += 1;
+            }
+        }
+        Ok(report)
     }
 
     fn salt(&self) -> String {
@@ -117,22 +246,25 @@ impl BuiltInDatabase {
         self.insert(user, false)
     }
 
-    /// Add or replace a user.
+    /// Add a user (kept), or fail if it exists.
     fn insert(&self, user: User, replace: bool) -> Result<(), String> {
         if user.user_id.is_empty() {
             return Err("empty user_id".into());
         }
-        let mut users = self.users.write();
-        if !replace && users.contains_key(&user.user_id) {
+        if !replace && self.users.read().contains_key(&user.user_id) {
             return Err(format!("user {} already exists", user.user_id));
         }
-        users.insert(user.user_id.clone(), user);
+        self.keep(&user)?;
+        self.users.write().insert(user.user_id.clone(), user);
         Ok(())
     }
 
-    /// Remove a user. Returns whether it existed.
-    pub fn delete_user(&self, user_id: &str) -> bool {
-        self.users.write().remove(user_id).is_some()
+    /// Remove a user (kept). Returns whether it existed.
+    pub fn delete_user(&self, user_id: &str) -> Result<bool, String> {
+        if let Some(k) = &self.kept {
+            k.store.delete(&k.chain, user_id)?;
+        }
+        Ok(self.users.write().remove(user_id).is_some())
     }
 
     /// Every user, sorted by id.
@@ -162,38 +294,55 @@ impl BuiltInDatabase {
         };
         let mut added = 0;
         for (n, row) in rows.iter().enumerate() {
-            let field = |k: &str| -> Option<String> {
-                row.get(k).map(|v| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-            };
-            let need = |k: &str| field(k).ok_or_else(|| err(format!("entry {}: no {k}", n + 1)));
-            let user_id = need("user_id")?;
-            let is_superuser = field("is_superuser").is_some_and(|v| v == "true");
-            let user = match kind {
-                BootstrapType::Plain => {
-                    let salt = self.salt();
-                    let password = need("password")?;
-                    User {
-                        password_hash: hash_password(self.algorithm, &salt, password.as_bytes()),
-                        salt,
-                        user_id,
-                        is_superuser,
-                    }
-                }
-                BootstrapType::Hash => User {
-                    password_hash: need("password_hash")?,
-                    salt: field("salt").unwrap_or_default(),
-                    user_id,
-                    is_superuser,
-                },
-            };
-            if self.insert(user, false).is_ok() {
+            let user = self
+                .user_of_row(row, kind)
+                .map_err(|e| err(format!("entry {}: {e}", n + 1)))?;
+            // The file's users are read at every start: not kept.
+            let mut users = self.users.write();
+            if !user.user_id.is_empty() && !users.contains_key(&user.user_id) {
+                users.insert(user.user_id.clone(), user);
                 added += 1;
             }
         }
         Ok(added)
+    }
+
+    /// A user from one entry of a user file.
+    fn user_of_row(
+        &self,
+        row: &std::collections::HashMap<String, serde_json::Value>,
+        kind: BootstrapType,
+    ) -> Result<User, String> {
+        let field = |k: &str| -> Option<String> {
+            row.get(k).map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        };
+        let need = |k: &str| field(k).ok_or_else(|| format!("no {k}"));
+        let user_id = need("user_id")?;
+        if user_id.is_empty() {
+            return Err("an empty user_id".into());
+        }
+        let is_superuser = field("is_superuser").is_some_and(|v| v == "true");
+        Ok(match kind {
+            BootstrapType::Plain => {
+                let salt = self.salt();
+                let password = need("password")?;
+                User {
+                    password_hash: hash_password(self.algorithm, &salt, password.as_bytes()),
+                    salt,
+                    user_id,
+                    is_superuser,
+                }
+            }
+            BootstrapType::Hash => User {
+                password_hash: need("password_hash")?,
+                salt: field("salt").unwrap_or_default(),
+                user_id,
+                is_superuser,
+            },
+        })
     }
 
     fn check(&self, req: Request<'_>) -> AuthnResult {
@@ -274,6 +423,10 @@ impl Authenticator for BuiltInDatabase {
     fn authenticate<'a>(&'a self, req: Request<'a>) -> AuthFuture<'a> {
         let result = self.check(req);
         Box::pin(std::future::ready(result))
+    }
+
+    fn builtin(&self) -> Option<&BuiltInDatabase> {
+        Some(self)
     }
 }
 
@@ -359,7 +512,7 @@ pub(crate) mod tests {
             password: None,
         });
         assert_eq!(none, AuthnResult::Deny("bad_username_or_password".into()));
-        assert!(db.delete_user("c1"));
+        assert!(db.delete_user("c1").unwrap());
         let gone = db.check(Request {
             client: &client,
             password: Some(b"pw"),

@@ -13,7 +13,7 @@
 pub mod access;
 pub mod builtin;
 
-pub use builtin::{BuiltInDatabase, User};
+pub use builtin::{BuiltInDatabase, ImportReport, User};
 pub use junction_broker::hooks::AuthnResult;
 
 use ahash::{AHashMap, AHashSet};
@@ -45,6 +45,22 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     fn enabled(&self) -> bool;
     /// Allow, deny, or [`AuthnResult::Ignore`] to pass to the next one.
     fn authenticate<'a>(&'a self, req: Request<'a>) -> AuthFuture<'a>;
+    /// The built-in database, if this is one (its users are managed through the API).
+    fn builtin(&self) -> Option<&BuiltInDatabase> {
+        None
+    }
+}
+
+/// Where built-in users added at run time are kept, by chain name (the server keeps them
+/// in its data file). A user kept for a chain is loaded whenever that chain's built-in
+/// database is built, over the bootstrap file's.
+pub trait UserStore: Send + Sync {
+    /// Every user kept for `chain`.
+    fn load(&self, chain: &str) -> Result<Vec<User>, String>;
+    /// Keep `user` for `chain`, durably.
+    fn put(&self, chain: &str, user: &User) -> Result<(), String>;
+    /// Forget user `user_id` of `chain`.
+    fn delete(&self, chain: &str, user_id: &str) -> Result<(), String>;
 }
 
 /// Why an authenticator could not be built.
@@ -58,32 +74,68 @@ pub enum AuthError {
         /// What is wrong.
         reason: String,
     },
-}
-
-/// Build the authenticator a config block describes.
-pub fn build(config: &AuthnConfig) -> Result<Arc<dyn Authenticator>, AuthError> {
-    match (config.mechanism, config.backend) {
-        (Mechanism::PasswordBased, Backend::BuiltInDatabase) => {
-            let db = BuiltInDatabase::new(config);
-            if let Some(path) = &config.bootstrap_file {
-                db.bootstrap(Path::new(path), config.bootstrap_type)?;
-            }
-            Ok(Arc::new(db))
-        }
-    }
+    /// The users kept in the data file could not be read.
+    #[error("kept users: {reason}")]
+    Kept {
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// One chain: its authenticators in order.
 pub type Chain = Arc<Vec<Arc<dyn Authenticator>>>;
 
 /// Every authentication chain of the node, by name.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct AuthnChains {
     chains: RwLock<AHashMap<String, Chain>>,
     no_authn_listeners: RwLock<AHashSet<String>>,
+    users: RwLock<Option<Arc<dyn UserStore>>>,
+}
+
+impl std::fmt::Debug for AuthnChains {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthnChains")
+            .field("chains", &self.chain_names())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AuthnChains {
+    /// Keep built-in users added at run time in `store` (set once, before any chain).
+    pub fn set_user_store(&self, store: Arc<dyn UserStore>) {
+        *self.users.write() = Some(store);
+    }
+
+    /// Build the authenticator of chain `chain` that `config` describes: a built-in
+    /// database gets its bootstrap file's users, then those kept for the chain.
+    pub fn build(
+        &self,
+        chain: &str,
+        config: &AuthnConfig,
+    ) -> Result<Arc<dyn Authenticator>, AuthError> {
+        match (config.mechanism, config.backend) {
+            (Mechanism::PasswordBased, Backend::BuiltInDatabase) => {
+                let mut db = BuiltInDatabase::new(config);
+                if let Some(path) = &config.bootstrap_file {
+                    db.bootstrap(Path::new(path), config.bootstrap_type)?;
+                }
+                if let Some(store) = self.users.read().clone() {
+                    db = db
+                        .kept_in(chain, store)
+                        .map_err(|reason| AuthError::Kept { reason })?;
+                }
+                Ok(Arc::new(db))
+            }
+        }
+    }
+
+    /// The built-in database of chain `chain`, if it has one.
+    pub fn builtin(&self, chain: &str) -> Option<Arc<dyn Authenticator>> {
+        let chain = self.chain(chain)?;
+        chain.iter().find(|a| a.builtin().is_some()).cloned()
+    }
+
     /// Install (or replace) chain `name`. An empty list removes it.
     pub fn set_chain(&self, name: &str, authenticators: Vec<Arc<dyn Authenticator>>) {
         let mut chains = self.chains.write();
@@ -269,7 +321,10 @@ mod tests {
         let chains = AuthnChains::default();
         let mut cfg = builtin::tests::config(UserIdType::Username);
         cfg.enable = false;
-        chains.set_chain("mqtt:global", vec![build(&cfg).unwrap()]);
+        chains.set_chain(
+            "mqtt:global",
+            vec![chains.build("mqtt:global", &cfg).unwrap()],
+        );
         let r = chains
             .authenticate(&client("tcp:default", Some("x")), "mqtt:global", None)
             .await;

@@ -97,6 +97,17 @@ pub struct GatewayState {
     pub config: Value,
 }
 
+/// What [`GatewayAdmin::set_authentication`] does.
+#[derive(Debug, Clone)]
+pub enum AuthnOp {
+    /// Add this authenticator; refused if there is one.
+    Create(Value),
+    /// Replace the authenticator; refused if there is none.
+    Update(Value),
+    /// Remove it (nothing to do if there is none).
+    Delete,
+}
+
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -490,6 +501,90 @@ impl GatewayAdmin {
         }
         materialize_listeners(&mut section, &filled);
         object_at(object_at(&mut section, "listeners"), kind).remove(lname);
+        self.change(&mut state, name, Change::Section(Value::Object(section)))
+            .await
+    }
+
+    /// The authenticator of gateway `name`, or of its listener `listener` (an id), with
+    /// its defaults; `None` when it has none.
+    pub async fn authentication(
+        &self,
+        name: &str,
+        listener: Option<&str>,
+    ) -> Result<Option<Value>, AdminError> {
+        let config = self.loaded_config(name).await?;
+        let value = match listener {
+            None => config.get("authentication").cloned(),
+            Some(id) => {
+                let (kind, lname) = split_id(name, id)?;
+                let l = config["listeners"][kind]
+                    .get(lname)
+                    .ok_or(AdminError::ListenerNotFound)?;
+                l.get("authentication").cloned()
+            }
+        };
+        Ok(value.filter(|v| !v.is_null()))
+    }
+
+    /// Create, replace or remove the authenticator of gateway `name` or of its listener
+    /// `listener`: `op` says which, and refuses a create over one that exists or a
+    /// replace of none with EMQX's texts.
+    pub async fn set_authentication(
+        &self,
+        name: &str,
+        listener: Option<&str>,
+        op: AuthnOp,
+    ) -> Result<(), AdminError> {
+        let name = self.registered(name)?;
+        let mut state = self.state.lock().await;
+        if state.unloaded(name) {
+            return Err(AdminError::NotLoaded);
+        }
+        let mut section = current_section(&state, name);
+        let filled = self
+            .registry
+            .filled(name, &state.effective()?.gateway)
+            .expect("registered")?;
+        let (target, exists, on) = match listener {
+            None => {
+                let exists = filled.get("authentication").is_some_and(|v| !v.is_null());
+                (&mut section, exists, name.to_string())
+            }
+            Some(id) => {
+                let (kind, lname) = split_id(name, id)?;
+                let Some(l) = filled["listeners"][kind].get(lname) else {
+                    return Err(AdminError::ListenerNotFound);
+                };
+                let exists = l.get("authentication").is_some_and(|v| !v.is_null());
+                materialize_listeners(&mut section, &filled);
+                let l = object_at(object_at(object_at(&mut section, "listeners"), kind), lname);
+                (l, exists, id.to_string())
+            }
+        };
+        match op {
+            AuthnOp::Create(_) if exists => {
+                return Err(AdminError::BadRequest(format!(
+                    "The authentication already exist on {on}"
+                )))
+            }
+            AuthnOp::Update(_) if !exists => {
+                return Err(AdminError::BadRequest(format!(
+                    "The authentication not found on {on}"
+                )))
+            }
+            AuthnOp::Create(v) | AuthnOp::Update(v) => {
+                let mut v = v;
+                if let Value::Object(m) = &mut v {
+                    // What the API reports beside the settings.
+                    m.remove("id");
+                    m.remove("chain_name");
+                }
+                target.insert("authentication".into(), v);
+            }
+            AuthnOp::Delete => {
+                target.remove("authentication");
+            }
+        }
         self.change(&mut state, name, Change::Section(Value::Object(section)))
             .await
     }

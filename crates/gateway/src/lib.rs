@@ -20,7 +20,7 @@ pub mod mountpoint;
 pub mod registry;
 pub mod runner;
 
-pub use admin::{AdminError, ChangeStore, GatewayAdmin, GatewayState, Status, Times};
+pub use admin::{AdminError, AuthnOp, ChangeStore, GatewayAdmin, GatewayState, Status, Times};
 pub use call::{CallError, ClientCall, SubscriptionInfo};
 pub use client::{ClientInfo, ClientRegistry, ConnStats, SessionFigures};
 pub use ctx::{Admission, BrokerStats, CommonSettings, Flavour, GatewayCtx, Refusal};

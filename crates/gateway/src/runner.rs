@@ -82,7 +82,10 @@ impl<G: Gateway> GatewayRunner<G> {
     /// `gateway.<name>.authentication` becomes the chain `<protocol>:global`.
     fn install_global_chain(&self, config: &G::Config) -> anyhow::Result<()> {
         let chain = match G::authentication(config) {
-            Some(a) => vec![junction_auth::build(a)
+            Some(a) => vec![self
+                .ctx
+                .authn
+                .build(&self.ctx.global_chain, a)
                 .with_context(|| format!("gateway.{}.authentication", G::NAME))?],
             None => Vec::new(),
         };
@@ -134,7 +137,7 @@ impl<G: Gateway> GatewayRunner<G> {
                 restart_all
                     || wanted
                         .get(*key)
-                        .is_none_or(|(_, _, l)| **l != running.config)
+                        .is_none_or(|(_, _, l)| !same_socket(l, &running.config))
             })
             .map(|(key, _)| key.clone())
             .collect();
@@ -148,13 +151,17 @@ impl<G: Gateway> GatewayRunner<G> {
         for (kind, name, l) in wanted.values() {
             let id = format!("{}:{}:{name}", G::NAME, kind.as_str());
             let chain = match &l.authentication {
-                Some(a) => vec![junction_auth::build(a).with_context(|| {
-                    format!(
-                        "gateway.{}.listeners.{}.{name}.authentication",
-                        G::NAME,
-                        kind.as_str()
-                    )
-                })?],
+                Some(a) => vec![self
+                    .ctx
+                    .authn
+                    .build(&self.ctx.global_chain, a)
+                    .with_context(|| {
+                        format!(
+                            "gateway.{}.listeners.{}.{name}.authentication",
+                            G::NAME,
+                            kind.as_str()
+                        )
+                    })?],
                 None => Vec::new(),
             };
             self.ctx.authn.set_chain(&id, chain);
@@ -198,6 +205,18 @@ impl<G: Gateway> GatewayRunner<G> {
             .map(|r| (r.handle.id().to_string(), r.handle.local_addr()))
             .collect()
     }
+}
+
+/// True if two settings of a listener differ at most in its authentication, which is its
+/// chain's business (installed apart, before any client arrives): the listener keeps
+/// running, and its connections with it.
+fn same_socket(a: &GatewayListener, b: &GatewayListener) -> bool {
+    let bare = |l: &GatewayListener| GatewayListener {
+        authentication: None,
+        enable_authn: true,
+        ..l.clone()
+    };
+    bare(a) == bare(b)
 }
 
 /// Load, update or unload a gateway in `slot` so that it matches `config`.

@@ -6,6 +6,7 @@
 mod changes;
 mod durable;
 pub mod gateways;
+mod users;
 
 use anyhow::Context;
 use durable::{Durable, DurableOptions};
@@ -75,10 +76,13 @@ impl Server {
         )?;
         broker.start_sys();
         let authn = Arc::new(AuthnChains::default());
+        authn.set_user_store(Arc::new(users::StoredUsers(durable.store.clone())));
         let mut mqtt_chain = Vec::new();
         for (i, a) in config.authentication.iter().enumerate() {
             mqtt_chain.push(
-                junction_auth::build(a).with_context(|| format!("authentication.{}", i + 1))?,
+                authn
+                    .build("mqtt:global", a)
+                    .with_context(|| format!("authentication.{}", i + 1))?,
             );
         }
         authn.set_chain("mqtt:global", mqtt_chain);
@@ -273,6 +277,11 @@ async fn start_api(
         node: server.broker.settings.node_name.clone(),
         prometheus_auth: config.prometheus.enable_basic_auth,
         reload: Some(reloader(config, path, server.gateways.clone())),
+        mqtt_authn: config
+            .authentication
+            .iter()
+            .filter_map(|a| serde_json::to_value(a).ok())
+            .collect(),
         mqtt_listeners: server
             .listeners
             .iter()

@@ -275,6 +275,7 @@ pub struct ListenerHandle {
     pub connections: Arc<AtomicUsize>,
     /// Accept loops running (`acceptors`).
     pub accept_loops: Arc<AtomicUsize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
@@ -287,7 +288,10 @@ impl ListenerHandle {
     /// Stop accepting and wait until the listening socket is closed, so the address can
     /// be bound again at once. Live connections are not touched.
     pub async fn shutdown(mut self) {
-        self.task.abort();
+        let told = self.stop.take().is_some_and(|stop| stop.send(()).is_ok());
+        if !told {
+            self.task.abort();
+        }
         let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
         let _ = task.await;
     }
@@ -419,19 +423,31 @@ where
         opts,
     });
     // `acceptors` accept loops share the socket, the rate limit and the connection count;
-    // aborting the listener's task drops the set, which aborts them all.
+    // aborting the listener's task drops the set, which aborts them all. A shutdown waits
+    // for every loop to end, so the socket is closed when it returns.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut loops = tokio::task::JoinSet::new();
         for _ in 0..acceptor.opts.acceptors.max(1) {
             loops.spawn(accept_loop(acceptor.clone()));
         }
-        while loops.join_next().await.is_some() {}
+        loop {
+            tokio::select! {
+                _ = &mut stopped => {
+                    loops.shutdown().await;
+                    break;
+                }
+                next = loops.join_next() => if next.is_none() { break },
+            }
+        }
+        drop(acceptor);
     });
     Ok(ListenerHandle {
         id: handle_id,
         local_addr,
         connections,
         accept_loops,
+        stop: Some(stop),
         task,
     })
 }
@@ -569,6 +585,23 @@ async fn handshake(
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_shutdown_the_address_can_be_bound_again_at_once() {
+        let mut opts = ListenerOptions::new(
+            "tcp:again",
+            ListenerKind::Tcp,
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        opts.acceptors = 4;
+        let handle = start(opts.clone(), |_a: Accepted| async {}).await.unwrap();
+        let addr = handle.local_addr;
+        handle.shutdown().await;
+        opts.bind = addr;
+        let again = start(opts, |_a: Accepted| async {}).await.unwrap();
+        assert_eq!(again.local_addr, addr);
+        again.shutdown().await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn acceptors_accept_loops_share_one_socket_and_serve_every_connection() {
