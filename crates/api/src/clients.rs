@@ -2,16 +2,17 @@
 
 use crate::error::ApiError;
 use crate::extract::{Body, Q};
-use crate::page::{page_of, paging};
+use crate::page::paging;
 use crate::ApiState;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use junction_broker::KickReason;
-use junction_gateway::{CallError, ClientInfo, GatewayCtx};
+use junction_gateway::{CallError, ClientInfo, ClientView, GatewayCtx};
 use junction_session::SubOptions;
 use junction_types::time::rfc3339_ms;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -76,13 +77,67 @@ impl ListQuery {
     }
 }
 
+/// A bound as EMQX writes it: a number, or `"infinity"` for none (0).
+#[derive(Debug, Clone, Copy)]
+struct Bound(usize);
+
+impl Serialize for Bound {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            0 => s.serialize_str("infinity"),
+            n => s.serialize_u64(n as u64),
+        }
+    }
+}
+
+/// A client as EMQX's API shows it, serialized as it stands (a page of them is written
+/// without building a JSON tree first).
+#[derive(Debug, Serialize)]
+struct ClientObject<'a> {
+    node: &'a str,
+    clientid: &'a str,
+    username: Option<&'a str>,
+    mountpoint: Option<&'a str>,
+    proto_name: &'a str,
+    proto_ver: &'a str,
+    ip_address: String,
+    port: u16,
+    is_bridge: bool,
+    is_superuser: bool,
+    listener: &'a str,
+    connected: bool,
+    connected_at: String,
+    disconnected_at: Option<String>,
+    created_at: String,
+    keepalive: u32,
+    clean_start: bool,
+    expiry_interval: u32,
+    recv_oct: u64,
+    recv_cnt: u64,
+    recv_pkt: u64,
+    recv_msg: u64,
+    send_oct: u64,
+    send_cnt: u64,
+    send_pkt: u64,
+    send_msg: u64,
+    subscriptions_cnt: usize,
+    subscriptions_max: Bound,
+    inflight_cnt: usize,
+    inflight_max: Bound,
+    mqueue_len: usize,
+    mqueue_max: Bound,
+    mqueue_dropped: u64,
+    awaiting_rel_cnt: usize,
+    awaiting_rel_max: Bound,
+    mailbox_len: usize,
+    /// Erlang process figures: nothing here measures them.
+    heap_size: Option<u64>,
+    reductions: Option<u64>,
+}
+
 /// A client as EMQX's API shows it.
-fn client_json(node: &str, ctx: &GatewayCtx, info: &ClientInfo, stats: &[(&str, u64)]) -> Value {
-    let f = ctx
-        .clients
-        .session_figures(&info.clientid)
-        .unwrap_or_default();
-    let max = |n: usize| if n == 0 { json!("infinity") } else { json!(n) };
+fn client_object<'a>(node: &'a str, ctx: &GatewayCtx, view: &'a ClientView) -> ClientObject<'a> {
+    let (info, stats, f) = (&view.info, &view.stats, view.figures);
     let created_at = if f.created_at_ms == 0 {
         info.connected_at
     } else {
@@ -95,52 +150,58 @@ fn client_json(node: &str, ctx: &GatewayCtx, info: &ClientInfo, stats: &[(&str, 
             .map_or(0, |(_, v)| *v)
     };
     let proto_name = match ctx.protocol {
-        "mqtt" => "MQTT".to_string(),
-        "stomp" => "STOMP".to_string(),
-        "mqtt-sn" => "MQTT-SN".to_string(),
-        other => other.to_string(),
+        "mqtt" => "MQTT",
+        "stomp" => "STOMP",
+        "mqtt-sn" => "MQTT-SN",
+        other => other,
     };
-    json!({
-        "node": node,
-        "clientid": info.clientid,
-        "username": info.username,
-        "mountpoint": if info.mountpoint.is_empty() { Value::Null } else { Value::from(info.mountpoint.clone()) },
-        "proto_name": proto_name,
-        "proto_ver": info.proto_ver,
-        "ip_address": info.peername.ip().to_string(),
-        "port": info.peername.port(),
-        "is_bridge": false,
-        "is_superuser": info.is_superuser,
-        "listener": &*info.listener,
-        "connected": true,
-        "connected_at": rfc3339_ms(info.connected_at),
-        "disconnected_at": Value::Null,
-        "created_at": rfc3339_ms(created_at),
-        "keepalive": info.keepalive,
-        "clean_start": info.clean_start,
-        "expiry_interval": info.expiry_interval,
-        "recv_oct": stat("recv_oct"),
-        "recv_cnt": stat("recv_pkt"),
-        "recv_pkt": stat("recv_pkt"),
-        "recv_msg": stat("recv_msg"),
-        "send_oct": stat("send_oct"),
-        "send_cnt": stat("send_pkt"),
-        "send_pkt": stat("send_pkt"),
-        "send_msg": stat("send_msg"),
-        "subscriptions_cnt": f.subscriptions,
-        "subscriptions_max": "infinity",
-        "inflight_cnt": f.inflight,
-        "inflight_max": max(f.inflight_max),
-        "mqueue_len": f.mqueue_len,
-        "mqueue_max": max(f.mqueue_max),
-        "mqueue_dropped": f.mqueue_dropped,
-        "awaiting_rel_cnt": f.awaiting_rel,
-        "awaiting_rel_max": max(f.awaiting_rel_max),
-        "mailbox_len": f.outbox,
-        // Erlang process figures: nothing here measures them.
-        "heap_size": Value::Null,
-        "reductions": Value::Null,
-    })
+    ClientObject {
+        node,
+        clientid: &info.clientid,
+        username: info.username.as_deref(),
+        mountpoint: Some(info.mountpoint.as_str()).filter(|m| !m.is_empty()),
+        proto_name,
+        proto_ver: &info.proto_ver,
+        ip_address: info.peername.ip().to_string(),
+        port: info.peername.port(),
+        is_bridge: false,
+        is_superuser: info.is_superuser,
+        listener: &info.listener,
+        connected: true,
+        connected_at: rfc3339_ms(info.connected_at),
+        disconnected_at: None,
+        created_at: rfc3339_ms(created_at),
+        keepalive: info.keepalive,
+        clean_start: info.clean_start,
+        expiry_interval: info.expiry_interval,
+        recv_oct: stat("recv_oct"),
+        recv_cnt: stat("recv_pkt"),
+        recv_pkt: stat("recv_pkt"),
+        recv_msg: stat("recv_msg"),
+        send_oct: stat("send_oct"),
+        send_cnt: stat("send_pkt"),
+        send_pkt: stat("send_pkt"),
+        send_msg: stat("send_msg"),
+        subscriptions_cnt: f.subscriptions,
+        // No protocol bounds them yet in the session (STOMP and MQTT check at SUBSCRIBE).
+        subscriptions_max: Bound(0),
+        inflight_cnt: f.inflight,
+        inflight_max: Bound(f.inflight_max),
+        mqueue_len: f.mqueue_len,
+        mqueue_max: Bound(f.mqueue_max),
+        mqueue_dropped: f.mqueue_dropped,
+        awaiting_rel_cnt: f.awaiting_rel,
+        awaiting_rel_max: Bound(f.awaiting_rel_max),
+        mailbox_len: f.outbox,
+        heap_size: None,
+        reductions: None,
+    }
+}
+
+#[derive(Serialize)]
+struct Page<'a> {
+    data: Vec<ClientObject<'a>>,
+    meta: Value,
 }
 
 /// The context of gateway `name`: 400 for a name no gateway has, 404 when not loaded.
@@ -155,28 +216,35 @@ pub(crate) async fn gateway(state: &ApiState, name: &str) -> Result<Arc<GatewayC
     }
 }
 
-fn list_of(state: &ApiState, ctx: &GatewayCtx, q: &ListQuery) -> Result<Json<Value>, ApiError> {
-    let paging = paging(q.page.as_deref(), q.limit.as_deref())?;
-    // The registry lists by client id: pages are stable while clients come and go.
-    let all: Vec<ClientInfo> = ctx
-        .clients
-        .list()
-        .into_iter()
-        .filter(|c| q.matches(&state.node, c))
+fn list_of(state: &ApiState, ctx: &GatewayCtx, q: &ListQuery) -> Result<Response, ApiError> {
+    let (page, limit) = paging(q.page.as_deref(), q.limit.as_deref())?;
+    let skip = (page - 1).saturating_mul(limit);
+    // The registry is ordered by client id: pages are stable while clients come and go.
+    let (views, total) = ctx.clients.page(|c| q.matches(&state.node, c), skip, limit);
+    let data: Vec<ClientObject<'_>> = views
+        .iter()
+        .map(|v| client_object(&state.node, ctx, v))
         .collect();
-    Ok(Json(page_of(&all, paging, !q.filtered(), |c| {
-        let stats = ctx
-            .clients
-            .lookup(&c.clientid)
-            .map(|(_, s)| s)
-            .unwrap_or_default();
-        client_json(&state.node, ctx, c, &stats)
-    })))
+    let mut meta = json!({
+        "page": page,
+        "limit": limit,
+        "hasnext": skip.saturating_add(limit) < total,
+    });
+    if !q.filtered() {
+        meta["count"] = Value::from(total);
+    }
+    written(&Page { data, meta })
 }
 
-fn get_of(state: &ApiState, ctx: &GatewayCtx, clientid: &str) -> Result<Json<Value>, ApiError> {
-    match ctx.clients.lookup(clientid) {
-        Some((info, stats)) => Ok(Json(client_json(&state.node, ctx, &info, &stats))),
+/// A JSON answer written straight from `value` (no JSON tree built on the way).
+fn written(value: &impl Serialize) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+fn get_of(state: &ApiState, ctx: &GatewayCtx, clientid: &str) -> Result<Response, ApiError> {
+    match ctx.clients.view(clientid) {
+        Some(view) => written(&client_object(&state.node, ctx, &view)),
         None => Err(ApiError::not_found("Client not found")),
     }
 }
@@ -203,7 +271,7 @@ pub(crate) async fn list(
     State(state): State<Arc<ApiState>>,
     Path(name): Path<String>,
     Q(q): Q<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let ctx = gateway(&state, &name).await?;
     list_of(&state, &ctx, &q)
 }
@@ -211,7 +279,7 @@ pub(crate) async fn list(
 pub(crate) async fn get(
     State(state): State<Arc<ApiState>>,
     Path((name, clientid)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let ctx = gateway(&state, &name).await?;
     get_of(&state, &ctx, &clientid)
 }
@@ -235,14 +303,14 @@ pub(crate) async fn subscriptions(
 pub(crate) async fn list_mqtt(
     State(state): State<Arc<ApiState>>,
     Q(q): Q<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     list_of(&state, &state.mqtt, &q)
 }
 
 pub(crate) async fn get_mqtt(
     State(state): State<Arc<ApiState>>,
     Path(clientid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     get_of(&state, &state.mqtt, &clientid)
 }
 

@@ -1,10 +1,10 @@
 //! ClientInfo (reference §1.4) and the per-gateway registry of connected clients.
 
 use crate::call::{CallBox, CallError, ClientCall};
-use ahash::AHashMap;
 use bytestring::ByteString;
 use junction_broker::{KickReason, SessionCell};
 use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -89,7 +89,19 @@ pub struct ClientEntry {
 /// The clients connected to one gateway, by client id.
 #[derive(Debug, Default)]
 pub struct ClientRegistry {
-    clients: Mutex<AHashMap<ByteString, ClientEntry>>,
+    /// By client id, in order: a page of the API's list is a range, not a sort.
+    clients: Mutex<BTreeMap<ByteString, ClientEntry>>,
+}
+
+/// One client of a page ([`ClientRegistry::page`]).
+#[derive(Debug, Clone)]
+pub struct ClientView {
+    /// Its info.
+    pub info: ClientInfo,
+    /// Its counters by EMQX name.
+    pub stats: Vec<(&'static str, u64)>,
+    /// Its session's figures.
+    pub figures: SessionFigures,
 }
 
 impl ClientRegistry {
@@ -175,41 +187,97 @@ impl ClientRegistry {
 
     /// A client's info and counters.
     pub fn lookup(&self, clientid: &str) -> Option<(ClientInfo, Vec<(&'static str, u64)>)> {
-        self.clients.lock().get(clientid).map(|e| {
-            let stats = e.frozen.clone().unwrap_or_else(|| e.stats.snapshot());
-            (e.info.clone(), stats)
-        })
+        self.clients
+            .lock()
+            .get(clientid)
+            .map(|e| (e.info.clone(), e.stats_now()))
     }
 
     /// The session figures of a connected client.
     pub fn session_figures(&self, clientid: &str) -> Option<SessionFigures> {
         let cell = self.clients.lock().get(clientid).map(|e| e.cell.clone())?;
-        Some(cell.read(|st| {
-            let s = &st.session;
-            SessionFigures {
-                subscriptions: s.subscriptions.len(),
-                inflight: s.inflight_len(),
-                inflight_max: usize::from(s.limits.max_inflight),
-                mqueue_len: s.mqueue_len(),
-                mqueue_max: s.limits.max_mqueue_len,
-                mqueue_dropped: s.mqueue_dropped(),
-                awaiting_rel: s.awaiting_rel_len(),
-                awaiting_rel_max: s.limits.max_awaiting_rel,
-                created_at_ms: s.created_at_ms,
-                outbox: st.outbox.len(),
+        Some(figures_of(&cell))
+    }
+
+    /// One client with its counters and session figures.
+    pub fn view(&self, clientid: &str) -> Option<ClientView> {
+        let (info, stats, cell) = {
+            let map = self.clients.lock();
+            let e = map.get(clientid)?;
+            (e.info.clone(), e.stats_now(), e.cell.clone())
+        };
+        Some(ClientView {
+            info,
+            stats,
+            figures: figures_of(&cell),
+        })
+    }
+
+    /// The clients that `matches`, in client id order: the `take` of them after the first
+    /// `skip`, and how many match in all. One pass under the lock that clones only the
+    /// page; session figures are read after it is released.
+    pub fn page(
+        &self,
+        matches: impl Fn(&ClientInfo) -> bool,
+        skip: usize,
+        take: usize,
+    ) -> (Vec<ClientView>, usize) {
+        let mut picked = Vec::new();
+        let mut total = 0usize;
+        {
+            let map = self.clients.lock();
+            for e in map.values() {
+                if !matches(&e.info) {
+                    continue;
+                }
+                if total >= skip && picked.len() < take {
+                    picked.push((e.info.clone(), e.stats_now(), e.cell.clone()));
+                }
+                total += 1;
             }
-        }))
+        }
+        let page = picked
+            .into_iter()
+            .map(|(info, stats, cell)| ClientView {
+                info,
+                stats,
+                figures: figures_of(&cell),
+            })
+            .collect();
+        (page, total)
     }
 
     /// Every connected client's info, sorted by client id.
     pub fn list(&self) -> Vec<ClientInfo> {
-        let mut all: Vec<ClientInfo> = self
-            .clients
+        self.clients
             .lock()
             .values()
             .map(|e| e.info.clone())
-            .collect();
-        all.sort_by(|a, b| a.clientid.cmp(&b.clientid));
-        all
+            .collect()
     }
+}
+
+impl ClientEntry {
+    /// The counters, live or as frozen (`enable_stats = false`).
+    fn stats_now(&self) -> Vec<(&'static str, u64)> {
+        self.frozen.clone().unwrap_or_else(|| self.stats.snapshot())
+    }
+}
+
+fn figures_of(cell: &SessionCell) -> SessionFigures {
+    cell.read(|st| {
+        let s = &st.session;
+        SessionFigures {
+            subscriptions: s.subscriptions.len(),
+            inflight: s.inflight_len(),
+            inflight_max: usize::from(s.limits.max_inflight),
+            mqueue_len: s.mqueue_len(),
+            mqueue_max: s.limits.max_mqueue_len,
+            mqueue_dropped: s.mqueue_dropped(),
+            awaiting_rel: s.awaiting_rel_len(),
+            awaiting_rel_max: s.limits.max_awaiting_rel,
+            created_at_ms: s.created_at_ms,
+            outbox: st.outbox.len(),
+        }
+    })
 }
