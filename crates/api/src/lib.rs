@@ -9,6 +9,7 @@
 mod auth;
 mod authn;
 mod clients;
+mod docs;
 pub mod error;
 mod extract;
 mod gateways;
@@ -18,9 +19,10 @@ mod listener;
 pub mod mqtt;
 mod page;
 mod prometheus;
+mod routes;
 pub mod users;
 
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::Router;
 use error::ApiError;
 use junction_gateway::{GatewayAdmin, GatewayCtx};
@@ -76,146 +78,21 @@ impl ApiHandle {
     }
 }
 
-/// The `/api/v5` routes.
+/// The `/api/v5` routes, built with the OpenAPI document from one table
+/// ([`routes::table`]); the document at `/api-docs/openapi.json`, a page that browses it
+/// at `/api-docs`.
 pub fn router(state: Arc<ApiState>) -> Router {
-    let api = Router::new()
-        .route("/clients", get(clients::list_mqtt))
-        .route(
-            "/clients/{clientid}",
-            get(clients::get_mqtt).delete(clients::kick_mqtt),
-        )
-        .route(
-            "/clients/{clientid}/subscriptions",
-            get(clients::subscriptions_mqtt),
-        )
-        .route(
-            "/clients/{clientid}/subscribe",
-            post(clients::subscribe_mqtt),
-        )
-        .route(
-            "/clients/{clientid}/unsubscribe",
-            post(clients::unsubscribe_mqtt),
-        )
-        .route("/logout", post(users::logout))
-        .route("/users", get(users::list))
-        .route("/users/{username}/change_pwd", post(users::change_pwd))
-        .route("/api_key", get(keys::list).post(keys::create))
-        .route(
-            "/api_key/{name}",
-            get(keys::get).put(keys::update).delete(keys::delete),
-        )
-        .route("/stats", get(mqtt::stats))
-        .route("/metrics", get(mqtt::metrics))
-        .route("/nodes", get(mqtt::nodes))
-        .route("/nodes/{node}", get(mqtt::node))
-        .route("/listeners", get(mqtt::listeners))
-        .route("/subscriptions", get(mqtt::subscriptions))
-        .route("/topics", get(mqtt::topics))
-        .route("/publish", post(mqtt::publish))
-        .route("/publish/bulk", post(mqtt::publish_bulk))
-        .route("/mqtt/retainer/messages", get(mqtt::retained_list))
-        .route(
-            "/mqtt/retainer/message/{topic}",
-            get(mqtt::retained_get).delete(mqtt::retained_delete),
-        )
-        .route("/configs/reload", post(reload))
-        .route("/gateway_registry", get(gateways::registry))
-        .route("/gateways", get(gateways::list).post(gateways::post))
-        .route(
-            "/gateways/{name}",
-            get(gateways::get)
-                .put(gateways::put)
-                .delete(gateways::unload),
-        )
-        .route("/gateways/{name}/metrics", get(gateways::metrics))
-        .route(
-            "/gateways/{name}/authentication",
-            get(authn::get)
-                .post(authn::create)
-                .put(authn::update)
-                .delete(authn::delete),
-        )
-        .route(
-            "/gateways/{name}/authentication/users",
-            get(authn::users).post(authn::add_user),
-        )
-        .route(
-            "/gateways/{name}/authentication/users/{uid}",
-            get(authn::user)
-                .put(authn::update_user)
-                .delete(authn::delete_user),
-        )
-        .route(
-            "/gateways/{name}/authentication/import_users",
-            post(authn::import_users),
-        )
-        .route(
-            "/gateways/{name}/listeners/{id}/authentication",
-            get(authn::listener_get)
-                .post(authn::listener_create)
-                .put(authn::listener_update)
-                .delete(authn::listener_delete),
-        )
-        .route(
-            "/gateways/{name}/listeners/{id}/authentication/users",
-            get(authn::listener_users).post(authn::listener_add_user),
-        )
-        .route(
-            "/gateways/{name}/listeners/{id}/authentication/users/{uid}",
-            get(authn::listener_user)
-                .put(authn::listener_update_user)
-                .delete(authn::listener_delete_user),
-        )
-        .route(
-            "/gateways/{name}/listeners/{id}/authentication/import_users",
-            post(authn::listener_import_users),
-        )
-        .route("/authentication", get(authn::mqtt_chain))
-        .route(
-            "/authentication/{id}/users",
-            get(authn::mqtt_users).post(authn::mqtt_add_user),
-        )
-        .route(
-            "/authentication/{id}/users/{uid}",
-            get(authn::mqtt_user)
-                .put(authn::mqtt_update_user)
-                .delete(authn::mqtt_delete_user),
-        )
-        .route(
-            "/authentication/{id}/import_users",
-            post(authn::mqtt_import_users),
-        )
-        .route("/gateways/{name}/enable/{enable}", put(gateways::enable))
-        .route(
-            "/gateways/{name}/listeners",
-            get(gateways::listeners).post(gateways::add_listener),
-        )
-        .route(
-            "/gateways/{name}/listeners/{id}",
-            get(gateways::get_listener)
-                .put(gateways::update_listener)
-                .delete(gateways::delete_listener),
-        )
-        .route("/gateways/{name}/clients", get(clients::list))
-        .route(
-            "/gateways/{name}/clients/{clientid}",
-            get(clients::get).delete(clients::kick),
-        )
-        .route(
-            "/gateways/{name}/clients/{clientid}/subscriptions",
-            get(clients::subscriptions).post(clients::add_subscription),
-        )
-        .route(
-            "/gateways/{name}/clients/{clientid}/subscriptions/{topic}",
-            axum::routing::delete(clients::delete_subscription),
-        )
+    use routes::Access;
+    let mut ops = routes::table();
+    let doc = Arc::new(routes::openapi(&ops, state.prometheus_auth));
+    let keyed = routes::routes(&mut ops, Access::Key)
         .fallback(|| async { ApiError::not_found("Request path not found") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ));
     // Scrapers need no key unless `prometheus.enable_basic_auth` says so, as in EMQX.
-    let metrics = Router::new().route("/prometheus/stats", get(prometheus::stats));
+    let metrics = routes::routes(&mut ops, Access::Metrics);
     let metrics = if state.prometheus_auth {
         metrics.layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -224,14 +101,22 @@ pub fn router(state: Arc<ApiState>) -> Router {
     } else {
         metrics
     };
-    let open = Router::new()
-        .route("/login", post(users::login))
-        .route("/status", get(mqtt::status));
-    Router::new().nest("/api/v5", open.merge(metrics).merge(api).with_state(state))
+    let open = routes::routes(&mut ops, Access::Open);
+    let api = open.merge(metrics).merge(keyed).with_state(state);
+    Router::new()
+        .nest("/api/v5", api)
+        .route(
+            "/api-docs/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { axum::Json((*doc).clone()) }
+            }),
+        )
+        .route("/api-docs", get(docs::page))
 }
 
 /// `POST /configs/reload` (Junction's; EMQX's `emqx ctl conf reload`).
-async fn reload(
+pub(crate) async fn reload(
     axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let Some(reload) = &state.reload else {
