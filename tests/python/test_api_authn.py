@@ -138,6 +138,22 @@ def test_a_listener_authenticator_guards_that_listener(tmp_path):
         assert r.status_code == 404
         # The gateway's own chain is untouched.
         assert call("GET", f"{b.api}/gateways/stomp/authentication").status_code == 204
+        # The listener's users: look up, change, import, delete.
+        assert call("GET", f"{url}/users/carol").json() == {"user_id": "carol", "is_superuser": False}
+        assert call("PUT", f"{url}/users/carol", json={"password": "c2"}).status_code == 200
+        assert not logs_in(b, "carol", "c1") and logs_in(b, "carol", "c2")
+        users_json = '[{"user_id": "erin", "password": "e1", "is_superuser": true}]'
+        r = call("POST", f"{url}/import_users", files={"filename": ("users.json", users_json, "application/json")})
+        assert r.status_code == 200 and r.json()["success"] == 1, r.text
+        assert logs_in(b, "erin", "e1")
+        assert call("DELETE", f"{url}/users/erin").status_code == 204
+        assert not logs_in(b, "erin", "e1")
+        # Replaced (disabled), then removed: the listener lets everyone in again.
+        r = call("PUT", url, json={**BUILTIN, "enable": False})
+        assert r.status_code == 200 and r.json()["enable"] is False, r.text
+        assert logs_in(b)
+        assert call("DELETE", url).status_code == 204
+        assert call("GET", url).status_code == 204
     finally:
         b.stop()
 
@@ -160,6 +176,15 @@ def test_mqtt_built_in_users_through_the_api(tmp_path):
         with pytest.raises(Exception):
             bad.connect()
         assert call("GET", f"{b.api}/authentication/jwt/users").status_code == 404
+        # Look up, change, import, list, delete.
+        assert call("GET", f"{users}/dave").json() == {"user_id": "dave", "is_superuser": False}
+        assert call("PUT", f"{users}/dave", json={"is_superuser": True}).json()["is_superuser"] is True
+        csv = "user_id,password,is_superuser\nfrank,f1,false\n"
+        r = call("POST", f"{b.api}/authentication/{a['id']}/import_users", files={"filename": ("u.csv", csv, "text/csv")})
+        assert r.status_code == 200 and r.json()["success"] == 1, r.text
+        assert [u["user_id"] for u in call("GET", users).json()["data"]] == ["dave", "frank"]
+        assert call("DELETE", f"{users}/frank").status_code == 204
+        assert [u["user_id"] for u in call("GET", users).json()["data"]] == ["dave"]
     finally:
         clients.close_all()
         b.stop()
