@@ -91,6 +91,20 @@ def test_api_lists_and_kicks_clients_of_every_protocol(tmp_path):
         r = requests.get(f"{api}/clients", params={"no_such_filter": 1}, auth=VIEWER, timeout=TIMEOUT)
         assert r.status_code == 400
 
+        # Time bounds, as ms since the epoch or RFC 3339; the session's creation time too.
+        def listed(**params):
+            r = requests.get(f"{api}/clients", params=params, auth=VIEWER, timeout=TIMEOUT)
+            assert r.status_code == 200, r.text
+            return [c["clientid"] for c in r.json()["data"]]
+
+        later = int(time.time() * 1000) + 3_600_000
+        assert listed(gte_connected_at=later) == []
+        assert listed(lte_connected_at=later) == [mqtt_id]
+        assert listed(lte_created_at="2100-01-01T00:00:00Z") == [mqtt_id]
+        assert listed(gte_created_at="2100-01-01T00:00:00+08:00") == []
+        r = requests.get(f"{api}/clients", params={"gte_created_at": "yesterday"}, auth=VIEWER, timeout=TIMEOUT)
+        assert r.status_code == 400 and "gte_created_at" in r.json()["message"]
+
         # Unknown gateway 400, unknown client 404, unknown path 404: EMQX's error shape.
         r = requests.get(f"{api}/gateways/carrier_pigeon/clients", auth=VIEWER, timeout=TIMEOUT)
         assert r.status_code == 400 and r.json()["code"] == "BAD_REQUEST"

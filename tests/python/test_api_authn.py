@@ -188,3 +188,58 @@ def test_mqtt_built_in_users_through_the_api(tmp_path):
     finally:
         clients.close_all()
         b.stop()
+
+
+def test_mqtt_authenticators_are_added_changed_removed_and_kept(tmp_path):
+    start.stomp_port = None
+    b = start(tmp_path)
+    clients = ClientFactory()
+
+    def mqtt_logs_in(broker, user=None, password=None) -> bool:
+        c = clients(broker.tcp, client_id=unique("chain"))
+        if user is not None:
+            c.c.username_pw_set(user, password)
+        try:
+            c.connect()
+            return True
+        except Exception:  # noqa: BLE001 - a refused CONNACK
+            return False
+
+    try:
+        url = f"{b.api}/authentication"
+        assert call("GET", url).json() == []
+        assert mqtt_logs_in(b)
+        r = call("POST", url, json=BUILTIN)
+        assert r.status_code == 200 and r.json()["id"] == "password_based:built_in_database", r.text
+        assert call("POST", url, json=BUILTIN).status_code == 409
+        assert call("POST", url, json={"mechanism": "jwt"}).status_code == 400
+        # A chain with no users lets nobody in; a user added through the API does.
+        assert not mqtt_logs_in(b)
+        one = f"{url}/password_based:built_in_database"
+        assert call("POST", f"{one}/users", json={"user_id": "gina", "password": "g1"}).status_code == 201
+        assert mqtt_logs_in(b, "gina", "g1")
+        # Disabled: everyone is let in.
+        r = call("PUT", one, json={**BUILTIN, "enable": False})
+        assert r.status_code == 200 and r.json()["enable"] is False
+        assert mqtt_logs_in(b)
+        assert call("GET", f"{url}/jwt").status_code == 404
+    finally:
+        clients.close_all()
+        b.stop()
+    # Kept: the changed chain and its user.
+    again = start(tmp_path, workdir=b.workdir)
+    clients = ClientFactory()
+    try:
+        url = f"{again.api}/authentication"
+        [a] = call("GET", url).json()
+        assert a["enable"] is False
+        one = f"{url}/password_based:built_in_database"
+        assert call("PUT", one, json=BUILTIN).status_code == 200
+        assert not mqtt_logs_in(again) and mqtt_logs_in(again, "gina", "g1")
+        assert call("DELETE", one).status_code == 204
+        assert call("GET", one).status_code == 404
+        assert call("GET", url).json() == []
+        assert mqtt_logs_in(again)
+    finally:
+        clients.close_all()
+        again.stop()

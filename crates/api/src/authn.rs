@@ -503,14 +503,3 @@ pub(crate) async fn mqtt_delete_user(
 ) -> Result<StatusCode, ApiError> {
     delete_user_of(&state, Users::Mqtt(id), &uid).await
 }
-
-/// `GET /authentication`: MQTT's chain as configured.
-pub(crate) async fn mqtt_chain(State(state): State<Arc<ApiState>>) -> Json<Value> {
-    Json(Value::Array(
-        state
-            .mqtt_authn
-            .iter()
-            .map(|c| with_id(c.clone(), "mqtt:global"))
-            .collect(),
-    ))
-}

@@ -11,7 +11,7 @@ use axum::Json;
 use junction_broker::KickReason;
 use junction_gateway::{CallError, ClientInfo, ClientView, GatewayCtx};
 use junction_session::SubOptions;
-use junction_types::time::rfc3339_ms;
+use junction_types::time::{parse_rfc3339, rfc3339_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -31,11 +31,48 @@ pub(crate) struct ListQuery {
     clean_start: Option<bool>,
     like_clientid: Option<String>,
     like_username: Option<String>,
+    gte_connected_at: Option<String>,
+    lte_connected_at: Option<String>,
+    gte_created_at: Option<String>,
+    lte_created_at: Option<String>,
+}
+
+/// The time bounds of a client query, read: ms since the epoch.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Times {
     gte_connected_at: Option<u64>,
     lte_connected_at: Option<u64>,
+    gte_created_at: Option<u64>,
+    lte_created_at: Option<u64>,
+}
+
+/// A time parameter: ms since the epoch or RFC 3339, as EMQX takes them.
+fn time_param(name: &str, v: &Option<String>) -> Result<Option<u64>, ApiError> {
+    let Some(text) = v else {
+        return Ok(None);
+    };
+    text.parse::<u64>()
+        .ok()
+        .or_else(|| parse_rfc3339(text))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{name}: `{text}` is neither ms since the epoch nor RFC 3339"
+            ))
+        })
 }
 
 impl ListQuery {
+    /// The time bounds, or a 400 naming the parameter that does not read.
+    fn times(&self) -> Result<Times, ApiError> {
+        Ok(Times {
+            gte_connected_at: time_param("gte_connected_at", &self.gte_connected_at)?,
+            lte_connected_at: time_param("lte_connected_at", &self.lte_connected_at)?,
+            gte_created_at: time_param("gte_created_at", &self.gte_created_at)?,
+            lte_created_at: time_param("lte_created_at", &self.lte_created_at)?,
+        })
+    }
+
     /// True if any filter is given (EMQX then leaves `count` out of `meta`).
     fn filtered(&self) -> bool {
         self.node.is_some()
@@ -49,9 +86,13 @@ impl ListQuery {
             || self.like_username.is_some()
             || self.gte_connected_at.is_some()
             || self.lte_connected_at.is_some()
+            || self.gte_created_at.is_some()
+            || self.lte_created_at.is_some()
     }
 
-    fn matches(&self, node: &str, c: &ClientInfo) -> bool {
+    /// Does client `c` match? `created_at` reads its session's creation time (only
+    /// when a created_at bound is given).
+    fn matches(&self, node: &str, t: &Times, c: &ClientInfo, created_at: &dyn Fn() -> u64) -> bool {
         let user = c.username.as_deref();
         self.node.as_deref().is_none_or(|n| n == node)
             && self.clientid.as_deref().is_none_or(|id| id == &*c.clientid)
@@ -72,8 +113,12 @@ impl ListQuery {
                 .like_username
                 .as_deref()
                 .is_none_or(|s| user.is_some_and(|u| u.contains(s)))
-            && self.gte_connected_at.is_none_or(|t| c.connected_at >= t)
-            && self.lte_connected_at.is_none_or(|t| c.connected_at <= t)
+            && t.gte_connected_at.is_none_or(|t| c.connected_at >= t)
+            && t.lte_connected_at.is_none_or(|t| c.connected_at <= t)
+            && (t.gte_created_at.is_none() && t.lte_created_at.is_none() || {
+                let at = created_at();
+                t.gte_created_at.is_none_or(|t| at >= t) && t.lte_created_at.is_none_or(|t| at <= t)
+            })
     }
 }
 
@@ -220,7 +265,12 @@ fn list_of(state: &ApiState, ctx: &GatewayCtx, q: &ListQuery) -> Result<Response
     let (page, limit) = paging(q.page.as_deref(), q.limit.as_deref())?;
     let skip = (page - 1).saturating_mul(limit);
     // The registry is ordered by client id: pages are stable while clients come and go.
-    let (views, total) = ctx.clients.page(|c| q.matches(&state.node, c), skip, limit);
+    let times = q.times()?;
+    let (views, total) = ctx.clients.page(
+        |c, created_at| q.matches(&state.node, &times, c, created_at),
+        skip,
+        limit,
+    );
     let data: Vec<ClientObject<'_>> = views
         .iter()
         .map(|v| client_object(&state.node, ctx, v))

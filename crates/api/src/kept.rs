@@ -43,6 +43,19 @@ impl Kept {
         Ok(all)
     }
 
+    /// The record under `key`, if any.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>> {
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        match store.get_kv(self.namespace, key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("data file: {} record {key:?}: {e}", self.namespace)),
+        }
+    }
+
     /// Keep `value` under `key`.
     pub fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), ApiError> {
         let Some(store) = &self.store else {

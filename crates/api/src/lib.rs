@@ -17,6 +17,7 @@ pub mod kept;
 pub mod keys;
 mod listener;
 pub mod mqtt;
+pub mod mqtt_authn;
 mod page;
 mod prometheus;
 mod routes;
@@ -55,8 +56,8 @@ pub struct ApiState {
     pub prometheus_auth: bool,
     /// The MQTT listeners.
     pub mqtt_listeners: Vec<mqtt::MqttListener>,
-    /// MQTT's authenticators as configured (`authentication`).
-    pub mqtt_authn: Vec<serde_json::Value>,
+    /// MQTT's authenticator chain.
+    pub mqtt_chain: Arc<mqtt_authn::MqttChain>,
     /// Re-reads the config file (`None`: the server was started without one).
     pub reload: Option<Reloader>,
 }

@@ -2,7 +2,7 @@
 //! (`/api-docs/openapi.json`) are both built from it, so that neither can list an
 //! operation the other lacks.
 
-use crate::{authn, clients, gateways, keys, mqtt, prometheus, users, ApiState};
+use crate::{authn, clients, gateways, keys, mqtt, mqtt_authn, prometheus, users, ApiState};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -49,8 +49,10 @@ const CLIENT_QUERY: &[Param] = &[
     ("clean_start", "boolean"),
     ("like_clientid", "string"),
     ("like_username", "string"),
-    ("gte_connected_at", "integer"),
-    ("lte_connected_at", "integer"),
+    ("gte_connected_at", "string"),
+    ("lte_connected_at", "string"),
+    ("gte_created_at", "string"),
+    ("lte_created_at", "string"),
 ];
 const SUB_QUERY: &[Param] = &[
     ("page", "integer"),
@@ -430,7 +432,47 @@ pub(crate) fn table() -> Vec<Op> {
             &[],
             None,
             &[200, 401],
-            get(authn::mqtt_chain),
+            get(mqtt_authn::list),
+        ),
+        op(
+            "POST",
+            "/authentication",
+            "authentication",
+            "Add an MQTT authenticator",
+            &[],
+            J,
+            &[200, 400, 401, 403, 409],
+            post(mqtt_authn::create),
+        ),
+        op(
+            "GET",
+            "/authentication/{id}",
+            "authentication",
+            "One MQTT authenticator",
+            &[],
+            None,
+            &[200, 401, 404],
+            get(mqtt_authn::get),
+        ),
+        op(
+            "PUT",
+            "/authentication/{id}",
+            "authentication",
+            "Replace an MQTT authenticator",
+            &[],
+            J,
+            &[200, 400, 401, 403, 404],
+            put(mqtt_authn::update),
+        ),
+        op(
+            "DELETE",
+            "/authentication/{id}",
+            "authentication",
+            "Remove an MQTT authenticator",
+            &[],
+            None,
+            &[204, 401, 403, 404],
+            delete(mqtt_authn::delete),
         ),
         op(
             "GET",

@@ -457,50 +457,64 @@ impl GatewayAdmin {
         id: &str,
         body: &Value,
     ) -> Result<(), AdminError> {
-        let name = self.registered(name)?;
-        let (kind, lname) = split_id(name, id)?;
         let Value::Object(body) = body else {
             return Err(AdminError::BadRequest("expected a JSON object".into()));
         };
-        let mut state = self.state.lock().await;
-        if state.unloaded(name) {
-            return Err(AdminError::NotLoaded);
-        }
-        let mut section = current_section(&state, name);
-        // A listener may come from the defaults rather than the section: the filled
-        // configuration says which exist.
-        let filled = self
-            .registry
-            .filled(name, &state.effective()?.gateway)
-            .expect("registered")?;
-        if filled["listeners"][kind].get(lname).is_none() {
-            return Err(AdminError::BadRequest(format!("Listener {id} not found")));
-        }
-        materialize_listeners(&mut section, &filled);
-        object_at(object_at(&mut section, "listeners"), kind)
-            .insert(lname.to_string(), Value::Object(listener_body(body)));
-        self.change(&mut state, name, Change::Section(Value::Object(section)))
-            .await
+        let missing = || AdminError::BadRequest(format!("Listener {id} not found"));
+        self.edit_listener(name, id, missing, |of_kind, lname| {
+            of_kind.insert(lname.to_string(), Value::Object(listener_body(body)));
+        })
+        .await
     }
 
     /// Remove listener `id`.
     pub async fn delete_listener(&self, name: &str, id: &str) -> Result<(), AdminError> {
-        let name = self.registered(name)?;
-        let (kind, lname) = split_id(name, id)?;
-        let mut state = self.state.lock().await;
+        self.edit_listener(
+            name,
+            id,
+            || AdminError::ListenerNotFound,
+            |of_kind, lname| {
+                of_kind.remove(lname);
+            },
+        )
+        .await
+    }
+
+    /// The section of loaded gateway `name` as written, and as filled with defaults.
+    fn loaded_section(
+        &self,
+        state: &State,
+        name: &str,
+    ) -> Result<(Map<String, Value>, Value), AdminError> {
         if state.unloaded(name) {
             return Err(AdminError::NotLoaded);
         }
-        let mut section = current_section(&state, name);
         let filled = self
             .registry
             .filled(name, &state.effective()?.gateway)
             .expect("registered")?;
+        Ok((current_section(state, name), filled))
+    }
+
+    /// Edit listener `id` of gateway `name`: `edit` gets the listeners of its type (the
+    /// section's, written out from the defaults first, since a listener may come from
+    /// them) and its name. Refused with `missing()` when the listener does not exist.
+    async fn edit_listener(
+        &self,
+        name: &str,
+        id: &str,
+        missing: impl FnOnce() -> AdminError,
+        edit: impl FnOnce(&mut Map<String, Value>, &str),
+    ) -> Result<(), AdminError> {
+        let name = self.registered(name)?;
+        let (kind, lname) = split_id(name, id)?;
+        let mut state = self.state.lock().await;
+        let (mut section, filled) = self.loaded_section(&state, name)?;
         if filled["listeners"][kind].get(lname).is_none() {
-            return Err(AdminError::ListenerNotFound);
+            return Err(missing());
         }
         materialize_listeners(&mut section, &filled);
-        object_at(object_at(&mut section, "listeners"), kind).remove(lname);
+        edit(object_at(object_at(&mut section, "listeners"), kind), lname);
         self.change(&mut state, name, Change::Section(Value::Object(section)))
             .await
     }
@@ -537,14 +551,7 @@ impl GatewayAdmin {
     ) -> Result<(), AdminError> {
         let name = self.registered(name)?;
         let mut state = self.state.lock().await;
-        if state.unloaded(name) {
-            return Err(AdminError::NotLoaded);
-        }
-        let mut section = current_section(&state, name);
-        let filled = self
-            .registry
-            .filled(name, &state.effective()?.gateway)
-            .expect("registered")?;
+        let (mut section, filled) = self.loaded_section(&state, name)?;
         let (target, exists, on) = match listener {
             None => {
                 let exists = filled.get("authentication").is_some_and(|v| !v.is_null());

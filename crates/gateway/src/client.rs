@@ -215,10 +215,11 @@ impl ClientRegistry {
 
     /// The clients that `matches`, in client id order: the `take` of them after the first
     /// `skip`, and how many match in all. One pass under the lock that clones only the
-    /// page; session figures are read after it is released.
+    /// page; session figures are read after it is released. `matches` is handed a way
+    /// to read the session's creation time (its cell's lock, taken only if it asks).
     pub fn page(
         &self,
-        matches: impl Fn(&ClientInfo) -> bool,
+        matches: impl Fn(&ClientInfo, &dyn Fn() -> u64) -> bool,
         skip: usize,
         take: usize,
     ) -> (Vec<ClientView>, usize) {
@@ -227,7 +228,8 @@ impl ClientRegistry {
         {
             let map = self.clients.lock();
             for e in map.values() {
-                if !matches(&e.info) {
+                let created_at = || e.cell.read(|st| st.session.created_at_ms);
+                if !matches(&e.info, &created_at) {
                     continue;
                 }
                 if total >= skip && picked.len() < take {

@@ -40,6 +40,8 @@ pub struct Server {
     gateways: Arc<GatewayAdmin>,
     /// The management API, when `dashboard.listeners.http` is enabled.
     api: Option<junction_api::ApiHandle>,
+    /// MQTT's authenticator chain, as the API changes it.
+    mqtt_chain: Arc<junction_api::mqtt_authn::MqttChain>,
 }
 
 impl Server {
@@ -77,15 +79,15 @@ impl Server {
         broker.start_sys();
         let authn = Arc::new(AuthnChains::default());
         authn.set_user_store(Arc::new(users::StoredUsers(durable.store.clone())));
-        let mut mqtt_chain = Vec::new();
-        for (i, a) in config.authentication.iter().enumerate() {
-            mqtt_chain.push(
-                authn
-                    .build("mqtt:global", a)
-                    .with_context(|| format!("authentication.{}", i + 1))?,
-            );
-        }
-        authn.set_chain("mqtt:global", mqtt_chain);
+        // The file's chain, or the one the API changed and the data file keeps.
+        let mqtt_chain = Arc::new(junction_api::mqtt_authn::MqttChain::start(
+            authn.clone(),
+            &config.authentication,
+            junction_api::kept::Kept::new(
+                Some(durable.store.clone()),
+                junction_store::kv::CONFIG_CHANGES,
+            ),
+        )?);
         let mqtt = Arc::new(mqtt);
         let mqtt_ctx = GatewayCtx::mqtt(
             broker.clone(),
@@ -135,6 +137,7 @@ impl Server {
             listeners,
             gateways: Arc::new(gateways),
             api: None,
+            mqtt_chain,
         };
         server.api = start_api(config, path, &server).await?;
         Ok(server)
@@ -277,11 +280,7 @@ async fn start_api(
         node: server.broker.settings.node_name.clone(),
         prometheus_auth: config.prometheus.enable_basic_auth,
         reload: Some(reloader(config, path, server.gateways.clone())),
-        mqtt_authn: config
-            .authentication
-            .iter()
-            .filter_map(|a| serde_json::to_value(a).ok())
-            .collect(),
+        mqtt_chain: server.mqtt_chain.clone(),
         mqtt_listeners: server
             .listeners
             .iter()
