@@ -197,6 +197,13 @@ async fn database(state: &ApiState, of: &Users) -> Result<Arc<dyn Authenticator>
         .ok_or_else(|| ApiError::not_found("no built-in database authenticator here"))
 }
 
+/// The built-in database behind an authenticator [`database`] found (an error, not a
+/// panic, should that ever not hold).
+fn builtin_of(a: &Arc<dyn Authenticator>) -> Result<&junction_auth::BuiltInDatabase, ApiError> {
+    a.builtin()
+        .ok_or_else(|| ApiError::internal("the authenticator is not a built-in database"))
+}
+
 fn user_json(u: &User) -> Value {
     json!({ "user_id": u.user_id, "is_superuser": u.is_superuser })
 }
@@ -213,7 +220,7 @@ pub(crate) struct UserQuery {
 async fn list_of(state: &ApiState, of: Users, q: UserQuery) -> Result<Json<Value>, ApiError> {
     let paging = paging(q.page.as_deref(), q.limit.as_deref())?;
     let db = database(state, &of).await?;
-    let db = db.builtin().expect("a built-in database");
+    let db = builtin_of(&db)?;
     let all: Vec<User> = db
         .users()
         .into_iter()
@@ -250,7 +257,7 @@ async fn add_of(
         ));
     }
     let db = database(state, &of).await?;
-    let db = db.builtin().expect("a built-in database");
+    let db = builtin_of(&db)?;
     if db.user(&u.user_id).is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -268,7 +275,7 @@ async fn add_of(
 
 async fn get_user_of(state: &ApiState, of: Users, uid: &str) -> Result<Json<Value>, ApiError> {
     let db = database(state, &of).await?;
-    let db = db.builtin().expect("a built-in database");
+    let db = builtin_of(&db)?;
     db.user(uid)
         .map(|u| Json(user_json(&u)))
         .ok_or_else(|| ApiError::not_found("User not found"))
@@ -293,7 +300,7 @@ async fn update_user_of(
         return Err(ApiError::bad_request("password may not be empty"));
     }
     let db = database(state, &of).await?;
-    let db = db.builtin().expect("a built-in database");
+    let db = builtin_of(&db)?;
     match db
         .update_user(
             uid,
@@ -309,7 +316,7 @@ async fn update_user_of(
 
 async fn delete_user_of(state: &ApiState, of: Users, uid: &str) -> Result<StatusCode, ApiError> {
     let db = database(state, &of).await?;
-    let db = db.builtin().expect("a built-in database");
+    let db = builtin_of(&db)?;
     if db.delete_user(uid).map_err(ApiError::internal)? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -367,7 +374,7 @@ async fn import_of(
     }
     let (text, json) = file.ok_or_else(|| ApiError::bad_request("no `filename` field"))?;
     let db = database(state, &of).await?;
-    let db = db.builtin().expect("a built-in database");
+    let db = builtin_of(&db)?;
     let report = db
         .import(&text, json, kind)
         .map_err(|e| ApiError::bad_request(format!("the user file: {e}")))?;
