@@ -295,7 +295,7 @@ fn written(value: &impl Serialize) -> Result<Response, ApiError> {
 fn get_of(state: &ApiState, ctx: &GatewayCtx, clientid: &str) -> Result<Response, ApiError> {
     match ctx.clients.view(clientid) {
         Some(view) => written(&client_object(&state.node, ctx, &view)),
-        None => Err(ApiError::not_found("Client not found")),
+        None => Err(client_not_found(ctx)),
     }
 }
 
@@ -303,14 +303,14 @@ fn kick_of(ctx: &GatewayCtx, clientid: &str) -> Result<StatusCode, ApiError> {
     if ctx.clients.kick(clientid, KickReason::Administrative) {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found("Client not found"))
+        Err(client_not_found(ctx))
     }
 }
 
 async fn subscriptions_of(ctx: &GatewayCtx, clientid: &str) -> Result<Json<Value>, ApiError> {
     match ctx.subscriptions(clientid).await {
         Ok(subs) => Ok(Json(serde_json::to_value(subs).unwrap_or_default())),
-        Err(CallError::ClientNotFound) => Err(ApiError::not_found("client process not found")),
+        Err(e @ CallError::ClientNotFound) => Err(call_error(ctx, e)),
         Err(e) => Err(ApiError::bad_request(format!(
             "get subscriptions failed: {e}"
         ))),
@@ -405,9 +405,23 @@ struct SubProps {
     subid: Option<Value>,
 }
 
-fn call_error(e: CallError) -> ApiError {
+/// 404 for a client that is not connected: EMQX's `CLIENTID_NOT_FOUND` on MQTT's
+/// `/clients`, `NOT_FOUND` on a gateway's.
+fn client_not_found(ctx: &GatewayCtx) -> ApiError {
+    if ctx.namespace.is_empty() {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "CLIENTID_NOT_FOUND",
+            "Client ID not found",
+        )
+    } else {
+        ApiError::not_found("Client not found")
+    }
+}
+
+fn call_error(ctx: &GatewayCtx, e: CallError) -> ApiError {
     match e {
-        CallError::ClientNotFound => ApiError::not_found("Client not found"),
+        CallError::ClientNotFound => client_not_found(ctx),
         CallError::NoSuchSubscription => ApiError::not_found("Resource not found"),
         CallError::Timeout => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -450,7 +464,7 @@ async fn add_of(
     let info = ctx
         .add_subscription(clientid, &topic, opts, subid)
         .await
-        .map_err(call_error)?;
+        .map_err(|e| call_error(ctx, e))?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::to_value(info).unwrap_or_default()),
@@ -476,7 +490,7 @@ pub(crate) async fn delete_subscription(
     let ctx = gateway(&state, &name).await?;
     ctx.remove_subscription(&clientid, &topic)
         .await
-        .map_err(call_error)?;
+        .map_err(|e| call_error(&ctx, e))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -507,6 +521,6 @@ pub(crate) async fn unsubscribe_mqtt(
         .mqtt
         .remove_subscription(&clientid, &u.topic)
         .await
-        .map_err(call_error)?;
+        .map_err(|e| call_error(&state.mqtt, e))?;
     Ok(StatusCode::NO_CONTENT)
 }

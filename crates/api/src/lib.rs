@@ -15,7 +15,7 @@ mod extract;
 mod gateways;
 pub mod kept;
 pub mod keys;
-mod listener;
+pub mod listener;
 pub mod mqtt;
 pub mod mqtt_authn;
 mod page;
@@ -62,20 +62,36 @@ pub struct ApiState {
     pub reload: Option<Reloader>,
 }
 
-/// The running API listener.
+/// One listener of the API: `dashboard.listeners.http` or `.https`.
+pub struct ApiListener {
+    /// `"http"` or `"https"`.
+    pub name: &'static str,
+    /// The address to bind.
+    pub bind: SocketAddr,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// TLS, for `https`.
+    pub tls: Option<listener::Tls>,
+}
+
+/// The running API listeners.
 #[derive(Debug)]
 pub struct ApiHandle {
-    /// The bound address.
-    pub local_addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    /// Each listener's id (`dashboard:http`, `dashboard:https`) and bound address.
+    pub local_addrs: Vec<(String, SocketAddr)>,
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl ApiHandle {
     /// Stop accepting and finish the requests in progress.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
+        for stop in self.stops {
+            let _ = stop.send(());
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }
 
@@ -131,30 +147,43 @@ pub(crate) async fn reload(
         .map_err(ApiError::bad_request)
 }
 
-/// Listen on `bind` and serve the API to at most `max_connections` connections at once.
-pub async fn start(
-    bind: SocketAddr,
-    max_connections: usize,
-    state: ApiState,
-) -> anyhow::Result<ApiHandle> {
-    let listener = tokio::net::TcpListener::bind(bind).await?;
-    let local_addr = listener.local_addr()?;
-    let listener = listener::Bounded::new(listener, max_connections);
+/// Serve the API on each of `listeners`. Every address is bound before any serves, so
+/// a busy port fails the start as a whole, naming the listener.
+pub async fn start(listeners: Vec<ApiListener>, state: ApiState) -> anyhow::Result<ApiHandle> {
+    use anyhow::Context;
+    let mut bound = Vec::new();
+    for l in listeners {
+        let tcp = tokio::net::TcpListener::bind(l.bind)
+            .await
+            .with_context(|| format!("dashboard.listeners.{}.bind: {}", l.name, l.bind))?;
+        let addr = tcp.local_addr()?;
+        bound.push((
+            l.name,
+            addr,
+            listener::Bounded::new(tcp, l.max_connections, l.tls),
+        ));
+    }
     let app = router(Arc::new(state));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "management API stopped");
-        }
-    });
-    Ok(ApiHandle {
-        local_addr,
-        stop,
-        task,
-    })
+    let mut handle = ApiHandle {
+        local_addrs: Vec::new(),
+        stops: Vec::new(),
+        tasks: Vec::new(),
+    };
+    for (name, addr, listener) in bound {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = app.clone();
+        handle.tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, listener = name, "management API stopped");
+            }
+        }));
+        handle.stops.push(stop);
+        handle.local_addrs.push((format!("dashboard:{name}"), addr));
+    }
+    Ok(handle)
 }

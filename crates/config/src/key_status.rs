@@ -94,6 +94,55 @@ pub const KEY_STATUS: &[(&str, KeyStatus)] = &[
         H("test_the_api_serves_at_most_max_connections_at_once"),
     ),
     (
+        "dashboard.listeners.https.enable",
+        H("test_the_api_is_served_over_https_with_the_configured_certificate"),
+    ),
+    (
+        "dashboard.listeners.https.bind",
+        H("test_the_api_is_served_over_https_with_the_configured_certificate"),
+    ),
+    (
+        "dashboard.listeners.https.max_connections",
+        H("test_https_api_connections_past_max_connections_wait"),
+    ),
+    (
+        "dashboard.listeners.https.ssl_options.certfile",
+        H("test_the_api_is_served_over_https_with_the_configured_certificate"),
+    ),
+    (
+        "dashboard.listeners.https.ssl_options.keyfile",
+        H("test_the_api_is_served_over_https_with_the_configured_certificate"),
+    ),
+    (
+        "dashboard.listeners.https.ssl_options.cacertfile",
+        H("test_the_https_api_can_require_client_certificates"),
+    ),
+    (
+        "dashboard.listeners.https.ssl_options.verify",
+        H("test_the_https_api_can_require_client_certificates"),
+    ),
+    (
+        "dashboard.listeners.https.ssl_options.fail_if_no_peer_cert",
+        H("test_the_https_api_can_require_client_certificates"),
+    ),
+    (
+        "dashboard.listeners.https.ssl_options.versions",
+        H("test_the_https_api_offers_only_the_configured_versions"),
+    ),
+    (
+        "dashboard.listeners.https.ssl_options.ciphers",
+        H("test_the_https_api_offers_only_the_configured_versions"),
+    ),
+    (
+        "dashboard.listeners.https.ssl_options.handshake_timeout",
+        H("test_a_silent_https_api_connection_is_closed_after_the_handshake_timeout"),
+    ),
+    ("dashboard.listeners.https.ssl_options.depth", U("3")),
+    (
+        "dashboard.listeners.https.ssl_options.password",
+        U("\"secret\""),
+    ),
+    (
         "dashboard.default_username",
         H("test_no_password_works_until_the_generated_one_is_read"),
     ),

@@ -43,9 +43,9 @@ pub use listener::{
 pub use mqtt::{MqttConfig, MqueueDefaultPriority, PeerCertAs, SharedSubscriptionStrategy};
 pub use sections::{
     ApiKeyConfig, AuthorizationConfig, AuthzCache, AuthzVerdict, BrokerConfig, ConsoleLog,
-    DashboardConfig, DashboardHttpListener, DashboardListeners, DenyAction, DurableSessionsConfig,
-    LogConfig, LogLevel, NodeConfig, PrometheusConfig, PskAuthentication, SysEventMessages,
-    SysTopicsConfig,
+    DashboardConfig, DashboardHttpListener, DashboardHttpsListener, DashboardListeners, DenyAction,
+    DurableSessionsConfig, LogConfig, LogLevel, NodeConfig, PrometheusConfig, PskAuthentication,
+    SysEventMessages, SysTopicsConfig,
 };
 pub use units::{Bind, ByteSize, Duration};
 pub use unsupported::not_supported;

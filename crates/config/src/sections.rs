@@ -1,5 +1,6 @@
 //! The small sections: `node`, `broker`, `sys_topics`, `log` and `dashboard`.
 
+use crate::listener::SslOptions;
 use crate::units::{auto_or, disabled_or, Bind, Duration};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -209,7 +210,7 @@ impl Default for DurableSessionsConfig {
 }
 
 /// The HTTP dashboard and management API, `dashboard { … }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DashboardConfig {
     /// Dashboard listeners. Default: HTTP on `0.0.0.0:18083`.
@@ -237,11 +238,40 @@ impl Default for DashboardConfig {
 }
 
 /// Dashboard listeners, `dashboard.listeners { … }`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DashboardListeners {
     /// The plain HTTP listener. Default: enabled on `0.0.0.0:18083`.
     pub http: DashboardHttpListener,
+    /// The HTTPS listener. Default: disabled, `0.0.0.0:18084` once enabled.
+    pub https: DashboardHttpsListener,
+}
+
+/// The dashboard's HTTPS listener, `dashboard.listeners.https { … }`: the same API over
+/// TLS, beside or instead of the plain one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardHttpsListener {
+    /// Whether the HTTPS listener is started. Default `false`; `ssl_options.certfile` and
+    /// `keyfile` are then required.
+    pub enable: bool,
+    /// Address to listen on: a port or `"ip:port"`. Default `18084` (`0.0.0.0:18084`).
+    pub bind: Bind,
+    /// Connections served at once; more wait in the backlog. Default 512.
+    pub max_connections: u32,
+    /// TLS settings, the keys of an `ssl` listener's `ssl_options`.
+    pub ssl_options: SslOptions,
+}
+
+impl Default for DashboardHttpsListener {
+    fn default() -> Self {
+        DashboardHttpsListener {
+            enable: false,
+            bind: Bind::any(18084),
+            max_connections: 512,
+            ssl_options: SslOptions::default(),
+        }
+    }
 }
 
 /// The dashboard's HTTP listener, `dashboard.listeners.http { … }`.

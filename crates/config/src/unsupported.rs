@@ -72,6 +72,10 @@ pub(crate) fn refuse(config: &Config) -> Result<(), ConfigError> {
     }
     refuse_authorization(config)?;
     refuse_psk(config)?;
+    refuse_ssl_options(
+        &config.dashboard.listeners.https.ssl_options,
+        "dashboard.listeners.https.ssl_options",
+    )?;
     for (kind, name, l) in config.listeners.iter() {
         let path = |key: &[&str]| {
             render_path(

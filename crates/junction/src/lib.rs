@@ -189,7 +189,7 @@ impl Server {
             .collect();
         all.extend(self.gateways.registry().listeners());
         if let Some(api) = &self.api {
-            all.push(("dashboard:http".to_string(), api.local_addr));
+            all.extend(api.local_addrs.iter().cloned());
         }
         all
     }
@@ -243,8 +243,8 @@ async fn start_api(
 ) -> anyhow::Result<Option<junction_api::ApiHandle>> {
     use junction_api::kept::Kept;
     use junction_store::kv;
-    let http = &config.dashboard.listeners.http;
-    if !http.enable {
+    let listeners = &config.dashboard.listeners;
+    if !listeners.http.enable && !listeners.https.enable {
         return Ok(None);
     }
     let store = Some(server.durable.store.clone());
@@ -295,12 +295,47 @@ async fn start_api(
             })
             .collect(),
     };
-    let addr = http.bind.addr();
-    let handle = junction_api::start(addr, http.max_connections as usize, state)
-        .await
-        .with_context(|| format!("dashboard.listeners.http.bind: {addr}"))?;
-    tracing::info!(addr = %handle.local_addr, "management API listening");
+    let handle = junction_api::start(api_listeners(config)?, state).await?;
+    for (id, addr) in &handle.local_addrs {
+        tracing::info!(listener = %id, %addr, "management API listening");
+    }
     Ok(Some(handle))
+}
+
+/// The API's enabled listeners: `dashboard.listeners.http` and `.https`, the latter with
+/// its `ssl_options` read as an `ssl` listener's.
+fn api_listeners(config: &Config) -> anyhow::Result<Vec<junction_api::ApiListener>> {
+    let (http, https) = (
+        &config.dashboard.listeners.http,
+        &config.dashboard.listeners.https,
+    );
+    let mut listeners = Vec::new();
+    if http.enable {
+        listeners.push(junction_api::ApiListener {
+            name: "http",
+            bind: http.bind.addr(),
+            max_connections: http.max_connections as usize,
+            tls: None,
+        });
+    }
+    if https.enable {
+        let path = "dashboard.listeners.https";
+        let mut opts = ListenerOptions::new(path, ListenerKind::Ssl, https.bind.addr());
+        apply_ssl_options(&mut opts, &https.ssl_options, path)?;
+        let tls = opts.tls.as_ref().context("ssl_options")?;
+        let server = junction_transport::load_server_config(tls)
+            .map_err(|e| anyhow::anyhow!("{path}.ssl_options.{e}"))?;
+        listeners.push(junction_api::ApiListener {
+            name: "https",
+            bind: https.bind.addr(),
+            max_connections: https.max_connections as usize,
+            tls: Some(junction_api::listener::Tls {
+                acceptor: Arc::new(server).into(),
+                handshake_timeout: opts.handshake_timeout,
+            }),
+        });
+    }
+    Ok(listeners)
 }
 
 /// `POST /api/v5/configs/reload`: read the file and the environment again. Gateways are
