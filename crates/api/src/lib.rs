@@ -54,8 +54,8 @@ pub struct ApiState {
     pub node: String,
     /// `prometheus.enable_basic_auth`: scrapers need an API key.
     pub prometheus_auth: bool,
-    /// The MQTT listeners.
-    pub mqtt_listeners: Vec<mqtt::MqttListener>,
+    /// The MQTT listeners, as they run now.
+    pub mqtt_listeners: Arc<parking_lot::RwLock<Vec<mqtt::MqttListener>>>,
     /// MQTT's authenticator chain.
     pub mqtt_chain: Arc<mqtt_authn::MqttChain>,
     /// Re-reads the config file (`None`: the server was started without one).

@@ -122,6 +122,7 @@ pub(crate) async fn listeners(State(state): State<Arc<ApiState>>) -> Json<Value>
     Json(
         state
             .mqtt_listeners
+            .read()
             .iter()
             .map(|l| {
                 let (kind, name) = l.id.split_once(':').unwrap_or((&l.id, ""));

@@ -62,6 +62,17 @@ impl MqttChain {
         Ok(())
     }
 
+    /// The file's chain changed to `file` (a reload): installed unless the API replaced
+    /// the chain, whose kept version stays in force as at a start. Whether it was.
+    pub fn reload_file(&self, file: &[AuthnConfig]) -> anyhow::Result<bool> {
+        if self.kept.get::<Vec<AuthnConfig>>(KEY)?.is_some() {
+            return Ok(false);
+        }
+        self.install(file)?;
+        *self.configs.lock() = file.to_vec();
+        Ok(true)
+    }
+
     /// Install and keep `configs`.
     fn replace(&self, configs: Vec<AuthnConfig>) -> Result<(), ApiError> {
         self.install(&configs)

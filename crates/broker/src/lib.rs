@@ -89,7 +89,7 @@ impl std::fmt::Debug for SinkSlot {
 }
 
 /// Broker-wide settings ( `mqtt.*`, `sys_topics.*` and `node.*`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BrokerSettings {
     /// Node name, used in `$SYS/brokers/<node>/…`.
     pub node_name: String,

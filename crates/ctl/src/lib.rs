@@ -380,6 +380,9 @@ impl Ctx {
                     return self.print_json(out, &v);
                 }
                 writeln!(out, "ok")?;
+                for section in v["applied"].as_array().into_iter().flatten() {
+                    writeln!(out, "changed, applied: {}", text(section))?;
+                }
                 for section in v["restart_needed"].as_array().into_iter().flatten() {
                     writeln!(
                         out,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// MQTT protocol settings (`mqtt.*` in the config).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MqttSettings {
     /// `mqtt.max_packet_size`: largest packet accepted, bytes.
     pub max_packet_size: u32,

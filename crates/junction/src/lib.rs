@@ -6,6 +6,7 @@
 mod changes;
 mod durable;
 pub mod gateways;
+mod mqtt_listeners;
 mod users;
 
 use anyhow::Context;
@@ -20,7 +21,7 @@ use junction_gateway::{CommonSettings, GatewayAdmin, GatewayCtx, GatewayEnv, Reg
 use junction_gw_mqtt::MqttSettings;
 use junction_session::SessionLimits;
 use junction_store::Store;
-use junction_transport::{ListenerHandle, ListenerKind, ListenerOptions, OriginCheck, WsOptions};
+use junction_transport::{ListenerKind, ListenerOptions, OriginCheck, WsOptions};
 use junction_types::QoS;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub struct Server {
     /// The MQTT listeners' context.
     mqtt: Arc<GatewayCtx>,
     durable: Durable,
-    listeners: Vec<ListenerHandle>,
+    listeners: Arc<mqtt_listeners::MqttListeners>,
     /// The gateways this server runs, changed at run time through the API.
     gateways: Arc<GatewayAdmin>,
     /// The management API, when `dashboard.listeners.http` is enabled.
@@ -98,27 +99,15 @@ impl Server {
             },
             authn.clone(),
         );
-        let mut listeners = Vec::new();
-        for (kind, name, l) in config.listeners.enabled() {
-            let opts = listener_options(kind, name, l, mqtt.max_packet_size)?;
-            authn.set_listener_authn(&opts.id, l.enable_authn);
-
-            let ctx = mqtt_ctx.clone();
-            let m = if l.mountpoint.is_empty() {
-                mqtt.clone()
-            } else {
-                Arc::new(MqttSettings {
-                    mountpoint: l.mountpoint.clone(),
-                    ..(*mqtt).clone()
-                })
-            };
-            let handle = junction_transport::start(opts, move |accepted| {
-                junction_gw_mqtt::serve(ctx.clone(), m.clone(), accepted)
-            })
-            .await?;
-            tracing::info!(listener = %handle.id, addr = %handle.local_addr, "listening");
-            listeners.push(handle);
-        }
+        let listeners = Arc::new(
+            mqtt_listeners::MqttListeners::start(
+                config,
+                mqtt.clone(),
+                mqtt_ctx.clone(),
+                authn.clone(),
+            )
+            .await?,
+        );
         let gateway_env = GatewayEnv {
             broker: broker.clone(),
             authn: authn.clone(),
@@ -182,11 +171,7 @@ impl Server {
 
     /// Every listener, MQTT and gateways, with its bound address.
     pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
-        let mut all: Vec<(String, SocketAddr)> = self
-            .listeners
-            .iter()
-            .map(|l| (l.id.clone(), l.local_addr))
-            .collect();
+        let mut all = self.listeners.addresses();
         all.extend(self.gateways.registry().listeners());
         if let Some(api) = &self.api {
             all.extend(api.local_addrs.iter().cloned());
@@ -216,9 +201,7 @@ impl Server {
         if let Some(api) = self.api {
             api.shutdown().await;
         }
-        for l in &self.listeners {
-            l.stop();
-        }
+        self.listeners.stop().await;
         self.gateways.registry().unload_all().await;
         self.broker.kick_all(KickReason::Shutdown);
         // Give connection tasks a moment to say goodbye.
@@ -279,21 +262,9 @@ async fn start_api(
         gateways: server.gateways.clone(),
         node: server.broker.settings.node_name.clone(),
         prometheus_auth: config.prometheus.enable_basic_auth,
-        reload: Some(reloader(config, path, server.gateways.clone())),
+        reload: Some(reloader(config, path, server)),
         mqtt_chain: server.mqtt_chain.clone(),
-        mqtt_listeners: server
-            .listeners
-            .iter()
-            .map(|l| junction_api::mqtt::MqttListener {
-                id: l.id.clone(),
-                bind: l.local_addr,
-                max_connections: config
-                    .listeners
-                    .enabled()
-                    .find(|(kind, name, _)| format!("{}:{name}", kind.as_str()) == l.id)
-                    .and_then(|(_, _, c)| c.max_connections),
-            })
-            .collect(),
+        mqtt_listeners: server.listeners.listed(),
     };
     let handle = junction_api::start(api_listeners(config)?, state).await?;
     for (id, addr) in &handle.local_addrs {
@@ -338,23 +309,72 @@ fn api_listeners(config: &Config) -> anyhow::Result<Vec<junction_api::ApiListene
     Ok(listeners)
 }
 
-/// `POST /api/v5/configs/reload`: read the file and the environment again. Gateways are
-/// reconciled (live connections stay where a listener did not change; changes made
-/// through the API still apply over the file); any other section that changed is named
-/// as needing a restart.
+/// `POST /api/v5/configs/reload`: read the file and the environment again and apply what
+/// can change on a running server:
+/// - `gateway`: every gateway reconciled (changes made through the API still apply over
+///   the file);
+/// - `listeners`: MQTT listeners added, changed, removed (see [`mqtt_listeners`]);
+/// - `mqtt`: for the connections accepted from now on, unless the change touches what the
+///   broker or the sessions already hold (QoS upgrade, shared subscription strategy,
+///   queue and in-flight limits, …);
+/// - `authentication`: MQTT's chain, unless the API replaced it (the kept chain wins, as
+///   at a start).
+///
+/// Any other section that changed is named as needing a restart, and is reported again on
+/// each reload until then.
 fn reloader(
     config: &Config,
     path: Option<std::path::PathBuf>,
-    gateways: Arc<GatewayAdmin>,
+    server: &Server,
 ) -> junction_api::Reloader {
     let running = Arc::new(tokio::sync::Mutex::new(config.clone()));
+    let (gateways, listeners, chain) = (
+        server.gateways.clone(),
+        server.listeners.clone(),
+        server.mqtt_chain.clone(),
+    );
     Arc::new(move || {
-        let (path, gateways, running) = (path.clone(), gateways.clone(), running.clone());
+        let (path, running) = (path.clone(), running.clone());
+        let (gateways, listeners, chain) = (gateways.clone(), listeners.clone(), chain.clone());
         Box::pin(async move {
             let new = Config::load(path.as_deref(), std::env::vars())
                 .map_err(|e| format!("configuration: {e}"))?;
             let mut running = running.lock().await;
-            gateways.reload(&new).await.map_err(|e| e.to_string())?;
+            let mut applied: Vec<&str> = Vec::new();
+            if new.gateway != running.gateway {
+                gateways.reload(&new).await.map_err(|e| e.to_string())?;
+                running.gateway = new.gateway.clone();
+                applied.push("gateway");
+            }
+            // `mqtt.*` as a new connection reads it, if nothing else depends on it.
+            let mqtt_applies = broker_settings(&new) == broker_settings(&running)
+                && mqtt_settings(&new).session == mqtt_settings(&running).session;
+            let mqtt_now = if mqtt_applies { &new } else { &*running };
+            if new.listeners != running.listeners || (mqtt_applies && new.mqtt != running.mqtt) {
+                let mut target = new.clone();
+                target.mqtt = mqtt_now.mqtt.clone();
+                listeners
+                    .reconcile(&target, Arc::new(mqtt_settings(&target)))
+                    .await
+                    .map_err(|e| format!("listeners: {e:#}"))?;
+                if new.listeners != running.listeners {
+                    running.listeners = new.listeners.clone();
+                    applied.push("listeners");
+                }
+                if new.mqtt != running.mqtt {
+                    running.mqtt = new.mqtt.clone();
+                    applied.push("mqtt");
+                }
+            }
+            if new.authentication != running.authentication {
+                if chain
+                    .reload_file(&new.authentication)
+                    .map_err(|e| e.to_string())?
+                {
+                    applied.push("authentication");
+                }
+                running.authentication = new.authentication.clone();
+            }
             let sections = |c: &Config| serde_json::to_value(c).unwrap_or_default();
             let (old, now) = (sections(&running), sections(&new));
             let mut restart: Vec<String> = Vec::new();
@@ -365,11 +385,7 @@ fn reloader(
                     }
                 }
             }
-            *running = Config {
-                gateway: new.gateway.clone(),
-                ..running.clone()
-            };
-            Ok(serde_json::json!({ "applied": ["gateway"], "restart_needed": restart }))
+            Ok(serde_json::json!({ "applied": applied, "restart_needed": restart }))
         })
     })
 }
