@@ -117,6 +117,10 @@ def test_a_gateway_authenticator_and_its_users_through_the_api(tmp_path):
         assert call("GET", url).status_code == 204
         r = call("PUT", url, json=BUILTIN)
         assert r.status_code == 400 and r.json()["message"] == "The authentication not found on stomp"
+        # Deleted with its users: one made again starts empty (alice is gone).
+        assert call("POST", url, json=BUILTIN).status_code == 201
+        assert call("GET", f"{url}/users").json()["data"] == []
+        assert not logs_in(again, "alice", "a3")
         again.assert_alive()
     finally:
         again.stop()
@@ -240,6 +244,10 @@ def test_mqtt_authenticators_are_added_changed_removed_and_kept(tmp_path):
         assert call("GET", one).status_code == 404
         assert call("GET", url).json() == []
         assert mqtt_logs_in(again)
+        # Deleted with its users: one made again starts empty.
+        assert call("POST", url, json=BUILTIN).status_code == 200
+        assert call("GET", f"{one}/users").json()["data"] == []
+        assert not mqtt_logs_in(again, "gina", "g1")
     finally:
         clients.close_all()
         again.stop()

@@ -76,11 +76,20 @@ async fn set_of(
     op: AuthnOp,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
+    let deleting = matches!(op, AuthnOp::Delete);
+    let chain = chain_of(state, name, listener).await;
     state
         .gateways
         .set_authentication(name, listener, op)
         .await?;
-    if status == StatusCode::NO_CONTENT {
+    if deleting {
+        if let Ok(chain) = chain {
+            state
+                .gateways
+                .authn()
+                .forget_users(&chain)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+        }
         return Ok(status.into_response());
     }
     let config = state

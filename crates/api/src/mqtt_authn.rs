@@ -170,5 +170,10 @@ pub(crate) async fn delete(
         return Err(not_found(&id));
     }
     state.mqtt_chain.replace(Vec::new())?;
+    state
+        .mqtt_chain
+        .authn
+        .forget_users(CHAIN)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -61,6 +61,8 @@ pub trait UserStore: Send + Sync {
     fn put(&self, chain: &str, user: &User) -> Result<(), String>;
     /// Forget user `user_id` of `chain`.
     fn delete(&self, chain: &str, user_id: &str) -> Result<(), String>;
+    /// Forget every user of `chain`.
+    fn clear(&self, chain: &str) -> Result<(), String>;
 }
 
 /// Why an authenticator could not be built.
@@ -127,6 +129,17 @@ impl AuthnChains {
                 }
                 Ok(Arc::new(db))
             }
+        }
+    }
+
+    /// Forget the users kept for chain `chain`: its built-in database was deleted, and
+    /// one created in its place starts empty (EMQX drops the authenticator's table).
+    pub fn forget_users(&self, chain: &str) -> Result<(), AuthError> {
+        match self.users.read().clone() {
+            Some(store) => store
+                .clear(chain)
+                .map_err(|reason| AuthError::Kept { reason }),
+            None => Ok(()),
         }
     }
 

@@ -254,6 +254,11 @@ impl GatewayAdmin {
         &self.registry
     }
 
+    /// The node's authentication chains, which the gateways' authenticators are part of.
+    pub fn authn(&self) -> &Arc<junction_auth::AuthnChains> {
+        &self.env.authn
+    }
+
     /// Record start and stop times of gateways whose status changed.
     async fn stamp(&self, state: &mut State) {
         let now = junction_types::now_ms();

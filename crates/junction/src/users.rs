@@ -35,6 +35,16 @@ impl UserStore for StoredUsers {
             .map_err(|e| e.to_string())
     }
 
+    fn clear(&self, chain: &str) -> Result<(), String> {
+        let prefix = key(chain, "");
+        for (k, _) in self.0.list_kv(kv::USERS).map_err(|e| e.to_string())? {
+            if k.starts_with(&prefix) {
+                self.0.delete_kv(kv::USERS, &k).map_err(|e| e.to_string())?;
+            }
+        }
+        self.0.commit().map_err(|e| e.to_string())
+    }
+
     fn delete(&self, chain: &str, user_id: &str) -> Result<(), String> {
         self.0
             .delete_kv(kv::USERS, &key(chain, user_id))
