@@ -26,20 +26,25 @@
 pub mod block;
 pub mod code;
 pub mod content_format;
+pub mod dedup;
+pub mod endpoint;
 pub mod error;
 pub mod message;
 pub mod msg_type;
 pub mod observe;
 pub mod option;
+pub mod params;
 pub mod token;
 mod wire;
 
 pub use block::{block2_slice, Block, Block1Assembler, Block1Progress, BlockError};
 pub use code::Code;
+pub use endpoint::{Endpoint, Incoming, SendError, TimeoutEvent};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError, PartialHeader};
 pub use message::Message;
 pub use msg_type::MessageType;
 pub use option::{CoapOption, Options};
+pub use params::Params;
 pub use token::Token;
 pub use wire::{decode, encode, encoded_len, HEADER_LEN, PAYLOAD_MARKER, VERSION};
 
