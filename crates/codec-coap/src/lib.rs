@@ -29,6 +29,7 @@ pub mod content_format;
 pub mod dedup;
 pub mod endpoint;
 pub mod error;
+pub mod link_format;
 pub mod message;
 pub mod msg_type;
 pub mod observe;

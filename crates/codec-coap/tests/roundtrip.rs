@@ -1,8 +1,9 @@
 //! Property tests: every valid message survives encode → decode unchanged; decoding
 //! arbitrary or mutated datagrams never panics, and whatever decodes re-encodes to the
-//! same octets (the encoding is canonical). Also block values.
+//! same octets (the encoding is canonical). Also block values and link-format documents.
 
 use bytes::{Bytes, BytesMut};
+use junction_codec_coap::link_format::{self, Limits, Link, LinkParam};
 use junction_codec_coap::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -139,5 +140,31 @@ proptest! {
                 }
             }
         }
+    }
+
+    #[test]
+    fn link_format_parsing_never_panics(doc in "[<>;,=\"\\\\a-z0-9/ .]{0,64}") {
+        if let Ok(links) = link_format::parse(&doc, Limits::default()) {
+            let written = link_format::serialize(&links).expect("parsed links are writable");
+            prop_assert_eq!(link_format::parse(&written, Limits::default()), Ok(links));
+        }
+    }
+
+    #[test]
+    fn built_links_round_trip(
+        links in vec(("[/a-z0-9]{0,8}", vec(("[a-z]{1,4}", proptest::option::of(".{0,6}")), 0..4)), 0..5)
+    ) {
+        let links: Vec<Link> = links
+            .into_iter()
+            .map(|(target, params)| Link {
+                target,
+                params: params
+                    .into_iter()
+                    .map(|(name, value)| LinkParam { quoted: value.is_some(), name, value })
+                    .collect(),
+            })
+            .collect();
+        let written = link_format::serialize(&links).unwrap();
+        prop_assert_eq!(link_format::parse(&written, Limits::default()), Ok(links));
     }
 }
