@@ -7,6 +7,10 @@
 //!
 //! `vd` is base64url (RFC 8428 §5: URL-safe alphabet, no padding); the decoder also takes
 //! padding and the standard alphabet, as devices send both.
+//!
+//! Numbers are parsed by serde_json as the workspace configures it (without the
+//! `float_roundtrip` feature): a float of more than 15 significant digits may come back
+//! one ULP off. CBOR carries floats exactly.
 
 use serde_json::{Map, Number, Value as Json};
 
