@@ -348,6 +348,8 @@ fn build(records: &[(Path, Bytes)], depth: usize) -> Vec<Tlv> {
     let mut elements = Vec::new();
     let mut rest = records;
     while let Some(((path, value), _)) = rest.split_first() {
+        // Every record here has at least `depth` ids (checked in tlv_tree_from_records,
+        // and only deeper records recurse), so the index is in bounds.
         let id = path.ids()[depth - 1];
         if path.depth() == depth {
             let kind = if depth == 3 {
