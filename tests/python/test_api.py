@@ -30,7 +30,8 @@ def eventually(what: str, check, timeout: float = TIMEOUT):
 def test_api_lists_and_kicks_clients_of_every_protocol(tmp_path):
     keys = tmp_path / "api_keys.txt"
     keys.write_text(f"# bootstrap keys\n{ADMIN[0]}:{ADMIN[1]}\n{VIEWER[0]}:{VIEWER[1]}:viewer\n")
-    b = start_broker(tmp_path / "b", config=f'api_key.bootstrap_file = "{keys}"\n', ws=False)
+    config = f'api_key.bootstrap_file = "{keys}"\nmqtt.max_subscriptions = 7\n'
+    b = start_broker(tmp_path / "b", config=config, ws=False)
     mqtt = ClientFactory()
     stomps = StompFactory(b.port("stomp:tcp:default"))
     sns = SnFactory(b.port("mqttsn:udp:default"))
@@ -64,6 +65,8 @@ def test_api_lists_and_kicks_clients_of_every_protocol(tmp_path):
         assert c["ip_address"] == HOST and c["connected"] is True
         assert c["connected_at"].endswith("+00:00") and "T" in c["connected_at"]
         assert c["recv_pkt"] >= 2  # CONNECT and SUBSCRIBE
+        # Each protocol's own bound: mqtt.max_subscriptions, STOMP's 1024, none for MQTT-SN.
+        assert c["subscriptions_cnt"] == 1 and c["subscriptions_max"] == 7
         subs = requests.get(f"{api}/clients/{mqtt_id}/subscriptions", auth=VIEWER, timeout=TIMEOUT)
         assert subs.status_code == 200
         assert [(s["topic"], s["qos"]) for s in subs.json()] == [("api/+", 1)]
@@ -72,10 +75,11 @@ def test_api_lists_and_kicks_clients_of_every_protocol(tmp_path):
         stomp_list = requests.get(f"{api}/gateways/stomp/clients", auth=VIEWER, timeout=TIMEOUT)
         assert stomp_list.status_code == 200, stomp_list.text
         [s] = stomp_list.json()["data"]
-        assert s["proto_name"] == "STOMP"
+        assert s["proto_name"] == "STOMP" and s["subscriptions_max"] == 1024
         sn_client = requests.get(f"{api}/gateways/mqttsn/clients/{sn_id}", auth=VIEWER, timeout=TIMEOUT)
         assert sn_client.status_code == 200, sn_client.text
         assert sn_client.json()["proto_name"] == "MQTT-SN"
+        assert sn_client.json()["subscriptions_max"] == "infinity"
 
         # Filters and paging: a filter leaves `count` out; bad paging is EMQX's 400.
         r = requests.get(

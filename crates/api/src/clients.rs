@@ -228,8 +228,7 @@ fn client_object<'a>(node: &'a str, ctx: &GatewayCtx, view: &'a ClientView) -> C
         send_pkt: stat("send_pkt"),
         send_msg: stat("send_msg"),
         subscriptions_cnt: f.subscriptions,
-        // No protocol bounds them yet in the session (STOMP and MQTT check at SUBSCRIBE).
-        subscriptions_max: Bound(0),
+        subscriptions_max: Bound(view.subscriptions_max as usize),
         inflight_cnt: f.inflight,
         inflight_max: Bound(f.inflight_max),
         mqueue_len: f.mqueue_len,

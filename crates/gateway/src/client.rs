@@ -25,6 +25,9 @@ pub struct ConnStats {
     pub recv_msg: AtomicU64,
     /// Messages sent (deliveries).
     pub send_msg: AtomicU64,
+    /// The most subscriptions the connection's protocol lets it hold (0: no bound), set
+    /// by its channel when it is admitted. A setting, not a counter.
+    pub subscriptions_max: AtomicU64,
 }
 
 impl ConnStats {
@@ -102,6 +105,8 @@ pub struct ClientView {
     pub stats: Vec<(&'static str, u64)>,
     /// Its session's figures.
     pub figures: SessionFigures,
+    /// Its bound on subscriptions (0: none).
+    pub subscriptions_max: u64,
 }
 
 impl ClientRegistry {
@@ -201,15 +206,16 @@ impl ClientRegistry {
 
     /// One client with its counters and session figures.
     pub fn view(&self, clientid: &str) -> Option<ClientView> {
-        let (info, stats, cell) = {
+        let (info, stats, cell, max) = {
             let map = self.clients.lock();
             let e = map.get(clientid)?;
-            (e.info.clone(), e.stats_now(), e.cell.clone())
+            (e.info.clone(), e.stats_now(), e.cell.clone(), max_of(e))
         };
         Some(ClientView {
             info,
             stats,
             figures: figures_of(&cell),
+            subscriptions_max: max,
         })
     }
 
@@ -233,17 +239,18 @@ impl ClientRegistry {
                     continue;
                 }
                 if total >= skip && picked.len() < take {
-                    picked.push((e.info.clone(), e.stats_now(), e.cell.clone()));
+                    picked.push((e.info.clone(), e.stats_now(), e.cell.clone(), max_of(e)));
                 }
                 total += 1;
             }
         }
         let page = picked
             .into_iter()
-            .map(|(info, stats, cell)| ClientView {
+            .map(|(info, stats, cell, max)| ClientView {
                 info,
                 stats,
                 figures: figures_of(&cell),
+                subscriptions_max: max,
             })
             .collect();
         (page, total)
@@ -264,6 +271,10 @@ impl ClientEntry {
     fn stats_now(&self) -> Vec<(&'static str, u64)> {
         self.frozen.clone().unwrap_or_else(|| self.stats.snapshot())
     }
+}
+
+fn max_of(e: &ClientEntry) -> u64 {
+    e.stats.subscriptions_max.load(Ordering::Relaxed)
 }
 
 fn figures_of(cell: &SessionCell) -> SessionFigures {

@@ -266,6 +266,12 @@ impl Opening for MqttOpening {
 
     fn admitted(mut self, session: Session, now: Instant) -> MqttChannel {
         let asked = self.asked.take().expect("CONNECT was read");
+        if let Some(max) = self.settings.max_subscriptions {
+            session
+                .stats
+                .subscriptions_max
+                .store(max as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         let props = self.connack_properties(&asked, &session.info.clientid);
         let v5 = asked.version.is_v5();
         let publisher = Arc::new((*session.info).clone());

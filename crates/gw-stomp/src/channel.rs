@@ -254,6 +254,10 @@ impl Opening for StompOpening {
             version,
             heartbeat: (cx, cy),
         } = self;
+        session.stats.subscriptions_max.store(
+            settings.bounds.max_subscriptions as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         decoder.version = version;
         inc(&session.stats.recv_pkt);
         let send_every = (cy > 0).then(|| Duration::from_millis(cy));
