@@ -10,6 +10,8 @@
 
 pub mod cookie;
 pub mod hello;
+pub mod listener;
 pub mod server;
 
+pub use listener::listener_endpoint;
 pub use server::{ConfigError, OpensslEndpoint, ServerConfig, DEFAULT_CIPHERS};

@@ -111,3 +111,26 @@ pub fn stream_listener_options(
     }
     Ok(opts)
 }
+
+/// The UDP socket and peer-table settings of a gateway's `udp` or `dtls` listener:
+/// `max_connections` and `max_conn_rate` as peer limits, `udp_options`, `access_rules`
+/// and `health_check`.
+pub fn udp_settings(l: &GatewayListener) -> crate::driver::datagram::UdpSettings {
+    let udp = l.udp_options.clone().unwrap_or_default();
+    let size = |b: junction_config::ByteSize| b.as_u64().min(usize::MAX as u64) as usize;
+    crate::driver::datagram::UdpSettings {
+        access: access_list(&l.access_rules),
+        max_peers: l.max_connections.map(|n| n.min(usize::MAX as u64) as usize),
+        max_new_peers_per_sec: l.max_conn_rate.map(|n| n.min(u32::MAX as u64) as u32),
+        recbuf: udp.recbuf.map(size),
+        sndbuf: udp.sndbuf.map(size),
+        reuseaddr: udp.reuseaddr,
+        buffer: udp.buffer.map_or(65_536, |b| size(b).min(65_536)),
+        health_check: l.health_check.as_ref().map(|h| {
+            (
+                bytes::Bytes::from(h.request.clone()),
+                bytes::Bytes::from(h.reply.clone()),
+            )
+        }),
+    }
+}

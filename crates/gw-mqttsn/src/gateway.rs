@@ -1,11 +1,11 @@
 //! The MQTT-SN gateway as the framework registers it.
 
 use crate::config::{MqttSnConfig, KEY_STATUS};
-use crate::{MqttSnSettings, UdpSettings};
+use crate::MqttSnSettings;
 use anyhow::Context;
 use junction_config::authn::AuthnConfig;
 use junction_config::{ConfigError, GatewayListener, GatewayListeners, KeyTable, ListenerType};
-use junction_gateway::listener_opts::{access_list, bind_of};
+use junction_gateway::listener_opts::{bind_of, udp_settings};
 use junction_gateway::{common_settings, CommonSettings, Gateway, GatewayCtx, Listening};
 use std::sync::Arc;
 
@@ -63,7 +63,6 @@ impl Gateway for MqttSn {
     ) -> anyhow::Result<Box<dyn Listening>> {
         let id = format!("{}:{}:{name}", Self::NAME, kind.as_str());
         let bind = bind_of(&id, l)?;
-        let udp = l.udp_options.clone().unwrap_or_default();
         let settings = Arc::new(MqttSnSettings {
             gateway_id: c.gateway_id,
             enable_qos3: c.enable_qos3,
@@ -76,32 +75,12 @@ impl Gateway for MqttSn {
             listener_mountpoint: l.mountpoint.clone(),
             broadcast: c.broadcast,
             session: ctx.settings().session,
-            udp: UdpSettings {
-                access: access_list(&l.access_rules),
-                max_peers: l.max_connections.map(|n| n.min(usize::MAX as u64) as usize),
-                max_new_peers_per_sec: l.max_conn_rate.map(|n| n.min(u32::MAX as u64) as u32),
-                recbuf: udp
-                    .recbuf
-                    .map(|b| b.as_u64().min(usize::MAX as u64) as usize),
-                sndbuf: udp
-                    .sndbuf
-                    .map(|b| b.as_u64().min(usize::MAX as u64) as usize),
-                reuseaddr: udp.reuseaddr,
-                buffer: udp
-                    .buffer
-                    .map_or(65_536, |b| b.as_u64().min(65_536) as usize),
-                health_check: l.health_check.as_ref().map(|h| {
-                    (
-                        bytes::Bytes::from(h.request.clone()),
-                        bytes::Bytes::from(h.reply.clone()),
-                    )
-                }),
-            },
+            udp: udp_settings(l),
             // ADVERTISE every 15 min to the interfaces' broadcast addresses.
             ..MqttSnSettings::default()
         });
         let dtls = match kind {
-            ListenerType::Dtls => Some(dtls_endpoint(&ctx, &id, l)?),
+            ListenerType::Dtls => Some(junction_dtls::listener_endpoint(&ctx, &id, l)?),
             _ => None,
         };
         let udp = settings.udp.clone();
@@ -112,41 +91,6 @@ impl Gateway for MqttSn {
                 .with_context(|| format!("listener {id}: cannot bind {bind}"))?;
         Ok(Box::new(handle))
     }
-}
-
-/// The DTLS server of listener `id`: the node's PSK identities and the listener's
-/// `dtls_options`.
-fn dtls_endpoint(
-    ctx: &GatewayCtx,
-    id: &str,
-    l: &GatewayListener,
-) -> anyhow::Result<Arc<dyn junction_gateway::driver::dtls::Endpoint>> {
-    let options = l.dtls_options.clone().unwrap_or_default();
-    let pem = |value: &Option<String>, key: &str| -> anyhow::Result<Option<Vec<u8>>> {
-        value
-            .as_deref()
-            .map(|v| {
-                junction_transport::Pem::from_config(v)
-                    .bytes()
-                    .map_err(|e| anyhow::anyhow!("listener {id}: dtls_options.{key}: {e}"))
-            })
-            .transpose()
-    };
-    let cert = pem(&options.certfile, "certfile")?;
-    let key = pem(&options.keyfile, "keyfile")?;
-    let config = junction_dtls::ServerConfig {
-        psk: ctx.settings().psk.clone(),
-        cert_and_key: cert.zip(key),
-        ca: pem(&options.cacertfile, "cacertfile")?,
-        verify_peer: options.verify == junction_config::SslVerify::VerifyPeer,
-        fail_if_no_peer_cert: options.fail_if_no_peer_cert,
-        ciphers: (!options.ciphers.is_empty()).then(|| options.ciphers.join(":")),
-        mtu: 1400,
-        handshake_timeout: options.handshake_timeout.as_std(),
-    };
-    let endpoint = junction_dtls::OpensslEndpoint::new(&config)
-        .map_err(|e| anyhow::anyhow!("listener {id}: {e}"))?;
-    Ok(Arc::new(endpoint))
 }
 
 #[cfg(test)]
