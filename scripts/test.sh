@@ -16,6 +16,8 @@ command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# libcoap's coap-client is a CoAP test client nobody here wrote (plain UDP and DTLS-PSK).
+command -v coap-client-openssl >/dev/null 2>&1 || need_apt+=(libcoap3-bin)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null

@@ -593,6 +593,48 @@ impl GatewayCtx {
         retain: bool,
         properties: MessageProperties,
     ) -> Routed {
+        self.publish_message_of(
+            info, mountpoint, topic, payload, qos, retain, properties, None,
+        )
+    }
+
+    /// [`GatewayCtx::publish`] of a message that expires `expiry` seconds from now (a
+    /// CoAP publish's `expiry` query).
+    #[allow(clippy::too_many_arguments)]
+    pub fn publish_expiring(
+        &self,
+        info: &ClientInfo,
+        mountpoint: &Mountpoint,
+        topic: &str,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        expiry: Option<u32>,
+    ) -> Routed {
+        self.publish_message_of(
+            info,
+            mountpoint,
+            topic,
+            payload,
+            qos,
+            retain,
+            MessageProperties::default(),
+            expiry,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn publish_message_of(
+        &self,
+        info: &ClientInfo,
+        mountpoint: &Mountpoint,
+        topic: &str,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        properties: MessageProperties,
+        expiry: Option<u32>,
+    ) -> Routed {
         tally_gateway!(self, messages_received);
         let now = now_ms();
         let msg = Message {
@@ -602,7 +644,7 @@ impl GatewayCtx {
             qos,
             retain,
             properties,
-            expires_at_ms: None,
+            expires_at_ms: expiry.map(|secs| now.saturating_add(u64::from(secs) * 1000)),
             received_at_ms: now,
             from: info.clientid.clone(),
             namespace: self.namespace.clone(),

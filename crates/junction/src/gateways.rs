@@ -8,6 +8,7 @@ pub fn registry() -> Registry {
     Registry::new()
         .with::<junction_gw_stomp::Stomp>()
         .with::<junction_gw_mqttsn::MqttSn>()
+        .with::<junction_gw_coap::Coap>()
 }
 
 #[cfg(test)]

@@ -1,0 +1,883 @@
+//! A CoAP client's state machine, with no I/O: requests in (publish, observe, the
+//! connection's heartbeat and close), deliveries out as Observe notifications, and the
+//! RFC 7252 message layer (duplicates answered from the cache, confirmable notifications
+//! retransmitted with back-off) from `junction-codec-coap`'s `Endpoint`.
+//!
+//! An observation is a subscription whose MQTT subscription identifier names it, so a
+//! delivery says which observations it is for; each gets a notification with the
+//! observation's token and its own Observe sequence (1, 2, … wrapping to 1 after
+//! 16 777 215, reference §5.3). Notifications of QoS 0 deliveries are non-confirmable and
+//! those of QoS 1 and 2 confirmable under `notify_type = qos`; a confirmable one
+//! completes its delivery when the client acknowledges it, and a Reset cancels the
+//! observation (RFC 7641 §3.6). Observations are at most QoS 1: a CoAP acknowledgement
+//! is one step.
+
+use crate::config::NotifyType;
+use crate::frame;
+use crate::protocol::{CoapProtocol, CoapSettings};
+use crate::request::{qos_of, Query, Request};
+use bytes::Bytes;
+use junction_broker::hooks::Action;
+use junction_broker::Will;
+use junction_codec_coap::{
+    decode, option, Code, Endpoint, Incoming, Message, MessageType, Params, TimeoutEvent, Token,
+};
+use junction_gateway::call::{CallError, ClientCall, SubscriptionInfo};
+use junction_gateway::driver::datagram::{DatagramChannel, DatagramOutput};
+use junction_gateway::driver::{CloseReason, Session};
+use junction_session::{AckResult, Outbound, SubOptions};
+use junction_types::{now_ms, QoS};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Messages a client's endpoint remembers (duplicates) and keeps outstanding.
+const ENDPOINT_CAPACITY: usize = 256;
+/// Observations one client may hold.
+const MAX_OBSERVATIONS: usize = 256;
+/// The largest Observe sequence number (24 bits).
+const MAX_SEQ: u32 = 0x00FF_FFFF;
+
+struct Observation {
+    filter: String,
+    token: Token,
+    /// The last Observe sequence sent (0: the registration's).
+    seq: u32,
+}
+
+/// A connected CoAP client.
+pub(crate) struct CoapChannel {
+    proto: Arc<CoapProtocol>,
+    session: Session,
+    dout: DatagramOutput,
+    endpoint: Endpoint,
+    /// The clock's origin for the endpoint's milliseconds.
+    base: Instant,
+    last_recv: Instant,
+    /// Connection mode: the token the connection was given.
+    token: Option<String>,
+    /// Observations by their subscription identifier.
+    observations: HashMap<u32, Observation>,
+    next_subid: u32,
+    /// Confirmable notifications in flight: message id → the session packet id they
+    /// complete when acknowledged.
+    confirmable: HashMap<u16, Option<u16>>,
+    /// Set by a request that ends the connection (`DELETE /mqtt/connection`).
+    closing: Option<CloseReason>,
+}
+
+impl CoapChannel {
+    pub fn new(
+        proto: Arc<CoapProtocol>,
+        session: Session,
+        dout: DatagramOutput,
+        now: Instant,
+    ) -> CoapChannel {
+        let seed = rand::random::<u64>();
+        CoapChannel {
+            proto,
+            session,
+            dout,
+            endpoint: Endpoint::new(Params::default(), ENDPOINT_CAPACITY, seed),
+            base: now,
+            last_recv: now,
+            token: None,
+            observations: HashMap::new(),
+            next_subid: 1,
+            confirmable: HashMap::new(),
+            closing: None,
+        }
+    }
+
+    fn ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.base).as_millis() as u64
+    }
+
+    fn settings(&self) -> &CoapSettings {
+        &self.proto.settings
+    }
+
+    fn send(&mut self, msg: &Message, ack: bool) {
+        if let Some(b) = self.proto.encode(msg) {
+            self.session.stats.send_pkt.fetch_add(1, Ordering::Relaxed);
+            if ack {
+                self.dout.push_ack(b);
+            } else {
+                self.dout.push(b);
+            }
+        }
+    }
+
+    /// Connection mode: the opening `POST /mqtt/connection` is answered 2.01 with the
+    /// connection's token (a random 32-bit number, in decimal).
+    pub fn connected(&mut self, request: &Message, now: Instant) {
+        let ms = self.ms(now);
+        self.endpoint.handle_incoming(request, ms);
+        let token = rand::random::<u32>().to_string();
+        let response = request
+            .response(Code::CREATED)
+            .with_payload(Bytes::from(token.clone()));
+        self.token = Some(token);
+        self.respond(request, response, false, now);
+    }
+
+    /// Connectionless mode: serve the request that opened the client.
+    pub fn serve_first(&mut self, request: Message, now: Instant) {
+        self.on_message(request, now);
+    }
+
+    /// Send `response` to `request`, remembered for a duplicate of a CON.
+    fn respond(&mut self, request: &Message, mut response: Message, ack: bool, now: Instant) {
+        if response.message_type == MessageType::NonConfirmable {
+            response = self.endpoint.send_non_confirmable(response, self.ms(now));
+        }
+        if request.message_type == MessageType::Confirmable {
+            self.endpoint.record_response(request.message_id, &response);
+        }
+        self.send(&response, ack);
+    }
+
+    fn on_message(&mut self, msg: Message, now: Instant) {
+        self.session.stats.recv_pkt.fetch_add(1, Ordering::Relaxed);
+        self.last_recv = now;
+        match self.endpoint.handle_incoming(&msg, self.ms(now)) {
+            Incoming::New if msg.code.is_request() => {
+                let (response, ack) = self.request(&msg);
+                self.respond(&msg, response, ack, now);
+                self.drain_outbox(now);
+            }
+            Incoming::New => {
+                // A response to nothing this gateway asked: acknowledged, not processed.
+                if msg.message_type == MessageType::Confirmable {
+                    self.send(&Message::empty_ack(msg.message_id), false);
+                }
+            }
+            Incoming::Ping(rst) => self.send(&rst, false),
+            Incoming::Duplicate(Some(response)) => self.send(&response, false),
+            Incoming::Duplicate(None) | Incoming::Ignore => {}
+            Incoming::Acknowledged { message_id, .. } => {
+                if let Some(packet_id) = self.confirmable.remove(&message_id) {
+                    self.delivered(packet_id, now);
+                }
+            }
+            Incoming::Reset { message_id, token } => {
+                // The client no longer wants this observation (RFC 7641 §3.6).
+                if let Some(packet_id) = self.confirmable.remove(&message_id) {
+                    self.delivered(packet_id, now);
+                }
+                let subid = self
+                    .observations
+                    .iter()
+                    .find(|(_, o)| o.token == token)
+                    .map(|(id, _)| *id);
+                if let Some(subid) = subid {
+                    self.cancel_observation(subid);
+                }
+            }
+        }
+    }
+
+    /// A request: the response, and whether it acknowledges a publish (sent after the
+    /// broker's ack barrier).
+    fn request(&mut self, msg: &Message) -> (Message, bool) {
+        let refused = |code: Code, text: &str| {
+            msg.response(code)
+                .with_payload(Bytes::copy_from_slice(text.as_bytes()))
+        };
+        if let Some(number) = msg.unknown_critical(option::KNOWN) {
+            tracing::debug!(number, "coap request with an unknown critical option");
+            return (refused(Code::BAD_OPTION, "unknown critical option"), false);
+        }
+        let query = Query::of(msg);
+        let request = Request::of(msg);
+        if let Some(token) = &self.token {
+            // Connection mode: every request names the connection.
+            match (query.get("clientid"), query.get("token")) {
+                (Some(c), Some(t)) if c == &*self.session.info.clientid && t == token => {}
+                (Some(_), Some(_)) => {
+                    return (
+                        refused(
+                            Code::UNAUTHORIZED,
+                            "Invalid token or clientid in connection mode",
+                        ),
+                        false,
+                    )
+                }
+                _ if request == Request::Connect => {}
+                _ => {
+                    return (
+                        refused(
+                            Code::BAD_REQUEST,
+                            "Missing token or clientid in connection mode",
+                        ),
+                        false,
+                    )
+                }
+            }
+        }
+        match request {
+            Request::Connect => {
+                let clientid = &self.session.info.clientid;
+                let text = match query.get("clientid") {
+                    Some(c) if c == &**clientid => "Bad Request: client has connected".to_string(),
+                    _ => format!("Bad Request: channel has registered by: {clientid}"),
+                };
+                (refused(Code::BAD_REQUEST, &text), false)
+            }
+            Request::Heartbeat => (msg.response(Code::CHANGED), false),
+            Request::Disconnect => {
+                self.closing = Some(CloseReason::Normal);
+                (msg.response(Code::DELETED), false)
+            }
+            Request::Publish(topic) => self.publish(msg, &query, &topic),
+            Request::Observe(filter) => (self.observe(msg, &query, filter), false),
+            Request::Unobserve(filter) => {
+                let subid = self
+                    .observations
+                    .iter()
+                    .find(|(_, o)| o.filter == filter)
+                    .map(|(id, _)| *id);
+                if let Some(subid) = subid {
+                    self.cancel_observation(subid);
+                }
+                // EMQX's "nocontent".
+                (msg.response(Code::new(2, 7)), false)
+            }
+            Request::Refused(code, text) => (refused(code, text), false),
+        }
+    }
+
+    fn publish(&mut self, msg: &Message, query: &Query, topic: &str) -> (Message, bool) {
+        let refused = |code: Code, text: &str| {
+            msg.response(code)
+                .with_payload(Bytes::copy_from_slice(text.as_bytes()))
+        };
+        let ctx = self.proto.ctx.clone();
+        let qos = match qos_of(query) {
+            Ok(Some(q)) => QoS::from_u8(q).unwrap_or(QoS::AtMostOnce),
+            Ok(None) => CoapSettings::default_qos(self.settings().publish_qos, msg),
+            Err(text) => return (refused(Code::BAD_REQUEST, text), false),
+        };
+        let retain = query.get("retain") == Some("true");
+        let expiry = match query.get("expiry").map(str::parse::<u32>) {
+            None => None,
+            Some(Ok(secs)) => Some(secs),
+            Some(Err(_)) => return (refused(Code::BAD_REQUEST, "invalid expiry"), false),
+        };
+        if ctx.check_topic_name(topic).is_err() {
+            return (refused(Code::BAD_REQUEST, "invalid topic"), false);
+        }
+        if !ctx.authorize(&self.session.info, Action::Publish { qos, retain }, topic) {
+            return (refused(Code::UNAUTHORIZED, "Unauthorized"), false);
+        }
+        self.session.stats.recv_msg.fetch_add(1, Ordering::Relaxed);
+        let routed = ctx.publish_expiring(
+            &self.session.info,
+            &self.session.mountpoint,
+            topic,
+            msg.payload.clone(),
+            qos,
+            retain,
+            expiry,
+        );
+        self.dout.congested |= routed.congested;
+        (msg.response(Code::CHANGED), qos != QoS::AtMostOnce)
+    }
+
+    fn observe(&mut self, msg: &Message, query: &Query, filter: String) -> Message {
+        let refused = |code: Code, text: &str| {
+            msg.response(code)
+                .with_payload(Bytes::copy_from_slice(text.as_bytes()))
+        };
+        let ctx = self.proto.ctx.clone();
+        let qos = match qos_of(query) {
+            Ok(Some(q)) => QoS::from_u8(q).unwrap_or(QoS::AtMostOnce),
+            Ok(None) => CoapSettings::default_qos(self.settings().subscribe_qos, msg),
+            Err(text) => return refused(Code::BAD_REQUEST, text),
+        };
+        // A CoAP acknowledgement is one step: QoS 2 is delivered as QoS 1.
+        let qos = qos.min(QoS::AtLeastOnce);
+        if ctx.check_filter(&filter).is_err() {
+            return refused(Code::BAD_REQUEST, "invalid topic");
+        }
+        if !ctx.authorize(&self.session.info, Action::Subscribe { qos }, &filter) {
+            return refused(Code::UNAUTHORIZED, "Unauthorized");
+        }
+        let existing = self
+            .observations
+            .iter_mut()
+            .find(|(_, o)| o.filter == filter)
+            .map(|(id, o)| {
+                // Observed again: the new token names it from now on, the sequence goes on.
+                o.token = msg.token;
+                *id
+            });
+        let subid = match existing {
+            Some(id) => id,
+            None => {
+                if self.observations.len() >= MAX_OBSERVATIONS {
+                    return refused(Code::SERVICE_UNAVAILABLE, "too many observations");
+                }
+                let id = self.next_subid;
+                self.next_subid = self.next_subid.wrapping_add(1).max(1);
+                id
+            }
+        };
+        let opts = SubOptions {
+            qos,
+            no_local: query.get("nl") == Some("1") || query.get("nl") == Some("true"),
+            retain_as_published: false,
+            retain_handling: query
+                .get("rh")
+                .and_then(|r| r.parse::<u8>().ok())
+                .filter(|r| *r <= 2)
+                .unwrap_or(0),
+            subscription_id: Some(subid),
+        };
+        if ctx
+            .subscribe(
+                &self.session.info,
+                &self.session.cell,
+                &self.session.mountpoint,
+                &filter,
+                opts,
+            )
+            .is_err()
+        {
+            return refused(Code::BAD_REQUEST, "invalid topic");
+        }
+        self.observations.entry(subid).or_insert(Observation {
+            filter,
+            token: msg.token,
+            seq: 0,
+        });
+        let mut response = msg.response(Code::CONTENT);
+        response.options.push_uint(option::OBSERVE, 0);
+        response
+    }
+
+    fn cancel_observation(&mut self, subid: u32) {
+        if let Some(o) = self.observations.remove(&subid) {
+            self.proto.ctx.unsubscribe(
+                &self.session.info,
+                &self.session.cell,
+                &self.session.mountpoint,
+                &o.filter,
+            );
+        }
+    }
+
+    /// The delivery `packet_id` is done with (acknowledged, or sent without asking for an
+    /// acknowledgement): free its in-flight slot.
+    fn delivered(&mut self, packet_id: Option<u16>, now: Instant) {
+        let Some(packet_id) = packet_id else {
+            return;
+        };
+        let r = self.session.cell.lock().session.puback(packet_id);
+        if let AckResult::Completed(d) = r {
+            self.proto.ctx.acked(&self.session.info, Some(&d.message));
+            let mut dropped = Vec::new();
+            {
+                let mut guard = self.session.cell.lock();
+                let st = &mut *guard;
+                st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
+            }
+            self.proto.ctx.count_dropped(dropped);
+            self.drain_outbox(now);
+        }
+    }
+
+    /// Send what the session has for the client, as notifications.
+    fn drain_outbox(&mut self, now: Instant) {
+        let mut outbound = Vec::new();
+        self.session
+            .cell
+            .take_outbox(self.session.conn_id, &mut outbound);
+        for o in outbound {
+            let Outbound::Publish {
+                packet_id,
+                delivery,
+                ..
+            } = o
+            else {
+                continue;
+            };
+            let ctx = self.proto.ctx.clone();
+            let mut carried = packet_id;
+            let mut notified = false;
+            for subid in &delivery.subscription_ids {
+                let Some(o) = self.observations.get_mut(subid) else {
+                    continue;
+                };
+                o.seq = if o.seq >= MAX_SEQ { 1 } else { o.seq + 1 };
+                let mut m = Message::new(MessageType::NonConfirmable, Code::CONTENT, 0)
+                    .with_token(o.token)
+                    .with_payload(delivery.message.payload.clone());
+                m.options.push_uint(option::OBSERVE, o.seq);
+                let confirmable = match self.proto.settings.notify_type {
+                    NotifyType::Non => false,
+                    NotifyType::Con => true,
+                    NotifyType::Qos => delivery.qos != QoS::AtMostOnce,
+                };
+                let ms = self.ms(now);
+                if confirmable {
+                    match self.endpoint.send_confirmable(m, ms) {
+                        Ok(m) => {
+                            // The first confirmable notification carries the delivery.
+                            self.confirmable.insert(m.message_id, carried.take());
+                            self.send(&m, false);
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "coap notification dropped");
+                            ctx.metrics.delivery_dropped.inc();
+                            continue;
+                        }
+                    }
+                } else {
+                    let m = self.endpoint.send_non_confirmable(m, ms);
+                    self.send(&m, false);
+                }
+                notified = true;
+            }
+            if notified {
+                self.session.stats.send_msg.fetch_add(1, Ordering::Relaxed);
+                ctx.delivered(&self.session.info, &delivery.message);
+            } else {
+                ctx.metrics.delivery_dropped.inc();
+                ctx.metrics.delivery_dropped_no_subid.inc();
+            }
+            // Nothing will acknowledge it: done now.
+            if carried.is_some() {
+                self.delivered(carried, now);
+            }
+        }
+    }
+
+    fn heartbeat_deadline(&self) -> Instant {
+        self.last_recv + self.settings().heartbeat.mul_f32(1.5)
+    }
+
+    fn answer_call(&mut self, call: ClientCall, now: Instant) {
+        let ctx = self.proto.ctx.clone();
+        match call {
+            ClientCall::Subscriptions(reply) => {
+                let list = self
+                    .session
+                    .cell
+                    .lock()
+                    .session
+                    .subscriptions
+                    .iter()
+                    .map(|(filter, opts)| SubscriptionInfo::new(filter.to_string(), opts, None))
+                    .collect();
+                let _ = reply.send(list);
+            }
+            ClientCall::Subscribe {
+                topic, opts, reply, ..
+            } => {
+                let result = ctx
+                    .subscribe(
+                        &self.session.info,
+                        &self.session.cell,
+                        &self.session.mountpoint,
+                        &topic,
+                        opts,
+                    )
+                    .map(|_| {
+                        SubscriptionInfo::new(
+                            self.session.mountpoint.mount_filter(&topic),
+                            &opts,
+                            None,
+                        )
+                    })
+                    .map_err(|e| CallError::Refused(e.to_string()));
+                let _ = reply.send(result);
+                self.drain_outbox(now);
+            }
+            ClientCall::Unsubscribe { topic, reply } => {
+                let observed = self
+                    .observations
+                    .iter()
+                    .find(|(_, o)| o.filter == topic)
+                    .map(|(id, _)| *id);
+                let result = match observed {
+                    Some(id) => {
+                        self.cancel_observation(id);
+                        Ok(())
+                    }
+                    None if ctx.unsubscribe(
+                        &self.session.info,
+                        &self.session.cell,
+                        &self.session.mountpoint,
+                        &topic,
+                    ) =>
+                    {
+                        Ok(())
+                    }
+                    None => Err(CallError::NoSuchSubscription),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+impl DatagramChannel for CoapChannel {
+    fn session(&self) -> &Session {
+        &self.session
+    }
+
+    fn output(&mut self) -> &mut DatagramOutput {
+        &mut self.dout
+    }
+
+    fn on_datagram(&mut self, datagram: Bytes, now: Instant) -> Result<(), CloseReason> {
+        match decode(datagram) {
+            Ok(msg) => {
+                self.proto.ctx.metrics.received(frame::COAP);
+                self.on_message(msg, now);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, clientid = %self.session.info.clientid, "coap format error");
+                self.proto.ctx.metrics.packets_frame_error.inc();
+                if let Some(rst) = e.reset_reply() {
+                    self.send(&rst, false);
+                }
+            }
+        }
+        match self.closing.take() {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
+    fn on_deliveries(&mut self, now: Instant) -> Result<(), CloseReason> {
+        self.drain_outbox(now);
+        Ok(())
+    }
+
+    fn on_call(&mut self, call: ClientCall) {
+        self.answer_call(call, Instant::now());
+    }
+
+    fn on_timer(&mut self, now: Instant) -> Result<(), CloseReason> {
+        for event in self.endpoint.handle_timeout(self.ms(now)) {
+            match event {
+                TimeoutEvent::Retransmit(m) => self.send(&m, false),
+                TimeoutEvent::Failed { message_id, .. } => {
+                    // The client never acknowledged: the delivery is given up (§4.2).
+                    if let Some(Some(packet_id)) = self.confirmable.remove(&message_id) {
+                        let discarded =
+                            self.session.cell.lock().session.discard_inflight(packet_id);
+                        if discarded.is_some() {
+                            self.proto.ctx.metrics.delivery_dropped.inc();
+                        }
+                        let mut dropped = Vec::new();
+                        {
+                            let mut guard = self.session.cell.lock();
+                            let st = &mut *guard;
+                            st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
+                        }
+                        self.proto.ctx.count_dropped(dropped);
+                        self.drain_outbox(now);
+                    }
+                }
+            }
+        }
+        if now >= self.heartbeat_deadline() {
+            return Err(CloseReason::KeepaliveTimeout);
+        }
+        Ok(())
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let heartbeat = self.heartbeat_deadline();
+        let retransmit = self
+            .endpoint
+            .poll_timeout()
+            .map(|ms| self.base + Duration::from_millis(ms));
+        Some(retransmit.map_or(heartbeat, |r| r.min(heartbeat)))
+    }
+
+    fn goodbye(&mut self, _reason: CloseReason) {}
+
+    /// No will; the session ends with the connection (its observations with it).
+    fn on_close(&mut self, _reason: CloseReason) -> (Option<Will>, u32) {
+        (None, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The CoAP channel driven by hand: scripted messages in, messages out, a clock that
+    //! moves only when the test says. No socket.
+
+    use super::*;
+    use crate::config::DefaultQos;
+    use crate::opening::CoapOpening;
+    use bytes::BytesMut;
+    use junction_broker::{system_message, Broker};
+    use junction_codec_coap::encode;
+    use junction_gateway::driver::datagram::{DatagramOpening, Opened, Peer};
+    use junction_gateway::{CommonSettings, GatewayCtx};
+
+    struct Script {
+        broker: Arc<Broker>,
+        channel: CoapChannel,
+        t0: Instant,
+        next_mid: u16,
+    }
+
+    fn settings(notify_type: NotifyType, qos: DefaultQos) -> CoapSettings {
+        CoapSettings {
+            heartbeat: Duration::from_secs(10),
+            connection_required: false,
+            notify_type,
+            subscribe_qos: qos,
+            publish_qos: qos,
+            listener_mountpoint: None,
+            session: Default::default(),
+        }
+    }
+
+    fn bytes(m: &Message) -> Bytes {
+        let mut b = BytesMut::new();
+        encode(m, &mut b).unwrap();
+        b.freeze()
+    }
+
+    fn request(kind: MessageType, code: Code, mid: u16, path: &str, queries: &[&str]) -> Message {
+        let mut m = Message::new(kind, code, mid).with_token(Token::new(b"ob").unwrap());
+        for segment in path.split('/').skip(1) {
+            m.options
+                .push(option::URI_PATH, Bytes::copy_from_slice(segment.as_bytes()));
+        }
+        for q in queries {
+            m.options
+                .push(option::URI_QUERY, Bytes::copy_from_slice(q.as_bytes()));
+        }
+        m
+    }
+
+    impl Script {
+        /// A connectionless client whose first request is `first`.
+        async fn open(settings: CoapSettings, first: Message) -> Script {
+            let broker = Broker::new(Default::default());
+            let ctx = GatewayCtx::new(
+                "coap",
+                "coap",
+                crate::frame::NAMES,
+                broker.clone(),
+                CommonSettings::default(),
+            );
+            let proto = Arc::new(CoapProtocol::new(ctx.clone(), Arc::new(settings)));
+            let peer = Peer {
+                addr: "127.0.0.1:5000".parse().unwrap(),
+                listener: "coap:udp:default".into(),
+                sockport: 5683,
+                identity: None,
+            };
+            let mut opening = CoapOpening::new(proto, peer.clone());
+            let Ok(Some(Opened::Connect(request))) = opening.open(bytes(&first), &peer) else {
+                panic!("a request opens a connectionless client")
+            };
+            let admission = ctx.connect(request).await.expect("admitted");
+            let t0 = Instant::now();
+            let channel = opening.admitted(admission.session, t0);
+            Script {
+                broker,
+                channel,
+                t0,
+                next_mid: 100,
+            }
+        }
+
+        fn at(&self, ms: u64) -> Instant {
+            self.t0 + Duration::from_millis(ms)
+        }
+
+        fn output(&mut self) -> Vec<Message> {
+            std::mem::take(&mut self.channel.output().datagrams)
+                .into_iter()
+                .map(|(d, _)| decode(d).unwrap())
+                .collect()
+        }
+
+        fn send(&mut self, m: &Message, ms: u64) -> Result<(), CloseReason> {
+            self.channel.on_datagram(bytes(m), self.at(ms))
+        }
+
+        fn publish(&mut self, topic: &str, payload: &'static str, qos: QoS, ms: u64) {
+            let mut m = system_message(topic.into(), payload, false);
+            m.qos = qos;
+            self.broker.publish(m);
+            self.channel.on_deliveries(self.at(ms)).unwrap();
+        }
+
+        fn mid(&mut self) -> u16 {
+            self.next_mid += 1;
+            self.next_mid
+        }
+    }
+
+    fn observe(mid: u16, filter: &str, queries: &[&str]) -> Message {
+        let mut m = request(
+            MessageType::Confirmable,
+            Code::GET,
+            mid,
+            &format!("/ps/{filter}"),
+            queries,
+        );
+        m.options.push_uint(option::OBSERVE, 0);
+        m
+    }
+
+    #[tokio::test]
+    async fn confirmable_notifications_are_retransmitted_until_acknowledged() {
+        let mut s = Script::open(
+            settings(NotifyType::Qos, DefaultQos::Coap),
+            observe(1, "sensors/+", &[]),
+        )
+        .await;
+        let [registered] = &s.output()[..] else {
+            panic!("one response")
+        };
+        assert_eq!(registered.code, Code::CONTENT);
+        assert_eq!(registered.message_type, MessageType::Acknowledgement);
+        assert_eq!(registered.observe(), Some(0));
+
+        // A QoS 1 delivery (a CON observation is QoS 1) goes out as a CON notification.
+        s.publish("sensors/t", "21.5", QoS::AtLeastOnce, 10);
+        let [n] = &s.output()[..] else { panic!() };
+        assert_eq!(n.message_type, MessageType::Confirmable);
+        assert_eq!(n.observe(), Some(1));
+        assert_eq!(n.token, Token::new(b"ob").unwrap());
+        assert_eq!(&n.payload[..], b"21.5");
+        let first = n.clone();
+
+        // Not acknowledged: sent again with the same message id, after 2 to 3 s, then
+        // after twice that.
+        let t1 = s.channel.next_timer().unwrap();
+        let wait = t1 - s.at(10);
+        assert!(
+            wait >= Duration::from_secs(2) && wait <= Duration::from_secs(3),
+            "{wait:?}"
+        );
+        s.channel.on_timer(t1).unwrap();
+        let [again] = &s.output()[..] else { panic!() };
+        assert_eq!(again.message_id, first.message_id);
+        let t2 = s.channel.next_timer().unwrap();
+        assert_eq!(t2 - t1, wait * 2);
+
+        // The ACK ends it: nothing more is sent, and the next delivery goes out.
+        s.send(&Message::empty_ack(first.message_id), 5_000)
+            .unwrap();
+        assert!(s.output().is_empty());
+        assert!(s.channel.confirmable.is_empty());
+        s.publish("sensors/h", "40", QoS::AtLeastOnce, 5_100);
+        let [n2] = &s.output()[..] else { panic!() };
+        assert_eq!(n2.observe(), Some(2));
+        assert_ne!(n2.message_id, first.message_id);
+    }
+
+    #[tokio::test]
+    async fn a_reset_notification_cancels_the_observation() {
+        let mut s = Script::open(
+            settings(NotifyType::Non, DefaultQos::Qos0),
+            observe(1, "a/#", &[]),
+        )
+        .await;
+        s.output();
+        s.publish("a/b", "one", QoS::AtMostOnce, 10);
+        let [n] = &s.output()[..] else { panic!() };
+        assert_eq!(n.message_type, MessageType::NonConfirmable);
+        s.send(&Message::reset(n.message_id), 20).unwrap();
+        assert!(s.channel.observations.is_empty());
+        s.publish("a/b", "two", QoS::AtMostOnce, 30);
+        assert!(s.output().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_is_gone_after_one_and_a_half_heartbeats() {
+        let mut s = Script::open(
+            settings(NotifyType::Qos, DefaultQos::Coap),
+            observe(1, "t", &[]),
+        )
+        .await;
+        s.output();
+        // Heartbeat 10 s: 15 s of silence ends the client; a request pushes it back.
+        assert_eq!(s.channel.next_timer(), Some(s.at(15_000)));
+        let mid = s.mid();
+        let publish = request(MessageType::NonConfirmable, Code::POST, mid, "/ps/t", &[]);
+        s.send(&publish, 9_000).unwrap();
+        s.channel.on_timer(s.at(15_000)).unwrap();
+        assert_eq!(s.channel.next_timer(), Some(s.at(24_000)));
+        assert_eq!(
+            s.channel.on_timer(s.at(24_000)),
+            Err(CloseReason::KeepaliveTimeout)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_default_qos_follows_the_request_type_or_the_setting() {
+        // `coap`: a NON observation is QoS 0, so its notifications are NON.
+        let mut non = observe(1, "q", &[]);
+        non.message_type = MessageType::NonConfirmable;
+        let mut s = Script::open(settings(NotifyType::Qos, DefaultQos::Coap), non).await;
+        s.output();
+        s.publish("q", "x", QoS::AtLeastOnce, 10);
+        assert_eq!(s.output()[0].message_type, MessageType::NonConfirmable);
+        // A CON publish is QoS 1 under `coap`; `qos1` makes a NON one QoS 1 too.
+        let mut q1 = Script::open(settings(NotifyType::Qos, DefaultQos::Qos1), {
+            let mut m = observe(1, "q", &[]);
+            m.message_type = MessageType::NonConfirmable;
+            m
+        })
+        .await;
+        q1.output();
+        q1.publish("q", "x", QoS::AtLeastOnce, 10);
+        assert_eq!(q1.output()[0].message_type, MessageType::Confirmable);
+        // A `qos` query wins over the setting.
+        let mut q0 = Script::open(
+            settings(NotifyType::Qos, DefaultQos::Qos1),
+            observe(1, "q", &["qos=0"]),
+        )
+        .await;
+        q0.output();
+        q0.publish("q", "x", QoS::AtLeastOnce, 10);
+        assert_eq!(q0.output()[0].message_type, MessageType::NonConfirmable);
+    }
+
+    #[tokio::test]
+    async fn duplicates_get_the_cached_response_and_pings_a_reset() {
+        let mut s = Script::open(
+            settings(NotifyType::Qos, DefaultQos::Coap),
+            observe(1, "d", &[]),
+        )
+        .await;
+        s.output();
+        let publish = request(MessageType::Confirmable, Code::POST, 7, "/ps/d", &[]);
+        s.send(&publish, 10).unwrap();
+        let out = s.output();
+        let response = out
+            .iter()
+            .find(|m| m.message_type == MessageType::Acknowledgement)
+            .unwrap()
+            .clone();
+        assert_eq!(response.code, Code::CHANGED);
+        // The client's own publish reaches its observation once, not twice.
+        let notes = out.iter().filter(|m| m.code == Code::CONTENT).count();
+        assert_eq!(notes, 1);
+        s.send(&publish, 20).unwrap();
+        assert_eq!(s.output(), [response]);
+        s.send(&Message::ping(9), 30).unwrap();
+        assert_eq!(s.output(), [Message::reset(9)]);
+        // An unknown critical option: 4.02.
+        let mut odd = request(MessageType::Confirmable, Code::POST, 11, "/ps/d", &[]);
+        odd.options.push(9, Bytes::from_static(b"x"));
+        s.send(&odd, 40).unwrap();
+        assert_eq!(s.output()[0].code, Code::BAD_OPTION);
+    }
+}

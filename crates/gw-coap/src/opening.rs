@@ -1,0 +1,144 @@
+//! A CoAP peer's first request: in connection mode `POST /mqtt/connection` with its
+//! client id and credentials; in connectionless mode any request, the address becoming a
+//! client with a generated id. Either way the framework's connect pipeline admits it.
+
+use crate::channel::CoapChannel;
+use crate::protocol::CoapProtocol;
+use crate::request::{Query, Request};
+use bytes::Bytes;
+use bytestring::ByteString;
+use junction_codec_coap::{decode, Code, Message};
+use junction_gateway::driver::datagram::{DatagramOpening, DatagramOutput, Opened, Peer};
+use junction_gateway::driver::{ConnectRequest, Session};
+use junction_types::{now_ms, ClientInfo};
+use rand::Rng;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// The handshake of one peer.
+pub(crate) struct CoapOpening {
+    proto: Arc<CoapProtocol>,
+    peer: Peer,
+    dout: DatagramOutput,
+    /// The request that opened: answered (connection mode) or served (connectionless)
+    /// once the client is admitted.
+    first: Option<Message>,
+}
+
+impl CoapOpening {
+    pub fn new(proto: Arc<CoapProtocol>, peer: Peer) -> CoapOpening {
+        CoapOpening {
+            proto,
+            peer,
+            dout: DatagramOutput::default(),
+            first: None,
+        }
+    }
+
+    fn answer(&mut self, code: Code, text: &str) {
+        let Some(request) = &self.first else {
+            return;
+        };
+        let response = request
+            .response(code)
+            .with_payload(Bytes::copy_from_slice(text.as_bytes()));
+        if let Some(b) = self.proto.encode(&response) {
+            self.dout.push(b);
+        }
+    }
+}
+
+/// A client id for a connectionless peer: 16 random alphanumerics (EMQX's length).
+fn generated_clientid() -> String {
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| {
+            const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+            ALPHABET[rng.random_range(0..ALPHABET.len())] as char
+        })
+        .collect()
+}
+
+impl DatagramOpening for CoapOpening {
+    type Channel = CoapChannel;
+
+    fn output(&mut self) -> &mut DatagramOutput {
+        &mut self.dout
+    }
+
+    fn open(&mut self, datagram: Bytes, _peer: &Peer) -> Result<Option<Opened>, ()> {
+        let Ok(msg) = decode(datagram) else {
+            self.proto.ctx.metrics.packets_frame_error.inc();
+            return Ok(None);
+        };
+        if !msg.code.is_request() {
+            return Ok(None);
+        }
+        let query = Query::of(&msg);
+        self.first = Some(msg);
+        let settings = &self.proto.settings;
+        let (clientid, username, password) = if settings.connection_required {
+            let Some(clientid) = query.get("clientid").filter(|c| !c.is_empty()) else {
+                self.answer(Code::BAD_REQUEST, "Login Failed: clientid is required");
+                return Err(());
+            };
+            (
+                clientid.to_string(),
+                query.get("username").map(ByteString::from),
+                query
+                    .get("password")
+                    .map(|p| Bytes::copy_from_slice(p.as_bytes())),
+            )
+        } else {
+            (generated_clientid(), None, None)
+        };
+        let heartbeat = settings.heartbeat.as_secs();
+        let info = ClientInfo {
+            clientid: ByteString::from(clientid),
+            username,
+            protocol: self.proto.ctx.protocol,
+            proto_ver: "1".to_string(),
+            peername: self.peer.addr,
+            sockport: self.peer.sockport,
+            listener: self.peer.listener.clone(),
+            mountpoint: String::new(),
+            // EMQX's figure: the interval heartbeats are checked at.
+            keepalive: (heartbeat / 2).min(u32::MAX as u64) as u32,
+            clean_start: true,
+            expiry_interval: 0,
+            connected_at: now_ms(),
+            is_superuser: false,
+            extras: Default::default(),
+        };
+        Ok(Some(Opened::Connect(ConnectRequest {
+            info,
+            password,
+            listener_mountpoint: settings.listener_mountpoint.clone(),
+            limits: settings.session,
+            resume: false,
+        })))
+    }
+
+    /// Connection mode: 4.00 "Login Failed: <reason>" (EMQX's code and text); a
+    /// connectionless request where authentication is required: 4.01.
+    fn refused(&mut self, reason: &str) {
+        if self.proto.settings.connection_required {
+            self.answer(Code::BAD_REQUEST, &format!("Login Failed: {reason}"));
+        } else {
+            self.answer(Code::UNAUTHORIZED, reason);
+        }
+    }
+
+    fn admitted(self, session: Session, now: Instant) -> CoapChannel {
+        let first = self.first;
+        let mut channel = CoapChannel::new(self.proto, session, self.dout, now);
+        if let Some(first) = first {
+            if Request::of(&first) == Request::Connect {
+                channel.connected(&first, now);
+            } else {
+                channel.serve_first(first, now);
+            }
+        }
+        channel
+    }
+}
