@@ -198,6 +198,7 @@ fn client_object<'a>(node: &'a str, ctx: &GatewayCtx, view: &'a ClientView) -> C
         "mqtt" => "MQTT",
         "stomp" => "STOMP",
         "mqtt-sn" => "MQTT-SN",
+        "coap" => "CoAP",
         other => other,
     };
     ClientObject {

@@ -57,9 +57,9 @@ mod tests {
 
     #[test]
     fn a_gateway_section_no_gateway_owns_is_refused_by_name() {
-        match load("gateway.coap { mountpoint = \"coap/\" }") {
+        match load("gateway.lwm2m { mountpoint = \"lwm2m/\" }") {
             Err(ConfigError::Invalid { key_path, message }) => {
-                assert_eq!(key_path, "gateway.coap");
+                assert_eq!(key_path, "gateway.lwm2m");
                 assert!(message.contains("not supported yet"), "{message}");
             }
             other => panic!("{other:?}"),
@@ -68,7 +68,7 @@ mod tests {
             Err(ConfigError::Invalid { key_path, message }) => {
                 assert_eq!(key_path, "gateway.carrier_pigeon");
                 assert!(
-                    message.contains("unknown gateway (known: stomp, mqttsn)"),
+                    message.contains("unknown gateway (known: stomp, mqttsn, coap)"),
                     "{message}"
                 );
             }

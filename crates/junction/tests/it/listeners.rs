@@ -204,6 +204,10 @@ async fn junction_start_without_config_serves_mqtt_and_creates_data_dir() {
                 "JUNCTION_GATEWAY__MQTTSN__LISTENERS__UDP__DEFAULT__BIND",
                 "127.0.0.1:0",
             ),
+            (
+                "JUNCTION_GATEWAY__COAP__LISTENERS__UDP__DEFAULT__BIND",
+                "127.0.0.1:0",
+            ),
             ("JUNCTION_DASHBOARD__LISTENERS__HTTP__BIND", "127.0.0.1:0"),
         ],
     );
@@ -211,6 +215,7 @@ async fn junction_start_without_config_serves_mqtt_and_creates_data_dir() {
     let tcp = listener_addr(&lines, "tcp:default");
     listener_addr(&lines, "ws:default");
     listener_addr(&lines, "stomp:tcp:default");
+    listener_addr(&lines, "coap:udp:default");
     // The management API is on by default, as EMQX's.
     listener_addr(&lines, "dashboard:http");
     assert!(dir.path().join("data").is_dir(), "data under ./data");

@@ -1,0 +1,321 @@
+"""The CoAP gateway with clients nobody here wrote: aiocoap (PyPI) and libcoap's
+coap-client (Debian libcoap3-bin), over UDP and DTLS-PSK, against paho-mqtt, stomp.py and
+mqtt-sn-12 on the other side of the broker; and the management API on CoAP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+from aiocoap import DELETE, GET, POST, PUT, Context, Message
+from aiocoap.numbers.codes import Code
+
+from junction_harness import HOST, TIMEOUT, ClientFactory, start_broker, unique
+from test_api import ADMIN
+from test_mqttsn import Recorder as SnRecorder
+from test_mqttsn import SnFactory, wait_publish
+from test_stomp import StompFactory
+
+COAP_CLIENT = shutil.which("coap-client-openssl") or shutil.which("coap-client")
+
+
+def coap_broker(tmp_path, extra: str = "", env: dict | None = None):
+    keys = tmp_path / "api_keys.txt"
+    keys.write_text(f"{ADMIN[0]}:{ADMIN[1]}\n")
+    b = start_broker(tmp_path / "b", config=f'api_key.bootstrap_file = "{keys}"\n' + extra, env=env, ws=False)
+    b.coap = b.port("coap:udp:default")
+    b.api = f"http://{HOST}:{b.port('dashboard:http')}/api/v5"
+    return b
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, TIMEOUT * 3))
+
+
+async def request(port: int, code, path: str, payload: bytes = b"", **kw):
+    ctx = await Context.create_client_context()
+    try:
+        msg = Message(code=code, uri=f"coap://{HOST}:{port}{path}", payload=payload, **kw)
+        return await asyncio.wait_for(ctx.request(msg).response, TIMEOUT)
+    finally:
+        await ctx.shutdown()
+
+
+def coap_client(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    assert COAP_CLIENT, "coap-client is installed by scripts/test.sh (libcoap3-bin)"
+    return subprocess.run([COAP_CLIENT, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def subscribed(b, topic: str) -> bool:
+    r = requests.get(f"{b.api}/subscriptions", params={"topic": topic}, auth=ADMIN, timeout=TIMEOUT)
+    return r.status_code == 200 and len(r.json()["data"]) > 0
+
+
+def eventually(what: str, check, timeout: float = TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.05)
+
+
+def test_coap_publish_reaches_mqtt_stomp_and_mqttsn_subscribers(tmp_path):
+    b = coap_broker(tmp_path)
+    clients = ClientFactory()
+    stomps = StompFactory(b.port("stomp:tcp:default"))
+    sns = SnFactory(b.port("mqttsn:udp:default"))
+    try:
+        topic = unique("coap/up")
+        m = clients(b.tcp).connect()
+        m.subscribe(topic, qos=1)
+        conn, rec = stomps()
+        conn.subscribe(topic, id="1", receipt="sub")
+        rec.wait_receipt("sub")
+        sn = sns()
+        sn.send_subscribe(topic, 0, SnRecorder())
+
+        # aiocoap: a confirmable POST, answered 2.04 Changed.
+        resp = run(request(b.coap, POST, f"/ps/{topic}", b"from aiocoap"))
+        assert resp.code == Code.CHANGED, resp
+        assert m.expect()[0].payload == b"from aiocoap"
+        assert rec.expect()[0].body == "from aiocoap"
+        assert wait_publish(sn).get_data() == b"from aiocoap"
+
+        # coap-client, with retain and qos queries.
+        out = coap_client("-m", "post", "-e", "from libcoap", f"coap://{HOST}:{b.coap}/ps/{topic}?retain=true&qos=1")
+        assert out.returncode == 0, out.stderr
+        got = m.expect()[0]
+        assert got.payload == b"from libcoap"
+        late = clients(b.tcp).connect()
+        late.subscribe(topic, qos=1)
+        kept = late.expect()[0]
+        assert kept.payload == b"from libcoap" and kept.retain
+
+        # Refusals: no topic, wrong method, unknown resource.
+        assert run(request(b.coap, POST, "/ps", b"x")).code == Code.BAD_REQUEST
+        assert run(request(b.coap, PUT, f"/ps/{topic}", b"x")).code == Code.METHOD_NOT_ALLOWED
+        assert run(request(b.coap, GET, "/nowhere")).code == Code.NOT_FOUND
+        b.assert_alive()
+    finally:
+        clients.close_all()
+        stomps.close_all()
+        sns.close_all()
+        b.stop()
+
+
+def test_coap_observe_with_wildcards_gets_mqtt_publishes(tmp_path):
+    b = coap_broker(tmp_path)
+    clients = ClientFactory()
+    try:
+        root = unique("coap/down")
+        pub = clients(b.tcp).connect()
+
+        async def observe():
+            ctx = await Context.create_client_context()
+            try:
+                req = Message(code=GET, uri=f"coap://{HOST}:{b.coap}/ps/{root}/+", observe=0)
+                pr = ctx.request(req)
+                first = await asyncio.wait_for(pr.response, TIMEOUT)
+                assert first.code == Code.CONTENT and first.opt.observe == 0, first
+                await asyncio.to_thread(eventually, "observed", lambda: subscribed(b, f"{root}/+"))
+                got = []
+                notifications = pr.observation.__aiter__()
+                for i, qos in enumerate((0, 1, 1)):
+                    await asyncio.to_thread(pub.publish, f"{root}/s{i}", f"n{i}".encode(), qos)
+                    n = await asyncio.wait_for(notifications.__anext__(), TIMEOUT)
+                    got.append((n.payload, n.opt.observe))
+                pr.observation.cancel()
+                return got
+            finally:
+                await ctx.shutdown()
+
+        got = run(observe())
+        assert [p for p, _ in got] == [b"n0", b"n1", b"n2"]
+        seqs = [s for _, s in got]
+        assert seqs == sorted(seqs) and seqs[0] >= 1, seqs
+
+        # libcoap observes for a bounded time and prints what it is notified.
+        assert COAP_CLIENT
+        topic = unique("coap/libobs")
+        proc = subprocess.Popen(
+            [COAP_CLIENT, "-m", "get", "-s", "3", f"coap://{HOST}:{b.coap}/ps/{topic}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            eventually("libcoap observing", lambda: subscribed(b, topic))
+            pub.publish(topic, b"to libcoap", qos=1)
+            out, err = proc.communicate(timeout=TIMEOUT * 2)
+        finally:
+            proc.kill()
+        assert "to libcoap" in out, (out, err)
+        b.assert_alive()
+    finally:
+        clients.close_all()
+        b.stop()
+
+
+def test_coap_connection_mode_with_token_heartbeat_and_close(tmp_path):
+    b = coap_broker(tmp_path, "gateway.coap.connection_required = true\n")
+    clients = ClientFactory()
+    try:
+        port = b.coap
+        topic = unique("coap/conn")
+        m = clients(b.tcp).connect()
+        m.subscribe(topic, qos=0)
+
+        async def session():
+            ctx = await Context.create_client_context()
+            base = f"coap://{HOST}:{port}"
+
+            async def call(code, path, payload=b""):
+                msg = Message(code=code, uri=base + path, payload=payload)
+                return await asyncio.wait_for(ctx.request(msg).response, TIMEOUT)
+
+            try:
+                # Missing client id: EMQX's code and text.
+                r = await call(POST, "/mqtt/connection")
+                assert r.code == Code.BAD_REQUEST and b"clientid is required" in r.payload, r
+                r = await call(POST, "/mqtt/connection?clientid=dev-conn")
+                assert r.code == Code.CREATED, r
+                token = r.payload.decode()
+                assert token.isdigit()
+                # Requests must name the connection.
+                r = await call(POST, f"/ps/{topic}", b"nameless")
+                assert r.code == Code.BAD_REQUEST and b"Missing token or clientid" in r.payload
+                r = await call(POST, f"/ps/{topic}?clientid=dev-conn&token=0{token}", b"bad token")
+                assert r.code == Code.UNAUTHORIZED
+                r = await call(POST, f"/ps/{topic}?c=dev-conn&t={token}", b"with token")
+                assert r.code == Code.CHANGED, r
+                r = await call(PUT, f"/mqtt/connection?clientid=dev-conn&token={token}")
+                assert r.code == Code.CHANGED
+                listed = requests.get(f"{b.api}/gateways/coap/clients/dev-conn", auth=ADMIN, timeout=TIMEOUT)
+                assert listed.status_code == 200, listed.text
+                assert listed.json()["proto_name"] == "CoAP"
+                r = await call(DELETE, f"/mqtt/connection?clientid=dev-conn&token={token}")
+                assert r.code == Code.DELETED
+            finally:
+                await ctx.shutdown()
+
+        run(session())
+        assert m.expect()[0].payload == b"with token"
+        eventually(
+            "the client gone after DELETE",
+            lambda: requests.get(f"{b.api}/gateways/coap/clients/dev-conn", auth=ADMIN, timeout=TIMEOUT).status_code == 404,
+        )
+        # Without a connection, a request is refused statelessly.
+        r = run(request(port, POST, f"/ps/{topic}?clientid=dev-conn&token=1", b"late"))
+        assert r.code == Code.UNAUTHORIZED
+        b.assert_alive()
+    finally:
+        clients.close_all()
+        b.stop()
+
+
+def test_coap_connection_mode_authenticates_with_the_gateway_chain(tmp_path):
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,password,is_superuser\nmeter,s3cret,false\n")
+    extra = (
+        "gateway.coap.connection_required = true\n"
+        "gateway.coap.authentication { mechanism = password_based, backend = built_in_database,"
+        f' user_id_type = username, bootstrap_file = "{users}", bootstrap_type = plain }}\n'
+    )
+    b = coap_broker(tmp_path, extra)
+    try:
+        r = run(request(b.coap, POST, "/mqtt/connection?clientid=m1&username=meter&password=wrong"))
+        assert r.code == Code.BAD_REQUEST and r.payload.startswith(b"Login Failed:"), r
+        assert requests.get(f"{b.api}/gateways/coap/clients/m1", auth=ADMIN, timeout=TIMEOUT).status_code == 404
+        r = run(request(b.coap, POST, "/mqtt/connection?c=m1&u=meter&p=s3cret"))
+        assert r.code == Code.CREATED, r
+        b.assert_alive()
+    finally:
+        b.stop()
+    # Connectionless requests cannot authenticate: where the gateway has a chain they are
+    # refused (EMQX serves them unauthenticated, reference §7.2 #6).
+    (tmp_path / "cl").mkdir()
+    b = coap_broker(tmp_path / "cl", extra.replace("connection_required = true", "connection_required = false"))
+    try:
+        r = run(request(b.coap, POST, "/ps/open/door", b"x"))
+        assert r.code == Code.UNAUTHORIZED, r
+    finally:
+        b.stop()
+
+
+def test_coap_clients_are_listed_and_kicked_through_the_api(tmp_path):
+    b = coap_broker(tmp_path, 'gateway.coap { connection_required = true, idle_timeout = "5s" }\n')
+    try:
+        # One device, one address: its context keeps its UDP port.
+        async def device():
+            ctx = await Context.create_client_context()
+            base = f"coap://{HOST}:{b.coap}"
+            try:
+                r = await ctx.request(Message(code=POST, uri=f"{base}/mqtt/connection?clientid=listed-1")).response
+                assert r.code == Code.CREATED
+                token = r.payload.decode()
+                uri = f"{base}/ps/api/t?clientid=listed-1&token={token}"
+                r = await ctx.request(Message(code=GET, uri=uri, observe=0)).response
+                assert r.code == Code.CONTENT, r
+            finally:
+                await ctx.shutdown()
+
+        run(device())
+        data = requests.get(f"{b.api}/gateways/coap/clients", auth=ADMIN, timeout=TIMEOUT).json()["data"]
+        assert [c["clientid"] for c in data] == ["listed-1"]
+        assert data[0]["keepalive"] == 15
+        subs = requests.get(f"{b.api}/gateways/coap/clients/listed-1/subscriptions", auth=ADMIN, timeout=TIMEOUT).json()
+        assert [s["topic"] for s in subs] == ["api/t"]
+        r = requests.delete(f"{b.api}/gateways/coap/clients/listed-1", auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 204
+        eventually(
+            "kicked",
+            lambda: requests.get(f"{b.api}/gateways/coap/clients", auth=ADMIN, timeout=TIMEOUT).json()["data"] == [],
+        )
+        b.assert_alive()
+    finally:
+        b.stop()
+
+
+def test_coap_mountpoint_prefixes_published_and_observed_topics(tmp_path):
+    b = coap_broker(tmp_path, 'gateway.coap.mountpoint = "coap/"\n')
+    clients = ClientFactory()
+    try:
+        m = clients(b.tcp).connect()
+        m.subscribe("coap/#", qos=0)
+        assert run(request(b.coap, POST, "/ps/mounted/t", b"m")).code == Code.CHANGED
+        got = m.expect()[0]
+        assert (got.topic, got.payload) == ("coap/mounted/t", b"m")
+        b.assert_alive()
+    finally:
+        clients.close_all()
+        b.stop()
+
+
+def test_coap_over_dtls_with_psk(tmp_path):
+    psk = tmp_path / "psk.txt"
+    psk.write_text("meter-7:0123456789abcdef\n")
+    extra = (
+        f'psk_authentication {{ enable = true, init_file = "{psk}" }}\n'
+        f'gateway.coap.listeners.dtls.default.bind = "{HOST}:0"\n'
+    )
+    b = coap_broker(tmp_path, extra)
+    clients = ClientFactory()
+    try:
+        port = b.port("coap:dtls:default")
+        topic = unique("coap/dtls")
+        m = clients(b.tcp).connect()
+        m.subscribe(topic, qos=1)
+        out = coap_client("-u", "meter-7", "-k", "0123456789abcdef", "-m", "post", "-e", "over dtls",
+                          f"coaps://{HOST}:{port}/ps/{topic}")
+        assert out.returncode == 0, out.stderr
+        assert m.expect()[0].payload == b"over dtls"
+        # A wrong key gets nothing through.
+        coap_client("-B", "3", "-u", "meter-7", "-k", "wrong-key-wrong!", "-m", "post", "-e", "forged",
+                    f"coaps://{HOST}:{port}/ps/{topic}", timeout=TIMEOUT * 3)
+        with pytest.raises(Exception):
+            m.expect(timeout=0.5)
+        b.assert_alive()
+    finally:
+        clients.close_all()
+        b.stop()
