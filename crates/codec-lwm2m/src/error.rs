@@ -298,3 +298,36 @@ pub enum EmqxJsonError {
         source: ValueError,
     },
 }
+
+/// Why a JSON object definition (the management API shape of
+/// [`ObjectDef::to_json`](crate::object::ObjectDef::to_json)) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectJsonError {
+    /// The definition (or a resource of it) is not a JSON object.
+    #[error("{0} is not a JSON object")]
+    NotAnObject(String),
+    /// A required field is absent.
+    #[error("{at}: missing field {field:?}")]
+    Missing {
+        /// Where: `object` or `resources[N]`.
+        at: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// A field of the wrong JSON type or out of range.
+    #[error("{at}: field {field:?} must be {expected}")]
+    BadField {
+        /// Where: `object` or `resources[N]`.
+        at: String,
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// More resources than ids exist.
+    #[error("{0} resources, at most 65535 [LwM2M 1.1 Core §6.1: 16-bit resource ids]")]
+    TooManyResources(usize),
+    /// Two resources with the same id.
+    #[error("resource {0} is defined twice")]
+    DuplicateResource(u16),
+}
