@@ -417,3 +417,68 @@ proptest! {
         }
     }
 }
+
+/// Escapes text for an XML element body.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+const TYPES: [&str; 10] = [
+    "String",
+    "Integer",
+    "Unsigned Integer",
+    "Float",
+    "Boolean",
+    "Opaque",
+    "Time",
+    "Objlnk",
+    "Corelnk",
+    "",
+];
+
+proptest! {
+    #[test]
+    fn generated_objects_parse_back_and_survive_json(
+        id in 0u16..=65534,
+        name in "[A-Za-z0-9 &<>é]{1,20}",
+        resources in proptest::collection::btree_map(
+            0u16..=65534,
+            ("[A-Za-z0-9 &<>]{1,12}", 0usize..10, 0usize..5, any::<bool>(), any::<bool>()),
+            0..20,
+        ),
+    ) {
+        let items: String = resources
+            .iter()
+            .map(|(rid, (rname, kind, ops, multiple, mandatory))| {
+                format!(
+                    "<Item ID=\"{rid}\"><Name>{}</Name><Operations>{}</Operations>\
+                     <MultipleInstances>{}</MultipleInstances><Mandatory>{}</Mandatory>\
+                     <Type>{}</Type><RangeEnumeration></RangeEnumeration><Units></Units></Item>",
+                    escape(rname),
+                    ["", "R", "W", "RW", "E"][*ops],
+                    if *multiple { "Multiple" } else { "Single" },
+                    if *mandatory { "Mandatory" } else { "Optional" },
+                    TYPES[*kind],
+                )
+            })
+            .collect();
+        let document = object_xml(&id.to_string(), &items)
+            .replace("<Name>Thing</Name>", &format!("<Name><![CDATA[{name}]]></Name>"));
+        let defs = parse_object_xml(&document).unwrap();
+        prop_assert_eq!(defs.len(), 1);
+        let def = &defs[0];
+        prop_assert_eq!(def.id, id);
+        prop_assert_eq!(&def.name, name.trim());
+        prop_assert_eq!(def.resources.len(), resources.len());
+        for (rid, (rname, kind, _, multiple, mandatory)) in &resources {
+            let resource = def.resource(*rid).unwrap();
+            prop_assert_eq!(&resource.name, rname.trim());
+            prop_assert_eq!(resource.kind.oma_name(), TYPES[*kind]);
+            prop_assert_eq!(resource.multiple_instances, *multiple);
+            prop_assert_eq!(resource.mandatory, *mandatory);
+        }
+        prop_assert_eq!(&ObjectDef::from_json(&def.to_json()).unwrap(), def);
+    }
+}
