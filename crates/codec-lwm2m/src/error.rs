@@ -298,3 +298,160 @@ pub enum EmqxJsonError {
         source: ValueError,
     },
 }
+
+/// Why an object definition XML document (the OMA `LWM2M.xsd` format EMQX reads from
+/// `xml_dir`) is refused. Every variant that points into the document names its line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectXmlError {
+    /// The document is larger than the reader accepts.
+    #[error("object XML of {size} octets exceeds the {max}-octet limit")]
+    TooLarge {
+        /// Size of the document.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Elements nest deeper than the reader accepts.
+    #[error("line {line}: element <{element}> nests deeper than {max} levels")]
+    TooDeep {
+        /// Line of the element that went too deep.
+        line: usize,
+        /// The element.
+        element: String,
+        /// The limit.
+        max: usize,
+    },
+    /// More elements (or attributes on one element) than the reader accepts.
+    #[error("line {line}: more than {max} {what}")]
+    TooMany {
+        /// Line where the limit was crossed.
+        line: usize,
+        /// `"elements"` or `"attributes on one element"`.
+        what: &'static str,
+        /// The limit.
+        max: usize,
+    },
+    /// A document type declaration: refused so no entity can be declared or expanded.
+    #[error("line {line}: DOCTYPE and entity declarations are refused [XML 1.0 §2.8, §4.2; OMA LWM2M.xsd documents have none]")]
+    DoctypeRefused {
+        /// Line of the declaration.
+        line: usize,
+    },
+    /// Malformed XML.
+    #[error("line {line}: {message} [XML 1.0]")]
+    Syntax {
+        /// Line of the fault.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The input ends while an element is still open.
+    #[error("line {line}: element <{element}> is never closed [XML 1.0 §3 element]")]
+    Unclosed {
+        /// Line of the start tag.
+        line: usize,
+        /// The open element.
+        element: String,
+    },
+    /// An end tag that does not close the innermost open element.
+    #[error("line {line}: </{found}> does not close <{expected}> [XML 1.0 §3 Element Type Match]")]
+    MismatchedEnd {
+        /// Line of the end tag.
+        line: usize,
+        /// The innermost open element.
+        expected: String,
+        /// The end tag's name.
+        found: String,
+    },
+    /// An entity or character reference other than the five predefined entities and a
+    /// valid numeric reference.
+    #[error("line {line}: bad reference &{reference}; (only &lt; &gt; &amp; &quot; &apos; and &#N; / &#xH; are read) [XML 1.0 §4.1, §4.6]")]
+    BadReference {
+        /// Line of the reference.
+        line: usize,
+        /// The text between `&` and `;` (truncated).
+        reference: String,
+    },
+    /// The root element is not `<LWM2M>` (or a bare `<Object>`).
+    #[error("line {line}: root element <{element}> is not <LWM2M> [OMA LWM2M.xsd]")]
+    NotLwm2m {
+        /// Line of the root element.
+        line: usize,
+        /// Its name.
+        element: String,
+    },
+    /// `<LWM2M>` holds no `<Object>`.
+    #[error("line {line}: <LWM2M> defines no <Object> [OMA LWM2M.xsd]")]
+    NoObject {
+        /// Line of the root element.
+        line: usize,
+    },
+    /// A required child element is absent.
+    #[error("line {line}: <{parent}> has no <{element}> [OMA LWM2M.xsd]")]
+    Missing {
+        /// Line of the parent element.
+        line: usize,
+        /// The parent element.
+        parent: String,
+        /// The missing child (or `ID` attribute).
+        element: String,
+    },
+    /// An element whose text is not a value the schema allows.
+    #[error("line {line}: <{element}> {value:?} is not {expected} [OMA LWM2M.xsd]")]
+    BadValue {
+        /// Line of the element.
+        line: usize,
+        /// The element (or attribute).
+        element: String,
+        /// Its text (truncated).
+        value: String,
+        /// What the schema allows.
+        expected: &'static str,
+    },
+    /// A file of the definitions directory could not be read.
+    #[error("cannot read the file: {0}")]
+    Io(String),
+    /// Two resources of one object with the same id.
+    #[error("line {line}: object {object} defines resource {resource} twice [OMA LWM2M.xsd: Item ID is unique]")]
+    DuplicateResource {
+        /// Line of the second definition.
+        line: usize,
+        /// The object id.
+        object: u16,
+        /// The repeated resource id.
+        resource: u16,
+    },
+}
+
+/// Why a JSON object definition (the management API shape of
+/// [`ObjectDef::to_json`](crate::object::ObjectDef::to_json)) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectJsonError {
+    /// The definition (or a resource of it) is not a JSON object.
+    #[error("{0} is not a JSON object")]
+    NotAnObject(String),
+    /// A required field is absent.
+    #[error("{at}: missing field {field:?}")]
+    Missing {
+        /// Where: `object` or `resources[N]`.
+        at: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// A field of the wrong JSON type or out of range.
+    #[error("{at}: field {field:?} must be {expected}")]
+    BadField {
+        /// Where: `object` or `resources[N]`.
+        at: String,
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// More resources than ids exist.
+    #[error("{0} resources, at most 65535 [LwM2M 1.1 Core §6.1: 16-bit resource ids]")]
+    TooManyResources(usize),
+    /// Two resources with the same id.
+    #[error("resource {0} is defined twice")]
+    DuplicateResource(u16),
+}

@@ -12,6 +12,10 @@
 //! | 110 SenML JSON | [`senml_json`] | by field; [`retype`] fixes up |
 //! | 112 SenML CBOR | [`senml_cbor`] ([`cbor`]) | by field; [`retype`] fixes up |
 //!
+//! Object definitions ([`object`]) say which type each resource has: the LwM2M 1.1 core
+//! objects are built in ([`core_objects`]), others are read from OMA object XML
+//! ([`object_xml`], EMQX's `xml_dir`) by a bounded reader that refuses DOCTYPEs.
+//!
 //! [`emqx`] converts records to and from the JSON EMQX's LwM2M gateway publishes and
 //! accepts on its translator topics.
 //!
@@ -21,8 +25,11 @@
 
 pub mod base64;
 pub mod cbor;
+pub mod core_objects;
 pub mod emqx;
 pub mod error;
+pub mod object;
+pub mod object_xml;
 pub mod oma_json;
 pub mod path;
 pub mod senml;
@@ -32,11 +39,15 @@ pub mod text;
 pub mod tlv;
 pub mod tlv_value;
 pub mod value;
+mod xml;
 
 pub use emqx::{emqx_content, emqx_value, emqx_write_value, parse_write_command, WriteCommand};
 pub use error::{
-    CborError, EmqxJsonError, OmaJsonError, PathError, SenmlError, TlvError, ValueError,
+    CborError, EmqxJsonError, ObjectJsonError, ObjectXmlError, OmaJsonError, PathError, SenmlError,
+    TlvError, ValueError,
 };
+pub use object::{ObjectDef, ObjectRegistry, Operations, ResourceDef};
+pub use object_xml::{load_dir, parse_object_xml};
 pub use oma_json::{decode_oma_json, encode_oma_json};
 pub use path::Path;
 pub use senml_cbor::{decode_senml_cbor, encode_senml_cbor};

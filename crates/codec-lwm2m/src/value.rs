@@ -56,6 +56,23 @@ impl ResourceType {
             _ => return None,
         })
     }
+
+    /// The type's name as object definition XML spells it (`"Unsigned Integer"`,
+    /// `"Objlnk"`, …); executable resources have the empty name.
+    pub fn oma_name(self) -> &'static str {
+        match self {
+            ResourceType::String => "String",
+            ResourceType::Integer => "Integer",
+            ResourceType::UnsignedInteger => "Unsigned Integer",
+            ResourceType::Float => "Float",
+            ResourceType::Boolean => "Boolean",
+            ResourceType::Opaque => "Opaque",
+            ResourceType::Time => "Time",
+            ResourceType::ObjLink => "Objlnk",
+            ResourceType::CoreLink => "Corelnk",
+            ResourceType::None => "",
+        }
+    }
 }
 
 /// An object link value (`Objlnk`): an object id and an object instance id. `65535:65535`
