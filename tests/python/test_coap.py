@@ -319,3 +319,60 @@ def test_coap_over_dtls_with_psk(tmp_path):
     finally:
         clients.close_all()
         b.stop()
+
+
+def test_coap_connection_is_taken_over_from_a_new_address_with_its_token(tmp_path):
+    """A device behind a NAT that rebinds: its connection, with its observation, moves to
+    the new address that names it with its token (EMQX 5.10's takeover); a wrong token or
+    a wrong client id gets 4.01."""
+    import socket
+
+    from aiocoap import CON
+    from aiocoap import Message as CoapMessage
+
+    b = coap_broker(tmp_path, "gateway.coap.connection_required = true\n")
+    clients = ClientFactory()
+    port = b.coap
+    topic = unique("coap/nat")
+
+    def exchange(sock, code, path, mid, payload=b"", observe=None):
+        m = CoapMessage(code=code, mtype=CON, mid=mid, token=b"tk", payload=payload,
+                        uri=f"coap://{HOST}:{port}{path}")
+        if observe is not None:
+            m.opt.observe = observe
+        sock.sendto(m.encode(), (HOST, port))
+        while True:
+            data, _ = sock.recvfrom(2048)
+            got = CoapMessage.decode(data)
+            if got.mid == mid:
+                return got
+
+    old = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    new = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for s in (old, new):
+            s.settimeout(TIMEOUT)
+            s.bind((HOST, 0))
+        r = exchange(old, POST, "/mqtt/connection?clientid=nat-1", 1)
+        assert r.code == Code.CREATED
+        token = r.payload.decode()
+        r = exchange(old, GET, f"/ps/{topic}?clientid=nat-1&token={token}", 2, observe=0)
+        assert r.code == Code.CONTENT
+        # From the new address: a wrong token, a wrong client id, then the right pair.
+        assert exchange(new, POST, f"/ps/{topic}?clientid=nat-1&token=1{token}", 3, b"x").code == Code.UNAUTHORIZED
+        assert exchange(new, POST, f"/ps/{topic}?clientid=nat-2&token={token}", 4, b"x").code == Code.UNAUTHORIZED
+        r = exchange(new, PUT, f"/mqtt/connection?clientid=nat-1&token={token}", 5)
+        assert r.code == Code.CHANGED, r
+        [c] = requests.get(f"{b.api}/gateways/coap/clients", auth=ADMIN, timeout=TIMEOUT).json()["data"]
+        assert c["clientid"] == "nat-1" and c["port"] == new.getsockname()[1]
+        # The observation moved with it: an MQTT publish is notified at the new address.
+        clients(b.tcp).connect().publish(topic, b"after the move", qos=0)
+        data, _ = new.recvfrom(2048)
+        n = CoapMessage.decode(data)
+        assert n.payload == b"after the move" and n.token == b"tk" and n.opt.observe >= 1
+        b.assert_alive()
+    finally:
+        old.close()
+        new.close()
+        clients.close_all()
+        b.stop()

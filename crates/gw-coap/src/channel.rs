@@ -27,6 +27,7 @@ use junction_gateway::driver::datagram::{DatagramChannel, DatagramOutput};
 use junction_gateway::driver::{CloseReason, Session};
 use junction_session::{AckResult, Outbound, SubOptions};
 use junction_types::{now_ms, QoS};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -40,11 +41,38 @@ const MAX_OBSERVATIONS: usize = 256;
 /// The largest Observe sequence number (24 bits).
 const MAX_SEQ: u32 = 0x00FF_FFFF;
 
-struct Observation {
+pub(crate) struct Observation {
     filter: String,
     token: Token,
     /// The last Observe sequence sent (0: the registration's).
     seq: u32,
+}
+
+/// What a CoAP client is beyond its address: shared by the connection that holds it and,
+/// in connection mode, the gateway's table of connections, so a request from a new
+/// address naming the connection and its token takes it over, observations and all.
+pub(crate) struct Conn {
+    /// Connection mode: the token the connection was given.
+    pub token: Option<String>,
+    /// Who authenticated, for a takeover (which does not authenticate again).
+    pub username: Option<bytestring::ByteString>,
+    /// The same.
+    pub is_superuser: bool,
+    /// Observations by their subscription identifier.
+    observations: HashMap<u32, Observation>,
+    next_subid: u32,
+}
+
+impl Conn {
+    fn new() -> Conn {
+        Conn {
+            token: None,
+            username: None,
+            is_superuser: false,
+            observations: HashMap::new(),
+            next_subid: 1,
+        }
+    }
 }
 
 /// A connected CoAP client.
@@ -56,11 +84,8 @@ pub(crate) struct CoapChannel {
     /// The clock's origin for the endpoint's milliseconds.
     base: Instant,
     last_recv: Instant,
-    /// Connection mode: the token the connection was given.
-    token: Option<String>,
-    /// Observations by their subscription identifier.
-    observations: HashMap<u32, Observation>,
-    next_subid: u32,
+    /// The client's token and observations.
+    pub(crate) conn: Arc<Mutex<Conn>>,
     /// Confirmable notifications in flight: message id → the session packet id they
     /// complete when acknowledged.
     confirmable: HashMap<u16, Option<u16>>,
@@ -83,9 +108,7 @@ impl CoapChannel {
             endpoint: Endpoint::new(Params::default(), ENDPOINT_CAPACITY, seed),
             base: now,
             last_recv: now,
-            token: None,
-            observations: HashMap::new(),
-            next_subid: 1,
+            conn: Arc::new(Mutex::new(Conn::new())),
             confirmable: HashMap::new(),
             closing: None,
         }
@@ -115,11 +138,21 @@ impl CoapChannel {
     pub fn connected(&mut self, request: &Message, now: Instant) {
         let ms = self.ms(now);
         self.endpoint.handle_incoming(request, ms);
-        let token = rand::random::<u32>().to_string();
+        // 64 random bits (EMQX: 32), in decimal: the device echoes it as it is.
+        let token = rand::random::<u64>().to_string();
         let response = request
             .response(Code::CREATED)
             .with_payload(Bytes::from(token.clone()));
-        self.token = Some(token);
+        {
+            let mut c = self.conn.lock();
+            c.token = Some(token);
+            c.username = self.session.info.username.clone();
+            c.is_superuser = self.session.info.is_superuser;
+        }
+        self.proto
+            .connections
+            .lock()
+            .insert(self.session.info.clientid.clone(), self.conn.clone());
         self.respond(request, response, false, now);
     }
 
@@ -168,6 +201,8 @@ impl CoapChannel {
                     self.delivered(packet_id, now);
                 }
                 let subid = self
+                    .conn
+                    .lock()
                     .observations
                     .iter()
                     .find(|(_, o)| o.token == token)
@@ -192,10 +227,11 @@ impl CoapChannel {
         }
         let query = Query::of(msg);
         let request = Request::of(msg);
-        if let Some(token) = &self.token {
+        let token = self.conn.lock().token.clone();
+        if let Some(token) = &token {
             // Connection mode: every request names the connection.
             match (query.get("clientid"), query.get("token")) {
-                (Some(c), Some(t)) if c == &*self.session.info.clientid && t == token => {}
+                (Some(c), Some(t)) if c == &*self.session.info.clientid && t == token.as_str() => {}
                 (Some(_), Some(_)) => {
                     return (
                         refused(
@@ -235,6 +271,8 @@ impl CoapChannel {
             Request::Observe(filter) => (self.observe(msg, &query, filter), false),
             Request::Unobserve(filter) => {
                 let subid = self
+                    .conn
+                    .lock()
                     .observations
                     .iter()
                     .find(|(_, o)| o.filter == filter)
@@ -306,6 +344,8 @@ impl CoapChannel {
             return refused(Code::UNAUTHORIZED, "Unauthorized");
         }
         let existing = self
+            .conn
+            .lock()
             .observations
             .iter_mut()
             .find(|(_, o)| o.filter == filter)
@@ -317,11 +357,12 @@ impl CoapChannel {
         let subid = match existing {
             Some(id) => id,
             None => {
-                if self.observations.len() >= MAX_OBSERVATIONS {
+                let mut c = self.conn.lock();
+                if c.observations.len() >= MAX_OBSERVATIONS {
                     return refused(Code::SERVICE_UNAVAILABLE, "too many observations");
                 }
-                let id = self.next_subid;
-                self.next_subid = self.next_subid.wrapping_add(1).max(1);
+                let id = c.next_subid;
+                c.next_subid = c.next_subid.wrapping_add(1).max(1);
                 id
             }
         };
@@ -348,18 +389,23 @@ impl CoapChannel {
         {
             return refused(Code::BAD_REQUEST, "invalid topic");
         }
-        self.observations.entry(subid).or_insert(Observation {
-            filter,
-            token: msg.token,
-            seq: 0,
-        });
+        self.conn
+            .lock()
+            .observations
+            .entry(subid)
+            .or_insert(Observation {
+                filter,
+                token: msg.token,
+                seq: 0,
+            });
         let mut response = msg.response(Code::CONTENT);
         response.options.push_uint(option::OBSERVE, 0);
         response
     }
 
     fn cancel_observation(&mut self, subid: u32) {
-        if let Some(o) = self.observations.remove(&subid) {
+        let removed = self.conn.lock().observations.remove(&subid);
+        if let Some(o) = removed {
             self.proto.ctx.unsubscribe(
                 &self.session.info,
                 &self.session.cell,
@@ -407,8 +453,10 @@ impl CoapChannel {
             let ctx = self.proto.ctx.clone();
             let mut carried = packet_id;
             let mut notified = false;
+            let conn = self.conn.clone();
             for subid in &delivery.subscription_ids {
-                let Some(o) = self.observations.get_mut(subid) else {
+                let mut c = conn.lock();
+                let Some(o) = c.observations.get_mut(subid) else {
                     continue;
                 };
                 o.seq = if o.seq >= MAX_SEQ { 1 } else { o.seq + 1 };
@@ -498,6 +546,8 @@ impl CoapChannel {
             }
             ClientCall::Unsubscribe { topic, reply } => {
                 let observed = self
+                    .conn
+                    .lock()
                     .observations
                     .iter()
                     .find(|(_, o)| o.filter == topic)
@@ -603,8 +653,18 @@ impl DatagramChannel for CoapChannel {
 
     fn goodbye(&mut self, _reason: CloseReason) {}
 
-    /// No will; the session ends with the connection (its observations with it).
-    fn on_close(&mut self, _reason: CloseReason) -> (Option<Will>, u32) {
+    /// No will; the session ends with the connection (its observations with it), unless
+    /// a request from a new address took the connection over.
+    fn on_close(&mut self, reason: CloseReason) -> (Option<Will>, u32) {
+        if !reason.taken_over() {
+            let mut connections = self.proto.connections.lock();
+            if connections
+                .get(&self.session.info.clientid)
+                .is_some_and(|c| Arc::ptr_eq(c, &self.conn))
+            {
+                connections.remove(&self.session.info.clientid);
+            }
+        }
         (None, 0)
     }
 }
@@ -794,7 +854,7 @@ mod tests {
         let [n] = &s.output()[..] else { panic!() };
         assert_eq!(n.message_type, MessageType::NonConfirmable);
         s.send(&Message::reset(n.message_id), 20).unwrap();
-        assert!(s.channel.observations.is_empty());
+        assert!(s.channel.conn.lock().observations.is_empty());
         s.publish("a/b", "two", QoS::AtMostOnce, 30);
         assert!(s.output().is_empty());
     }

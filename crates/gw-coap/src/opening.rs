@@ -2,7 +2,7 @@
 //! client id and credentials; in connectionless mode any request, the address becoming a
 //! client with a generated id. Either way the framework's connect pipeline admits it.
 
-use crate::channel::CoapChannel;
+use crate::channel::{CoapChannel, Conn};
 use crate::protocol::CoapProtocol;
 use crate::request::{Query, Request};
 use bytes::Bytes;
@@ -11,6 +11,7 @@ use junction_codec_coap::{decode, Code, Message};
 use junction_gateway::driver::datagram::{DatagramOpening, DatagramOutput, Opened, Peer};
 use junction_gateway::driver::{ConnectRequest, Session};
 use junction_types::{now_ms, ClientInfo};
+use parking_lot::Mutex;
 use rand::Rng;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -23,6 +24,8 @@ pub(crate) struct CoapOpening {
     /// The request that opened: answered (connection mode) or served (connectionless)
     /// once the client is admitted.
     first: Option<Message>,
+    /// A connection taken over from another address.
+    takeover: Option<Arc<Mutex<Conn>>>,
 }
 
 impl CoapOpening {
@@ -32,6 +35,7 @@ impl CoapOpening {
             peer,
             dout: DatagramOutput::default(),
             first: None,
+            takeover: None,
         }
     }
 
@@ -45,6 +49,66 @@ impl CoapOpening {
         if let Some(b) = self.proto.encode(&response) {
             self.dout.push(b);
         }
+    }
+}
+
+impl CoapOpening {
+    fn info(&self, clientid: ByteString, username: Option<ByteString>) -> ClientInfo {
+        let heartbeat = self.proto.settings.heartbeat.as_secs();
+        ClientInfo {
+            clientid,
+            username,
+            protocol: self.proto.ctx.protocol,
+            proto_ver: "1".to_string(),
+            peername: self.peer.addr,
+            sockport: self.peer.sockport,
+            listener: self.peer.listener.clone(),
+            mountpoint: String::new(),
+            // EMQX's figure: the interval heartbeats are checked at.
+            keepalive: (heartbeat / 2).min(u32::MAX as u64) as u32,
+            clean_start: true,
+            expiry_interval: 0,
+            connected_at: now_ms(),
+            is_superuser: false,
+            extras: Default::default(),
+        }
+    }
+
+    /// Connection mode, a request from a new address naming a connection and its token:
+    /// the connection (its session and observations) moves here. The token proves who
+    /// this is, as the connection's authentication did: nothing is authenticated again.
+    fn take_over(&mut self, query: &Query) -> Result<Opened, ()> {
+        let (Some(clientid), Some(token)) = (query.get("clientid"), query.get("token")) else {
+            self.answer(
+                Code::BAD_REQUEST,
+                "Missing token or clientid in connection mode",
+            );
+            return Err(());
+        };
+        let Some(conn) = self.proto.connection(clientid, token) else {
+            self.answer(
+                Code::UNAUTHORIZED,
+                "Invalid token or clientid in connection mode",
+            );
+            return Err(());
+        };
+        let (username, is_superuser) = {
+            let c = conn.lock();
+            (c.username.clone(), c.is_superuser)
+        };
+        let mut info = self.info(ByteString::from(clientid), username);
+        info.is_superuser = is_superuser;
+        // The live session is taken over, not started again.
+        info.clean_start = false;
+        self.takeover = Some(conn);
+        let settings = &self.proto.settings;
+        Ok(Opened::Connect(ConnectRequest {
+            info,
+            password: None,
+            listener_mountpoint: settings.listener_mountpoint.clone(),
+            limits: settings.session,
+            resume: true,
+        }))
     }
 }
 
@@ -75,8 +139,12 @@ impl DatagramOpening for CoapOpening {
             return Ok(None);
         }
         let query = Query::of(&msg);
+        let connect = Request::of(&msg) == Request::Connect;
         self.first = Some(msg);
-        let settings = &self.proto.settings;
+        let settings = self.proto.settings.clone();
+        if settings.connection_required && !connect {
+            return self.take_over(&query).map(Some);
+        }
         let (clientid, username, password) = if settings.connection_required {
             let Some(clientid) = query.get("clientid").filter(|c| !c.is_empty()) else {
                 self.answer(Code::BAD_REQUEST, "Login Failed: clientid is required");
@@ -92,24 +160,7 @@ impl DatagramOpening for CoapOpening {
         } else {
             (generated_clientid(), None, None)
         };
-        let heartbeat = settings.heartbeat.as_secs();
-        let info = ClientInfo {
-            clientid: ByteString::from(clientid),
-            username,
-            protocol: self.proto.ctx.protocol,
-            proto_ver: "1".to_string(),
-            peername: self.peer.addr,
-            sockport: self.peer.sockport,
-            listener: self.peer.listener.clone(),
-            mountpoint: String::new(),
-            // EMQX's figure: the interval heartbeats are checked at.
-            keepalive: (heartbeat / 2).min(u32::MAX as u64) as u32,
-            clean_start: true,
-            expiry_interval: 0,
-            connected_at: now_ms(),
-            is_superuser: false,
-            extras: Default::default(),
-        };
+        let info = self.info(ByteString::from(clientid), username);
         Ok(Some(Opened::Connect(ConnectRequest {
             info,
             password,
@@ -132,6 +183,9 @@ impl DatagramOpening for CoapOpening {
     fn admitted(self, session: Session, now: Instant) -> CoapChannel {
         let first = self.first;
         let mut channel = CoapChannel::new(self.proto, session, self.dout, now);
+        if let Some(conn) = self.takeover {
+            channel.conn = conn;
+        }
         if let Some(first) = first {
             if Request::of(&first) == Request::Connect {
                 channel.connected(&first, now);

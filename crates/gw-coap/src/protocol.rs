@@ -1,16 +1,20 @@
 //! CoAP as a protocol of the framework's datagram driver: what an address without a
 //! client gets, and which requests open one ([`crate::opening::CoapOpening`]).
 
+use crate::channel::Conn;
 use crate::config::{DefaultQos, NotifyType};
 use crate::frame;
 use crate::opening::CoapOpening;
 use crate::request::{Query, Request};
 use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
 use junction_codec_coap::{decode, encode, Code, Message, MessageType};
 use junction_gateway::driver::datagram::{DatagramProtocol, Peer, Unconnected};
 use junction_gateway::GatewayCtx;
 use junction_session::SessionLimits;
 use junction_types::QoS;
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,11 +55,24 @@ impl CoapSettings {
 pub(crate) struct CoapProtocol {
     pub ctx: Arc<GatewayCtx>,
     pub settings: Arc<CoapSettings>,
+    /// Connection mode: the open connections by client id.
+    pub connections: Mutex<HashMap<ByteString, Arc<Mutex<Conn>>>>,
 }
 
 impl CoapProtocol {
     pub fn new(ctx: Arc<GatewayCtx>, settings: Arc<CoapSettings>) -> CoapProtocol {
-        CoapProtocol { ctx, settings }
+        CoapProtocol {
+            ctx,
+            settings,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The open connection `clientid` if `token` is its token.
+    pub fn connection(&self, clientid: &str, token: &str) -> Option<Arc<Mutex<Conn>>> {
+        let conn = self.connections.lock().get(clientid).cloned()?;
+        let matches = conn.lock().token.as_deref() == Some(token);
+        matches.then_some(conn)
     }
 
     /// Encode `msg`, counting it as a sent `coap` frame; `None` if it cannot be encoded.
@@ -116,6 +133,9 @@ impl DatagramProtocol for CoapProtocol {
         // Connection mode, and this address has no connection.
         let query = Query::of(&msg);
         let (code, text) = match (query.get("clientid"), query.get("token")) {
+            // A connection's client id and token from a new address: it takes the
+            // connection over (a NAT rebinding, a new DTLS session).
+            (Some(c), Some(t)) if self.connection(c, t).is_some() => return Unconnected::Open,
             (Some(_), Some(_)) => (
                 Code::UNAUTHORIZED,
                 "Invalid token or clientid in connection mode",
