@@ -376,3 +376,60 @@ def test_coap_connection_is_taken_over_from_a_new_address_with_its_token(tmp_pat
         new.close()
         clients.close_all()
         b.stop()
+
+
+def test_malformed_coap_datagrams_get_a_reset_or_nothing_and_the_gateway_serves_on(tmp_path):
+    """Hostile datagrams (a raw socket, this is the one client written here): a CON with a
+    format error gets a Reset with its message id (RFC 7252 §4.2); what cannot be read as
+    a header, or is not confirmable, gets nothing; an unknown critical option gets 4.02;
+    then aiocoap is still served."""
+    import socket
+    import struct
+
+    b = coap_broker(tmp_path)
+    clients = ClientFactory()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(0.5)
+    try:
+        def answer(datagram: bytes):
+            sock.sendto(datagram, (HOST, b.coap))
+            try:
+                return sock.recvfrom(2048)[0]
+            except socket.timeout:
+                return None
+
+        con = lambda tkl, mid: bytes([0x40 | tkl, 0x02]) + struct.pack(">H", mid)  # noqa: E731
+        rst = lambda mid: bytes([0x70, 0x00]) + struct.pack(">H", mid)  # noqa: E731
+        # Token length 9 to 15 is a format error.
+        for tkl in range(9, 16):
+            assert answer(con(tkl, 100 + tkl) + b"\x00" * 15) == rst(100 + tkl)
+        # Option delta 15 and option length 15 are reserved.
+        assert answer(con(0, 200) + b"\xf0") == rst(200)
+        assert answer(con(0, 201) + b"\xbf") == rst(201)
+        # An option running past the end; a payload marker with no payload.
+        assert answer(con(0, 202) + b"\xb5ab") == rst(202)
+        assert answer(con(0, 203) + b"\xb2ps\xff") == rst(203)
+        # Shorter than a header, another version, a NON with a format error: nothing.
+        assert answer(b"\x40\x02") is None
+        assert answer(b"\x80\x02\x00\x01") is None
+        assert answer(bytes([0x59, 0x02, 0x01, 0x2c]) + b"\x00" * 9) is None
+        # An empty CON is a ping: Reset.
+        assert answer(bytes([0x40, 0x00, 0x01, 0x2d])) == rst(301)
+        # An unknown critical option (number 9): 4.02 Bad Option, piggy-backed.
+        reply = answer(con(0, 400) + b"\x91x\x22ps\x01t")
+        assert reply is not None and reply[0] == 0x60 and reply[1] == 0x82 and reply[2:4] == struct.pack(">H", 400)
+        # Endless random datagrams: still served.
+        import random
+
+        rnd = random.Random(7)
+        for _ in range(2000):
+            sock.sendto(bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 64))), (HOST, b.coap))
+        m = clients(b.tcp).connect()
+        m.subscribe("coap/alive", qos=0)
+        assert run(request(b.coap, POST, "/ps/coap/alive", b"still here")).code == Code.CHANGED
+        assert m.expect()[0].payload == b"still here"
+        b.assert_alive()
+    finally:
+        sock.close()
+        clients.close_all()
+        b.stop()
