@@ -433,3 +433,52 @@ def test_malformed_coap_datagrams_get_a_reset_or_nothing_and_the_gateway_serves_
         sock.close()
         clients.close_all()
         b.stop()
+
+
+def test_coap_block_wise_in_both_directions(tmp_path):
+    """RFC 7959 with clients nobody here wrote: aiocoap and coap-client upload bodies
+    larger than a block (Block1); a notification larger than a block goes out block-wise
+    and aiocoap fetches the rest (Block2)."""
+    b = coap_broker(tmp_path)
+    clients = ClientFactory()
+    try:
+        m = clients(b.tcp).connect()
+        m.subscribe("coap/blocks/#", qos=1)
+        body = bytes(range(256)) * 12  # 3,072 octets
+        resp = run(request(b.coap, POST, "/ps/coap/blocks/aiocoap", body))
+        assert resp.code == Code.CHANGED, resp
+        got = m.expect()[0]
+        assert (got.topic, got.payload) == ("coap/blocks/aiocoap", body)
+
+        upload = tmp_path / "upload.bin"
+        upload.write_bytes(b"libcoap " * 400)  # 3,200 octets, in 64-octet blocks
+        out = coap_client("-m", "post", "-b", "64", "-f", str(upload),
+                          f"coap://{HOST}:{b.coap}/ps/coap/blocks/libcoap")
+        assert out.returncode == 0, out.stderr
+        got = m.expect()[0]
+        assert (got.topic, got.payload) == ("coap/blocks/libcoap", upload.read_bytes())
+
+        pub = clients(b.tcp).connect()
+        big = b"0123456789" * 300
+
+        async def observe_big():
+            ctx = await Context.create_client_context()
+            try:
+                req = Message(code=GET, uri=f"coap://{HOST}:{b.coap}/ps/coap/down/big", observe=0)
+                pr = ctx.request(req)
+                first = await asyncio.wait_for(pr.response, TIMEOUT)
+                assert first.code == Code.CONTENT
+                await asyncio.to_thread(eventually, "observed", lambda: subscribed(b, "coap/down/big"))
+                notifications = pr.observation.__aiter__()
+                await asyncio.to_thread(pub.publish, "coap/down/big", big, 0)
+                n = await asyncio.wait_for(notifications.__anext__(), TIMEOUT)
+                pr.observation.cancel()
+                return n.payload
+            finally:
+                await ctx.shutdown()
+
+        assert run(observe_big()) == big
+        b.assert_alive()
+    finally:
+        clients.close_all()
+        b.stop()

@@ -20,7 +20,8 @@ use bytes::Bytes;
 use junction_broker::hooks::Action;
 use junction_broker::Will;
 use junction_codec_coap::{
-    decode, option, Code, Endpoint, Incoming, Message, MessageType, Params, TimeoutEvent, Token,
+    block2_slice, decode, option, Block, Block1Assembler, Block1Progress, Code, Endpoint, Incoming,
+    Message, MessageType, Params, TimeoutEvent, Token,
 };
 use junction_gateway::call::{CallError, ClientCall, SubscriptionInfo};
 use junction_gateway::driver::datagram::{DatagramChannel, DatagramOutput};
@@ -40,12 +41,23 @@ const ENDPOINT_CAPACITY: usize = 256;
 const MAX_OBSERVATIONS: usize = 256;
 /// The largest Observe sequence number (24 bits).
 const MAX_SEQ: u32 = 0x00FF_FFFF;
+/// Blocks of notifications larger than this (SZX 6, 1024 octets) go block-wise
+/// (RFC 7959), unless the observation asked for smaller ones.
+const BLOCK_SZX: u8 = 6;
+/// The largest body a client may upload block-wise (Block1), and uploads in progress at
+/// once.
+const MAX_UPLOAD: usize = 1 << 20;
+const MAX_UPLOADS: usize = 4;
 
 pub(crate) struct Observation {
     filter: String,
     token: Token,
     /// The last Observe sequence sent (0: the registration's).
     seq: u32,
+    /// The block size exponent of its notifications.
+    szx: u8,
+    /// The last notification sent block-wise, whose later blocks the client asks for.
+    last: Option<Bytes>,
 }
 
 /// What a CoAP client is beyond its address: shared by the connection that holds it and,
@@ -91,6 +103,8 @@ pub(crate) struct CoapChannel {
     confirmable: HashMap<u16, Option<u16>>,
     /// Set by a request that ends the connection (`DELETE /mqtt/connection`).
     closing: Option<CloseReason>,
+    /// Block-wise uploads in progress, by topic (RFC 7959 §2.5).
+    uploads: HashMap<String, Block1Assembler>,
 }
 
 impl CoapChannel {
@@ -111,6 +125,7 @@ impl CoapChannel {
             conn: Arc::new(Mutex::new(Conn::new())),
             confirmable: HashMap::new(),
             closing: None,
+            uploads: HashMap::new(),
         }
     }
 
@@ -283,7 +298,79 @@ impl CoapChannel {
                 // EMQX's "nocontent".
                 (msg.response(Code::new(2, 7)), false)
             }
+            Request::NextBlock(path) => (self.next_block(msg, &path), false),
             Request::Refused(code, text) => (refused(code, text), false),
+        }
+    }
+
+    /// A later block of the last notification of observation `path` (RFC 7959 §3.4).
+    fn next_block(&mut self, msg: &Message, path: &str) -> Message {
+        let refused = |code: Code, text: &str| {
+            msg.response(code)
+                .with_payload(Bytes::copy_from_slice(text.as_bytes()))
+        };
+        let Some(Ok(wanted)) = msg.block2() else {
+            return refused(Code::BAD_OPTION, "invalid Block2");
+        };
+        let last = self
+            .conn
+            .lock()
+            .observations
+            .values()
+            .find(|o| o.filter == path)
+            .and_then(|o| o.last.clone());
+        let Some(body) = last else {
+            return refused(Code::NOT_FOUND, "no notification to continue");
+        };
+        match block2_slice(&body, wanted) {
+            Ok((block, slice)) => {
+                let mut response = msg.response(Code::CONTENT).with_payload(slice);
+                if let Ok(value) = block.encode() {
+                    response.options.set(option::BLOCK2, value);
+                }
+                response
+            }
+            Err(e) => refused(e.response_code(), "block out of range"),
+        }
+    }
+
+    /// The Block1 part of a publish (RFC 7959 §2.5): `Ok(None)` when the publish is not
+    /// block-wise, `Ok(Some(..))` with the whole body and the last block once it is
+    /// complete, `Err(response)` to send instead (2.31 Continue, or a refusal).
+    fn upload(&mut self, msg: &Message, topic: &str) -> Result<Option<(Bytes, Block)>, Message> {
+        let refused = |code: Code, text: &str| {
+            msg.response(code)
+                .with_payload(Bytes::copy_from_slice(text.as_bytes()))
+        };
+        let Some(block) = msg.block1() else {
+            return Ok(None);
+        };
+        let Ok(block) = block else {
+            return Err(refused(Code::BAD_OPTION, "invalid Block1"));
+        };
+        if !self.uploads.contains_key(topic) && self.uploads.len() >= MAX_UPLOADS {
+            return Err(refused(Code::SERVICE_UNAVAILABLE, "too many uploads"));
+        }
+        let assembler = self
+            .uploads
+            .entry(topic.to_string())
+            .or_insert_with(|| Block1Assembler::new(MAX_UPLOAD));
+        match assembler.push(block, &msg.payload) {
+            Ok(Block1Progress::Continue(echo)) => {
+                let mut response = msg.response(Code::CONTINUE);
+                if let Ok(value) = echo.encode() {
+                    response.options.set(option::BLOCK1, value);
+                }
+                Err(response)
+            }
+            Ok(Block1Progress::Complete(body)) => {
+                self.uploads.remove(topic);
+                Ok(Some((body, block)))
+            }
+            Err(e) => {
+                self.uploads.remove(topic);
+                Err(refused(e.response_code(), &e.to_string()))
+            }
         }
     }
 
@@ -310,18 +397,27 @@ impl CoapChannel {
         if !ctx.authorize(&self.session.info, Action::Publish { qos, retain }, topic) {
             return (refused(Code::UNAUTHORIZED, "Unauthorized"), false);
         }
+        let (payload, last_block) = match self.upload(msg, topic) {
+            Ok(Some((body, block))) => (body, Some(block)),
+            Ok(None) => (msg.payload.clone(), None),
+            Err(response) => return (response, false),
+        };
         self.session.stats.recv_msg.fetch_add(1, Ordering::Relaxed);
         let routed = ctx.publish_expiring(
             &self.session.info,
             &self.session.mountpoint,
             topic,
-            msg.payload.clone(),
+            payload,
             qos,
             retain,
             expiry,
         );
         self.dout.congested |= routed.congested;
-        (msg.response(Code::CHANGED), qos != QoS::AtMostOnce)
+        let mut response = msg.response(Code::CHANGED);
+        if let Some(value) = last_block.and_then(|b| b.encode().ok()) {
+            response.options.set(option::BLOCK1, value);
+        }
+        (response, qos != QoS::AtMostOnce)
     }
 
     fn observe(&mut self, msg: &Message, query: &Query, filter: String) -> Message {
@@ -389,6 +485,11 @@ impl CoapChannel {
         {
             return refused(Code::BAD_REQUEST, "invalid topic");
         }
+        // A Block2 option in the registration asks for blocks of that size (§2.4).
+        let szx = match msg.block2() {
+            Some(Ok(b)) => b.szx.min(BLOCK_SZX),
+            _ => BLOCK_SZX,
+        };
         self.conn
             .lock()
             .observations
@@ -397,6 +498,8 @@ impl CoapChannel {
                 filter,
                 token: msg.token,
                 seq: 0,
+                szx,
+                last: None,
             });
         let mut response = msg.response(Code::CONTENT);
         response.options.push_uint(option::OBSERVE, 0);
@@ -460,10 +563,35 @@ impl CoapChannel {
                     continue;
                 };
                 o.seq = if o.seq >= MAX_SEQ { 1 } else { o.seq + 1 };
-                let mut m = Message::new(MessageType::NonConfirmable, Code::CONTENT, 0)
-                    .with_token(o.token)
-                    .with_payload(delivery.message.payload.clone());
+                let payload = &delivery.message.payload;
+                let mut m =
+                    Message::new(MessageType::NonConfirmable, Code::CONTENT, 0).with_token(o.token);
                 m.options.push_uint(option::OBSERVE, o.seq);
+                if payload.len() > Block::size_of(o.szx) {
+                    // The first block; the client asks for the others (RFC 7959 §3.4).
+                    let first = Block {
+                        num: 0,
+                        more: true,
+                        szx: o.szx,
+                    };
+                    match block2_slice(payload, first) {
+                        Ok((block, slice)) => {
+                            m = m.with_payload(slice);
+                            if let Ok(value) = block.encode() {
+                                m.options.set(option::BLOCK2, value);
+                            }
+                            m.options.set_uint(
+                                option::SIZE2,
+                                payload.len().min(u32::MAX as usize) as u32,
+                            );
+                            o.last = Some(payload.clone());
+                        }
+                        Err(_) => continue,
+                    }
+                } else {
+                    m = m.with_payload(payload.clone());
+                    o.last = None;
+                }
                 let confirmable = match self.proto.settings.notify_type {
                     NotifyType::Non => false,
                     NotifyType::Con => true,
@@ -908,6 +1036,109 @@ mod tests {
         q0.output();
         q0.publish("q", "x", QoS::AtLeastOnce, 10);
         assert_eq!(q0.output()[0].message_type, MessageType::NonConfirmable);
+    }
+
+    #[tokio::test]
+    async fn a_block_wise_upload_is_published_whole() {
+        let mut s = Script::open(
+            settings(NotifyType::Non, DefaultQos::Qos0),
+            observe(1, "big", &[]),
+        )
+        .await;
+        s.output();
+        let body: Vec<u8> = (0..40u8).collect();
+        for (num, chunk) in body.chunks(16).enumerate() {
+            let more = (num + 1) * 16 < body.len();
+            let mut m = request(
+                MessageType::Confirmable,
+                Code::POST,
+                10 + num as u16,
+                "/ps/big",
+                &[],
+            )
+            .with_payload(Bytes::copy_from_slice(chunk));
+            let block = Block {
+                num: num as u32,
+                more,
+                szx: 0,
+            };
+            m.options.set(option::BLOCK1, block.encode().unwrap());
+            s.send(&m, 10 * num as u64).unwrap();
+            let out = s.output();
+            let ack = out
+                .iter()
+                .find(|r| r.message_type == MessageType::Acknowledgement)
+                .unwrap();
+            assert_eq!(ack.block1().unwrap().unwrap().num, num as u32);
+            if more {
+                assert_eq!(ack.code, Code::CONTINUE);
+                assert!(
+                    out.iter().all(|r| r.code != Code::CONTENT),
+                    "not yet published"
+                );
+            } else {
+                assert_eq!(ack.code, Code::CHANGED);
+                // The whole body reached the observer (itself) in one message.
+                let note = out.iter().find(|r| r.code == Code::CONTENT).unwrap();
+                assert_eq!(&note.payload[..], &body[..]);
+            }
+        }
+        // A block out of order: 4.08 Request Entity Incomplete.
+        let mut m = request(MessageType::Confirmable, Code::POST, 50, "/ps/big", &[])
+            .with_payload(Bytes::from_static(&[0; 16]));
+        let block = Block {
+            num: 3,
+            more: true,
+            szx: 0,
+        };
+        m.options.set(option::BLOCK1, block.encode().unwrap());
+        s.send(&m, 100).unwrap();
+        assert_eq!(s.output()[0].code, Code::REQUEST_ENTITY_INCOMPLETE);
+    }
+
+    #[tokio::test]
+    async fn a_large_notification_goes_block_wise_and_the_rest_is_fetched() {
+        let mut s = Script::open(
+            settings(NotifyType::Non, DefaultQos::Qos0),
+            observe(1, "img/+", &[]),
+        )
+        .await;
+        s.output();
+        let body: &'static str = Box::leak("x".repeat(2500).into_boxed_str());
+        s.publish("img/1", body, QoS::AtMostOnce, 10);
+        let [first] = &s.output()[..] else { panic!() };
+        let b = first.block2().unwrap().unwrap();
+        assert_eq!((b.num, b.more, b.szx), (0, true, 6));
+        assert_eq!(first.payload.len(), 1024);
+        assert_eq!(first.options.get_uint(option::SIZE2), Some(Some(2500)));
+        let mut got = first.payload.to_vec();
+        for num in 1..3u32 {
+            let mut m = request(
+                MessageType::Confirmable,
+                Code::GET,
+                20 + num as u16,
+                "/ps/img/+",
+                &[],
+            );
+            m.options.set(
+                option::BLOCK2,
+                Block {
+                    num,
+                    more: false,
+                    szx: 6,
+                }
+                .encode()
+                .unwrap(),
+            );
+            s.send(&m, 20 + u64::from(num)).unwrap();
+            let [r] = &s.output()[..] else { panic!() };
+            assert_eq!(r.code, Code::CONTENT);
+            let b = r.block2().unwrap().unwrap();
+            assert_eq!(b.num, num);
+            assert_eq!(b.more, num < 2);
+            got.extend_from_slice(&r.payload);
+        }
+        assert_eq!(got, body.as_bytes());
     }
 
     #[tokio::test]

@@ -62,6 +62,9 @@ pub enum Request {
     Observe(String),
     /// `GET /ps/{filter}` with Observe 1: unsubscribe.
     Unobserve(String),
+    /// `GET /ps/{filter}` with a Block2 option and no Observe: a later block of the
+    /// last notification (RFC 7959 §3.4).
+    NextBlock(String),
     /// Refused, with the response code and diagnostic text.
     Refused(Code, &'static str),
 }
@@ -98,6 +101,7 @@ impl Request {
                         }
                         Some(0) => Request::Observe(topic),
                         Some(1) => Request::Unobserve(topic),
+                        None if msg.block2().is_some() => Request::NextBlock(topic),
                         _ => Request::Refused(Code::BAD_REQUEST, "invalid observe value"),
                     },
                     _ => Request::Refused(Code::METHOD_NOT_ALLOWED, "method not allowed"),
