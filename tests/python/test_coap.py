@@ -482,3 +482,55 @@ def test_coap_block_wise_in_both_directions(tmp_path):
     finally:
         clients.close_all()
         b.stop()
+
+
+def test_the_api_sends_a_request_to_a_coap_device_and_returns_its_response(tmp_path):
+    """`POST /api/v5/gateways/coap/clients/{id}/request` (reference §2.6): the gateway sends
+    a confirmable request to the device, an aiocoap server context that also connected
+    from the same socket, and answers with the device's response."""
+    import aiocoap.resource as resource
+
+    b = coap_broker(tmp_path, "gateway.coap.connection_required = true\n")
+
+    class Temperature(resource.Resource):
+        async def render_get(self, request):
+            return Message(code=Code.CONTENT, payload=b"21.5")
+
+        async def render_put(self, request):
+            return Message(code=Code.CHANGED, payload=b"set " + request.payload)
+
+    async def device():
+        site = resource.Site()
+        site.add_resource(["temp"], Temperature())
+        ctx = await Context.create_server_context(site, bind=(HOST, 0))
+        try:
+            r = await ctx.request(Message(code=POST, uri=f"coap://{HOST}:{b.coap}/mqtt/connection?clientid=dev-req")).response
+            assert r.code == Code.CREATED
+            url = f"{b.api}/gateways/coap/clients/dev-req/request"
+
+            def api(body):
+                return requests.post(url, json=body, auth=ADMIN, timeout=TIMEOUT * 2)
+
+            r = await asyncio.to_thread(api, {"method": "get", "uri": "/temp", "timeout": "5s"})
+            assert r.status_code == 200, r.text
+            assert r.json()["method"] == "{ok,content}" and r.json()["payload"] == "21.5", r.json()
+            r = await asyncio.to_thread(api, {"method": "put", "uri": "/temp", "payload": "22",
+                                              "content_type": "text/plain", "token": "t1"})
+            assert r.json()["method"] == "{ok,changed}" and r.json()["payload"] == "set 22"
+            assert r.json()["token"] == "t1"
+            r = await asyncio.to_thread(api, {"method": "get", "uri": "/nothing-here"})
+            assert r.json()["method"] == "{error,not_found}", r.json()
+            r = await asyncio.to_thread(api, {"method": "fetch"})
+            assert r.status_code == 400
+        finally:
+            await ctx.shutdown()
+
+    try:
+        run(device())
+        r = requests.post(f"{b.api}/gateways/coap/clients/nobody/request", json={}, auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 404 and r.json()["code"] == "CLIENT_NOT_FOUND"
+        r = requests.post(f"{b.api}/gateways/stomp/clients/nobody/request", json={}, auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 404
+        b.assert_alive()
+    finally:
+        b.stop()

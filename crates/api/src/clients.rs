@@ -524,3 +524,54 @@ pub(crate) async fn unsubscribe_mqtt(
         .map_err(|e| call_error(&state.mqtt, e))?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `POST /gateways/{name}/clients/{clientid}/request`: have the gateway send its device a
+/// request and answer with the device's response (CoAP, reference §2.6). `timeout` is a
+/// duration (default `"10s"`, at most 5 minutes).
+pub(crate) async fn request(
+    State(state): State<Arc<ApiState>>,
+    Path((name, clientid)): Path<(String, String)>,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    const FIELDS: &[&str] = &[
+        "method",
+        "uri",
+        "token",
+        "timeout",
+        "content_type",
+        "payload",
+    ];
+    let Some(fields) = body.as_object() else {
+        return Err(ApiError::bad_request("the body is a JSON object"));
+    };
+    if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!("unknown field `{unknown}`")));
+    }
+    let ctx = gateway(&state, &name).await?;
+    let timeout = match body.get("timeout") {
+        None => std::time::Duration::from_secs(10),
+        Some(v) => serde_json::from_value::<junction_config::Duration>(v.clone())
+            .map(|d| d.as_std())
+            .map_err(|e| ApiError::bad_request(format!("timeout: {e}")))?,
+    };
+    let timeout = timeout.min(std::time::Duration::from_secs(300));
+    ctx.request(&clientid, body, timeout)
+        .await
+        .map(Json)
+        .map_err(|e| match e {
+            CallError::ClientNotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "CLIENT_NOT_FOUND",
+                "Client not found",
+            ),
+            CallError::Timeout => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "CLIENT_NOT_RESPONSE",
+                "the device did not answer in time",
+            ),
+            CallError::Unsupported => {
+                ApiError::bad_request(format!("{name} clients take no requests"))
+            }
+            other => ApiError::bad_request(other.to_string()),
+        })
+}

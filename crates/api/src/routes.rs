@@ -715,6 +715,16 @@ pub(crate) fn table() -> Vec<Op> {
             post(clients::add_subscription),
         ),
         op(
+            "POST",
+            "/gateways/{name}/clients/{clientid}/request",
+            "gateway clients",
+            "Send a request to a device (CoAP) and answer with its response",
+            &[],
+            J,
+            &[200, 400, 401, 403, 404, 504],
+            post(clients::request),
+        ),
+        op(
             "DELETE",
             "/gateways/{name}/clients/{clientid}/subscriptions/{topic}",
             "gateway clients",

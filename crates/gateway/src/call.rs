@@ -76,6 +76,15 @@ pub enum ClientCall {
         /// The answer.
         reply: oneshot::Sender<Result<SubscriptionInfo, CallError>>,
     },
+    /// A request the management API has the gateway send to its device, in the
+    /// protocol's own terms (CoAP's `POST /gateways/coap/clients/{id}/request`): the
+    /// API's JSON body in, the device's answer as JSON out.
+    Request {
+        /// The API's request body.
+        body: serde_json::Value,
+        /// The answer, once the device gives one.
+        reply: oneshot::Sender<Result<serde_json::Value, CallError>>,
+    },
     /// Remove the subscription to a client-visible `topic`.
     Unsubscribe {
         /// Filter as the client wrote it.

@@ -767,6 +767,24 @@ impl GatewayCtx {
         calls
     }
 
+    /// Have a connected client's gateway send it a request (`body` in the protocol's API
+    /// terms) and wait up to `timeout` for the device's answer.
+    pub async fn request(
+        &self,
+        clientid: &str,
+        body: serde_json::Value,
+        timeout: std::time::Duration,
+    ) -> Result<serde_json::Value, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.clients
+            .call(clientid, ClientCall::Request { body, reply: tx })?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(CallError::ClientNotFound),
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
     /// A client's subscriptions (mounted topics), asked of its connection.
     pub async fn subscriptions(&self, clientid: &str) -> Result<Vec<SubscriptionInfo>, CallError> {
         let (tx, rx) = oneshot::channel();

@@ -105,6 +105,17 @@ pub(crate) struct CoapChannel {
     closing: Option<CloseReason>,
     /// Block-wise uploads in progress, by topic (RFC 7959 §2.5).
     uploads: HashMap<String, Block1Assembler>,
+    /// Requests the management API had sent to the device, by token, with how to render
+    /// the answer.
+    requests: HashMap<Token, PendingRequest>,
+    next_request_token: u64,
+}
+
+/// A request to the device waiting for its response.
+struct PendingRequest {
+    message_id: u16,
+    octet_stream: bool,
+    reply: tokio::sync::oneshot::Sender<Result<serde_json::Value, CallError>>,
 }
 
 impl CoapChannel {
@@ -126,6 +137,8 @@ impl CoapChannel {
             confirmable: HashMap::new(),
             closing: None,
             uploads: HashMap::new(),
+            requests: HashMap::new(),
+            next_request_token: rand::random(),
         }
     }
 
@@ -197,10 +210,12 @@ impl CoapChannel {
                 self.drain_outbox(now);
             }
             Incoming::New => {
-                // A response to nothing this gateway asked: acknowledged, not processed.
+                // A separate response (to a request of the management API's), or a
+                // response to nothing this gateway asked: acknowledged either way.
                 if msg.message_type == MessageType::Confirmable {
                     self.send(&Message::empty_ack(msg.message_id), false);
                 }
+                self.answered(&msg);
             }
             Incoming::Ping(rst) => self.send(&rst, false),
             Incoming::Duplicate(Some(response)) => self.send(&response, false),
@@ -208,6 +223,10 @@ impl CoapChannel {
             Incoming::Acknowledged { message_id, .. } => {
                 if let Some(packet_id) = self.confirmable.remove(&message_id) {
                     self.delivered(packet_id, now);
+                }
+                // A piggy-backed response; an empty ACK promises a separate one.
+                if !msg.code.is_empty() {
+                    self.answered(&msg);
                 }
             }
             Incoming::Reset { message_id, token } => {
@@ -631,6 +650,125 @@ impl CoapChannel {
         }
     }
 
+    /// A response from the device to a request of the management API's.
+    fn answered(&mut self, msg: &Message) {
+        if !msg.code.is_response() {
+            return;
+        }
+        let Some(pending) = self.requests.remove(&msg.token) else {
+            return;
+        };
+        self.endpoint.cancel(pending.message_id);
+        let payload = if pending.octet_stream {
+            serde_json::Value::from(base64_encode(&msg.payload))
+        } else {
+            serde_json::Value::from(String::from_utf8_lossy(&msg.payload).into_owned())
+        };
+        let answer = serde_json::json!({
+            "id": self.session.info.clientid.to_string(),
+            "token": String::from_utf8_lossy(msg.token.as_bytes()),
+            "method": erlang_code(msg.code),
+            "code": msg.code.to_string(),
+            "payload": payload,
+        });
+        let _ = pending.reply.send(Ok(answer));
+    }
+
+    /// `ClientCall::Request`: a confirmable request to the device, built from the API's
+    /// body (`method`, `uri`, `token`, `content_type`, `payload`).
+    fn send_request(
+        &mut self,
+        body: &serde_json::Value,
+        reply: tokio::sync::oneshot::Sender<Result<serde_json::Value, CallError>>,
+        now: Instant,
+    ) {
+        let field = |k: &str| body.get(k).and_then(|v| v.as_str());
+        let code = match field("method").unwrap_or("get") {
+            "get" => Code::GET,
+            "post" => Code::POST,
+            "put" => Code::PUT,
+            "delete" => Code::DELETE,
+            other => {
+                let _ = reply.send(Err(CallError::Refused(format!(
+                    "method: get, put, post or delete, not {other}"
+                ))));
+                return;
+            }
+        };
+        let (format, octet_stream) = match field("content_type").unwrap_or("text/plain") {
+            "text/plain" => (0u32, false),
+            "application/json" => (50, false),
+            "application/octet-stream" => (42, true),
+            other => {
+                let _ = reply.send(Err(CallError::Refused(format!(
+                    "content_type: text/plain, application/json or application/octet-stream, not {other}"
+                ))));
+                return;
+            }
+        };
+        let payload = match (field("payload"), octet_stream) {
+            (None, _) => Bytes::new(),
+            (Some(p), false) => Bytes::copy_from_slice(p.as_bytes()),
+            (Some(p), true) => match base64_decode(p) {
+                Some(b) => Bytes::from(b),
+                None => {
+                    let _ = reply.send(Err(CallError::Refused("payload: not base64".into())));
+                    return;
+                }
+            },
+        };
+        let token = match field("token") {
+            Some(t) => match Token::new(t.as_bytes()) {
+                Some(t) => t,
+                None => {
+                    let _ = reply.send(Err(CallError::Refused("token: at most 8 octets".into())));
+                    return;
+                }
+            },
+            None => {
+                self.next_request_token = self.next_request_token.wrapping_add(1);
+                Token::from_u64(self.next_request_token)
+            }
+        };
+        if self.requests.contains_key(&token) || self.requests.len() >= MAX_UPLOADS * 4 {
+            let _ = reply.send(Err(CallError::Refused(
+                "a request with this token is pending".into(),
+            )));
+            return;
+        }
+        let mut m = Message::new(MessageType::Confirmable, code, 0).with_token(token);
+        let uri = field("uri").unwrap_or("/");
+        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            m.options
+                .push(option::URI_PATH, Bytes::copy_from_slice(segment.as_bytes()));
+        }
+        if !payload.is_empty() {
+            m.options.push_uint(option::CONTENT_FORMAT, format);
+        }
+        for q in query.split('&').filter(|q| !q.is_empty()) {
+            m.options
+                .push(option::URI_QUERY, Bytes::copy_from_slice(q.as_bytes()));
+        }
+        let m = m.with_payload(payload);
+        match self.endpoint.send_confirmable(m, self.ms(now)) {
+            Ok(m) => {
+                self.requests.insert(
+                    token,
+                    PendingRequest {
+                        message_id: m.message_id,
+                        octet_stream,
+                        reply,
+                    },
+                );
+                self.send(&m, false);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(CallError::Refused(e.to_string())));
+            }
+        }
+    }
+
     fn heartbeat_deadline(&self) -> Instant {
         self.last_recv + self.settings().heartbeat.mul_f32(1.5)
     }
@@ -672,6 +810,7 @@ impl CoapChannel {
                 let _ = reply.send(result);
                 self.drain_outbox(now);
             }
+            ClientCall::Request { body, reply } => self.send_request(&body, reply, now),
             ClientCall::Unsubscribe { topic, reply } => {
                 let observed = self
                     .conn
@@ -744,7 +883,16 @@ impl DatagramChannel for CoapChannel {
         for event in self.endpoint.handle_timeout(self.ms(now)) {
             match event {
                 TimeoutEvent::Retransmit(m) => self.send(&m, false),
-                TimeoutEvent::Failed { message_id, .. } => {
+                TimeoutEvent::Failed { message_id, token } => {
+                    if self
+                        .requests
+                        .get(&token)
+                        .is_some_and(|p| p.message_id == message_id)
+                    {
+                        if let Some(p) = self.requests.remove(&token) {
+                            let _ = p.reply.send(Err(CallError::Timeout));
+                        }
+                    }
                     // The client never acknowledged: the delivery is given up (§4.2).
                     if let Some(Some(packet_id)) = self.confirmable.remove(&message_id) {
                         let discarded =
@@ -795,6 +943,54 @@ impl DatagramChannel for CoapChannel {
         }
         (None, 0)
     }
+}
+
+/// A response code as EMQX's request API renders it: `{ok,content}`, `{error,not_found}`.
+fn erlang_code(code: Code) -> String {
+    let name = match (code.class(), code.detail()) {
+        (2, 1) => "created",
+        (2, 2) => "deleted",
+        (2, 3) => "valid",
+        (2, 4) => "changed",
+        (2, 5) => "content",
+        (2, 31) => "continue",
+        (4, 0) => "bad_request",
+        (4, 1) => "unauthorized",
+        (4, 2) => "bad_option",
+        (4, 3) => "forbidden",
+        (4, 4) => "not_found",
+        (4, 5) => "method_not_allowed",
+        (4, 6) => "not_acceptable",
+        (4, 8) => "request_entity_incomplete",
+        (4, 12) => "precondition_failed",
+        (4, 13) => "request_entity_too_large",
+        (4, 15) => "unsupported_content_format",
+        (5, 0) => "internal_server_error",
+        (5, 1) => "not_implemented",
+        (5, 2) => "bad_gateway",
+        (5, 3) => "service_unavailable",
+        (5, 4) => "gateway_timeout",
+        (5, 5) => "proxying_not_supported",
+        _ => {
+            return format!(
+                "{{{},{}}}",
+                if code.is_success() { "ok" } else { "error" },
+                code
+            )
+        }
+    };
+    let outcome = if code.is_success() { "ok" } else { "error" };
+    format!("{{{outcome},{name}}}")
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 #[cfg(test)]

@@ -662,6 +662,9 @@ impl MqttChannel {
                     .map_err(|e| CallError::Refused(e.to_string()));
                 let _ = reply.send(result);
             }
+            ClientCall::Request { reply, .. } => {
+                let _ = reply.send(Err(CallError::Unsupported));
+            }
             ClientCall::Unsubscribe { topic, reply } => {
                 let result = if s.ctx.unsubscribe(&s.info, &s.cell, &s.mountpoint, &topic) {
                     Ok(())

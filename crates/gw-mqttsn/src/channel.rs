@@ -676,6 +676,9 @@ impl SnChannel {
                     self.drain_outbox();
                 }
             }
+            ClientCall::Request { reply, .. } => {
+                let _ = reply.send(Err(CallError::Unsupported));
+            }
             ClientCall::Unsubscribe { topic, reply } => {
                 let result = if ctx.unsubscribe(
                     &self.session.info,

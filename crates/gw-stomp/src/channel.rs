@@ -820,6 +820,9 @@ impl StompChannel {
             } => {
                 let _ = reply.send(self.api_subscribe(&topic, opts, subid));
             }
+            ClientCall::Request { reply, .. } => {
+                let _ = reply.send(Err(CallError::Unsupported));
+            }
             ClientCall::Unsubscribe { topic, reply } => {
                 let result = match self.subs.iter().position(|s| s.destination == topic) {
                     Some(i) => {
