@@ -6,9 +6,12 @@
 #   BENCH_BROKERS="junction mosquitto" scripts/bench.sh
 #   BENCH_SCENARIOS="p2p-q0 idle-10k" scripts/bench.sh
 #   BENCH_DURATION=5 scripts/bench.sh     # shorter timed scenarios
-#   BENCH_BROKERS=junction BENCH_SCENARIOS="gw-mqtt gw-stomp gw-mqttsn" scripts/bench.sh
+#   BENCH_BROKERS=junction BENCH_SCENARIOS="gw-mqtt gw-stomp gw-mqttsn gw-coap" scripts/bench.sh
 #                                         # Junction's gateways: MQTT vs STOMP vs MQTT-SN
-#                                         # (p2p; gwin-mqtt gwin-stomp gwin-mqttsn: fan-in)
+#                                         # vs CoAP (p2p; gwin-mqtt gwin-stomp gwin-mqttsn:
+#                                         # fan-in; gwout-mqtt gwout-coap: fan-out from an
+#                                         # MQTT publisher to MQTT subscribers / CoAP
+#                                         # observers)
 #   BENCH_BROKERS="junction floor" BENCH_SCENARIOS=p2p-q0 scripts/bench.sh
 #                                         # `floor` is scripts/bench-floor.c: one read and
 #                                         # one write per message and nothing else, what the
@@ -27,7 +30,8 @@
 # (/proc/<pid>/stat utime+stime ÷ CLK_TCK) at the start and the end of the measured phase
 # (first publish → last delivery) and its VmRSS around the idle-connection hold.
 # Results: a Markdown table on stdout and in target/bench/results.md; raw JSON and logs
-# in target/bench/.
+# in target/bench/. The binary is built into and run from $CARGO_TARGET_DIR (default
+# target/).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,15 +45,17 @@ MAX_DURATION=${BENCH_MAX_DURATION:-20}
 MAX_MESSAGES=${BENCH_MAX_MESSAGES:-2000000}
 IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-10000}
 CLK_TCK=$(getconf CLK_TCK)
-JUNCTION="$ROOT/target/release/junction"
+JUNCTION="${CARGO_TARGET_DIR:-$ROOT/target}/release/junction"
 PERSIST_MESSAGES=${BENCH_PERSIST_MESSAGES:-200000}
 declare -A PORT=([junction]=18831 [mosquitto]=18832 [rumqttd]=18833 [junction_1t]=18834
     [junction_ack]=18837 [mosquitto_persist]=18838 [floor]=18839 [junction_base]=18840)
 FLOOR="$ROOT/target/bench-floor"
-# Junction's gateway listeners (gateway.stomp.listeners.tcp.default and
-# gateway.mqttsn.listeners.udp.default), moved off their default ports.
+# Junction's gateway listeners (gateway.stomp.listeners.tcp.default,
+# gateway.mqttsn.listeners.udp.default and gateway.coap.listeners.udp.default), moved off
+# their default ports.
 STOMP_PORT=18835
 MQTTSN_PORT=18836
+COAP_PORT=18841
 
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.log
@@ -146,6 +152,7 @@ start_junction() {
         JUNCTION_MQTT__MAX_INFLIGHT=32 \
         JUNCTION_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND="127.0.0.1:$STOMP_PORT" \
         JUNCTION_GATEWAY__MQTTSN__LISTENERS__UDP__DEFAULT__BIND="127.0.0.1:$MQTTSN_PORT" \
+        JUNCTION_GATEWAY__COAP__LISTENERS__UDP__DEFAULT__BIND="127.0.0.1:$COAP_PORT" \
         "${JUNCTION_RUN_BIN:-$JUNCTION}" start >"$BROKER_LOG" 2>&1 &
     BROKER_PID=$!
     local deadline=$((SECONDS + 20))
@@ -245,8 +252,8 @@ EOF
 }
 
 # ---------------------------------------------------------------- scenarios
-# Prints the `junction bench` arguments of a scenario.
-scenario_args() {
+# Prints the `junction bench` arguments of a scenario on a broker.
+scenario_args() { # scenario broker
     case $1 in
     p2p-q0 | p2p-q1)
         echo "pubsub --pubs 100 --subs 100 -t bench/p2p/%i -s 64 -q ${1: -1} --rate 10000 --duration $DURATION" ;;
@@ -277,14 +284,21 @@ scenario_args() {
         echo "pubsub -V 5 --pubs 100 --subs 100 -t bench/p2p/%i -s 64 -q 1 -I 0 -L $PERSIST_MESSAGES --duration $MAX_DURATION" ;;
     persist-q1)
         echo "pubsub -V 5 --pubs 100 --subs 100 -t bench/p2p/%i -s 64 -q 1 -I 0 -L $PERSIST_MESSAGES --duration $MAX_DURATION --sub-session-expiry 3600" ;;
-    # Junction only: the p2p-q0 load through the MQTT listener, the STOMP gateway and the
-    # MQTT-SN gateway (one UDP socket per client).
-    gw-mqtt | gw-stomp | gw-mqttsn)
+    # Junction only: the p2p-q0 load through the MQTT listener, the STOMP gateway, the
+    # MQTT-SN gateway and the CoAP gateway (UDP: one socket per client; CoAP publishers
+    # send NON POST /ps/{topic}, subscribers observe with one CON GET each).
+    gw-mqtt | gw-stomp | gw-mqttsn | gw-coap)
         echo "pubsub --proto ${1#gw-} --pubs 100 --subs 100 -t bench/gw/%i -s 64 -q 0 --rate 10000 --duration $DURATION" ;;
     # Junction only: fan-in through each protocol, 200 publishers → 1 wildcard subscriber
     # (MQTT-SN: the gateway REGISTERs each of the 200 topics with the subscriber).
     gwin-mqtt | gwin-stomp | gwin-mqttsn)
         echo "pubsub --proto ${1#gwin-} --pubs 200 --subs 1 -t bench/gwin/%i --sub-topic bench/gwin/+ -s 64 -q 0 --rate 10000 --duration $DURATION" ;;
+    # Junction only: fan-out, 1 MQTT publisher (on the broker's MQTT port) → 1,000 MQTT
+    # subscribers or 1,000 CoAP observers (one datagram per delivery, under the CoAP
+    # listener's default max_connections of 1024). 10 msgs/s published: 10,000
+    # deliveries/s, as in the p2p gateway scenarios.
+    gwout-mqtt | gwout-coap)
+        echo "pubsub --proto ${1#gwout-} --pub-proto mqtt --pub-port ${PORT[$2]} --pubs 1 --subs 1000 -t bench/gwout -s 64 -q 0 --rate 10 --duration $DURATION" ;;
     # Junction only: 500,000 MQTT-SN CONNECTs from 5,000 spoofed loopback addresses at the
     # UDP listener, whose peer table (max_connections 1024, max_conn_rate 1000/s) discards
     # nearly all of them: what a discarded datagram costs the broker.
@@ -299,13 +313,14 @@ scenario_port() { # broker scenario
     case $2 in
     gw-stomp | gwin-stomp) echo "$STOMP_PORT" ;;
     gw-mqttsn | gwin-mqttsn | flood-mqttsn) echo "$MQTTSN_PORT" ;;
+    gw-coap | gwout-coap) echo "$COAP_PORT" ;;
     *) echo "${PORT[$1]}" ;;
     esac
 }
 
 run_scenario() { # broker scenario
     local broker=$1 scenario=$2 port=${PORT[$1]} args
-    args=$(scenario_args "$scenario") || { log "unknown scenario $scenario"; return 1; }
+    args=$(scenario_args "$scenario" "$broker") || { log "unknown scenario $scenario"; return 1; }
     if [[ ($scenario == gw* || $scenario == flood*) && $broker != junction* ]]; then
         return 0 # the gateway scenarios are Junction's own
     fi
@@ -379,6 +394,7 @@ titles = {
 }
 gateways = [s for s in scenarios if s.startswith("gw-")]
 gateways_in = [s for s in scenarios if s.startswith("gwin-")]
+gateways_out = [s for s in scenarios if s.startswith("gwout-")]
 floods = [s for s in scenarios if s.startswith("flood")]
 scenarios = [s for s in scenarios if not s.startswith("gw") and not s.startswith("flood")]
 
@@ -435,6 +451,7 @@ for s in scenarios:
 for gateways, first, title in [
     (gateways, "gw-mqtt", "p2p through each protocol (100 pairs, QoS 0, 64 B, 10,000 msgs/s total)"),
     (gateways_in, "gwin-mqtt", "fan-in through each protocol (200 publishers → 1 wildcard subscriber, QoS 0, 64 B, 10,000 msgs/s total)"),
+    (gateways_out, "gwout-mqtt", "fan-out through each protocol (1 MQTT publisher → 1,000 subscribers, QoS 0, 64 B, 10 msgs/s published: 10,000 deliveries/s)"),
 ]:
     if not gateways:
         continue

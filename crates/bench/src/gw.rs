@@ -1,8 +1,10 @@
-//! Gateway protocols for `pubsub --proto stomp|mqttsn`: QoS 0 publishers and subscribers
-//! speaking STOMP 1.2 (TCP) or MQTT-SN 1.2 (UDP, one socket per client), with the same
-//! stamped payload, pacing and accounting as the MQTT path.
+//! Gateway protocols for `pubsub --proto stomp|mqttsn|coap`: QoS 0 publishers and
+//! subscribers speaking STOMP 1.2 (TCP) or MQTT-SN 1.2 (UDP, one socket per client), and
+//! CoAP (UDP, one socket per client, QoS 0 and 1; `coap.rs`), with the same stamped
+//! payload, pacing and accounting as the MQTT path.
 
 use super::client::{now_ns, read_stamp, STAMP_LEN};
+use super::coap::{self, CoapClient};
 use super::stats::{SeqTracker, Shared};
 use anyhow::{bail, Context};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -17,11 +19,11 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{sleep_until, Instant};
 
 /// Most messages written in one batch (as the MQTT publisher).
-const MAX_BATCH: u64 = 256;
+pub(crate) const MAX_BATCH: u64 = 256;
 /// How long a handshake step may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest datagram read.
-const MAX_DATAGRAM: usize = 65_536;
+pub(crate) const MAX_DATAGRAM: usize = 65_536;
 
 /// The wire protocol of `pubsub`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,6 +35,19 @@ pub enum Proto {
     Stomp,
     /// MQTT-SN 1.2 over UDP (QoS 0 only).
     Mqttsn,
+    /// CoAP over UDP, the gateway's connectionless mode (QoS 0 and 1).
+    Coap,
+}
+
+impl Proto {
+    /// Whether the protocol can publish and subscribe at `qos`.
+    pub fn supports(self, qos: u8) -> bool {
+        match self {
+            Proto::Mqtt => true,
+            Proto::Coap => qos <= 1,
+            Proto::Stomp | Proto::Mqttsn => qos == 0,
+        }
+    }
 }
 
 /// One connected gateway client.
@@ -54,6 +69,8 @@ pub enum GwClient {
         /// Topic id registered by a publisher (0 for subscribers).
         topic_id: u16,
     },
+    /// A CoAP client: a connected UDP socket.
+    Coap(CoapClient),
 }
 
 fn stomp_decoder() -> stomp::Decoder {
@@ -95,7 +112,8 @@ async fn sn_send(socket: &UdpSocket, msg: &sn::Message) -> anyhow::Result<()> {
 }
 
 impl GwClient {
-    /// Connect and, for `topic`: publishers register it (MQTT-SN), subscribers subscribe.
+    /// Connect and, for `topic`: publishers register it (MQTT-SN), subscribers subscribe
+    /// (CoAP: observe at `qos`).
     pub async fn open(
         proto: Proto,
         addr: SocketAddr,
@@ -103,10 +121,11 @@ impl GwClient {
         keepalive: u16,
         topic: &str,
         subscriber: bool,
+        qos: u8,
     ) -> anyhow::Result<GwClient> {
         tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
-            Self::handshake(proto, addr, client_id, keepalive, topic, subscriber),
+            Self::handshake(proto, addr, client_id, keepalive, topic, subscriber, qos),
         )
         .await
         .context("handshake timed out")?
@@ -119,9 +138,13 @@ impl GwClient {
         keepalive: u16,
         topic: &str,
         subscriber: bool,
+        qos: u8,
     ) -> anyhow::Result<GwClient> {
         match proto {
             Proto::Mqtt => bail!("MQTT is not a gateway protocol"),
+            Proto::Coap => Ok(GwClient::Coap(
+                CoapClient::open(addr, topic, subscriber, qos).await?,
+            )),
             Proto::Stomp => {
                 let mut stream = TcpStream::connect(addr)
                     .await
@@ -261,9 +284,17 @@ pub struct GwJob {
     pub limit: u64,
     /// Subscribers receiving each message.
     pub fanout: u64,
+    /// QoS of the publishes (CoAP: 0 NON, 1 CON; the others: 0).
+    pub qos: u8,
+    /// Confirmable publishes in flight at most (CoAP QoS 1).
+    pub inflight: u64,
+    /// After publishing, how long to wait for outstanding acknowledgements (CoAP QoS 1).
+    pub drain: Duration,
 }
 
-fn stamp(payload: &mut [u8], sent_ns: u64, publisher: u32, seq: u32) {
+/// Write the send time, publisher number and sequence number into a payload's first
+/// [`STAMP_LEN`] bytes.
+pub(crate) fn stamp(payload: &mut [u8], sent_ns: u64, publisher: u32, seq: u32) {
     payload[..8].copy_from_slice(&sent_ns.to_be_bytes());
     payload[8..12].copy_from_slice(&publisher.to_be_bytes());
     payload[12..16].copy_from_slice(&seq.to_be_bytes());
@@ -280,6 +311,7 @@ impl Template {
         match client {
             GwClient::Stomp { .. } => Template::build(None, topic, size),
             GwClient::Sn { topic_id, .. } => Template::build(Some(*topic_id), topic, size),
+            GwClient::Coap(_) => bail!("CoAP publishers use coap::publisher"),
         }
     }
 
@@ -329,6 +361,9 @@ pub async fn publisher(
     stop_at: Instant,
     shared: Arc<Shared>,
 ) -> u64 {
+    if let GwClient::Coap(client) = client {
+        return coap::publisher(client, job, start, stop_at, shared).await;
+    }
     let template = match Template::new(&client, &job.topic, job.size) {
         Ok(t) => t,
         Err(e) => {
@@ -377,6 +412,7 @@ pub async fn publisher(
                     }
                     r
                 }
+                GwClient::Coap(_) => unreachable!("coap::publisher above"),
             };
             if let Err(e) = result {
                 shared.error(format!("publisher {}: {e}", job.number));
@@ -399,7 +435,7 @@ pub async fn publisher(
 }
 
 /// Count one batch of deliveries that arrived at `now`.
-fn account(shared: &Shared, now: u64, received: u64, duplicates: u64, unstamped: u64) {
+pub(crate) fn account(shared: &Shared, now: u64, received: u64, duplicates: u64, unstamped: u64) {
     if received > 0 {
         shared.last_receive_ns.fetch_max(now, Ordering::Relaxed);
         let _ =
@@ -414,7 +450,12 @@ fn account(shared: &Shared, now: u64, received: u64, duplicates: u64, unstamped:
 }
 
 /// Latency and duplicate check of one payload: (duplicate, unstamped).
-fn check(shared: &Shared, seen: &mut SeqTracker, now: u64, payload: &[u8]) -> (u64, u64) {
+pub(crate) fn check(
+    shared: &Shared,
+    seen: &mut SeqTracker,
+    now: u64,
+    payload: &[u8],
+) -> (u64, u64) {
     match read_stamp(payload) {
         Some((sent_ns, publisher, seq)) => {
             shared.latency.record(now.saturating_sub(sent_ns));
@@ -434,6 +475,7 @@ pub async fn subscriber(client: GwClient, shared: Arc<Shared>) {
             mut decoder,
         } => stomp_receive(&mut stream, &mut rbuf, &mut decoder, &shared, &mut seen).await,
         GwClient::Sn { socket, .. } => sn_receive(&socket, &shared, &mut seen).await,
+        GwClient::Coap(client) => return coap::subscriber(client, shared).await,
     };
     if let Err(e) = result {
         shared.error(format!("subscriber: {e:#}"));

@@ -14,6 +14,7 @@
 //! (`/proc/<pid>/status`) are read at the start and end of the measured phase.
 
 mod client;
+mod coap;
 mod flood;
 mod gw;
 mod histogram;
@@ -196,10 +197,17 @@ pub struct PubSubArgs {
     /// Number of subscribers.
     #[arg(long, default_value_t = 1)]
     subs: usize,
-    /// Protocol of publishers and subscribers: mqtt, stomp (TCP) or mqttsn (UDP); the
-    /// gateway protocols support QoS 0 only.
+    /// Protocol of publishers and subscribers: mqtt, stomp (TCP), mqttsn or coap (UDP);
+    /// the gateway protocols support QoS 0 only, CoAP QoS 0 and 1.
     #[arg(long, value_enum, default_value_t = Proto::Mqtt)]
     proto: Proto,
+    /// Protocol of the publishers, if not --proto (e.g. MQTT publishers to CoAP
+    /// observers).
+    #[arg(long, value_enum)]
+    pub_proto: Option<Proto>,
+    /// Port of the publishers' listener, if not --port (with --pub-proto).
+    #[arg(long)]
+    pub_port: Option<u16>,
     /// Subscribers' topic filter pattern (`%i`, `%c`); default: the publish topic pattern.
     #[arg(long)]
     sub_topic: Option<String>,
@@ -543,7 +551,7 @@ async fn start_publishers(
     drain: Duration,
 ) -> anyhow::Result<f64> {
     if setup.proto != Proto::Mqtt {
-        return Ok(start_gw_publishers(setup, plan, shared, handles, go).await);
+        return Ok(start_gw_publishers(setup, plan, shared, handles, go, drain).await);
     }
     let period = plan.period();
     let mut jobs = Vec::with_capacity(plan.count);
@@ -673,6 +681,7 @@ async fn start_gw_publishers(
     shared: &Arc<Shared>,
     handles: &mut Vec<JoinHandle<()>>,
     go: &tokio::sync::watch::Sender<Option<(Instant, Instant)>>,
+    drain: Duration,
 ) -> f64 {
     let period = plan.period();
     let mut jobs: Vec<Option<(String, gw::GwJob)>> = (1..=plan.count)
@@ -691,6 +700,9 @@ async fn start_gw_publishers(
                     offset,
                     limit: plan.limit(n),
                     fanout: plan.fanout.get(n - 1).copied().unwrap_or(0),
+                    qos: setup.qos.as_u8(),
+                    inflight: plan.options.inflight,
+                    drain,
                 },
             ))
         })
@@ -701,7 +713,8 @@ async fn start_gw_publishers(
         let shared = shared.clone();
         let mut go = go.subscribe();
         async move {
-            let client = gw::GwClient::open(proto, addr, &id, keepalive, &job.topic, false).await;
+            let client =
+                gw::GwClient::open(proto, addr, &id, keepalive, &job.topic, false, job.qos).await;
             drop(permit);
             match client {
                 Ok(client) => {
@@ -733,9 +746,10 @@ async fn start_gw_subscribers(
     open_all(setup, shared, handles, filters.len(), |n, permit| {
         let (filter, id) = filters[n - 1].clone();
         let (proto, addr, keepalive) = (setup.proto, setup.target.addr, setup.target.keepalive);
+        let qos = setup.qos.as_u8();
         let shared = shared.clone();
         async move {
-            let client = gw::GwClient::open(proto, addr, &id, keepalive, &filter, true).await;
+            let client = gw::GwClient::open(proto, addr, &id, keepalive, &filter, true, qos).await;
             drop(permit);
             match client {
                 Ok(client) => {
@@ -820,8 +834,15 @@ async fn pubsub(args: PubSubArgs) -> anyhow::Result<Value> {
     }
     let mut setup = Setup::new(c, args.pubs + args.subs)?;
     setup.proto = args.proto;
-    if setup.proto != Proto::Mqtt && setup.qos != QoS::AtMostOnce {
-        bail!("--proto {:?} supports QoS 0 only", setup.proto);
+    let mut pub_setup = setup.clone();
+    pub_setup.proto = args.pub_proto.unwrap_or(args.proto);
+    if let Some(port) = args.pub_port {
+        pub_setup.target.addr.set_port(port);
+    }
+    for proto in [setup.proto, pub_setup.proto] {
+        if !proto.supports(c.qos) {
+            bail!("--proto {proto:?} does not support QoS {}", c.qos);
+        }
     }
     let prefix = c.prefix.clone().unwrap_or_else(|| "pubsub".into());
     let sub_pattern = args
@@ -860,7 +881,7 @@ async fn pubsub(args: PubSubArgs) -> anyhow::Result<Value> {
     };
     let drain = secs(args.drain);
     let (go, _) = tokio::sync::watch::channel(None);
-    let pub_secs = start_publishers(&setup, &plan, &shared, &mut handles, &go, drain).await?;
+    let pub_secs = start_publishers(&pub_setup, &plan, &shared, &mut handles, &go, drain).await?;
     eprintln!(
         "{label}: {} subscribers ready in {sub_secs:.1} s, {} publishers in {pub_secs:.1} s",
         Shared::get(&shared.subscribed),
@@ -906,6 +927,7 @@ async fn pubsub(args: PubSubArgs) -> anyhow::Result<Value> {
         "scenario": label,
         "mode": "pubsub",
         "proto": format!("{:?}", setup.proto).to_lowercase(),
+        "pub_proto": format!("{:?}", pub_setup.proto).to_lowercase(),
         "pubs": args.pubs,
         "subs": args.subs,
         "qos": c.qos,
@@ -914,6 +936,7 @@ async fn pubsub(args: PubSubArgs) -> anyhow::Result<Value> {
         "elapsed_s": round(seconds, 3),
         "sent": sent,
         "acked": Shared::get(&shared.acked),
+        "unacked": Shared::get(&shared.unacked),
         "expected": expected,
         "lost": expected.saturating_sub(unique),
         "pub_msgs_per_sec": round(sent as f64 / seconds.max(1e-9), 0),

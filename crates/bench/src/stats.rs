@@ -27,6 +27,9 @@ pub struct Shared {
     pub publish_writes: AtomicU64,
     /// PUBACK / PUBCOMP received by publishers.
     pub acked: AtomicU64,
+    /// CoAP confirmable publishes whose 2.04 ACK did not come within `--drain` (or that
+    /// were refused).
+    pub unacked: AtomicU64,
     /// PUBLISH packets received by subscribers (duplicates included).
     pub received: AtomicU64,
     /// Subscriber reads that brought at least one PUBLISH (messages per read tells how
