@@ -229,6 +229,15 @@ impl Endpoint {
         msg
     }
 
+    /// Prepares `msg`, a NON response, to be sent: sets its type and a fresh Message ID
+    /// (one no tracked message holds), without remembering it: a Reset to a response
+    /// means nothing (RFC 7252 §5.2.3), so nothing needs matching.
+    pub fn send_non_response(&mut self, mut msg: Message, now_ms: u64) -> Message {
+        msg.message_type = MessageType::NonConfirmable;
+        msg.message_id = self.allocate_message_id(now_ms);
+        msg
+    }
+
     /// Stops retransmitting the CON `message_id`; false if it was not outstanding.
     pub fn cancel(&mut self, message_id: u16) -> bool {
         self.outgoing.remove(&message_id).is_some()

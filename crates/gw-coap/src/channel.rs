@@ -192,7 +192,7 @@ impl CoapChannel {
     /// Send `response` to `request`, remembered for a duplicate of a CON.
     fn respond(&mut self, request: &Message, mut response: Message, ack: bool, now: Instant) {
         if response.message_type == MessageType::NonConfirmable {
-            response = self.endpoint.send_non_confirmable(response, self.ms(now));
+            response = self.endpoint.send_non_response(response, self.ms(now));
         }
         if request.message_type == MessageType::Confirmable {
             self.endpoint.record_response(request.message_id, &response);
@@ -393,7 +393,7 @@ impl CoapChannel {
         }
     }
 
-    fn publish(&mut self, msg: &Message, query: &Query, topic: &str) -> (Message, bool) {
+    fn publish(&mut self, msg: &Message, query: &Query<'_>, topic: &str) -> (Message, bool) {
         let refused = |code: Code, text: &str| {
             msg.response(code)
                 .with_payload(Bytes::copy_from_slice(text.as_bytes()))
@@ -439,7 +439,7 @@ impl CoapChannel {
         (response, qos != QoS::AtMostOnce)
     }
 
-    fn observe(&mut self, msg: &Message, query: &Query, filter: String) -> Message {
+    fn observe(&mut self, msg: &Message, query: &Query<'_>, filter: String) -> Message {
         let refused = |code: Code, text: &str| {
             msg.response(code)
                 .with_payload(Bytes::copy_from_slice(text.as_bytes()))

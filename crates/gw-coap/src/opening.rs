@@ -77,7 +77,7 @@ impl CoapOpening {
     /// Connection mode, a request from a new address naming a connection and its token:
     /// the connection (its session and observations) moves here. The token proves who
     /// this is, as the connection's authentication did: nothing is authenticated again.
-    fn take_over(&mut self, query: &Query) -> Result<Opened, ()> {
+    fn take_over(&mut self, query: &Query<'_>) -> Result<Opened, ()> {
         let (Some(clientid), Some(token)) = (query.get("clientid"), query.get("token")) else {
             self.answer(
                 Code::BAD_REQUEST,
@@ -138,9 +138,10 @@ impl DatagramOpening for CoapOpening {
         if !msg.code.is_request() {
             return Ok(None);
         }
+        // Once per client: the request is kept whole for the channel.
+        self.first = Some(msg.clone());
         let query = Query::of(&msg);
         let connect = Request::of(&msg) == Request::Connect;
-        self.first = Some(msg);
         let settings = self.proto.settings.clone();
         if settings.connection_required && !connect {
             return self.take_over(&query).map(Some);

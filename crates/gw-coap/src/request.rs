@@ -13,16 +13,16 @@ const ALIASES: &[(&str, &str)] = &[
     ("r", "retain"),
 ];
 
-/// A request's query, `k=v` pairs with the aliases resolved (the first of a repeated key
-/// wins).
+/// A request's query, `k=v` pairs borrowed from its options, with the aliases resolved
+/// (the first of a repeated key wins).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Query {
-    pairs: Vec<(String, String)>,
+pub struct Query<'a> {
+    pairs: Vec<(&'a str, &'a str)>,
 }
 
-impl Query {
+impl<'a> Query<'a> {
     /// The query of `msg`.
-    pub fn of(msg: &Message) -> Query {
+    pub fn of(msg: &'a Message) -> Query<'a> {
         let pairs = msg
             .uri_queries()
             .unwrap_or_default()
@@ -32,18 +32,15 @@ impl Query {
                     .iter()
                     .find(|(short, _)| *short == k)
                     .map_or(k, |(_, long)| long);
-                (k.to_string(), v.to_string())
+                (k, v)
             })
             .collect();
         Query { pairs }
     }
 
     /// The value of `key` (its long name).
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 }
 
@@ -113,7 +110,7 @@ impl Request {
 }
 
 /// A query's `qos` (0, 1 or 2).
-pub fn qos_of(query: &Query) -> Result<Option<u8>, &'static str> {
+pub fn qos_of(query: &Query<'_>) -> Result<Option<u8>, &'static str> {
     match query.get("qos") {
         None => Ok(None),
         Some(q) => match q.parse::<u8>() {
@@ -232,7 +229,8 @@ mod tests {
         assert_eq!(q.get("token"), Some("123"));
         assert_eq!(qos_of(&q), Ok(Some(1)));
         assert_eq!(q.get("retain"), Some("true"));
-        let bad = Query::of(&request(Code::POST, "/ps/t", &["qos=3"], None));
+        let bad_request = request(Code::POST, "/ps/t", &["qos=3"], None);
+        let bad = Query::of(&bad_request);
         assert!(qos_of(&bad).is_err());
     }
 }
