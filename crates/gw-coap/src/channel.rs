@@ -540,113 +540,134 @@ impl CoapChannel {
     /// The delivery `packet_id` is done with (acknowledged, or sent without asking for an
     /// acknowledgement): free its in-flight slot.
     fn delivered(&mut self, packet_id: Option<u16>, now: Instant) {
-        let Some(packet_id) = packet_id else {
-            return;
-        };
-        let r = self.session.cell.lock().session.puback(packet_id);
-        if let AckResult::Completed(d) = r {
-            self.proto.ctx.acked(&self.session.info, Some(&d.message));
-            let mut dropped = Vec::new();
-            {
-                let mut guard = self.session.cell.lock();
-                let st = &mut *guard;
-                st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
-            }
-            self.proto.ctx.count_dropped(dropped);
+        if self.complete(packet_id) {
             self.drain_outbox(now);
         }
     }
 
-    /// Send what the session has for the client, as notifications.
+    /// Free the in-flight slot of delivery `packet_id` and move the next queued message
+    /// into the outbox; true if a slot was freed.
+    fn complete(&mut self, packet_id: Option<u16>) -> bool {
+        let Some(packet_id) = packet_id else {
+            return false;
+        };
+        let r = self.session.cell.lock().session.puback(packet_id);
+        let AckResult::Completed(d) = r else {
+            return false;
+        };
+        self.proto.ctx.acked(&self.session.info, Some(&d.message));
+        let mut dropped = Vec::new();
+        {
+            let mut guard = self.session.cell.lock();
+            let st = &mut *guard;
+            st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
+        }
+        self.proto.ctx.count_dropped(dropped);
+        true
+    }
+
+    /// Send what the session has for the client, as notifications. Deliveries nothing
+    /// will acknowledge free their slot at once, which moves more into the outbox: the
+    /// loop takes it until it is empty (a loop, not a recursion, however long the
+    /// queue).
     fn drain_outbox(&mut self, now: Instant) {
         let mut outbound = Vec::new();
-        self.session
-            .cell
-            .take_outbox(self.session.conn_id, &mut outbound);
-        for o in outbound {
-            let Outbound::Publish {
-                packet_id,
-                delivery,
-                ..
-            } = o
-            else {
+        loop {
+            self.session
+                .cell
+                .take_outbox(self.session.conn_id, &mut outbound);
+            if outbound.is_empty() {
+                return;
+            }
+            for o in outbound.drain(..) {
+                self.notify(o, now);
+            }
+        }
+    }
+
+    /// One outbound message as notifications of the observations it is for.
+    fn notify(&mut self, o: Outbound, now: Instant) {
+        let Outbound::Publish {
+            packet_id,
+            delivery,
+            ..
+        } = o
+        else {
+            return;
+        };
+        let ctx = self.proto.ctx.clone();
+        let mut carried = packet_id;
+        let mut notified = false;
+        let conn = self.conn.clone();
+        for subid in &delivery.subscription_ids {
+            let mut c = conn.lock();
+            let Some(o) = c.observations.get_mut(subid) else {
                 continue;
             };
-            let ctx = self.proto.ctx.clone();
-            let mut carried = packet_id;
-            let mut notified = false;
-            let conn = self.conn.clone();
-            for subid in &delivery.subscription_ids {
-                let mut c = conn.lock();
-                let Some(o) = c.observations.get_mut(subid) else {
-                    continue;
+            o.seq = if o.seq >= MAX_SEQ { 1 } else { o.seq + 1 };
+            let payload = &delivery.message.payload;
+            let mut m =
+                Message::new(MessageType::NonConfirmable, Code::CONTENT, 0).with_token(o.token);
+            m.options.push_uint(option::OBSERVE, o.seq);
+            if payload.len() > Block::size_of(o.szx) {
+                // The first block; the client asks for the others (RFC 7959 §3.4).
+                let first = Block {
+                    num: 0,
+                    more: true,
+                    szx: o.szx,
                 };
-                o.seq = if o.seq >= MAX_SEQ { 1 } else { o.seq + 1 };
-                let payload = &delivery.message.payload;
-                let mut m =
-                    Message::new(MessageType::NonConfirmable, Code::CONTENT, 0).with_token(o.token);
-                m.options.push_uint(option::OBSERVE, o.seq);
-                if payload.len() > Block::size_of(o.szx) {
-                    // The first block; the client asks for the others (RFC 7959 §3.4).
-                    let first = Block {
-                        num: 0,
-                        more: true,
-                        szx: o.szx,
-                    };
-                    match block2_slice(payload, first) {
-                        Ok((block, slice)) => {
-                            m = m.with_payload(slice);
-                            if let Ok(value) = block.encode() {
-                                m.options.set(option::BLOCK2, value);
-                            }
-                            m.options.set_uint(
-                                option::SIZE2,
-                                payload.len().min(u32::MAX as usize) as u32,
-                            );
-                            o.last = Some(payload.clone());
+                match block2_slice(payload, first) {
+                    Ok((block, slice)) => {
+                        m = m.with_payload(slice);
+                        if let Ok(value) = block.encode() {
+                            m.options.set(option::BLOCK2, value);
                         }
-                        Err(_) => continue,
+                        m.options
+                            .set_uint(option::SIZE2, payload.len().min(u32::MAX as usize) as u32);
+                        o.last = Some(payload.clone());
                     }
-                } else {
-                    m = m.with_payload(payload.clone());
-                    o.last = None;
+                    Err(_) => continue,
                 }
-                let confirmable = match self.proto.settings.notify_type {
-                    NotifyType::Non => false,
-                    NotifyType::Con => true,
-                    NotifyType::Qos => delivery.qos != QoS::AtMostOnce,
-                };
-                let ms = self.ms(now);
-                if confirmable {
-                    match self.endpoint.send_confirmable(m, ms) {
-                        Ok(m) => {
-                            // The first confirmable notification carries the delivery.
-                            self.confirmable.insert(m.message_id, carried.take());
-                            self.send(&m, false);
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "coap notification dropped");
-                            ctx.metrics.delivery_dropped.inc();
-                            continue;
-                        }
-                    }
-                } else {
-                    let m = self.endpoint.send_non_confirmable(m, ms);
-                    self.send(&m, false);
-                }
-                notified = true;
-            }
-            if notified {
-                self.session.stats.send_msg.fetch_add(1, Ordering::Relaxed);
-                ctx.delivered(&self.session.info, &delivery.message);
             } else {
-                ctx.metrics.delivery_dropped.inc();
-                ctx.metrics.delivery_dropped_no_subid.inc();
+                m = m.with_payload(payload.clone());
+                o.last = None;
             }
-            // Nothing will acknowledge it: done now.
-            if carried.is_some() {
-                self.delivered(carried, now);
+            let confirmable = match self.proto.settings.notify_type {
+                NotifyType::Non => false,
+                NotifyType::Con => true,
+                NotifyType::Qos => delivery.qos != QoS::AtMostOnce,
+            };
+            let ms = self.ms(now);
+            if confirmable {
+                match self.endpoint.send_confirmable(m, ms) {
+                    Ok(m) => {
+                        // The first confirmable notification carries the delivery.
+                        self.confirmable.insert(m.message_id, carried.take());
+                        self.send(&m, false);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "coap notification dropped");
+                        ctx.metrics.delivery_dropped.inc();
+                        continue;
+                    }
+                }
+            } else {
+                let m = self.endpoint.send_non_confirmable(m, ms);
+                self.send(&m, false);
             }
+            notified = true;
+        }
+        if notified {
+            self.session.stats.send_msg.fetch_add(1, Ordering::Relaxed);
+            ctx.delivered(&self.session.info, &delivery.message);
+        } else {
+            ctx.metrics.delivery_dropped.inc();
+            ctx.metrics.delivery_dropped_no_subid.inc();
+        }
+        // Nothing will acknowledge it: done now (the caller's loop sends what
+        // this frees).
+        if carried.is_some() {
+            self.complete(carried);
         }
     }
 
@@ -1335,6 +1356,27 @@ mod tests {
             got.extend_from_slice(&r.payload);
         }
         assert_eq!(got, body.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_long_queue_of_unacknowledged_deliveries_is_drained_in_a_loop() {
+        // QoS 1 deliveries notified as NON complete at once; each frees a slot that the
+        // next queued one takes. 50,000 of them must not nest 50,000 calls deep.
+        let mut settings = settings(NotifyType::Non, DefaultQos::Qos1);
+        settings.session.max_mqueue_len = 100_000;
+        let mut s = Script::open(settings, observe(1, "q/#", &[])).await;
+        s.output();
+        for i in 0..50_000u32 {
+            let mut m = system_message(format!("q/{}", i % 7), "x", false);
+            m.qos = QoS::AtLeastOnce;
+            s.broker.publish(m);
+        }
+        s.channel.on_deliveries(s.at(10)).unwrap();
+        let notes = s.output();
+        assert_eq!(notes.len(), 50_000);
+        assert!(notes.iter().all(|n| n.message_type == MessageType::NonConfirmable));
+        let last = notes.last().unwrap().observe().unwrap();
+        assert_eq!(last, 50_000);
     }
 
     #[tokio::test]
