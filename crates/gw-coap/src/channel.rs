@@ -45,9 +45,11 @@ const MAX_SEQ: u32 = 0x00FF_FFFF;
 /// (RFC 7959), unless the observation asked for smaller ones.
 const BLOCK_SZX: u8 = 6;
 /// The largest body a client may upload block-wise (Block1), and uploads in progress at
-/// once.
-const MAX_UPLOAD: usize = 1 << 20;
-const MAX_UPLOADS: usize = 4;
+/// once: a client's reassembly buffers hold at most 512 KiB, whoever it claims to be.
+const MAX_UPLOAD: usize = 256 << 10;
+const MAX_UPLOADS: usize = 2;
+/// Requests of the management API's waiting for one device's answer.
+const MAX_REQUESTS: usize = 16;
 
 pub(crate) struct Observation {
     filter: String,
@@ -751,7 +753,7 @@ impl CoapChannel {
                 Token::from_u64(self.next_request_token)
             }
         };
-        if self.requests.contains_key(&token) || self.requests.len() >= MAX_UPLOADS * 4 {
+        if self.requests.contains_key(&token) || self.requests.len() >= MAX_REQUESTS {
             let _ = reply.send(Err(CallError::Refused(
                 "a request with this token is pending".into(),
             )));
@@ -1374,7 +1376,9 @@ mod tests {
         s.channel.on_deliveries(s.at(10)).unwrap();
         let notes = s.output();
         assert_eq!(notes.len(), 50_000);
-        assert!(notes.iter().all(|n| n.message_type == MessageType::NonConfirmable));
+        assert!(notes
+            .iter()
+            .all(|n| n.message_type == MessageType::NonConfirmable));
         let last = notes.last().unwrap().observe().unwrap();
         assert_eq!(last, 50_000);
     }
