@@ -129,6 +129,59 @@ impl CallBox {
     }
 }
 
+impl crate::driver::Session {
+    /// Answer a framework call for a connection that keeps no state of its own per
+    /// subscription (MQTT, MQTT-SN, CoAP's API subscriptions): list, add or remove in
+    /// the session (adding is not authorized: the API is trusted); a `Request` is
+    /// refused as unsupported. True when a subscription was added: the caller sends what
+    /// it brings (retained messages).
+    pub fn answer_call(&self, call: ClientCall) -> bool {
+        match call {
+            ClientCall::Subscriptions(reply) => {
+                let list = self
+                    .cell
+                    .lock()
+                    .session
+                    .subscriptions
+                    .iter()
+                    .map(|(filter, opts)| SubscriptionInfo::new(filter.to_string(), opts, None))
+                    .collect();
+                let _ = reply.send(list);
+                false
+            }
+            ClientCall::Subscribe {
+                topic, opts, reply, ..
+            } => {
+                let result = self
+                    .ctx
+                    .subscribe(&self.info, &self.cell, &self.mountpoint, &topic, opts)
+                    .map(|_| {
+                        SubscriptionInfo::new(self.mountpoint.mount_filter(&topic), &opts, None)
+                    })
+                    .map_err(|e| CallError::Refused(e.to_string()));
+                let added = result.is_ok();
+                let _ = reply.send(result);
+                added
+            }
+            ClientCall::Request { reply, .. } => {
+                let _ = reply.send(Err(CallError::Unsupported));
+                false
+            }
+            ClientCall::Unsubscribe { topic, reply } => {
+                let removed =
+                    self.ctx
+                        .unsubscribe(&self.info, &self.cell, &self.mountpoint, &topic);
+                let _ = reply.send(if removed {
+                    Ok(())
+                } else {
+                    Err(CallError::NoSuchSubscription)
+                });
+                false
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ use junction_codec_coap::{
     block2_slice, decode, option, Block, Block1Assembler, Block1Progress, Code, Endpoint, Incoming,
     Message, MessageType, Params, TimeoutEvent, Token,
 };
-use junction_gateway::call::{CallError, ClientCall, SubscriptionInfo};
+use junction_gateway::call::{CallError, ClientCall};
 use junction_gateway::driver::datagram::{DatagramChannel, DatagramOutput};
 use junction_gateway::driver::{CloseReason, Session};
 use junction_session::{AckResult, Outbound, SubOptions};
@@ -796,71 +796,33 @@ impl CoapChannel {
         self.last_recv + self.settings().heartbeat.mul_f32(1.5)
     }
 
+    /// The framework's calls: a request to the device, and the removal of an observed
+    /// filter (which ends the observation) are CoAP's own; the rest is the session's.
     fn answer_call(&mut self, call: ClientCall, now: Instant) {
-        let ctx = self.proto.ctx.clone();
         match call {
-            ClientCall::Subscriptions(reply) => {
-                let list = self
-                    .session
-                    .cell
-                    .lock()
-                    .session
-                    .subscriptions
-                    .iter()
-                    .map(|(filter, opts)| SubscriptionInfo::new(filter.to_string(), opts, None))
-                    .collect();
-                let _ = reply.send(list);
-            }
-            ClientCall::Subscribe {
-                topic, opts, reply, ..
-            } => {
-                let result = ctx
-                    .subscribe(
-                        &self.session.info,
-                        &self.session.cell,
-                        &self.session.mountpoint,
-                        &topic,
-                        opts,
-                    )
-                    .map(|_| {
-                        SubscriptionInfo::new(
-                            self.session.mountpoint.mount_filter(&topic),
-                            &opts,
-                            None,
-                        )
-                    })
-                    .map_err(|e| CallError::Refused(e.to_string()));
-                let _ = reply.send(result);
-                self.drain_outbox(now);
-            }
             ClientCall::Request { body, reply } => self.send_request(&body, reply, now),
-            ClientCall::Unsubscribe { topic, reply } => {
-                let observed = self
-                    .conn
-                    .lock()
-                    .observations
-                    .iter()
-                    .find(|(_, o)| o.filter == topic)
-                    .map(|(id, _)| *id);
-                let result = match observed {
-                    Some(id) => {
-                        self.cancel_observation(id);
-                        Ok(())
-                    }
-                    None if ctx.unsubscribe(
-                        &self.session.info,
-                        &self.session.cell,
-                        &self.session.mountpoint,
-                        &topic,
-                    ) =>
-                    {
-                        Ok(())
-                    }
-                    None => Err(CallError::NoSuchSubscription),
-                };
-                let _ = reply.send(result);
+            ClientCall::Unsubscribe { topic, reply } if self.observed(&topic).is_some() => {
+                if let Some(id) = self.observed(&topic) {
+                    self.cancel_observation(id);
+                }
+                let _ = reply.send(Ok(()));
+            }
+            call => {
+                if self.session.answer_call(call) {
+                    self.drain_outbox(now);
+                }
             }
         }
+    }
+
+    /// The observation of `filter`, if there is one.
+    fn observed(&self, filter: &str) -> Option<u32> {
+        self.conn
+            .lock()
+            .observations
+            .iter()
+            .find(|(_, o)| o.filter == filter)
+            .map(|(id, _)| *id)
     }
 }
 

@@ -14,7 +14,7 @@ use junction_codec_mqtt::{
     SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use junction_gateway::driver::stream::{Output, StreamChannel};
-use junction_gateway::{CallError, ClientCall, CloseReason, Mountpoint, Session, SubscriptionInfo};
+use junction_gateway::{ClientCall, CloseReason, Mountpoint, Session};
 use junction_session::{AckResult, Delivery, IncomingQos2, Outbound, SubOptions};
 use junction_types::{now_ms, Message, MessageProperties, QoS};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -639,41 +639,7 @@ impl MqttChannel {
 
     /// The management API's calls: list, add and remove subscriptions.
     fn answer_call(&mut self, call: ClientCall) {
-        let s = &self.session;
-        match call {
-            ClientCall::Subscriptions(reply) => {
-                let list = s
-                    .cell
-                    .lock()
-                    .session
-                    .subscriptions
-                    .iter()
-                    .map(|(topic, opts)| SubscriptionInfo::new(topic.clone(), opts, None))
-                    .collect();
-                let _ = reply.send(list);
-            }
-            ClientCall::Subscribe {
-                topic, opts, reply, ..
-            } => {
-                let result = s
-                    .ctx
-                    .subscribe(&s.info, &s.cell, &s.mountpoint, &topic, opts)
-                    .map(|_| SubscriptionInfo::new(s.mountpoint.mount_filter(&topic), &opts, None))
-                    .map_err(|e| CallError::Refused(e.to_string()));
-                let _ = reply.send(result);
-            }
-            ClientCall::Request { reply, .. } => {
-                let _ = reply.send(Err(CallError::Unsupported));
-            }
-            ClientCall::Unsubscribe { topic, reply } => {
-                let result = if s.ctx.unsubscribe(&s.info, &s.cell, &s.mountpoint, &topic) {
-                    Ok(())
-                } else {
-                    Err(CallError::NoSuchSubscription)
-                };
-                let _ = reply.send(result);
-            }
-        }
+        self.session.answer_call(call);
     }
 }
 

@@ -13,9 +13,7 @@ use junction_gateway::driver::datagram::{
     DatagramChannel, DatagramOpening, DatagramOutput, Opened, Peer,
 };
 use junction_gateway::metrics::GatewayCounters;
-use junction_gateway::{
-    CallError, ClientCall, ClientInfo, CloseReason, ConnectRequest, Session, SubscriptionInfo,
-};
+use junction_gateway::{ClientCall, ClientInfo, CloseReason, ConnectRequest, Session};
 use junction_session::{
     AckResult, IncomingQos2, InflightState, Outbound, SessionLimits, SubOptions,
 };
@@ -638,60 +636,8 @@ impl SnChannel {
     /// Answer a framework call (management API subscriptions). Deliveries on a topic the
     /// client never registered are preceded by a gateway REGISTER, as for wildcards.
     fn answer_call(&mut self, call: ClientCall) {
-        let ctx = self.proto.ctx.clone();
-        match call {
-            ClientCall::Subscriptions(reply) => {
-                let list = self
-                    .session
-                    .cell
-                    .lock()
-                    .session
-                    .subscriptions
-                    .iter()
-                    .map(|(filter, opts)| SubscriptionInfo::new(filter.to_string(), opts, None))
-                    .collect();
-                let _ = reply.send(list);
-            }
-            ClientCall::Subscribe {
-                topic, opts, reply, ..
-            } => {
-                let result = ctx
-                    .subscribe(
-                        &self.session.info,
-                        &self.session.cell,
-                        &self.session.mountpoint,
-                        &topic,
-                        opts,
-                    )
-                    .map(|_| {
-                        SubscriptionInfo::new(
-                            self.session.mountpoint.mount_filter(&topic),
-                            &opts,
-                            None,
-                        )
-                    })
-                    .map_err(|e| CallError::Refused(e.to_string()));
-                let _ = reply.send(result);
-                if self.state != State::Asleep {
-                    self.drain_outbox();
-                }
-            }
-            ClientCall::Request { reply, .. } => {
-                let _ = reply.send(Err(CallError::Unsupported));
-            }
-            ClientCall::Unsubscribe { topic, reply } => {
-                let result = if ctx.unsubscribe(
-                    &self.session.info,
-                    &self.session.cell,
-                    &self.session.mountpoint,
-                    &topic,
-                ) {
-                    Ok(())
-                } else {
-                    Err(CallError::NoSuchSubscription)
-                };
-                let _ = reply.send(result);
-            }
+        if self.session.answer_call(call) && self.state != State::Asleep {
+            self.drain_outbox();
         }
     }
 
