@@ -125,6 +125,7 @@ def start_broker(
     full_env["JUNCTION_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND"] = f"{HOST}:0"
     full_env["JUNCTION_GATEWAY__MQTTSN__LISTENERS__UDP__DEFAULT__BIND"] = f"{HOST}:0"
     full_env["JUNCTION_GATEWAY__COAP__LISTENERS__UDP__DEFAULT__BIND"] = f"{HOST}:0"
+    full_env["JUNCTION_GATEWAY__LWM2M__LISTENERS__UDP__DEFAULT__BIND"] = f"{HOST}:0"
     # The management API likewise (listener id `dashboard:http`).
     full_env["JUNCTION_DASHBOARD__LISTENERS__HTTP__BIND"] = f"{HOST}:0"
     full_env.update(env or {})

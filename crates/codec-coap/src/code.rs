@@ -132,6 +132,39 @@ impl Code {
     pub const fn is_reserved_class(self) -> bool {
         matches!(self.class(), 1 | 6 | 7)
     }
+
+    /// A response code's registered name in snake case, as EMQX spells it in its JSON
+    /// (`content`, `not_found`, `bad_request`); `None` for codes without one.
+    pub const fn name(self) -> Option<&'static str> {
+        Some(match (self.class(), self.detail()) {
+            (2, 1) => "created",
+            (2, 2) => "deleted",
+            (2, 3) => "valid",
+            (2, 4) => "changed",
+            (2, 5) => "content",
+            (2, 31) => "continue",
+            (4, 0) => "bad_request",
+            (4, 1) => "unauthorized",
+            (4, 2) => "bad_option",
+            (4, 3) => "forbidden",
+            (4, 4) => "not_found",
+            (4, 5) => "method_not_allowed",
+            (4, 6) => "not_acceptable",
+            (4, 8) => "request_entity_incomplete",
+            (4, 9) => "conflict",
+            (4, 12) => "precondition_failed",
+            (4, 13) => "request_entity_too_large",
+            (4, 15) => "unsupported_content_format",
+            (4, 22) => "unprocessable_entity",
+            (5, 0) => "internal_server_error",
+            (5, 1) => "not_implemented",
+            (5, 2) => "bad_gateway",
+            (5, 3) => "service_unavailable",
+            (5, 4) => "gateway_timeout",
+            (5, 5) => "proxying_not_supported",
+            _ => return None,
+        })
+    }
 }
 
 impl fmt::Display for Code {
@@ -159,6 +192,14 @@ mod tests {
         assert_eq!(Code::REQUEST_ENTITY_TOO_LARGE.to_byte(), 0x8D);
         assert_eq!(Code::PROXYING_NOT_SUPPORTED.to_byte(), 0xA5);
         assert_eq!(Code::from_byte(0x84), Code::NOT_FOUND);
+    }
+
+    #[test]
+    fn response_codes_have_their_snake_case_names() {
+        assert_eq!(Code::CONTENT.name(), Some("content"));
+        assert_eq!(Code::NOT_FOUND.name(), Some("not_found"));
+        assert_eq!(Code::new(4, 30).name(), None);
+        assert_eq!(Code::GET.name(), None);
     }
 
     #[test]

@@ -124,6 +124,18 @@ impl Message {
         }
     }
 
+    /// Replaces the Location-Path with `segments` (RFC 7252 §5.10.7): where a created
+    /// resource (an LwM2M registration) lives.
+    pub fn set_location_path(&mut self, segments: &[&str]) {
+        self.options.remove(option::LOCATION_PATH);
+        for segment in segments {
+            self.options.push(
+                option::LOCATION_PATH,
+                Bytes::copy_from_slice(segment.as_bytes()),
+            );
+        }
+    }
+
     /// The Uri-Query arguments split on their first `=` (a missing `=` gives an empty
     /// value), or `None` if one is not UTF-8.
     pub fn uri_queries(&self) -> Option<Vec<(&str, &str)>> {

@@ -140,6 +140,21 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// A gateway's own resources, which the management API lists, shows, adds and removes
+/// by id (LwM2M's object definitions, `/gateways/{name}/objects`).
+pub trait GatewayResources: Send + Sync + std::fmt::Debug {
+    /// Every resource.
+    fn list(&self) -> serde_json::Value;
+    /// The resource `id`.
+    fn get(&self, id: &str) -> Option<serde_json::Value>;
+    /// Add or replace what `body` describes; the resources added, or why not.
+    fn put(&self, body: &serde_json::Value) -> Result<serde_json::Value, String>;
+    /// Remove the resource `id`; false if there was none.
+    fn delete(&self, id: &str) -> bool;
+    /// Itself, for the gateway that made it to find its own type again.
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
+}
+
 /// Everything a gateway's connections share.
 #[derive(Debug)]
 pub struct GatewayCtx {
@@ -161,6 +176,8 @@ pub struct GatewayCtx {
     pub clients: ClientRegistry,
     /// Whose conventions it follows.
     pub flavour: Flavour,
+    /// The gateway's own resources, set by the gateway when it starts.
+    pub resources: std::sync::OnceLock<Arc<dyn GatewayResources>>,
     settings: parking_lot::RwLock<Arc<CommonSettings>>,
 }
 
@@ -201,6 +218,7 @@ impl GatewayCtx {
             metrics: GatewayMetrics::new(frames),
             clients: ClientRegistry::default(),
             flavour: Flavour::Gateway,
+            resources: std::sync::OnceLock::new(),
             settings: parking_lot::RwLock::new(Arc::new(settings)),
         })
     }
@@ -222,6 +240,7 @@ impl GatewayCtx {
             metrics: GatewayMetrics::default(),
             clients: ClientRegistry::default(),
             flavour: Flavour::Mqtt,
+            resources: std::sync::OnceLock::new(),
             settings: parking_lot::RwLock::new(Arc::new(settings)),
         })
     }
@@ -325,13 +344,15 @@ impl GatewayCtx {
     }
 
     /// The mountpoint of a client: the listener's if it has one, else the gateway's, with
-    /// placeholders rendered. `Err` when the client id or user name the template uses would
-    /// widen or move it: the gateway refuses the client ("client identifier not valid").
+    /// placeholders rendered (`${endpoint_name}` from an LwM2M client's
+    /// `endpoint_name`). `Err` when a value the template uses would widen or move it: the
+    /// gateway refuses the client ("client identifier not valid").
     pub fn mountpoint_for(
         &self,
         listener_mountpoint: Option<&str>,
         clientid: &str,
         username: Option<&str>,
+        endpoint_name: Option<&str>,
     ) -> Result<Mountpoint, UnsafePlaceholder> {
         let settings = self.settings();
         let template = listener_mountpoint.unwrap_or(&settings.mountpoint);
@@ -341,7 +362,7 @@ impl GatewayCtx {
                 clientid: Some(clientid),
                 username,
                 zone: Some("default"),
-                endpoint_name: None,
+                endpoint_name,
             },
         )
         .map(Mountpoint::new)
@@ -857,6 +878,9 @@ impl GatewayCtx {
                 listener_mountpoint.as_deref(),
                 &info.clientid,
                 info.username.as_deref(),
+                info.extras
+                    .get("endpoint_name")
+                    .and_then(serde_json::Value::as_str),
             )
             .map_err(|_| "client_identifier_not_valid".to_string())
         });
@@ -1084,11 +1108,11 @@ mod tests {
     async fn listener_mountpoint_overrides_the_gateway_one_and_renders_placeholders() {
         let c = ctx("stomp/${clientid}/");
         assert_eq!(
-            c.mountpoint_for(None, "c1", None).unwrap().as_str(),
+            c.mountpoint_for(None, "c1", None, None).unwrap().as_str(),
             "stomp/c1/"
         );
         assert_eq!(
-            c.mountpoint_for(Some("l/${username}/"), "c1", Some("bob"))
+            c.mountpoint_for(Some("l/${username}/"), "c1", Some("bob"), None)
                 .unwrap()
                 .as_str(),
             "l/bob/"
@@ -1111,7 +1135,7 @@ mod tests {
         c.broker
             .subscribe(&mqtt.cell, "stomp/#", SubOptions::default())
             .unwrap();
-        let mp = c.mountpoint_for(None, "s1", None).unwrap();
+        let mp = c.mountpoint_for(None, "s1", None, None).unwrap();
         let n = c.publish(
             &info("s1"),
             &mp,
@@ -1136,7 +1160,7 @@ mod tests {
             .lookup_in("stomp", "same")
             .is_some_and(|cell| Arc::ptr_eq(&cell, &opened.cell)));
         assert_eq!(c.metrics.get("session.created"), 1);
-        let mp = c.mountpoint_for(None, "same", None).unwrap();
+        let mp = c.mountpoint_for(None, "same", None, None).unwrap();
         c.subscribe(
             &info("same"),
             &opened.cell,

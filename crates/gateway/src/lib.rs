@@ -23,7 +23,9 @@ pub mod runner;
 pub use admin::{AdminError, AuthnOp, ChangeStore, GatewayAdmin, GatewayState, Status, Times};
 pub use call::{CallError, ClientCall, SubscriptionInfo};
 pub use client::{ClientInfo, ClientRegistry, ClientView, ConnStats, SessionFigures};
-pub use ctx::{Admission, BrokerStats, CommonSettings, Flavour, GatewayCtx, Refusal};
+pub use ctx::{
+    Admission, BrokerStats, CommonSettings, Flavour, GatewayCtx, GatewayResources, Refusal,
+};
 pub use driver::{CloseReason, ConnectRequest, Session};
 pub use kind::{BoxFuture, Gateway, Listening};
 pub use metrics::GatewayMetrics;

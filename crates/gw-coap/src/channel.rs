@@ -932,40 +932,11 @@ impl DatagramChannel for CoapChannel {
 
 /// A response code as EMQX's request API renders it: `{ok,content}`, `{error,not_found}`.
 fn erlang_code(code: Code) -> String {
-    let name = match (code.class(), code.detail()) {
-        (2, 1) => "created",
-        (2, 2) => "deleted",
-        (2, 3) => "valid",
-        (2, 4) => "changed",
-        (2, 5) => "content",
-        (2, 31) => "continue",
-        (4, 0) => "bad_request",
-        (4, 1) => "unauthorized",
-        (4, 2) => "bad_option",
-        (4, 3) => "forbidden",
-        (4, 4) => "not_found",
-        (4, 5) => "method_not_allowed",
-        (4, 6) => "not_acceptable",
-        (4, 8) => "request_entity_incomplete",
-        (4, 12) => "precondition_failed",
-        (4, 13) => "request_entity_too_large",
-        (4, 15) => "unsupported_content_format",
-        (5, 0) => "internal_server_error",
-        (5, 1) => "not_implemented",
-        (5, 2) => "bad_gateway",
-        (5, 3) => "service_unavailable",
-        (5, 4) => "gateway_timeout",
-        (5, 5) => "proxying_not_supported",
-        _ => {
-            return format!(
-                "{{{},{}}}",
-                if code.is_success() { "ok" } else { "error" },
-                code
-            )
-        }
-    };
     let outcome = if code.is_success() { "ok" } else { "error" };
-    format!("{{{outcome},{name}}}")
+    match code.name() {
+        Some(name) => format!("{{{outcome},{name}}}"),
+        None => format!("{{{outcome},{code}}}"),
+    }
 }
 
 fn base64_encode(bytes: &[u8]) -> String {

@@ -9,6 +9,7 @@ pub fn registry() -> Registry {
         .with::<junction_gw_stomp::Stomp>()
         .with::<junction_gw_mqttsn::MqttSn>()
         .with::<junction_gw_coap::Coap>()
+        .with::<junction_gw_lwm2m::Lwm2m>()
 }
 
 #[cfg(test)]
@@ -68,7 +69,7 @@ mod tests {
             Err(ConfigError::Invalid { key_path, message }) => {
                 assert_eq!(key_path, "gateway.carrier_pigeon");
                 assert!(
-                    message.contains("unknown gateway (known: stomp, mqttsn, coap)"),
+                    message.contains("unknown gateway (known: stomp, mqttsn, coap, lwm2m)"),
                     "{message}"
                 );
             }

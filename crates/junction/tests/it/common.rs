@@ -77,6 +77,7 @@ pub fn test_config(data_dir: &std::path::Path, extra: &str) -> Config {
          gateway.stomp.listeners.tcp.default.bind = \"127.0.0.1:0\"\n\
          gateway.mqttsn.listeners.udp.default.bind = \"127.0.0.1:0\"\n\
          gateway.coap.listeners.udp.default.bind = \"127.0.0.1:0\"\n\
+         gateway.lwm2m.listeners.udp.default.bind = \"127.0.0.1:0\"\n\
          dashboard.listeners.http.bind = \"127.0.0.1:0\"\n\
          node.data_dir = \"{}\"\n\
          {extra}\n",

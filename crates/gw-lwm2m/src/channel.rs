@@ -1,0 +1,783 @@
+//! A registered LwM2M device's state machine, with no I/O (reference §5.4): the
+//! registration interface (update, re-register, deregister, the lifetime), commands from
+//! MQTT sent as confirmable CoAP requests one at a time, and the device's answers and
+//! observe notifications published as EMQX's JSON on the translator topics.
+//!
+//! The RFC 7252 message layer (duplicates, retransmission with back-off) is
+//! `junction-codec-coap`'s `Endpoint`. Commands wait in a queue while one is in flight,
+//! and, for a device in queue mode that has been silent longer than
+//! `qmode_time_window`, until its next uplink; a command whose MQTT message expired
+//! meanwhile is dropped.
+
+use crate::command::{self, BadCommand, Command, Kind};
+use crate::config::{Translator, UpdateCondition};
+use crate::frame;
+use crate::protocol::{is_register, Lwm2mProtocol, Lwm2mSettings};
+use crate::registration::Registration;
+use bytes::Bytes;
+use junction_broker::hooks::Action;
+use junction_broker::Will;
+use junction_codec_coap::{
+    decode, Code, Endpoint, Incoming, Message, MessageType, Params, TimeoutEvent, Token,
+};
+use junction_codec_lwm2m::{
+    decode_senml_cbor, decode_senml_json, emqx_content, untimed, ContentFormat,
+};
+use junction_gateway::call::{CallError, ClientCall};
+use junction_gateway::driver::datagram::{DatagramChannel, DatagramOutput};
+use junction_gateway::driver::{CloseReason, Session};
+use junction_session::{AckResult, Outbound, SubOptions};
+use junction_types::{now_ms, MessageProperties, QoS};
+use serde_json::{json, Value as Json};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Messages a device's endpoint remembers (duplicates) and keeps outstanding: one
+/// command at a time goes out, so few.
+const ENDPOINT_CAPACITY: usize = 16;
+/// Commands one device may have waiting.
+const MAX_QUEUE: usize = 64;
+/// Commands answered with an empty ACK, waiting for their separate response.
+const MAX_AWAITING: usize = 16;
+/// Observations one device may hold.
+const MAX_OBSERVATIONS: usize = 64;
+/// Results kept for the API's `lookup` (EMQX: 100).
+const MAX_RESULTS: usize = 100;
+/// Objects auto-observe leaves alone: the management objects (EMQX's list).
+const NOT_AUTO_OBSERVED: &[u16] = &[0, 1, 2, 4, 5, 6, 7, 9, 15];
+
+/// A command sent, not yet acknowledged.
+struct InFlight {
+    message_id: u16,
+    token: Token,
+    command: Command,
+}
+
+/// One command's result, for `lookup`.
+struct Outcome {
+    path: String,
+    action: String,
+    data: Json,
+}
+
+/// A registered device.
+pub(crate) struct Lwm2mChannel {
+    proto: Arc<Lwm2mProtocol>,
+    session: Session,
+    dout: DatagramOutput,
+    endpoint: Endpoint,
+    /// The clock's origin for the endpoint's milliseconds.
+    base: Instant,
+    last_recv: Instant,
+    reg: Registration,
+    queue: VecDeque<Command>,
+    inflight: Option<InFlight>,
+    /// Commands acknowledged empty, by token: their response comes separately.
+    awaiting: HashMap<Token, Command>,
+    /// Observations by token: the observe command, for its notifications.
+    observations: HashMap<Token, Command>,
+    results: VecDeque<Outcome>,
+    next_token: u64,
+    closing: Option<CloseReason>,
+}
+
+impl Lwm2mChannel {
+    pub fn new(
+        proto: Arc<Lwm2mProtocol>,
+        session: Session,
+        dout: DatagramOutput,
+        reg: Registration,
+        now: Instant,
+    ) -> Lwm2mChannel {
+        let seed = rand::random::<u64>();
+        Lwm2mChannel {
+            proto,
+            session,
+            dout,
+            endpoint: Endpoint::new(Params::default(), ENDPOINT_CAPACITY, seed),
+            base: now,
+            last_recv: now,
+            reg,
+            queue: VecDeque::new(),
+            inflight: None,
+            awaiting: HashMap::new(),
+            observations: HashMap::new(),
+            results: VecDeque::new(),
+            next_token: seed.rotate_left(17),
+            closing: None,
+        }
+    }
+
+    fn ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.base).as_millis() as u64
+    }
+
+    fn settings(&self) -> &Lwm2mSettings {
+        &self.proto.settings
+    }
+
+    fn send(&mut self, msg: &Message) {
+        if let Some(b) = self.proto.encode(msg) {
+            self.session.stats.send_pkt.fetch_add(1, Ordering::Relaxed);
+            self.dout.push(b);
+        }
+    }
+
+    /// Send `response` to `request`, remembered for a duplicate of a CON.
+    fn respond(&mut self, request: &Message, mut response: Message, now: Instant) {
+        if response.message_type == MessageType::NonConfirmable {
+            response = self.endpoint.send_non_response(response, self.ms(now));
+        }
+        if request.message_type == MessageType::Confirmable {
+            self.endpoint.record_response(request.message_id, &response);
+        }
+        self.send(&response);
+    }
+
+    /// The REGISTER that opened the channel: 2.01 with the location, the command topic
+    /// subscribed, the register event published, and the objects observed if
+    /// `auto_observe`.
+    pub fn registered(&mut self, request: &Message, now: Instant) {
+        let ms = self.ms(now);
+        self.endpoint.handle_incoming(request, ms);
+        self.session.stats.recv_pkt.fetch_add(1, Ordering::Relaxed);
+        let mut response = request.response(Code::CREATED);
+        response.set_location_path(&["rd", &self.reg.endpoint]);
+        self.respond(request, response, now);
+        self.subscribe_commands();
+        let event = self.reg.event("register");
+        let register = self.settings().translators.register.clone();
+        self.publish(&register, &event);
+        if self.settings().auto_observe {
+            self.auto_observe();
+        }
+        self.pump(now);
+    }
+
+    /// The command topic under the mountpoint, subscribed with the command QoS; the
+    /// subscription is authorized on the mounted topic (EMQX's rule for LwM2M).
+    fn subscribe_commands(&mut self) {
+        let ctx = self.proto.ctx.clone();
+        let command = &self.settings().translators.command;
+        let qos = QoS::from_u8(command.qos).unwrap_or(QoS::AtMostOnce);
+        let mounted = self.session.mountpoint.mount_filter(&command.topic);
+        if !ctx.authorize(&self.session.info, Action::Subscribe { qos }, &mounted) {
+            tracing::debug!(clientid = %self.session.info.clientid, topic = %mounted, "lwm2m command subscription not authorized");
+            return;
+        }
+        let opts = SubOptions {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: 0,
+            subscription_id: None,
+        };
+        if let Err(e) = ctx.subscribe(
+            &self.session.info,
+            &self.session.cell,
+            &self.session.mountpoint,
+            &command.topic,
+            opts,
+        ) {
+            tracing::warn!(error = %e, "lwm2m command topic refused");
+        }
+    }
+
+    /// Publish `json` on a translator topic under the mountpoint, authorized on the
+    /// mounted topic; a publish the rules deny is dropped (EMQX's rule).
+    fn publish(&mut self, translator: &Translator, json: &Json) {
+        self.publish_on(&translator.topic, translator.qos, json);
+    }
+
+    fn publish_on(&mut self, topic: &str, qos: u8, json: &Json) {
+        let ctx = self.proto.ctx.clone();
+        let qos = QoS::from_u8(qos).unwrap_or(QoS::AtMostOnce);
+        let mounted = self.session.mountpoint.mount(topic);
+        let action = Action::Publish { qos, retain: false };
+        if !ctx.authorize(&self.session.info, action, &mounted) {
+            tracing::debug!(clientid = %self.session.info.clientid, topic = %mounted, "lwm2m uplink not authorized: dropped");
+            ctx.metrics.messages_dropped_not_authorized.inc();
+            return;
+        }
+        self.session.stats.recv_msg.fetch_add(1, Ordering::Relaxed);
+        let routed = ctx.publish(
+            &self.session.info,
+            &self.session.mountpoint,
+            topic,
+            Bytes::from(json.to_string()),
+            qos,
+            false,
+            MessageProperties::default(),
+        );
+        self.dout.congested |= routed.congested;
+    }
+
+    fn publish_response(&mut self, json: &Json) {
+        let response = self.settings().translators.response.clone();
+        self.publish(&response, json);
+    }
+
+    fn auto_observe(&mut self) {
+        let registry = self.proto.objects.snapshot();
+        let paths: Vec<String> = self
+            .reg
+            .objects
+            .iter()
+            .filter(|p| {
+                let id = p
+                    .trim_start_matches('/')
+                    .split('/')
+                    .next()
+                    .and_then(|id| id.parse::<u16>().ok());
+                id.is_some_and(|id| !NOT_AUTO_OBSERVED.contains(&id) && registry.get(id).is_some())
+            })
+            .cloned()
+            .collect();
+        for path in paths {
+            let body = json!({ "msgType": "observe", "data": { "path": path } });
+            self.enqueue_json(&body, None);
+        }
+    }
+
+    fn on_message(&mut self, msg: Message, now: Instant) {
+        self.session.stats.recv_pkt.fetch_add(1, Ordering::Relaxed);
+        self.last_recv = now;
+        match self.endpoint.handle_incoming(&msg, self.ms(now)) {
+            Incoming::New if msg.code.is_request() => {
+                if let Some(response) = self.request(&msg, now) {
+                    self.respond(&msg, response, now);
+                }
+            }
+            Incoming::New => self.answer_or_notification(&msg),
+            Incoming::Ping(rst) => self.send(&rst),
+            Incoming::Duplicate(Some(response)) => self.send(&response),
+            Incoming::Duplicate(None) | Incoming::Ignore => {}
+            Incoming::Acknowledged { message_id, .. } => {
+                if self
+                    .inflight
+                    .as_ref()
+                    .is_some_and(|i| i.message_id == message_id)
+                {
+                    if let Some(sent) = self.inflight.take() {
+                        if msg.code.is_empty() {
+                            // A separate response will follow (RFC 7252 §5.2.2).
+                            let data = json!({ "reqPath": sent.command.req_path });
+                            self.publish_response(&sent.command.published(Some("ack"), data));
+                            if self.awaiting.len() < MAX_AWAITING {
+                                self.awaiting.insert(sent.token, sent.command);
+                            }
+                        } else {
+                            self.answered(sent.token, sent.command, &msg);
+                        }
+                    }
+                }
+            }
+            Incoming::Reset { message_id, .. } => {
+                if self
+                    .inflight
+                    .as_ref()
+                    .is_some_and(|i| i.message_id == message_id)
+                {
+                    if let Some(sent) = self.inflight.take() {
+                        let data = json!({ "reqPath": sent.command.req_path });
+                        self.publish_response(&sent.command.published(Some("coap_reset"), data));
+                    }
+                }
+            }
+        }
+        // An uplink wakes a device in queue mode: what waited goes now.
+        self.pump(now);
+    }
+
+    /// A request of the device's: the registration interface, and (LwM2M 1.1) Send.
+    fn request(&mut self, msg: &Message, now: Instant) -> Option<Message> {
+        let refused = |code: Code, text: &str| {
+            msg.response(code)
+                .with_payload(Bytes::copy_from_slice(text.as_bytes()))
+        };
+        let lifetimes = self.settings().lifetimes;
+        let segments: Vec<&[u8]> = msg.uri_path_segments().collect();
+        let ours = |s: &[u8]| s == self.reg.endpoint.as_bytes();
+        let query = msg.uri_queries().unwrap_or_default();
+        match (msg.code, segments.as_slice()) {
+            (Code::POST, _) if is_register(msg) => {
+                let new = match Registration::register(&query, &msg.payload, lifetimes) {
+                    Ok(r) => r,
+                    Err(e) => return Some(refused(Code::BAD_REQUEST, &e.0)),
+                };
+                if new.endpoint != self.reg.endpoint {
+                    return Some(refused(
+                        Code::BAD_REQUEST,
+                        "this address is registered as another endpoint",
+                    ));
+                }
+                self.reg.reregister(new);
+                self.lifetime_changed();
+                let mut response = msg.response(Code::CREATED);
+                response.set_location_path(&["rd", &self.reg.endpoint]);
+                self.respond(msg, response, now);
+                self.subscribe_commands();
+                let event = self.reg.event("register");
+                let register = self.settings().translators.register.clone();
+                self.publish(&register, &event);
+                None
+            }
+            (Code::POST, [rd, ep]) if *rd == b"rd" && ours(ep) => {
+                let carried = match self.reg.update(&query, &msg.payload, lifetimes) {
+                    Ok(c) => c,
+                    Err(e) => return Some(refused(Code::BAD_REQUEST, &e.0)),
+                };
+                self.lifetime_changed();
+                self.respond(msg, msg.response(Code::CHANGED), now);
+                if carried || self.settings().update_condition == UpdateCondition::Always {
+                    let event = self.reg.event("update");
+                    let update = self.settings().translators.update.clone();
+                    self.publish(&update, &event);
+                }
+                None
+            }
+            (Code::DELETE, [rd, ep]) if *rd == b"rd" && ours(ep) => {
+                self.closing = Some(CloseReason::Normal);
+                Some(msg.response(Code::DELETED))
+            }
+            (Code::POST, [dp]) if *dp == b"dp" => Some(self.send_operation(msg)),
+            _ => Some(msg.response(Code::NOT_FOUND)),
+        }
+    }
+
+    /// LwM2M 1.1 Send (`POST /dp`, SenML): the values, published on the notify topic
+    /// with `msgType` `send`.
+    fn send_operation(&mut self, msg: &Message) -> Message {
+        let records = match msg.content_format().and_then(ContentFormat::from_code) {
+            Some(ContentFormat::SenmlJson) => decode_senml_json(&msg.payload),
+            Some(ContentFormat::SenmlCbor) => decode_senml_cbor(&msg.payload),
+            _ => return msg.response(Code::UNSUPPORTED_CONTENT_FORMAT),
+        };
+        let Ok(records) = records else {
+            return msg.response(Code::BAD_REQUEST);
+        };
+        let event = json!({
+            "msgType": "send",
+            "data": { "content": emqx_content(&untimed(records)) },
+        });
+        let notify = self.settings().translators.notify.clone();
+        self.publish(&notify, &event);
+        msg.response(Code::CHANGED)
+    }
+
+    fn lifetime_changed(&mut self) {
+        let lifetime = self.reg.lifetime;
+        self.session.info.keepalive = lifetime;
+        self.session
+            .info
+            .extras
+            .insert("lifetime".into(), lifetime.into());
+    }
+
+    /// A response (to a command) or a notification (of an observation).
+    fn answer_or_notification(&mut self, msg: &Message) {
+        if !msg.code.is_response() {
+            return;
+        }
+        let known =
+            self.awaiting.contains_key(&msg.token) || self.observations.contains_key(&msg.token);
+        if !known {
+            // Nothing asked for this (an observation cancelled meanwhile): a Reset stops
+            // it (RFC 7641 §3.6).
+            if msg.message_type != MessageType::Acknowledgement {
+                self.send(&Message::reset(msg.message_id));
+            }
+            return;
+        }
+        if msg.message_type == MessageType::Confirmable {
+            self.send(&Message::empty_ack(msg.message_id));
+        }
+        if let Some(command) = self.awaiting.remove(&msg.token) {
+            self.answered(msg.token, command, msg);
+            return;
+        }
+        let Some(command) = self.observations.get(&msg.token).cloned() else {
+            return;
+        };
+        match msg.observe() {
+            Some(seq) => self.notify(&command, seq, msg),
+            None => {
+                // A response without Observe ends the observation (RFC 7641 §3.2).
+                self.observations.remove(&msg.token);
+                let registry = self.proto.objects.snapshot();
+                let data = command.result(msg, &registry);
+                self.publish_response(&command.published(None, data));
+            }
+        }
+    }
+
+    /// A notification: on the notify topic with its sequence number; firmware update
+    /// (object 5) on EMQX's `v1/up/dm`.
+    fn notify(&mut self, command: &Command, seq: u32, msg: &Message) {
+        let registry = self.proto.objects.snapshot();
+        let data = command.result(msg, &registry);
+        let mut out = command.published(Some("notify"), data);
+        if let Json::Object(o) = &mut out {
+            o.insert("seqNum".into(), seq.into());
+        }
+        if command.path.object_id() == 5 {
+            self.publish_on("v1/up/dm", 0, &out);
+        } else {
+            let notify = self.settings().translators.notify.clone();
+            self.publish(&notify, &out);
+        }
+    }
+
+    /// The device answered `command` (sent with `token`).
+    fn answered(&mut self, token: Token, command: Command, msg: &Message) {
+        let registry = self.proto.objects.snapshot();
+        let data = command.result(msg, &registry);
+        match command.kind {
+            Kind::Observe
+                if msg.code.is_success()
+                    && (self.observations.len() < MAX_OBSERVATIONS
+                        || self.observations.contains_key(&token)) =>
+            {
+                self.observations.insert(token, command.clone());
+            }
+            Kind::CancelObserve => {
+                let path = command.path;
+                self.observations.retain(|_, c| c.path != path);
+            }
+            _ => {}
+        }
+        let action = command
+            .echo
+            .get("msgType")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string();
+        self.remember(command.req_path.clone(), action, data.clone());
+        self.publish_response(&command.published(None, data));
+    }
+
+    fn remember(&mut self, path: String, action: String, data: Json) {
+        if self.results.len() >= MAX_RESULTS {
+            self.results.pop_front();
+        }
+        self.results.push_back(Outcome { path, action, data });
+    }
+
+    /// Commands delivered by the broker: each read, queued, and its delivery completed.
+    fn drain_outbox(&mut self, now: Instant) {
+        let mut outbound = Vec::new();
+        loop {
+            self.session
+                .cell
+                .take_outbox(self.session.conn_id, &mut outbound);
+            if outbound.is_empty() {
+                break;
+            }
+            for o in outbound.drain(..) {
+                let Outbound::Publish {
+                    packet_id,
+                    delivery,
+                    ..
+                } = o
+                else {
+                    continue;
+                };
+                self.session.stats.send_msg.fetch_add(1, Ordering::Relaxed);
+                self.proto
+                    .ctx
+                    .delivered(&self.session.info, &delivery.message);
+                let expires = delivery.message.expires_at_ms;
+                let payload = delivery.message.payload.clone();
+                self.enqueue_payload(&payload, expires);
+                self.complete(packet_id);
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Free the in-flight slot of a delivery: the command is the gateway's now.
+    fn complete(&mut self, packet_id: Option<u16>) {
+        let Some(packet_id) = packet_id else {
+            return;
+        };
+        let r = self.session.cell.lock().session.puback(packet_id);
+        let AckResult::Completed(d) = r else {
+            return;
+        };
+        self.proto.ctx.acked(&self.session.info, Some(&d.message));
+        let mut dropped = Vec::new();
+        {
+            let mut guard = self.session.cell.lock();
+            let st = &mut *guard;
+            st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
+        }
+        self.proto.ctx.count_dropped(dropped);
+    }
+
+    fn enqueue_json(&mut self, body: &Json, expires: Option<u64>) -> bool {
+        self.enqueue_payload(body.to_string().as_bytes(), expires)
+    }
+
+    /// Read a command and queue it; false if it was dropped.
+    fn enqueue_payload(&mut self, payload: &[u8], expires: Option<u64>) -> bool {
+        let registry = self.proto.objects.snapshot();
+        match command::parse(payload, &registry, expires) {
+            Ok(Some(cmd)) if self.queue.len() < MAX_QUEUE => {
+                self.queue.push_back(cmd);
+                true
+            }
+            Ok(_) => {
+                self.proto.ctx.metrics.delivery_dropped.inc();
+                false
+            }
+            Err(bad) => {
+                self.publish_bad(&bad);
+                false
+            }
+        }
+    }
+
+    fn publish_bad(&mut self, bad: &BadCommand) {
+        self.publish_response(&bad.published());
+    }
+
+    /// Whether the device is asleep: in queue mode and silent longer than the window.
+    fn asleep(&self, now: Instant) -> bool {
+        self.reg.queue_mode()
+            && now.saturating_duration_since(self.last_recv) > self.settings().qmode_time_window
+    }
+
+    /// Send the next command if none is in flight and the device is awake.
+    fn pump(&mut self, now: Instant) {
+        while self.inflight.is_none() && !self.asleep(now) {
+            let Some(command) = self.queue.pop_front() else {
+                return;
+            };
+            if command.expires_at_ms.is_some_and(|t| now_ms() >= t) {
+                self.proto.ctx.metrics.delivery_dropped.inc();
+                continue;
+            }
+            let token = match command.kind {
+                // Cancelled with the observation's own token (RFC 7641 §3.6).
+                Kind::CancelObserve => self
+                    .observations
+                    .iter()
+                    .find(|(_, c)| c.path == command.path)
+                    .map(|(t, _)| *t)
+                    .unwrap_or_else(|| self.new_token()),
+                _ => self.new_token(),
+            };
+            let m = command.message(&self.reg.alternate_path).with_token(token);
+            match self.endpoint.send_confirmable(m, self.ms(now)) {
+                Ok(m) => {
+                    self.send(&m);
+                    self.inflight = Some(InFlight {
+                        message_id: m.message_id,
+                        token,
+                        command,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "lwm2m command dropped");
+                    self.proto.ctx.metrics.delivery_dropped.inc();
+                }
+            }
+        }
+    }
+
+    fn new_token(&mut self) -> Token {
+        self.next_token = self.next_token.wrapping_add(1);
+        Token::from_u64(self.next_token)
+    }
+
+    fn lifetime_deadline(&self) -> Instant {
+        self.last_recv + Duration::from_secs(u64::from(self.reg.lifetime))
+    }
+
+    /// The management API's calls: `lookup` of a cached result, and `read`, `write`,
+    /// `observe` queued as commands; the rest is the session's.
+    fn answer_call(&mut self, call: ClientCall, now: Instant) {
+        match call {
+            ClientCall::Request { body, reply } => {
+                let answer = self.api_request(&body);
+                let _ = reply.send(answer);
+                self.pump(now);
+            }
+            call => {
+                if self.session.answer_call(call) {
+                    self.drain_outbox(now);
+                }
+            }
+        }
+    }
+
+    fn api_request(&mut self, body: &Json) -> Result<Json, CallError> {
+        let field = |k: &str| body.get(k).and_then(Json::as_str);
+        let path = field("path").unwrap_or_default().to_string();
+        match field("op") {
+            Some("lookup") => {
+                let action = field("action").unwrap_or("read").to_string();
+                Ok(self.lookup(&path, &action))
+            }
+            Some("command") => {
+                let Some(command) = body.get("command") else {
+                    return Err(CallError::Refused("no command".into()));
+                };
+                let registry = self.proto.objects.snapshot();
+                let bytes = command.to_string();
+                match command::parse(bytes.as_bytes(), &registry, None) {
+                    Ok(Some(cmd)) if self.queue.len() < MAX_QUEUE => {
+                        self.queue.push_back(cmd);
+                        Ok(json!({}))
+                    }
+                    Ok(Some(_)) => Err(CallError::Refused("too many commands waiting".into())),
+                    Ok(None) => Err(CallError::Refused("not a command".into())),
+                    Err(bad) => Err(CallError::Refused(bad.error)),
+                }
+            }
+            _ => Err(CallError::Unsupported),
+        }
+    }
+
+    /// The latest result of `action` on `path` (EMQX's `lookup`); discover's links are
+    /// enriched with the object definitions.
+    fn lookup(&self, path: &str, action: &str) -> Json {
+        let clientid = self.session.info.clientid.to_string();
+        let found = self
+            .results
+            .iter()
+            .rev()
+            .find(|r| r.path == path && r.action == action);
+        let Some(r) = found else {
+            return json!({
+                "clientid": clientid, "path": path, "action": action,
+                "code": "6.01", "codeMsg": "reply_not_received",
+            });
+        };
+        let mut content = r.data.get("content").cloned().unwrap_or(Json::Null);
+        if action == "discover" {
+            content = self.enrich(&content);
+        }
+        json!({
+            "clientid": clientid, "path": path, "action": action,
+            "code": r.data.get("code").cloned().unwrap_or(Json::Null),
+            "codeMsg": r.data.get("codeMsg").cloned().unwrap_or(Json::Null),
+            "content": content,
+        })
+    }
+
+    /// `[{path, name, operations, dataType}]` for each discovered link.
+    fn enrich(&self, links: &Json) -> Json {
+        let registry = self.proto.objects.snapshot();
+        let Json::Array(links) = links else {
+            return links.clone();
+        };
+        let rows = links
+            .iter()
+            .filter_map(Json::as_str)
+            .map(|link| {
+                let target = link
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or_default();
+                let def = junction_codec_lwm2m::Path::parse(target)
+                    .ok()
+                    .and_then(|p| registry.resource(&p).cloned());
+                match def {
+                    Some(d) => json!({
+                        "path": target, "name": d.name,
+                        "operations": d.operations.name(), "dataType": d.kind.oma_name(),
+                    }),
+                    None => json!({ "path": target }),
+                }
+            })
+            .collect();
+        Json::Array(rows)
+    }
+}
+
+impl DatagramChannel for Lwm2mChannel {
+    fn session(&self) -> &Session {
+        &self.session
+    }
+
+    fn output(&mut self) -> &mut DatagramOutput {
+        &mut self.dout
+    }
+
+    fn on_datagram(&mut self, datagram: Bytes, now: Instant) -> Result<(), CloseReason> {
+        match decode(datagram) {
+            Ok(msg) => {
+                self.proto.ctx.metrics.received(frame::COAP);
+                self.on_message(msg, now);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, clientid = %self.session.info.clientid, "lwm2m format error");
+                self.proto.ctx.metrics.packets_frame_error.inc();
+                if let Some(rst) = e.reset_reply() {
+                    self.send(&rst);
+                }
+            }
+        }
+        match self.closing.take() {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
+    fn on_deliveries(&mut self, now: Instant) -> Result<(), CloseReason> {
+        self.drain_outbox(now);
+        Ok(())
+    }
+
+    fn on_call(&mut self, call: ClientCall) {
+        self.answer_call(call, Instant::now());
+    }
+
+    fn on_timer(&mut self, now: Instant) -> Result<(), CloseReason> {
+        for event in self.endpoint.handle_timeout(self.ms(now)) {
+            match event {
+                TimeoutEvent::Retransmit(m) => self.send(&m),
+                TimeoutEvent::Failed { message_id, .. } => {
+                    if self
+                        .inflight
+                        .as_ref()
+                        .is_some_and(|i| i.message_id == message_id)
+                    {
+                        if let Some(sent) = self.inflight.take() {
+                            let data = json!({ "reqPath": sent.command.req_path });
+                            self.publish_response(
+                                &sent.command.published(Some("coap_timeout"), data),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if now >= self.lifetime_deadline() {
+            return Err(CloseReason::KeepaliveTimeout);
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let lifetime = self.lifetime_deadline();
+        let retransmit = self
+            .endpoint
+            .poll_timeout()
+            .map(|ms| self.base + Duration::from_millis(ms));
+        Some(retransmit.map_or(lifetime, |r| r.min(lifetime)))
+    }
+
+    fn goodbye(&mut self, _reason: CloseReason) {}
+
+    /// No will; the session (the command subscription) ends with the registration.
+    fn on_close(&mut self, _reason: CloseReason) -> (Option<Will>, u32) {
+        (None, 0)
+    }
+}

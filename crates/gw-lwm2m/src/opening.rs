@@ -1,0 +1,127 @@
+//! A device's REGISTER (`POST /rd?ep=…&lt=…`): its identity by EMQX's rules (client id
+//! `device_id` or `ep`, user name `imei` or `ep`, password `password`), admitted by the
+//! framework's connect pipeline with the gateway's authentication chain.
+
+use crate::channel::Lwm2mChannel;
+use crate::protocol::{is_register, Lwm2mProtocol};
+use crate::registration::Registration;
+use bytes::Bytes;
+use bytestring::ByteString;
+use junction_codec_coap::{decode, Code, Message};
+use junction_gateway::driver::datagram::{DatagramOpening, DatagramOutput, Opened, Peer};
+use junction_gateway::driver::{ConnectRequest, Session};
+use junction_types::{now_ms, ClientInfo};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// The registration of one peer.
+pub(crate) struct Lwm2mOpening {
+    proto: Arc<Lwm2mProtocol>,
+    peer: Peer,
+    dout: DatagramOutput,
+    /// The REGISTER and what it registers, answered once the device is admitted.
+    first: Option<(Message, Registration)>,
+}
+
+impl Lwm2mOpening {
+    pub fn new(proto: Arc<Lwm2mProtocol>, peer: Peer) -> Lwm2mOpening {
+        Lwm2mOpening {
+            proto,
+            peer,
+            dout: DatagramOutput::default(),
+            first: None,
+        }
+    }
+
+    fn answer(&mut self, request: &Message, code: Code, text: &str) {
+        let response = request
+            .response(code)
+            .with_payload(Bytes::copy_from_slice(text.as_bytes()));
+        if let Some(b) = self.proto.encode(&response) {
+            self.dout.push(b);
+        }
+    }
+}
+
+impl DatagramOpening for Lwm2mOpening {
+    type Channel = Lwm2mChannel;
+
+    fn output(&mut self) -> &mut DatagramOutput {
+        &mut self.dout
+    }
+
+    fn open(&mut self, datagram: Bytes, _peer: &Peer) -> Result<Option<Opened>, ()> {
+        let Ok(msg) = decode(datagram) else {
+            self.proto.ctx.metrics.packets_frame_error.inc();
+            return Ok(None);
+        };
+        if !is_register(&msg) {
+            return Ok(None);
+        }
+        let Some(query) = msg.uri_queries() else {
+            self.answer(&msg, Code::BAD_REQUEST, "query is not UTF-8");
+            return Err(());
+        };
+        let settings = self.proto.settings.clone();
+        let registration = match Registration::register(&query, &msg.payload, settings.lifetimes) {
+            Ok(r) => r,
+            Err(refused) => {
+                self.answer(&msg, Code::BAD_REQUEST, &refused.0);
+                return Err(());
+            }
+        };
+        let get = |k: &str| query.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let ep = registration.endpoint.as_str();
+        let clientid = get("device_id").filter(|d| !d.is_empty()).unwrap_or(ep);
+        let username = get("imei").filter(|i| !i.is_empty()).unwrap_or(ep);
+        let password = get("password").map(|p| Bytes::copy_from_slice(p.as_bytes()));
+        let mut extras = serde_json::Map::new();
+        extras.insert("endpoint_name".into(), ep.into());
+        extras.insert("lifetime".into(), registration.lifetime.into());
+        let info = ClientInfo {
+            clientid: ByteString::from(clientid),
+            username: Some(ByteString::from(username)),
+            protocol: self.proto.ctx.protocol,
+            proto_ver: registration.version().to_string(),
+            peername: self.peer.addr,
+            sockport: self.peer.sockport,
+            listener: self.peer.listener.clone(),
+            mountpoint: String::new(),
+            // EMQX shows the lifetime as the keepalive.
+            keepalive: registration.lifetime,
+            clean_start: true,
+            expiry_interval: 0,
+            connected_at: now_ms(),
+            is_superuser: false,
+            extras,
+        };
+        self.first = Some((msg.clone(), registration));
+        Ok(Some(Opened::Connect(ConnectRequest {
+            info,
+            password,
+            listener_mountpoint: settings.listener_mountpoint.clone(),
+            limits: settings.session,
+            resume: false,
+        })))
+    }
+
+    /// EMQX's answer: 4.00 "Login Failed: <reason>".
+    fn refused(&mut self, reason: &str) {
+        if let Some((request, _)) = self.first.take() {
+            self.answer(
+                &request,
+                Code::BAD_REQUEST,
+                &format!("Login Failed: {reason}"),
+            );
+        }
+    }
+
+    fn admitted(self, session: Session, now: Instant) -> Lwm2mChannel {
+        let Some((request, registration)) = self.first else {
+            unreachable!("a device is admitted only after its REGISTER");
+        };
+        let mut channel = Lwm2mChannel::new(self.proto, session, self.dout, registration, now);
+        channel.registered(&request, now);
+        channel
+    }
+}

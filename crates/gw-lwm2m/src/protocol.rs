@@ -1,0 +1,99 @@
+//! LwM2M as a protocol of the framework's datagram driver: an address without a client
+//! may only register (`POST /rd?ep=…`); anything else gets 4.04, as its registration is
+//! not known here.
+
+use crate::config::{Translators, UpdateCondition};
+use crate::frame;
+use crate::objects::Objects;
+use crate::opening::Lwm2mOpening;
+use crate::registration::Lifetimes;
+use bytes::{Bytes, BytesMut};
+use junction_codec_coap::{decode, encode, Code, Message};
+use junction_gateway::driver::datagram::{DatagramProtocol, Peer, Unconnected};
+use junction_gateway::GatewayCtx;
+use junction_session::SessionLimits;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `gateway.lwm2m` settings a listener's clients share.
+#[derive(Debug, Clone)]
+pub(crate) struct Lwm2mSettings {
+    /// `lifetime_min` and `lifetime_max`.
+    pub lifetimes: Lifetimes,
+    /// `qmode_time_window`.
+    pub qmode_time_window: Duration,
+    /// `auto_observe`.
+    pub auto_observe: bool,
+    /// `update_msg_publish_condition`.
+    pub update_condition: UpdateCondition,
+    /// `translators`.
+    pub translators: Translators,
+    /// The listener's own `mountpoint`, overriding the gateway's.
+    pub listener_mountpoint: Option<String>,
+    /// The session limits of the zone.
+    pub session: SessionLimits,
+}
+
+/// What a listener's clients share.
+pub(crate) struct Lwm2mProtocol {
+    pub ctx: Arc<GatewayCtx>,
+    pub settings: Arc<Lwm2mSettings>,
+    /// The object definitions, shared with the management API.
+    pub objects: Arc<Objects>,
+}
+
+impl Lwm2mProtocol {
+    /// Encode `msg`, counting it as a sent `coap` frame; `None` if it cannot be encoded.
+    pub fn encode(&self, msg: &Message) -> Option<Bytes> {
+        let mut buf = BytesMut::new();
+        if encode(msg, &mut buf).is_err() {
+            self.ctx.metrics.delivery_dropped_too_large.inc();
+            return None;
+        }
+        self.ctx.metrics.sent(frame::COAP);
+        Some(buf.freeze())
+    }
+}
+
+/// A REGISTER: `POST /rd`.
+pub(crate) fn is_register(msg: &Message) -> bool {
+    msg.code == Code::POST && msg.uri_path_segments().eq([b"rd".as_slice()])
+}
+
+impl DatagramProtocol for Lwm2mProtocol {
+    type Opening = Lwm2mOpening;
+
+    fn unconnected(&self, peer: &Peer, datagram: &Bytes, reply: &mut Vec<Bytes>) -> Unconnected {
+        let msg = match decode(datagram.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(peer = %peer.addr, error = %e, "lwm2m format error");
+                self.ctx.metrics.packets_frame_error.inc();
+                if let Some(rst) = e.reset_reply().and_then(|m| self.encode(&m)) {
+                    reply.push(rst);
+                }
+                return Unconnected::Handled;
+            }
+        };
+        self.ctx.metrics.received(frame::COAP);
+        if let Some(rst) = msg.ping_reply() {
+            reply.extend(self.encode(&rst));
+            return Unconnected::Handled;
+        }
+        if !msg.code.is_request() {
+            return Unconnected::Handled;
+        }
+        if is_register(&msg) {
+            return Unconnected::Open;
+        }
+        // An update or a deregistration from an address with no registration (a NAT
+        // rebinding): 4.04, and the device registers again (LwM2M 1.1 Core §6.2.2).
+        // The bare response is never larger than the request.
+        reply.extend(self.encode(&msg.response(Code::NOT_FOUND)));
+        Unconnected::Handled
+    }
+
+    fn opening(self: &Arc<Self>, peer: &Peer) -> Lwm2mOpening {
+        Lwm2mOpening::new(self.clone(), peer.clone())
+    }
+}
