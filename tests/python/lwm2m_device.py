@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import socket
 import struct
+import subprocess
 import time
 
 from aiocoap import ACK, CON, NON, RST, Message
@@ -51,29 +53,77 @@ def tlv_str(ident: int, s: str) -> bytes:
     return tlv(3, ident, s.encode())
 
 
-class Device:
-    """One device at its own UDP address."""
+class Udp:
+    """Datagrams over a plain UDP socket."""
 
-    def __init__(self, port: int, ep: str, host: str = HOST):
-        self.ep = ep
+    def __init__(self, port: int, host: str = HOST):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.connect((host, port))
+
+    def send(self, datagram: bytes) -> None:
+        self.sock.send(datagram)
+
+    def recv(self, timeout: float) -> bytes:
+        self.sock.settimeout(timeout)
+        return self.sock.recv(4096)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Dtls:
+    """Datagrams over DTLS 1.2 with a pre-shared key, by `openssl s_client -dtls1_2`
+    (Debian's openssl): each write to its stdin is one record, each record it receives
+    one write to its stdout."""
+
+    def __init__(self, port: int, identity: str, key: str, host: str = HOST):
+        self.proc = subprocess.Popen(
+            ["openssl", "s_client", "-dtls1_2", "-quiet", "-connect", f"{host}:{port}",
+             "-psk_identity", identity, "-psk", key.encode().hex(), "-cipher", "PSK-AES128-CCM8"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def send(self, datagram: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(datagram)
+        self.proc.stdin.flush()
+
+    def recv(self, timeout: float) -> bytes:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            raise socket.timeout("no datagram")
+        data = os.read(fd, 4096)
+        if not data:
+            raise ConnectionError("the DTLS session ended")
+        return data
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Device:
+    """One device at its own address, over UDP or (given `dtls=(identity, key)`) DTLS."""
+
+    def __init__(self, port: int, ep: str, host: str = HOST, dtls: tuple[str, str] | None = None):
+        self.ep = ep
+        self.link = Dtls(port, *dtls, host=host) if dtls else Udp(port, host)
         self.mid = random.randrange(0, 60000)
         self.pending: list[Message] = []
 
     def close(self) -> None:
-        self.sock.close()
+        self.link.close()
 
     def _mid(self) -> int:
         self.mid = (self.mid + 1) % 65536
         return self.mid
 
     def send(self, m: Message) -> None:
-        self.sock.send(m.encode())
+        self.link.send(m.encode())
 
     def recv(self, timeout: float = TIMEOUT) -> Message:
-        self.sock.settimeout(timeout)
-        return Message.decode(self.sock.recv(4096))
+        return Message.decode(self.link.recv(timeout))
 
     def request(self, code, path, query=(), payload=b"", mtype=CON, **opts) -> Message:
         """Send a request and return the gateway's piggy-backed response (requests the

@@ -55,11 +55,6 @@ class App:
         return m.topic, js(m)
 
 
-def registered(b, ep: str, clients) -> App:
-    app = App(clients, b.tcp, ep)
-    return app
-
-
 def test_lwm2m_register_update_deregister(tmp_path):
     b = lwm2m_broker(tmp_path, 'gateway.lwm2m.update_msg_publish_condition = always\n')
     clients = ClientFactory()
@@ -327,6 +322,295 @@ def test_lwm2m_separate_responses_observe_and_notify(tmp_path):
         from aiocoap import Message
         d.send(Message(mtype=RST, code=Code.EMPTY, mid=req.mid, token=b""))
         assert app.next("coap_reset")[1]["data"]["reqPath"] == "/3/0/1"
+    finally:
+        d.close()
+        clients.close_all()
+        b.stop()
+
+
+def test_lwm2m_clients_api_shows_endpoint_and_lifetime(tmp_path):
+    b = lwm2m_broker(tmp_path, 'gateway.lwm2m { idle_timeout = "5s", enable_stats = true }\n')
+    clients = ClientFactory()
+    ep = unique("dev")
+    d = Device(b.lwm2m, ep)
+    try:
+        app = App(clients, b.tcp, ep)
+        assert d.register(lt=345, query=["device_id=dev-id-1", "imei=imei-1"]).code == Code.CREATED
+        app.next("register")
+        r = requests.get(f"{b.api}/gateways/lwm2m/clients", params={"endpoint_name": ep}, auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        [c] = r.json()["data"]
+        # device_id is the client id, imei the user name (EMQX's identity rules).
+        assert c["clientid"] == "dev-id-1" and c["username"] == "imei-1"
+        assert c["endpoint_name"] == ep and c["lifetime"] == 345 and c["keepalive"] == 345
+        assert c["proto_name"] == "LwM2M" and c["proto_ver"] == "1.1"
+        assert c["mountpoint"] == f"lwm2m/{ep}/"
+        for q in ({"like_endpoint_name": ep[:-2]}, {"gte_lifetime": 345, "lte_lifetime": 345}):
+            got = requests.get(f"{b.api}/gateways/lwm2m/clients", params=q, auth=ADMIN, timeout=TIMEOUT).json()
+            assert [x["clientid"] for x in got["data"]] == ["dev-id-1"], q
+        got = requests.get(f"{b.api}/gateways/lwm2m/clients", params={"gte_lifetime": 346}, auth=ADMIN, timeout=TIMEOUT)
+        assert got.json()["data"] == []
+
+        # §2.6: read, write and observe through the API are commands to the device;
+        # lookup answers with the latest result.
+        api = f"{b.api}/gateways/lwm2m/clients/dev-id-1"
+        r = requests.get(f"{api}/lookup", params={"path": "/3/0/9", "action": "read"}, auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 200 and r.json()["code"] == "6.01" and r.json()["codeMsg"] == "reply_not_received"
+        r = requests.post(f"{api}/read", params={"path": "/3/0/9"}, auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 204, r.text
+        req = d.next_request()
+        assert req.code == Code.GET and list(req.opt.uri_path) == ["3", "0", "9"]
+        d.answer(req, Code.CONTENT, b"64", TEXT)
+        app.next("read")
+        r = requests.get(f"{api}/lookup", params={"path": "/3/0/9", "action": "read"}, auth=ADMIN, timeout=TIMEOUT)
+        assert r.json() == {"clientid": "dev-id-1", "path": "/3/0/9", "action": "read", "code": "2.05",
+                            "codeMsg": "content", "content": [{"path": "/3/0/9", "value": 64}]}
+        r = requests.post(f"{api}/write", params={"path": "/3/0/14", "type": "String", "value": "+02"},
+                          auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 204
+        req = d.next_request()
+        assert req.code == Code.PUT and req.payload == tlv_str(14, "+02")
+        d.answer(req, Code.CHANGED)
+        app.next("write")
+        r = requests.post(f"{api}/observe", params={"path": "/3/0/9", "enable": "true"}, auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 204
+        req = d.next_request()
+        assert req.opt.observe == 0
+        d.answer(req, Code.CONTENT, b"65", TEXT, observe=1)
+        app.next("observe")
+        # discover through MQTT; lookup enriches its links with the object definitions.
+        app.command("discover", {"path": "/3/0"})
+        req = d.next_request()
+        d.answer(req, Code.CONTENT, b"</3/0>,</3/0/9>", LINK)
+        app.next("discover")
+        r = requests.get(f"{api}/lookup", params={"path": "/3/0", "action": "discover"}, auth=ADMIN, timeout=TIMEOUT)
+        content = r.json()["content"]
+        assert {"path": "/3/0/9", "name": "Battery Level", "operations": "R", "dataType": "Integer"} in content
+
+        r = requests.post(f"{b.api}/gateways/lwm2m/clients/nobody/read", params={"path": "/3/0"}, auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 404 and r.json()["code"] == "CLIENT_NOT_FOUND"
+
+        # Kicked through the API.
+        r = requests.delete(api, auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 204
+        eventually("kicked", lambda: requests.get(api, auth=ADMIN, timeout=TIMEOUT).status_code == 404)
+        b.assert_alive()
+    finally:
+        d.close()
+        clients.close_all()
+        b.stop()
+
+
+TEMPERATURE_XML = """<?xml version="1.0" encoding="utf-8"?>
+<LWM2M xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <Object ObjectType="MODefinition">
+    <Name>Temperature</Name><ObjectID>3303</ObjectID><ObjectURN>urn:oma:lwm2m:ext:3303</ObjectURN>
+    <MultipleInstances>Multiple</MultipleInstances><Mandatory>Optional</Mandatory>
+    <Resources>
+      <Item ID="5700"><Name>Sensor Value</Name><Operations>R</Operations>
+        <MultipleInstances>Single</MultipleInstances><Mandatory>Mandatory</Mandatory><Type>Float</Type></Item>
+      <Item ID="5701"><Name>Sensor Units</Name><Operations>R</Operations>
+        <MultipleInstances>Single</MultipleInstances><Mandatory>Optional</Mandatory><Type>String</Type></Item>
+    </Resources>
+  </Object>
+</LWM2M>
+"""
+
+
+def test_lwm2m_objects_from_xml_dir_and_the_api(tmp_path):
+    import struct
+
+    xml_dir = tmp_path / "xml"
+    xml_dir.mkdir()
+    (xml_dir / "3303.xml").write_text(TEMPERATURE_XML)
+    (xml_dir / "broken.xml").write_text("<LWM2M><Object>")
+    b = lwm2m_broker(tmp_path, f'gateway.lwm2m.xml_dir = "{xml_dir}"\n')
+    clients = ClientFactory()
+    ep = unique("dev")
+    d = Device(b.lwm2m, ep)
+    try:
+        objects = f"{b.api}/gateways/lwm2m/objects"
+        listed = requests.get(objects, auth=ADMIN, timeout=TIMEOUT).json()
+        assert {o["id"] for o in listed} >= {0, 1, 2, 3, 4, 5, 6, 7, 3303}
+        app = App(clients, b.tcp, ep)
+        assert d.register(objects=b"</3/0>,</3303/0>").code == Code.CREATED
+        app.next("register")
+        # The file's definition types a TLV float.
+        app.command("read", {"path": "/3303/0"})
+        req = d.next_request()
+        d.answer(req, Code.CONTENT, tlv(3, 5700, struct.pack(">f", 21.5)) + tlv_str(5701, "Cel"), TLV)
+        _, resp = app.next("read")
+        assert resp["data"]["content"] == [{"path": "/3303/0/5700", "value": 21.5},
+                                           {"path": "/3303/0/5701", "value": "Cel"}]
+        # An object nobody defined: EMQX's 4.00.
+        app.command("read", {"path": "/3304/0/5700"})
+        req = d.next_request()
+        d.answer(req, Code.CONTENT, b"40", TEXT)
+        assert app.next("read")[1]["data"]["code"] == "4.00"
+
+        # Added at run time through the API, without a restart.
+        humidity = TEMPERATURE_XML.replace("3303", "3304").replace("Temperature", "Humidity")
+        r = requests.post(objects, json={"xml": humidity}, auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 201, r.text
+        assert r.json()[0]["id"] == 3304
+        got = requests.get(f"{objects}/3304", auth=ADMIN, timeout=TIMEOUT).json()
+        assert got["name"] == "Humidity" and got["resources"][0]["type"] == "Float"
+        app.command("read", {"path": "/3304/0/5700"})
+        req = d.next_request()
+        d.answer(req, Code.CONTENT, b"40.5", TEXT)
+        assert app.next("read")[1]["data"]["content"] == [{"path": "/3304/0/5700", "value": 40.5}]
+        assert requests.delete(f"{objects}/3304", auth=ADMIN, timeout=TIMEOUT).status_code == 204
+        assert requests.get(f"{objects}/3304", auth=ADMIN, timeout=TIMEOUT).status_code == 404
+        r = requests.post(objects, json={"xml": "<!DOCTYPE x [<!ENTITY a 'b'>]><LWM2M/>"}, auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 400
+        # Other gateways have no object definitions.
+        assert requests.get(f"{b.api}/gateways/coap/objects", auth=ADMIN, timeout=TIMEOUT).status_code == 404
+        b.assert_alive()
+    finally:
+        d.close()
+        clients.close_all()
+        b.stop()
+
+
+def test_lwm2m_registration_authenticates_with_the_gateway_chain(tmp_path):
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,password,is_superuser\nimei-77,s3cret,false\n")
+    extra = (
+        "gateway.lwm2m.authentication { mechanism = password_based, backend = built_in_database,"
+        f' user_id_type = username, bootstrap_file = "{users}", bootstrap_type = plain }}\n'
+    )
+    b = lwm2m_broker(tmp_path, extra)
+    d = Device(b.lwm2m, unique("dev"))
+    try:
+        r = d.register(query=["imei=imei-77", "password=wrong"])
+        assert r.code == Code.BAD_REQUEST and r.payload.startswith(b"Login Failed:"), r
+        r = d.register(query=["imei=imei-77"])
+        assert r.code == Code.BAD_REQUEST
+        r = d.register(query=["imei=imei-77", "password=s3cret"])
+        assert r.code == Code.CREATED, r
+        b.assert_alive()
+    finally:
+        d.close()
+        b.stop()
+
+
+def test_lwm2m_lifetime_expiry_ends_the_registration(tmp_path):
+    b = lwm2m_broker(tmp_path, 'gateway.lwm2m.lifetime_min = "1s"\n')
+    clients = ClientFactory()
+    ep = unique("dev")
+    d = Device(b.lwm2m, ep)
+    try:
+        m = clients(b.tcp).connect()
+        m.subscribe(f"$SYS/brokers/+/gateway/lwm2m/clients/{ep}/disconnected", qos=0)
+        assert d.register(lt=1).code == Code.CREATED
+        got = m.expect(timeout=TIMEOUT)[0]
+        assert json.loads(got.payload)["reason"] == "timeout", got.payload
+        r = requests.get(f"{b.api}/gateways/lwm2m/clients/{ep}", auth=ADMIN, timeout=TIMEOUT)
+        assert r.status_code == 404
+    finally:
+        d.close()
+        clients.close_all()
+        b.stop()
+
+
+def test_malformed_lwm2m_datagrams_and_payloads_never_stop_the_gateway(tmp_path):
+    """Hostile datagrams at the LwM2M port (raw socket) and hostile answers from a
+    registered device (bad TLV, bad SenML, a huge object list): a Reset, a 4.xx or
+    nothing, and every device is served on."""
+    import random
+    import socket
+    import struct
+
+    b = lwm2m_broker(tmp_path)
+    clients = ClientFactory()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(0.5)
+    ep = unique("dev")
+    d = Device(b.lwm2m, ep)
+    try:
+        def answer(datagram: bytes):
+            sock.sendto(datagram, (HOST, b.lwm2m))
+            try:
+                return sock.recvfrom(2048)[0]
+            except socket.timeout:
+                return None
+
+        con = lambda tkl, mid: bytes([0x40 | tkl, 0x02]) + struct.pack(">H", mid)  # noqa: E731
+        rst = lambda mid: bytes([0x70, 0x00]) + struct.pack(">H", mid)  # noqa: E731
+        for tkl in range(9, 16):
+            assert answer(con(tkl, 100 + tkl) + b"\x00" * 15) == rst(100 + tkl)
+        assert answer(con(0, 200) + b"\xf0") == rst(200)
+        assert answer(con(0, 203) + b"\xb2rd\xff") == rst(203)
+        assert answer(b"\x40\x02") is None
+        # An update for a registration this address does not have: 4.04.
+        reply = answer(con(0, 300) + b"\xb2rd\x03xyz")
+        assert reply is not None and reply[1] == 0x84
+        # A REGISTER with an object list that is not link format: 4.00.
+        reply = answer(con(0, 301) + b"\xb2rd\x47ep=evil\x04lt=9\xff<<<<")
+        assert reply is not None and reply[1] == 0x80
+        rnd = random.Random(11)
+        for _ in range(2000):
+            sock.sendto(bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 64))), (HOST, b.lwm2m))
+
+        app = App(clients, b.tcp, ep)
+        assert d.register().code == Code.CREATED
+        app.next("register")
+        for payload, fmt in ((b"\xe8\xff\xff\xff\xff", TLV), (b"\x08\x00\x10\xc1", TLV),
+                             (b'[{"bn":"/3/0/","n":"9","v":"x"}]', SENML_JSON), (b"\xff" * 40, 112),
+                             (b'{"e":[{"n":', OMA_JSON), (b"not a number", TEXT)):
+            app.command("read", {"path": "/3/0/9"})
+            req = d.next_request()
+            d.answer(req, Code.CONTENT, payload, fmt)
+            _, resp = app.next("read")
+            assert resp["data"]["code"] == "4.00", (payload, resp)
+        # Commands that are not JSON are dropped; deeply nested JSON too.
+        app.m.publish(f"lwm2m/{ep}/dn/cmd", b"\x00\x01garbage", qos=0)
+        app.m.publish(f"lwm2m/{ep}/dn/cmd", "[" * 100000, qos=0)
+        app.command("read", {"path": "/3/0/1"})
+        req = d.next_request()
+        d.answer(req, Code.CONTENT, b"still here", TEXT)
+        assert app.next("read")[1]["data"]["content"] == [{"path": "/3/0/1", "value": "still here"}]
+        b.assert_alive()
+    finally:
+        sock.close()
+        d.close()
+        clients.close_all()
+        b.stop()
+
+
+def test_lwm2m_over_dtls_with_psk(tmp_path):
+    """The scripted device over DTLS 1.2 with a pre-shared key (openssl s_client):
+    register, a read command and its answer, deregister; a wrong key registers nothing."""
+    psk = tmp_path / "psk.txt"
+    psk.write_text("meter-9:0123456789abcdef\n")
+    extra = (
+        f'psk_authentication {{ enable = true, init_file = "{psk}" }}\n'
+        f'gateway.lwm2m.listeners.dtls.default.bind = "{HOST}:0"\n'
+    )
+    b = lwm2m_broker(tmp_path, extra)
+    clients = ClientFactory()
+    ep = unique("sealed")
+    port = b.port("lwm2m:dtls:default")
+    d = Device(port, ep, dtls=("meter-9", "0123456789abcdef"))
+    try:
+        app = App(clients, b.tcp, ep)
+        assert d.register().code == Code.CREATED
+        app.next("register")
+        app.command("read", {"path": "/3/0/9"})
+        req = d.next_request()
+        d.answer(req, Code.CONTENT, b"55", TEXT)
+        assert app.next("read")[1]["data"]["content"] == [{"path": "/3/0/9", "value": 55}]
+        c = requests.get(f"{b.api}/gateways/lwm2m/clients/{ep}", auth=ADMIN, timeout=TIMEOUT).json()
+        assert c["listener"] == "lwm2m:dtls:default"
+        assert d.deregister().code == Code.DELETED
+        forged = Device(port, unique("forged"), dtls=("meter-9", "wrong-key-wrong!"))
+        try:
+            import pytest
+            with pytest.raises(Exception):
+                forged.register()
+        finally:
+            forged.close()
+        b.assert_alive()
     finally:
         d.close()
         clients.close_all()

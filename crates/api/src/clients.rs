@@ -35,6 +35,19 @@ pub(crate) struct ListQuery {
     lte_connected_at: Option<String>,
     gte_created_at: Option<String>,
     lte_created_at: Option<String>,
+    endpoint_name: Option<String>,
+    like_endpoint_name: Option<String>,
+    gte_lifetime: Option<u64>,
+    lte_lifetime: Option<u64>,
+}
+
+/// An LwM2M client's `endpoint_name` and `lifetime` (none for other protocols).
+fn endpoint_of(c: &ClientInfo) -> Option<&str> {
+    c.extras.get("endpoint_name").and_then(Value::as_str)
+}
+
+fn lifetime_of(c: &ClientInfo) -> Option<u64> {
+    c.extras.get("lifetime").and_then(Value::as_u64)
 }
 
 /// The time bounds of a client query, read: ms since the epoch.
@@ -88,6 +101,10 @@ impl ListQuery {
             || self.lte_connected_at.is_some()
             || self.gte_created_at.is_some()
             || self.lte_created_at.is_some()
+            || self.endpoint_name.is_some()
+            || self.like_endpoint_name.is_some()
+            || self.gte_lifetime.is_some()
+            || self.lte_lifetime.is_some()
     }
 
     /// Does client `c` match? `created_at` reads its session's creation time (only
@@ -113,6 +130,20 @@ impl ListQuery {
                 .like_username
                 .as_deref()
                 .is_none_or(|s| user.is_some_and(|u| u.contains(s)))
+            && self
+                .endpoint_name
+                .as_deref()
+                .is_none_or(|e| endpoint_of(c) == Some(e))
+            && self
+                .like_endpoint_name
+                .as_deref()
+                .is_none_or(|s| endpoint_of(c).is_some_and(|e| e.contains(s)))
+            && self
+                .gte_lifetime
+                .is_none_or(|n| lifetime_of(c).is_some_and(|l| l >= n))
+            && self
+                .lte_lifetime
+                .is_none_or(|n| lifetime_of(c).is_some_and(|l| l <= n))
             && t.gte_connected_at.is_none_or(|t| c.connected_at >= t)
             && t.lte_connected_at.is_none_or(|t| c.connected_at <= t)
             && (t.gte_created_at.is_none() && t.lte_created_at.is_none() || {
@@ -178,6 +209,12 @@ struct ClientObject<'a> {
     /// Erlang process figures: nothing here measures them.
     heap_size: Option<u64>,
     reductions: Option<u64>,
+    /// LwM2M: the endpoint client name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint_name: Option<&'a str>,
+    /// LwM2M: the registration's lifetime in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifetime: Option<u64>,
 }
 
 /// A client as EMQX's API shows it.
@@ -199,6 +236,7 @@ fn client_object<'a>(node: &'a str, ctx: &GatewayCtx, view: &'a ClientView) -> C
         "stomp" => "STOMP",
         "mqtt-sn" => "MQTT-SN",
         "coap" => "CoAP",
+        "lwm2m" => "LwM2M",
         other => other,
     };
     ClientObject {
@@ -240,6 +278,8 @@ fn client_object<'a>(node: &'a str, ctx: &GatewayCtx, view: &'a ClientView) -> C
         mailbox_len: f.outbox,
         heap_size: None,
         reductions: None,
+        endpoint_name: endpoint_of(info),
+        lifetime: lifetime_of(info),
     }
 }
 

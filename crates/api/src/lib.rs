@@ -16,6 +16,7 @@ mod gateways;
 pub mod kept;
 pub mod keys;
 pub mod listener;
+mod lwm2m;
 pub mod mqtt;
 pub mod mqtt_authn;
 mod page;

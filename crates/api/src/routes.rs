@@ -2,7 +2,7 @@
 //! (`/api-docs/openapi.json`) are both built from it, so that neither can list an
 //! operation the other lacks.
 
-use crate::{authn, clients, gateways, keys, mqtt, mqtt_authn, prometheus, users, ApiState};
+use crate::{authn, clients, gateways, keys, lwm2m, mqtt, mqtt_authn, prometheus, users, ApiState};
 use axum::routing::{delete, get, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -53,6 +53,10 @@ const CLIENT_QUERY: &[Param] = &[
     ("lte_connected_at", "string"),
     ("gte_created_at", "string"),
     ("lte_created_at", "string"),
+    ("endpoint_name", "string"),
+    ("like_endpoint_name", "string"),
+    ("gte_lifetime", "integer"),
+    ("lte_lifetime", "integer"),
 ];
 const SUB_QUERY: &[Param] = &[
     ("page", "integer"),
@@ -723,6 +727,86 @@ pub(crate) fn table() -> Vec<Op> {
             J,
             &[200, 400, 401, 403, 404, 504],
             post(clients::request),
+        ),
+        op(
+            "GET",
+            "/gateways/{name}/clients/{clientid}/lookup",
+            "gateway clients",
+            "An LwM2M command's latest result",
+            &[("path", "string"), ("action", "string")],
+            None,
+            &[200, 400, 401, 404, 504],
+            get(lwm2m::lookup),
+        ),
+        op(
+            "POST",
+            "/gateways/{name}/clients/{clientid}/read",
+            "gateway clients",
+            "Send an LwM2M read to a device",
+            &[("path", "string")],
+            None,
+            &[204, 400, 401, 403, 404, 504],
+            post(lwm2m::read),
+        ),
+        op(
+            "POST",
+            "/gateways/{name}/clients/{clientid}/write",
+            "gateway clients",
+            "Send an LwM2M write to a device",
+            &[("path", "string"), ("type", "string"), ("value", "string")],
+            None,
+            &[204, 400, 401, 403, 404, 504],
+            post(lwm2m::write),
+        ),
+        op(
+            "POST",
+            "/gateways/{name}/clients/{clientid}/observe",
+            "gateway clients",
+            "Start or stop an LwM2M observation",
+            &[("path", "string"), ("enable", "boolean")],
+            None,
+            &[204, 400, 401, 403, 404, 504],
+            post(lwm2m::observe),
+        ),
+        op(
+            "GET",
+            "/gateways/{name}/objects",
+            "gateways",
+            "The LwM2M object definitions",
+            &[],
+            None,
+            &[200, 400, 401, 404],
+            get(lwm2m::list_objects),
+        ),
+        op(
+            "POST",
+            "/gateways/{name}/objects",
+            "gateways",
+            "Add or replace LwM2M object definitions (OMA XML or JSON)",
+            &[],
+            J,
+            &[201, 400, 401, 403, 404],
+            post(lwm2m::put_objects),
+        ),
+        op(
+            "GET",
+            "/gateways/{name}/objects/{id}",
+            "gateways",
+            "One LwM2M object definition",
+            &[],
+            None,
+            &[200, 400, 401, 404],
+            get(lwm2m::get_object),
+        ),
+        op(
+            "DELETE",
+            "/gateways/{name}/objects/{id}",
+            "gateways",
+            "Remove an LwM2M object definition",
+            &[],
+            None,
+            &[204, 400, 401, 403, 404],
+            delete(lwm2m::delete_object),
         ),
         op(
             "DELETE",

@@ -759,7 +759,8 @@ impl DatagramChannel for Lwm2mChannel {
             }
         }
         if now >= self.lifetime_deadline() {
-            return Err(CloseReason::KeepaliveTimeout);
+            // EMQX's reason for an expired registration.
+            return Err(CloseReason::Protocol("timeout"));
         }
         self.pump(now);
         Ok(())
@@ -779,5 +780,362 @@ impl DatagramChannel for Lwm2mChannel {
     /// No will; the session (the command subscription) ends with the registration.
     fn on_close(&mut self, _reason: CloseReason) -> (Option<Will>, u32) {
         (None, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The LwM2M channel driven by hand: a scripted device, MQTT commands published into
+    //! the broker, a clock that moves only when the test says. No socket.
+
+    use super::*;
+    use crate::config::Translators;
+    use crate::objects::Objects;
+    use crate::opening::Lwm2mOpening;
+    use crate::registration::Lifetimes;
+    use bytes::BytesMut;
+    use junction_broker::{system_message, Broker};
+    use junction_codec_coap::{encode, option};
+    use junction_gateway::driver::datagram::{DatagramOpening, Opened, Peer};
+    use junction_gateway::{CommonSettings, GatewayCtx};
+
+    struct Script {
+        broker: Arc<Broker>,
+        channel: Lwm2mChannel,
+        /// What the gateway published, as (topic, JSON).
+        events: tokio::sync::mpsc::UnboundedReceiver<(String, Json)>,
+        t0: Instant,
+        next_mid: u16,
+    }
+
+    fn settings() -> Lwm2mSettings {
+        Lwm2mSettings {
+            lifetimes: Lifetimes { min: 1, max: 86400 },
+            qmode_time_window: Duration::from_secs(22),
+            auto_observe: false,
+            update_condition: UpdateCondition::ContainsObjectList,
+            translators: Translators::default(),
+            listener_mountpoint: None,
+            session: Default::default(),
+        }
+    }
+
+    fn bytes(m: &Message) -> Bytes {
+        let mut b = BytesMut::new();
+        encode(m, &mut b).unwrap();
+        b.freeze()
+    }
+
+    fn request(code: Code, mid: u16, path: &[&str], queries: &[&str], payload: &[u8]) -> Message {
+        let mut m = Message::new(MessageType::Confirmable, code, mid)
+            .with_token(Token::new(b"dv").unwrap())
+            .with_payload(Bytes::copy_from_slice(payload));
+        for segment in path {
+            m.options
+                .push(option::URI_PATH, Bytes::copy_from_slice(segment.as_bytes()));
+        }
+        for q in queries {
+            m.options
+                .push(option::URI_QUERY, Bytes::copy_from_slice(q.as_bytes()));
+        }
+        m
+    }
+
+    impl Script {
+        async fn open(settings: Lwm2mSettings, queries: &[&str], objects: &[u8]) -> Script {
+            let broker = Broker::new(Default::default());
+            let common = CommonSettings {
+                mountpoint: "lwm2m/${endpoint_name}/".into(),
+                ..CommonSettings::default()
+            };
+            let ctx = GatewayCtx::new(
+                "lwm2m",
+                "lwm2m",
+                crate::frame::NAMES,
+                broker.clone(),
+                common,
+            );
+            // An observer of everything the device's events are published on.
+            let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+            let observer = move |a: &mut junction_broker::hooks::PublishArgs| {
+                let m = &a.message;
+                let uplink = m.topic.starts_with("lwm2m/") && !m.topic.contains("/dn/");
+                if let (true, Ok(json)) = (uplink, serde_json::from_slice::<Json>(&m.payload)) {
+                    let _ = tx.send((m.topic.to_string(), json));
+                }
+                junction_broker::Flow::Continue
+            };
+            broker.hooks.message_publish.add(0, Arc::new(observer));
+            let proto = Arc::new(Lwm2mProtocol {
+                ctx: ctx.clone(),
+                settings: Arc::new(settings),
+                objects: Arc::new(Objects::default()),
+            });
+            let peer = Peer {
+                addr: "127.0.0.1:5000".parse().unwrap(),
+                listener: "lwm2m:udp:default".into(),
+                sockport: 5783,
+                identity: None,
+            };
+            let mut opening = Lwm2mOpening::new(proto, peer.clone());
+            let register = request(Code::POST, 1, &["rd"], queries, objects);
+            let Ok(Some(Opened::Connect(req))) = opening.open(bytes(&register), &peer) else {
+                panic!("a REGISTER opens a client")
+            };
+            let admission = ctx.connect(req).await.expect("admitted");
+            let t0 = Instant::now();
+            let channel = opening.admitted(admission.session, t0);
+            Script {
+                broker,
+                channel,
+                events,
+                t0,
+                next_mid: 100,
+            }
+        }
+
+        fn at(&self, ms: u64) -> Instant {
+            self.t0 + Duration::from_millis(ms)
+        }
+
+        fn output(&mut self) -> Vec<Message> {
+            std::mem::take(&mut self.channel.output().datagrams)
+                .into_iter()
+                .map(|(d, _)| decode(d).unwrap())
+                .collect()
+        }
+
+        fn send(&mut self, m: &Message, ms: u64) -> Result<(), CloseReason> {
+            self.channel.on_datagram(bytes(m), self.at(ms))
+        }
+
+        fn command(&mut self, json: Json, ms: u64) {
+            let topic = "lwm2m/dev1/dn/cmd".to_string();
+            let m = system_message(topic.into(), json.to_string(), false);
+            self.broker.publish(m);
+            self.channel.on_deliveries(self.at(ms)).unwrap();
+        }
+
+        fn event(&mut self) -> (String, Json) {
+            self.events.try_recv().expect("an event was published")
+        }
+
+        fn events_of(&mut self, msg_type: &str) -> Vec<Json> {
+            let mut out = Vec::new();
+            while let Ok((_, e)) = self.events.try_recv() {
+                if e["msgType"] == msg_type {
+                    out.push(e);
+                }
+            }
+            out
+        }
+
+        fn mid(&mut self) -> u16 {
+            self.next_mid += 1;
+            self.next_mid
+        }
+    }
+
+    const REG: &[&str] = &["ep=dev1", "lt=60", "lwm2m=1.1"];
+
+    #[tokio::test]
+    async fn commands_go_one_at_a_time_and_time_out_with_coap_timeout() {
+        let mut s = Script::open(settings(), &["ep=dev1", "lt=600"], b"</3/0>").await;
+        let [created] = &s.output()[..] else { panic!() };
+        assert_eq!(created.code, Code::CREATED);
+        let (topic, register) = s.event();
+        assert_eq!(topic, "lwm2m/dev1/up/resp");
+        assert_eq!(register["msgType"], "register");
+
+        s.command(
+            json!({"reqID": 1, "msgType": "read", "data": {"path": "/3/0/1"}}),
+            10,
+        );
+        s.command(
+            json!({"reqID": 2, "msgType": "read", "data": {"path": "/3/0/2"}}),
+            20,
+        );
+        // One confirmable command in flight: the second waits.
+        let out = s.output();
+        assert_eq!(out.len(), 1);
+        let first = out[0].clone();
+        assert_eq!(first.uri_path().as_deref(), Some("3/0/1"));
+
+        // Never acknowledged: retransmitted, then given up (RFC 7252's 4 retransmissions,
+        // 2-3 s doubling: at most 93 s), published as coap_timeout; the next goes.
+        let mut sent = 1;
+        while let Some(t) = s.channel.next_timer() {
+            if t >= s.channel.lifetime_deadline() {
+                break;
+            }
+            s.channel.on_timer(t).unwrap();
+            for m in s.output() {
+                if m.message_id == first.message_id {
+                    sent += 1;
+                } else {
+                    assert_eq!(m.uri_path().as_deref(), Some("3/0/2"));
+                    assert_eq!(sent, 5, "sent once and retransmitted four times");
+                    let timeout = s.events_of("coap_timeout");
+                    assert_eq!(timeout.len(), 1);
+                    assert_eq!(timeout[0]["reqID"], 1);
+                    assert_eq!(timeout[0]["data"]["reqPath"], "/3/0/1");
+                    return;
+                }
+            }
+        }
+        panic!("the second command was never sent");
+    }
+
+    #[tokio::test]
+    async fn queue_mode_holds_commands_until_the_next_uplink() {
+        let mut st = settings();
+        st.qmode_time_window = Duration::from_secs(5);
+        let mut s = Script::open(st, &["ep=dev1", "lt=600", "b=UQ"], b"</3/0>").await;
+        s.output();
+        // Within the window after the REGISTER the device listens: sent at once.
+        s.command(
+            json!({"msgType": "read", "data": {"path": "/3/0/1"}}),
+            1_000,
+        );
+        let [req] = &s.output()[..] else { panic!() };
+        let ack = req.response(Code::CONTENT).with_payload(&b"x"[..]);
+        s.send(&ack, 1_100).unwrap();
+        s.output();
+        // Past the window it sleeps: the command waits, whatever the timers do.
+        s.command(
+            json!({"msgType": "read", "data": {"path": "/3/0/2"}}),
+            10_000,
+        );
+        s.command(
+            json!({"msgType": "read", "data": {"path": "/3/0/3"}}),
+            10_000,
+        );
+        assert!(s.output().is_empty());
+        s.channel.on_timer(s.at(20_000)).unwrap();
+        assert!(s.output().is_empty());
+        // Its UPDATE wakes it: answered, and the first waiting command goes.
+        let mid = s.mid();
+        s.send(&request(Code::POST, mid, &["rd", "dev1"], &[], b""), 30_000)
+            .unwrap();
+        let out = s.output();
+        assert_eq!(out[0].code, Code::CHANGED);
+        assert_eq!(out[1].uri_path().as_deref(), Some("3/0/2"));
+        assert_eq!(out.len(), 2, "one command in flight");
+    }
+
+    #[tokio::test]
+    async fn an_expired_command_is_dropped_not_sent_late() {
+        let mut st = settings();
+        st.qmode_time_window = Duration::from_secs(1);
+        let mut s = Script::open(st, &["ep=dev1", "lt=600", "b=UQ"], b"</3/0>").await;
+        s.output();
+        let mut m = system_message(
+            "lwm2m/dev1/dn/cmd".into(),
+            json!({"msgType": "read", "data": {"path": "/3/0/1"}}).to_string(),
+            false,
+        );
+        m.expires_at_ms = Some(now_ms().saturating_sub(1));
+        s.broker.publish(m);
+        s.channel.on_deliveries(s.at(5_000)).unwrap();
+        let mid = s.mid();
+        s.send(&request(Code::POST, mid, &["rd", "dev1"], &[], b""), 6_000)
+            .unwrap();
+        let out = s.output();
+        assert_eq!(out.len(), 1, "only the UPDATE's answer: {out:?}");
+    }
+
+    #[tokio::test]
+    async fn auto_observe_observes_the_registered_objects() {
+        let mut st = settings();
+        st.auto_observe = true;
+        let mut s = Script::open(st, REG, b"</1/0>,</3/0>,</4/0>,</3303/0>").await;
+        let out = s.output();
+        assert_eq!(out[0].code, Code::CREATED);
+        // Object 3 has a definition and is not a management object; 1 and 4 are, and
+        // 3303 has no definition here.
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[1].uri_path().as_deref(), Some("3/0"));
+        assert_eq!(out[1].observe(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn an_update_without_objects_is_published_only_when_always() {
+        for (condition, published) in [
+            (UpdateCondition::ContainsObjectList, false),
+            (UpdateCondition::Always, true),
+        ] {
+            let mut st = settings();
+            st.update_condition = condition;
+            let mut s = Script::open(st, REG, b"</3/0>").await;
+            s.output();
+            s.event();
+            let mid = s.mid();
+            s.send(
+                &request(Code::POST, mid, &["rd", "dev1"], &["lt=90"], b""),
+                10,
+            )
+            .unwrap();
+            assert_eq!(s.output()[0].code, Code::CHANGED);
+            assert_eq!(s.events_of("update").len(), usize::from(published));
+            // With objects it is published either way.
+            let mid = s.mid();
+            s.send(
+                &request(Code::POST, mid, &["rd", "dev1"], &[], b"</4/0>"),
+                20,
+            )
+            .unwrap();
+            let updates = s.events_of("update");
+            assert_eq!(updates.len(), 1);
+            assert_eq!(updates[0]["data"]["objectList"], json!(["/4/0"]));
+            assert_eq!(updates[0]["data"]["lt"], 90);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_registration_ends_a_lifetime_after_the_last_uplink() {
+        let mut s = Script::open(settings(), &["ep=dev1", "lt=30"], b"</3/0>").await;
+        s.output();
+        assert_eq!(s.channel.next_timer(), Some(s.at(30_000)));
+        let mid = s.mid();
+        s.send(&request(Code::POST, mid, &["rd", "dev1"], &[], b""), 20_000)
+            .unwrap();
+        assert!(
+            s.channel.on_timer(s.at(30_000)).is_ok(),
+            "the update renewed it"
+        );
+        assert_eq!(
+            s.channel.on_timer(s.at(50_000)),
+            Err(CloseReason::Protocol("timeout"))
+        );
+    }
+
+    #[tokio::test]
+    async fn deregistration_closes_and_a_wrong_location_is_not_found() {
+        let mut s = Script::open(settings(), REG, b"</3/0>").await;
+        s.output();
+        let mid = s.mid();
+        s.send(&request(Code::DELETE, mid, &["rd", "other"], &[], b""), 10)
+            .unwrap();
+        assert_eq!(s.output()[0].code, Code::NOT_FOUND);
+        let mid = s.mid();
+        let closed = s.send(&request(Code::DELETE, mid, &["rd", "dev1"], &[], b""), 20);
+        assert_eq!(closed, Err(CloseReason::Normal));
+        assert_eq!(s.output()[0].code, Code::DELETED);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_commands_is_bounded() {
+        let mut s = Script::open(settings(), REG, b"</3/0>").await;
+        s.output();
+        for i in 0..(MAX_QUEUE + 50) {
+            s.command(
+                json!({"msgType": "read", "data": {"path": format!("/3/0/{}", i % 20)}}),
+                10,
+            );
+        }
+        assert!(s.channel.queue.len() <= MAX_QUEUE);
+        // Not JSON, not an object: dropped without an answer.
+        s.command(json!("not a command"), 20);
+        assert!(s.channel.queue.len() <= MAX_QUEUE);
     }
 }
