@@ -911,7 +911,7 @@ mod tests {
 
         fn command(&mut self, json: Json, ms: u64) {
             let topic = "lwm2m/dev1/dn/cmd".to_string();
-            let m = system_message(topic.into(), json.to_string(), false);
+            let m = system_message(topic, json.to_string(), false);
             self.broker.publish(m);
             self.channel.on_deliveries(self.at(ms)).unwrap();
         }
