@@ -615,3 +615,145 @@ def test_lwm2m_over_dtls_with_psk(tmp_path):
         d.close()
         clients.close_all()
         b.stop()
+
+
+NODE_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent / "node"
+
+
+class NodeDevice:
+    """The device client of the npm package lwm2m-node-lib, run by Node."""
+
+    def __init__(self, port: int, ep: str):
+        import subprocess
+
+        assert (NODE_DIR / "node_modules" / "lwm2m-node-lib").is_dir(), \
+            "scripts/test.sh installs tests/node (npm ci)"
+        self.proc = subprocess.Popen(["node", str(NODE_DIR / "lwm2m_client.js"), HOST, str(port), ep],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, bufsize=1)
+
+    def event(self, name: str) -> dict:
+        import select
+
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {name} event from the node device"
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if not ready:
+                continue
+            line = self.proc.stdout.readline()
+            assert line, f"the node device exited: {self.proc.stderr.read()}"
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if "event" not in e:
+                continue  # the library's own log lines (logops writes JSON to stdout)
+            assert e["event"] != "error", e
+            if e["event"] == name:
+                return e
+
+    def tell(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def test_lwm2m_with_the_lwm2m_node_lib_client(tmp_path):
+    """lwm2m-node-lib's client (npm; chosen because it is a complete LwM2M 1.0 device
+    stack any project can install from the npm registry and run on Debian's Node):
+    register, read, write in plain text, execute, observe with its notifications, then
+    update and de-register, which it sends from new UDP ports (each of its requests
+    opens its own socket), so the registration moves with them."""
+    xml_dir = tmp_path / "xml"
+    xml_dir.mkdir()
+    (xml_dir / "3303.xml").write_text(TEMPERATURE_XML)
+    b = lwm2m_broker(tmp_path, f'gateway.lwm2m.xml_dir = "{xml_dir}"\n')
+    clients = ClientFactory()
+    ep = unique("node")
+    dev = NodeDevice(b.lwm2m, ep)
+    try:
+        app = App(clients, b.tcp, ep)
+        assert dev.event("registered")["location"] == f"rd/{ep}"
+        _, reg = app.next("register")
+        assert set(reg["data"]["objectList"]) == {"/3/0", "/3303/0"}
+
+        app.command("read", {"path": "/3/0/0"}, reqID="r1")
+        _, resp = app.next("read")
+        assert resp["reqID"] == "r1" and resp["data"]["code"] == "2.05"
+        assert resp["data"]["content"] == [{"path": "/3/0/0", "value": "Telefonica"}]
+        app.command("read", {"path": "/3303/0/5700"})
+        _, resp = app.next("read")
+        assert resp["data"]["content"] == [{"path": "/3303/0/5700", "value": 21.5}]
+
+        app.command("write", {"path": "/3/0/14", "type": "String", "value": "+05", "contentFormat": "text"})
+        assert dev.event("write") == {"event": "write", "path": "/3/0/14", "value": "+05"}
+        assert app.next("write")[1]["data"]["code"] == "2.04"
+        app.command("execute", {"path": "/3/0/4", "args": "5"})
+        assert dev.event("execute")["path"] == "/3/0/4"
+        assert app.next("execute")[1]["data"]["code"] == "2.04"
+
+        app.command("observe", {"path": "/3/0/9"}, reqID="o1")
+        _, first = app.next("observe")
+        assert first["data"]["content"] == [{"path": "/3/0/9", "value": 87}]
+        dev.tell("set /3/0 9 42")
+        def notified_42(m):
+            e = js(m)
+            return e.get("msgType") == "notify" and e["data"].get("content") == [{"path": "/3/0/9", "value": 42}]
+        got = app.m.drain_until_match(notified_42, what="a notification of 42")[-1]
+        assert got.topic == f"lwm2m/{ep}/up/notify" and js(got)["reqID"] == "o1"
+
+        api = f"{b.api}/gateways/lwm2m/clients/{ep}"
+        port_before = requests.get(api, auth=ADMIN, timeout=TIMEOUT).json()["port"]
+        dev.tell("update")
+        dev.event("updated")
+        eventually("the registration moved to the update's port",
+                   lambda: requests.get(api, auth=ADMIN, timeout=TIMEOUT).json().get("port") != port_before)
+        # Commands follow it.
+        app.command("read", {"path": "/3/0/0"}, reqID="r2")
+        assert app.next("read")[1]["data"]["content"] == [{"path": "/3/0/0", "value": "Telefonica"}]
+        dev.close()
+
+        # De-register (a second device: after an update this client sends its
+        # De-register to its location written twice, `rd/x/rd/x`, a bug of its own).
+        ep2 = unique("node")
+        dev = NodeDevice(b.lwm2m, ep2)
+        dev.event("registered")
+        dev.tell("deregister")
+        dev.event("deregistered")
+        eventually("deregistered",
+                   lambda: requests.get(f"{b.api}/gateways/lwm2m/clients/{ep2}", auth=ADMIN,
+                                        timeout=TIMEOUT).status_code == 404)
+        b.assert_alive()
+    finally:
+        dev.close()
+        clients.close_all()
+        b.stop()
+
+
+def test_an_update_from_a_new_address_does_not_move_an_authenticated_registration(tmp_path):
+    """Where the listener authenticates, an UPDATE carries no credentials: from a new
+    address it gets 4.04 and the registration stays where it is."""
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,password,is_superuser\nmover,s3cret,false\n")
+    extra = (
+        "gateway.lwm2m.authentication { mechanism = password_based, backend = built_in_database,"
+        f' user_id_type = username, bootstrap_file = "{users}", bootstrap_type = plain }}\n'
+    )
+    b = lwm2m_broker(tmp_path, extra)
+    ep = unique("dev")
+    d = Device(b.lwm2m, ep)
+    thief = Device(b.lwm2m, ep)
+    try:
+        assert d.register(query=["imei=mover", "password=s3cret"]).code == Code.CREATED
+        assert thief.update().code == Code.NOT_FOUND
+        assert thief.deregister().code == Code.NOT_FOUND
+        assert d.update().code == Code.CHANGED
+    finally:
+        d.close()
+        thief.close()
+        b.stop()

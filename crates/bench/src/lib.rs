@@ -18,6 +18,7 @@ mod coap;
 mod flood;
 mod gw;
 mod histogram;
+mod lwm2m;
 mod stats;
 mod workload;
 
@@ -63,6 +64,10 @@ pub enum Mode {
     /// listener that discards them; reports the broker's CPU per datagram.
     #[command(disable_help_flag = true)]
     Flood(flood::FloodArgs),
+    /// LwM2M REGISTERs from many devices; reports registrations per second and, with
+    /// --broker-pid, the broker's RSS per registered device.
+    #[command(disable_help_flag = true)]
+    Lwm2m(lwm2m::Lwm2mArgs),
 }
 
 /// Options every mode takes.
@@ -225,19 +230,18 @@ pub struct PubSubArgs {
 
 /// Run the load tool.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if let Mode::Flood(a) = *args.mode {
-        let result = flood::flood(a)?;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{result}")?;
-        out.flush()?;
-        return Ok(());
-    }
-    let common = match args.mode.as_ref() {
+    // The datagram modes run on this thread.
+    let mode = match *args.mode {
+        Mode::Flood(a) => return print_result(&flood::flood(a)?),
+        Mode::Lwm2m(a) => return print_result(&lwm2m::lwm2m(a)?),
+        other => other,
+    };
+    let common = match &mode {
         Mode::Conn(a) => &a.common,
         Mode::Pub(a) => &a.common,
         Mode::Sub(a) => &a.common,
         Mode::Pubsub(a) => &a.common,
-        Mode::Flood(_) => unreachable!("run above"),
+        Mode::Flood(_) | Mode::Lwm2m(_) => unreachable!("run above"),
     };
     let threads = common
         .threads
@@ -247,16 +251,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(async move {
-        match *args.mode {
+        match mode {
             Mode::Conn(a) => conn(a).await,
             Mode::Pub(a) => publish(a).await,
             Mode::Sub(a) => subscribe(a).await,
             Mode::Pubsub(a) => pubsub(a).await,
-            Mode::Flood(_) => unreachable!("run above"),
+            Mode::Flood(_) | Mode::Lwm2m(_) => unreachable!("run above"),
         }
     })?;
     // Connection tasks were aborted; don't wait for their sockets to close.
     runtime.shutdown_background();
+    print_result(&result)
+}
+
+/// The one JSON line every mode ends with.
+fn print_result(result: &Value) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{result}")?;
     out.flush()?;

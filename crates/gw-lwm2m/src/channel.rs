@@ -12,7 +12,7 @@
 use crate::command::{self, BadCommand, Command, Kind};
 use crate::config::{Translator, UpdateCondition};
 use crate::frame;
-use crate::protocol::{is_register, Lwm2mProtocol, Lwm2mSettings};
+use crate::protocol::{is_register, Lwm2mProtocol, Lwm2mSettings, Registered};
 use crate::registration::Registration;
 use bytes::Bytes;
 use junction_broker::hooks::Action;
@@ -72,7 +72,8 @@ pub(crate) struct Lwm2mChannel {
     /// The clock's origin for the endpoint's milliseconds.
     base: Instant,
     last_recv: Instant,
-    reg: Registration,
+    /// The registration, shared with the listener's table of them.
+    shared: Arc<Registered>,
     queue: VecDeque<Command>,
     inflight: Option<InFlight>,
     /// Commands acknowledged empty, by token: their response comes separately.
@@ -89,7 +90,7 @@ impl Lwm2mChannel {
         proto: Arc<Lwm2mProtocol>,
         session: Session,
         dout: DatagramOutput,
-        reg: Registration,
+        shared: Arc<Registered>,
         now: Instant,
     ) -> Lwm2mChannel {
         let seed = rand::random::<u64>();
@@ -100,7 +101,7 @@ impl Lwm2mChannel {
             endpoint: Endpoint::new(Params::default(), ENDPOINT_CAPACITY, seed),
             base: now,
             last_recv: now,
-            reg,
+            shared,
             queue: VecDeque::new(),
             inflight: None,
             awaiting: HashMap::new(),
@@ -113,6 +114,10 @@ impl Lwm2mChannel {
 
     fn ms(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.base).as_millis() as u64
+    }
+
+    fn reg(&self) -> parking_lot::MutexGuard<'_, Registration> {
+        self.shared.reg.lock()
     }
 
     fn settings(&self) -> &Lwm2mSettings {
@@ -145,16 +150,28 @@ impl Lwm2mChannel {
         self.endpoint.handle_incoming(request, ms);
         self.session.stats.recv_pkt.fetch_add(1, Ordering::Relaxed);
         let mut response = request.response(Code::CREATED);
-        response.set_location_path(&["rd", &self.reg.endpoint]);
+        let ep = self.reg().endpoint.clone();
+        response.set_location_path(&["rd", &ep]);
         self.respond(request, response, now);
+        self.proto
+            .registrations
+            .lock()
+            .insert(ep, self.shared.clone());
         self.subscribe_commands();
-        let event = self.reg.event("register");
+        let event = self.reg().event("register");
         let register = self.settings().translators.register.clone();
         self.publish(&register, &event);
         if self.settings().auto_observe {
             self.auto_observe();
         }
         self.pump(now);
+    }
+
+    /// A registration moved here by an UPDATE or a De-register from this address: the
+    /// request is served as the old address's channel would have.
+    pub fn moved(&mut self, request: Message, now: Instant) {
+        tracing::debug!(clientid = %self.session.info.clientid, peer = %self.session.info.peername, "lwm2m registration moved to a new address");
+        self.on_message(request, now);
     }
 
     /// The command topic under the mountpoint, subscribed with the command QoS; the
@@ -223,7 +240,7 @@ impl Lwm2mChannel {
     fn auto_observe(&mut self) {
         let registry = self.proto.objects.snapshot();
         let paths: Vec<String> = self
-            .reg
+            .reg()
             .objects
             .iter()
             .filter(|p| {
@@ -300,7 +317,8 @@ impl Lwm2mChannel {
         };
         let lifetimes = self.settings().lifetimes;
         let segments: Vec<&[u8]> = msg.uri_path_segments().collect();
-        let ours = |s: &[u8]| s == self.reg.endpoint.as_bytes();
+        let ep = self.reg().endpoint.clone();
+        let ours = |s: &[u8]| s == ep.as_bytes();
         let query = msg.uri_queries().unwrap_or_default();
         match (msg.code, segments.as_slice()) {
             (Code::POST, _) if is_register(msg) => {
@@ -308,32 +326,33 @@ impl Lwm2mChannel {
                     Ok(r) => r,
                     Err(e) => return Some(refused(Code::BAD_REQUEST, &e.0)),
                 };
-                if new.endpoint != self.reg.endpoint {
+                if new.endpoint != ep {
                     return Some(refused(
                         Code::BAD_REQUEST,
                         "this address is registered as another endpoint",
                     ));
                 }
-                self.reg.reregister(new);
+                self.reg().reregister(new);
                 self.lifetime_changed();
                 let mut response = msg.response(Code::CREATED);
-                response.set_location_path(&["rd", &self.reg.endpoint]);
+                response.set_location_path(&["rd", &ep]);
                 self.respond(msg, response, now);
                 self.subscribe_commands();
-                let event = self.reg.event("register");
+                let event = self.reg().event("register");
                 let register = self.settings().translators.register.clone();
                 self.publish(&register, &event);
                 None
             }
             (Code::POST, [rd, ep]) if *rd == b"rd" && ours(ep) => {
-                let carried = match self.reg.update(&query, &msg.payload, lifetimes) {
+                let updated = self.reg().update(&query, &msg.payload, lifetimes);
+                let carried = match updated {
                     Ok(c) => c,
                     Err(e) => return Some(refused(Code::BAD_REQUEST, &e.0)),
                 };
                 self.lifetime_changed();
                 self.respond(msg, msg.response(Code::CHANGED), now);
                 if carried || self.settings().update_condition == UpdateCondition::Always {
-                    let event = self.reg.event("update");
+                    let event = self.reg().event("update");
                     let update = self.settings().translators.update.clone();
                     self.publish(&update, &event);
                 }
@@ -369,7 +388,7 @@ impl Lwm2mChannel {
     }
 
     fn lifetime_changed(&mut self) {
-        let lifetime = self.reg.lifetime;
+        let lifetime = self.reg().lifetime;
         self.session.info.keepalive = lifetime;
         self.session
             .info
@@ -546,7 +565,7 @@ impl Lwm2mChannel {
 
     /// Whether the device is asleep: in queue mode and silent longer than the window.
     fn asleep(&self, now: Instant) -> bool {
-        self.reg.queue_mode()
+        self.reg().queue_mode()
             && now.saturating_duration_since(self.last_recv) > self.settings().qmode_time_window
     }
 
@@ -570,7 +589,8 @@ impl Lwm2mChannel {
                     .unwrap_or_else(|| self.new_token()),
                 _ => self.new_token(),
             };
-            let m = command.message(&self.reg.alternate_path).with_token(token);
+            let alternate = self.reg().alternate_path.clone();
+            let m = command.message(&alternate).with_token(token);
             match self.endpoint.send_confirmable(m, self.ms(now)) {
                 Ok(m) => {
                     self.send(&m);
@@ -594,7 +614,7 @@ impl Lwm2mChannel {
     }
 
     fn lifetime_deadline(&self) -> Instant {
-        self.last_recv + Duration::from_secs(u64::from(self.reg.lifetime))
+        self.last_recv + Duration::from_secs(u64::from(self.reg().lifetime))
     }
 
     /// The management API's calls: `lookup` of a cached result, and `read`, `write`,
@@ -739,6 +759,10 @@ impl DatagramChannel for Lwm2mChannel {
     }
 
     fn on_timer(&mut self, now: Instant) -> Result<(), CloseReason> {
+        // A De-register that moved the registration here closes at once.
+        if let Some(reason) = self.closing.take() {
+            return Err(reason);
+        }
         for event in self.endpoint.handle_timeout(self.ms(now)) {
             match event {
                 TimeoutEvent::Retransmit(m) => self.send(&m),
@@ -767,6 +791,9 @@ impl DatagramChannel for Lwm2mChannel {
     }
 
     fn next_timer(&self) -> Option<Instant> {
+        if self.closing.is_some() {
+            return Some(self.base);
+        }
         let lifetime = self.lifetime_deadline();
         let retransmit = self
             .endpoint
@@ -777,8 +804,19 @@ impl DatagramChannel for Lwm2mChannel {
 
     fn goodbye(&mut self, _reason: CloseReason) {}
 
-    /// No will; the session (the command subscription) ends with the registration.
-    fn on_close(&mut self, _reason: CloseReason) -> (Option<Will>, u32) {
+    /// No will; the session (the command subscription) ends with the registration,
+    /// unless the registration moved to a new address.
+    fn on_close(&mut self, reason: CloseReason) -> (Option<Will>, u32) {
+        if !reason.taken_over() {
+            let ep = self.reg().endpoint.clone();
+            let mut registrations = self.proto.registrations.lock();
+            if registrations
+                .get(&ep)
+                .is_some_and(|r| Arc::ptr_eq(r, &self.shared))
+            {
+                registrations.remove(&ep);
+            }
+        }
         (None, 0)
     }
 }
@@ -866,11 +904,11 @@ mod tests {
                 junction_broker::Flow::Continue
             };
             broker.hooks.message_publish.add(0, Arc::new(observer));
-            let proto = Arc::new(Lwm2mProtocol {
-                ctx: ctx.clone(),
-                settings: Arc::new(settings),
-                objects: Arc::new(Objects::default()),
-            });
+            let proto = Arc::new(Lwm2mProtocol::new(
+                ctx.clone(),
+                Arc::new(settings),
+                Arc::new(Objects::default()),
+            ));
             let peer = Peer {
                 addr: "127.0.0.1:5000".parse().unwrap(),
                 listener: "lwm2m:udp:default".into(),
@@ -1121,6 +1159,22 @@ mod tests {
         let closed = s.send(&request(Code::DELETE, mid, &["rd", "dev1"], &[], b""), 20);
         assert_eq!(closed, Err(CloseReason::Normal));
         assert_eq!(s.output()[0].code, Code::DELETED);
+    }
+
+    #[tokio::test]
+    async fn a_registration_is_found_by_its_endpoint_from_a_new_address() {
+        let mut s = Script::open(settings(), REG, b"</3/0>").await;
+        s.output();
+        let peer = Peer {
+            addr: "127.0.0.1:6000".parse().unwrap(),
+            listener: "lwm2m:udp:default".into(),
+            sockport: 5783,
+            identity: None,
+        };
+        let update = request(Code::POST, 9, &["rd", "dev1"], &[], b"");
+        assert!(s.channel.proto.movable(&peer, &update).is_some());
+        let elsewhere = request(Code::POST, 9, &["rd", "dev2"], &[], b"");
+        assert!(s.channel.proto.movable(&peer, &elsewhere).is_none());
     }
 
     #[tokio::test]

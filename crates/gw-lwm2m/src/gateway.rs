@@ -103,11 +103,7 @@ impl Gateway for Lwm2m {
             ListenerType::Dtls => Some(junction_dtls::listener_endpoint(&ctx, &id, l)?),
             _ => None,
         };
-        let protocol = Arc::new(Lwm2mProtocol {
-            ctx: ctx.clone(),
-            settings,
-            objects,
-        });
+        let protocol = Arc::new(Lwm2mProtocol::new(ctx.clone(), settings, objects));
         let handle = junction_gateway::driver::datagram::start(
             ctx,
             protocol,

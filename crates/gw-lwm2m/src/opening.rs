@@ -3,7 +3,7 @@
 //! framework's connect pipeline with the gateway's authentication chain.
 
 use crate::channel::Lwm2mChannel;
-use crate::protocol::{is_register, Lwm2mProtocol};
+use crate::protocol::{is_register, Lwm2mProtocol, Registered};
 use crate::registration::Registration;
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -21,6 +21,8 @@ pub(crate) struct Lwm2mOpening {
     dout: DatagramOutput,
     /// The REGISTER and what it registers, answered once the device is admitted.
     first: Option<(Message, Registration)>,
+    /// An UPDATE or De-register from a new address, and the registration it moves.
+    moved: Option<(Message, Arc<Registered>)>,
 }
 
 impl Lwm2mOpening {
@@ -30,6 +32,7 @@ impl Lwm2mOpening {
             peer,
             dout: DatagramOutput::default(),
             first: None,
+            moved: None,
         }
     }
 
@@ -43,6 +46,69 @@ impl Lwm2mOpening {
     }
 }
 
+impl Lwm2mOpening {
+    /// A registration moving to this address: its session is taken over from the old
+    /// one (which closes), not authenticated again (see [`Lwm2mProtocol::movable`]).
+    fn move_here(&mut self, msg: Message, shared: Arc<Registered>) -> Opened {
+        let (ep, lifetime, version) = {
+            let reg = shared.reg.lock();
+            (
+                reg.endpoint.clone(),
+                reg.lifetime,
+                reg.version().to_string(),
+            )
+        };
+        let mut info = self.info(
+            shared.clientid.clone(),
+            shared.username.clone(),
+            &ep,
+            lifetime,
+            version,
+        );
+        info.is_superuser = shared.is_superuser;
+        info.clean_start = false;
+        self.moved = Some((msg, shared));
+        let settings = &self.proto.settings;
+        Opened::Connect(ConnectRequest {
+            info,
+            password: None,
+            listener_mountpoint: settings.listener_mountpoint.clone(),
+            limits: settings.session,
+            resume: true,
+        })
+    }
+
+    fn info(
+        &self,
+        clientid: ByteString,
+        username: Option<ByteString>,
+        ep: &str,
+        lifetime: u32,
+        version: String,
+    ) -> ClientInfo {
+        let mut extras = serde_json::Map::new();
+        extras.insert("endpoint_name".into(), ep.into());
+        extras.insert("lifetime".into(), lifetime.into());
+        ClientInfo {
+            clientid,
+            username,
+            protocol: self.proto.ctx.protocol,
+            proto_ver: version,
+            peername: self.peer.addr,
+            sockport: self.peer.sockport,
+            listener: self.peer.listener.clone(),
+            mountpoint: String::new(),
+            // EMQX shows the lifetime as the keepalive.
+            keepalive: lifetime,
+            clean_start: true,
+            expiry_interval: 0,
+            connected_at: now_ms(),
+            is_superuser: false,
+            extras,
+        }
+    }
+}
+
 impl DatagramOpening for Lwm2mOpening {
     type Channel = Lwm2mChannel;
 
@@ -50,11 +116,14 @@ impl DatagramOpening for Lwm2mOpening {
         &mut self.dout
     }
 
-    fn open(&mut self, datagram: Bytes, _peer: &Peer) -> Result<Option<Opened>, ()> {
+    fn open(&mut self, datagram: Bytes, peer: &Peer) -> Result<Option<Opened>, ()> {
         let Ok(msg) = decode(datagram) else {
             self.proto.ctx.metrics.packets_frame_error.inc();
             return Ok(None);
         };
+        if let Some(shared) = self.proto.movable(peer, &msg) {
+            return Ok(Some(self.move_here(msg, shared)));
+        }
         if !is_register(&msg) {
             return Ok(None);
         }
@@ -75,26 +144,13 @@ impl DatagramOpening for Lwm2mOpening {
         let clientid = get("device_id").filter(|d| !d.is_empty()).unwrap_or(ep);
         let username = get("imei").filter(|i| !i.is_empty()).unwrap_or(ep);
         let password = get("password").map(|p| Bytes::copy_from_slice(p.as_bytes()));
-        let mut extras = serde_json::Map::new();
-        extras.insert("endpoint_name".into(), ep.into());
-        extras.insert("lifetime".into(), registration.lifetime.into());
-        let info = ClientInfo {
-            clientid: ByteString::from(clientid),
-            username: Some(ByteString::from(username)),
-            protocol: self.proto.ctx.protocol,
-            proto_ver: registration.version().to_string(),
-            peername: self.peer.addr,
-            sockport: self.peer.sockport,
-            listener: self.peer.listener.clone(),
-            mountpoint: String::new(),
-            // EMQX shows the lifetime as the keepalive.
-            keepalive: registration.lifetime,
-            clean_start: true,
-            expiry_interval: 0,
-            connected_at: now_ms(),
-            is_superuser: false,
-            extras,
-        };
+        let info = self.info(
+            ByteString::from(clientid),
+            Some(ByteString::from(username)),
+            ep,
+            registration.lifetime,
+            registration.version().to_string(),
+        );
         self.first = Some((msg.clone(), registration));
         Ok(Some(Opened::Connect(ConnectRequest {
             info,
@@ -117,10 +173,21 @@ impl DatagramOpening for Lwm2mOpening {
     }
 
     fn admitted(self, session: Session, now: Instant) -> Lwm2mChannel {
+        if let Some((request, shared)) = self.moved {
+            let mut channel = Lwm2mChannel::new(self.proto, session, self.dout, shared, now);
+            channel.moved(request, now);
+            return channel;
+        }
         let Some((request, registration)) = self.first else {
             unreachable!("a device is admitted only after its REGISTER");
         };
-        let mut channel = Lwm2mChannel::new(self.proto, session, self.dout, registration, now);
+        let shared = Arc::new(Registered {
+            reg: parking_lot::Mutex::new(registration),
+            clientid: session.info.clientid.clone(),
+            username: session.info.username.clone(),
+            is_superuser: session.info.is_superuser,
+        });
+        let mut channel = Lwm2mChannel::new(self.proto, session, self.dout, shared, now);
         channel.registered(&request, now);
         channel
     }

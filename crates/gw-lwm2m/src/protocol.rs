@@ -6,12 +6,15 @@ use crate::config::{Translators, UpdateCondition};
 use crate::frame;
 use crate::objects::Objects;
 use crate::opening::Lwm2mOpening;
-use crate::registration::Lifetimes;
+use crate::registration::{Lifetimes, Registration};
 use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
 use junction_codec_coap::{decode, encode, Code, Message};
 use junction_gateway::driver::datagram::{DatagramProtocol, Peer, Unconnected};
 use junction_gateway::GatewayCtx;
 use junction_session::SessionLimits;
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,15 +37,54 @@ pub(crate) struct Lwm2mSettings {
     pub session: SessionLimits,
 }
 
+/// A registration and who registered it: held by the device's channel and, by endpoint
+/// name, by the listener, so that an UPDATE or a De-register from a new address (a NAT
+/// rebinding, a client that sends each request from a new port) finds it.
+pub(crate) struct Registered {
+    pub reg: Mutex<Registration>,
+    pub clientid: ByteString,
+    pub username: Option<ByteString>,
+    pub is_superuser: bool,
+}
+
 /// What a listener's clients share.
 pub(crate) struct Lwm2mProtocol {
     pub ctx: Arc<GatewayCtx>,
     pub settings: Arc<Lwm2mSettings>,
     /// The object definitions, shared with the management API.
     pub objects: Arc<Objects>,
+    /// The registrations of this listener, by endpoint name.
+    pub registrations: Mutex<HashMap<String, Arc<Registered>>>,
 }
 
 impl Lwm2mProtocol {
+    pub fn new(ctx: Arc<GatewayCtx>, settings: Arc<Lwm2mSettings>, objects: Arc<Objects>) -> Self {
+        Lwm2mProtocol {
+            ctx,
+            settings,
+            objects,
+            registrations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The registration an UPDATE or a De-register from an address without one names,
+    /// if it may move there: only where the listener authenticates nobody, since the
+    /// request carries no credentials and a REGISTER would get the endpoint as well.
+    pub fn movable(&self, peer: &Peer, msg: &Message) -> Option<Arc<Registered>> {
+        if !matches!(msg.code, Code::POST | Code::DELETE) {
+            return None;
+        }
+        let segments: Vec<&[u8]> = msg.uri_path_segments().collect();
+        let [rd, ep] = segments.as_slice() else {
+            return None;
+        };
+        if *rd != b"rd" || self.ctx.authn_required(&peer.listener) {
+            return None;
+        }
+        let ep = std::str::from_utf8(ep).ok()?;
+        self.registrations.lock().get(ep).cloned()
+    }
+
     /// Encode `msg`, counting it as a sent `coap` frame; `None` if it cannot be encoded.
     pub fn encode(&self, msg: &Message) -> Option<Bytes> {
         let mut buf = BytesMut::new();
@@ -83,11 +125,11 @@ impl DatagramProtocol for Lwm2mProtocol {
         if !msg.code.is_request() {
             return Unconnected::Handled;
         }
-        if is_register(&msg) {
+        if is_register(&msg) || self.movable(peer, &msg).is_some() {
             return Unconnected::Open;
         }
-        // An update or a deregistration from an address with no registration (a NAT
-        // rebinding): 4.04, and the device registers again (LwM2M 1.1 Core §6.2.2).
+        // Anything else from an address with no registration (or an update that may not
+        // move it): 4.04, and the device registers again (LwM2M 1.1 Core §6.2.2).
         // The bare response is never larger than the request.
         reply.extend(self.encode(&msg.response(Code::NOT_FOUND)));
         Unconnected::Handled
