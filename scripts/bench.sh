@@ -56,6 +56,7 @@ FLOOR="$ROOT/target/bench-floor"
 STOMP_PORT=18835
 MQTTSN_PORT=18836
 COAP_PORT=18841
+LWM2M_PORT=18842
 
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.log
@@ -153,6 +154,9 @@ start_junction() {
         JUNCTION_GATEWAY__STOMP__LISTENERS__TCP__DEFAULT__BIND="127.0.0.1:$STOMP_PORT" \
         JUNCTION_GATEWAY__MQTTSN__LISTENERS__UDP__DEFAULT__BIND="127.0.0.1:$MQTTSN_PORT" \
         JUNCTION_GATEWAY__COAP__LISTENERS__UDP__DEFAULT__BIND="127.0.0.1:$COAP_PORT" \
+        JUNCTION_GATEWAY__LWM2M__LISTENERS__UDP__DEFAULT__BIND="127.0.0.1:$LWM2M_PORT" \
+        JUNCTION_GATEWAY__LWM2M__LISTENERS__UDP__DEFAULT__MAX_CONNECTIONS=100000 \
+        JUNCTION_GATEWAY__LWM2M__LISTENERS__UDP__DEFAULT__MAX_CONN_RATE=1000000 \
         "${JUNCTION_RUN_BIN:-$JUNCTION}" start >"$BROKER_LOG" 2>&1 &
     BROKER_PID=$!
     local deadline=$((SECONDS + 20))
@@ -304,6 +308,10 @@ scenario_args() { # scenario broker
     # nearly all of them: what a discarded datagram costs the broker.
     flood-mqttsn)
         echo "flood -L 500000 --sources 5000 --duration $MAX_DURATION" ;;
+    # Junction only: IDLE_CONNECTIONS LwM2M devices, each its own loopback address,
+    # REGISTER with 200 in flight; RSS read 2 s after the last one (compare idle-10k).
+    reg-lwm2m)
+        echo "lwm2m -c $IDLE_CONNECTIONS --window 200 --hold 2" ;;
     *) return 1 ;;
     esac
 }
@@ -314,6 +322,7 @@ scenario_port() { # broker scenario
     gw-stomp | gwin-stomp) echo "$STOMP_PORT" ;;
     gw-mqttsn | gwin-mqttsn | flood-mqttsn) echo "$MQTTSN_PORT" ;;
     gw-coap | gwout-coap) echo "$COAP_PORT" ;;
+    reg-lwm2m) echo "$LWM2M_PORT" ;;
     *) echo "${PORT[$1]}" ;;
     esac
 }
@@ -321,7 +330,7 @@ scenario_port() { # broker scenario
 run_scenario() { # broker scenario
     local broker=$1 scenario=$2 port=${PORT[$1]} args
     args=$(scenario_args "$scenario" "$broker") || { log "unknown scenario $scenario"; return 1; }
-    if [[ ($scenario == gw* || $scenario == flood*) && $broker != junction* ]]; then
+    if [[ ($scenario == gw* || $scenario == flood* || $scenario == reg-*) && $broker != junction* ]]; then
         return 0 # the gateway scenarios are Junction's own
     fi
     if [[ $broker == floor && $scenario != p2p-* && $scenario != fan* ]]; then
@@ -396,7 +405,8 @@ gateways = [s for s in scenarios if s.startswith("gw-")]
 gateways_in = [s for s in scenarios if s.startswith("gwin-")]
 gateways_out = [s for s in scenarios if s.startswith("gwout-")]
 floods = [s for s in scenarios if s.startswith("flood")]
-scenarios = [s for s in scenarios if not s.startswith("gw") and not s.startswith("flood")]
+registrations = [s for s in scenarios if s.startswith("reg-")]
+scenarios = [s for s in scenarios if not s.startswith(("gw", "flood", "reg-"))]
 
 def load(broker, scenario):
     try:
@@ -494,6 +504,27 @@ if floods:
             if r.get('broker_user_s') is not None:
                 cpu += f" ({r['broker_user_s']:.2f} / {r['broker_sys_s']:.2f})"
             print(f"| {b} | {s} | {num(r.get('sent'))} | {num(r.get('sent_per_sec'))} | {cpu} | {num(r.get('datagrams_per_broker_cpu_s'))} |")
+    print()
+
+if registrations:
+    print("## LwM2M registrations: devices REGISTER (200 in flight) and stay registered\n")
+    print("| broker | scenario | registered | failed | registrations/s | broker CPU s | registrations per broker CPU-s | RSS before (KiB) | RSS after (KiB) | KiB per device | ÷ MQTT connection (same broker, idle-10k) | ÷ Mosquitto MQTT connection |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    mosq = (load("mosquitto", "idle-10k") or {}).get("rss_kib_per_conn")
+    for b in brokers:
+        if not b.startswith("junction"):
+            continue
+        own = (load(b, "idle-10k") or {}).get("rss_kib_per_conn")
+        for s in registrations:
+            r = load(b, s)
+            if r is None:
+                print(f"| {b} | {s} | no result | | | | | | | | | |")
+                continue
+            per = r.get("rss_kib_per_device")
+            print(f"| {b} | {s} | {num(r.get('registered'))} | {num(r.get('failed'))} | {num(r.get('registrations_per_sec'))} "
+                  f"| {num(r.get('broker_cpu_s'), '{:.2f}')} | {num(r.get('registrations_per_broker_cpu_s'))} "
+                  f"| {num(r.get('rss_before_kib'))} | {num(r.get('rss_after_kib'))} | {num(per, '{:.2f}')} "
+                  f"| {ratio(per, own)} | {ratio(per, mosq)} |")
     print()
 PY
 } | tee "$OUT/results.md"

@@ -33,6 +33,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 
+# The LwM2M device client nobody here wrote: the npm package lwm2m-node-lib, run by the
+# machine's Node.js (Debian's nodejs and npm when the machine has none).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+npm ci --prefix tests/node --no-audit --no-fund --loglevel=error >/dev/null
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The fuzz crate is outside the workspace: build every codec fuzz target with coverage
