@@ -109,7 +109,7 @@ def test_gateways_are_listed_looked_up_stopped_and_started(api_broker):
         r = call("GET", f"{b.api}/gateways", auth=VIEWER)
         assert r.status_code == 200, r.text
         by_name = {g["name"]: g for g in r.json()}
-        assert set(by_name) == {"stomp", "mqttsn", "coap"}
+        assert set(by_name) == {"stomp", "mqttsn", "coap", "lwm2m"}
         stomp = by_name["stomp"]
         assert stomp["status"] == "running" and "started_at" in stomp
         assert stomp["created_at"].endswith("+00:00")

@@ -58,9 +58,9 @@ mod tests {
 
     #[test]
     fn a_gateway_section_no_gateway_owns_is_refused_by_name() {
-        match load("gateway.lwm2m { mountpoint = \"lwm2m/\" }") {
+        match load("gateway.jt808 { mountpoint = \"jt808/\" }") {
             Err(ConfigError::Invalid { key_path, message }) => {
-                assert_eq!(key_path, "gateway.lwm2m");
+                assert_eq!(key_path, "gateway.jt808");
                 assert!(message.contains("not supported yet"), "{message}");
             }
             other => panic!("{other:?}"),
