@@ -41,13 +41,17 @@ pub(crate) struct ListQuery {
     lte_lifetime: Option<u64>,
 }
 
-/// An LwM2M client's `endpoint_name` and `lifetime` (none for other protocols).
+/// An LwM2M client's `endpoint_name` (its client id unless it registered with a
+/// `device_id`) and `lifetime` (its keepalive); none for other protocols.
 fn endpoint_of(c: &ClientInfo) -> Option<&str> {
-    c.extras.get("endpoint_name").and_then(Value::as_str)
+    match c.extras.get("endpoint_name").and_then(Value::as_str) {
+        Some(ep) => Some(ep),
+        None => (c.protocol == "lwm2m").then_some(&*c.clientid),
+    }
 }
 
 fn lifetime_of(c: &ClientInfo) -> Option<u64> {
-    c.extras.get("lifetime").and_then(Value::as_u64)
+    (c.protocol == "lwm2m").then_some(u64::from(c.keepalive))
 }
 
 /// The time bounds of a client query, read: ms since the epoch.

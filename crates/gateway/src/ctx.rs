@@ -344,15 +344,15 @@ impl GatewayCtx {
     }
 
     /// The mountpoint of a client: the listener's if it has one, else the gateway's, with
-    /// placeholders rendered (`${endpoint_name}` from an LwM2M client's
-    /// `endpoint_name`). `Err` when a value the template uses would widen or move it: the
-    /// gateway refuses the client ("client identifier not valid").
+    /// placeholders rendered. `Err` when the client id or user name the template uses would
+    /// widen or move it: the gateway refuses the client ("client identifier not valid").
+    /// (`${endpoint_name}` is LwM2M's, rendered by its gateway into the template it
+    /// passes as the listener's mountpoint.)
     pub fn mountpoint_for(
         &self,
         listener_mountpoint: Option<&str>,
         clientid: &str,
         username: Option<&str>,
-        endpoint_name: Option<&str>,
     ) -> Result<Mountpoint, UnsafePlaceholder> {
         let settings = self.settings();
         let template = listener_mountpoint.unwrap_or(&settings.mountpoint);
@@ -362,7 +362,7 @@ impl GatewayCtx {
                 clientid: Some(clientid),
                 username,
                 zone: Some("default"),
-                endpoint_name,
+                endpoint_name: None,
             },
         )
         .map(Mountpoint::new)
@@ -878,9 +878,6 @@ impl GatewayCtx {
                 listener_mountpoint.as_deref(),
                 &info.clientid,
                 info.username.as_deref(),
-                info.extras
-                    .get("endpoint_name")
-                    .and_then(serde_json::Value::as_str),
             )
             .map_err(|_| "client_identifier_not_valid".to_string())
         });
@@ -1108,11 +1105,11 @@ mod tests {
     async fn listener_mountpoint_overrides_the_gateway_one_and_renders_placeholders() {
         let c = ctx("stomp/${clientid}/");
         assert_eq!(
-            c.mountpoint_for(None, "c1", None, None).unwrap().as_str(),
+            c.mountpoint_for(None, "c1", None).unwrap().as_str(),
             "stomp/c1/"
         );
         assert_eq!(
-            c.mountpoint_for(Some("l/${username}/"), "c1", Some("bob"), None)
+            c.mountpoint_for(Some("l/${username}/"), "c1", Some("bob"))
                 .unwrap()
                 .as_str(),
             "l/bob/"
@@ -1135,7 +1132,7 @@ mod tests {
         c.broker
             .subscribe(&mqtt.cell, "stomp/#", SubOptions::default())
             .unwrap();
-        let mp = c.mountpoint_for(None, "s1", None, None).unwrap();
+        let mp = c.mountpoint_for(None, "s1", None).unwrap();
         let n = c.publish(
             &info("s1"),
             &mp,
@@ -1160,7 +1157,7 @@ mod tests {
             .lookup_in("stomp", "same")
             .is_some_and(|cell| Arc::ptr_eq(&cell, &opened.cell)));
         assert_eq!(c.metrics.get("session.created"), 1);
-        let mp = c.mountpoint_for(None, "same", None, None).unwrap();
+        let mp = c.mountpoint_for(None, "same", None).unwrap();
         c.subscribe(
             &info("same"),
             &opened.cell,

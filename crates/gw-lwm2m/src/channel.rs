@@ -387,13 +387,10 @@ impl Lwm2mChannel {
         msg.response(Code::CHANGED)
     }
 
+    /// The lifetime is the client's keepalive (EMQX shows it so).
     fn lifetime_changed(&mut self) {
         let lifetime = self.reg().lifetime;
         self.session.info.keepalive = lifetime;
-        self.session
-            .info
-            .extras
-            .insert("lifetime".into(), lifetime.into());
     }
 
     /// A response (to a command) or a notification (of an observation).

@@ -10,6 +10,7 @@ use bytestring::ByteString;
 use junction_codec_coap::{decode, Code, Message};
 use junction_gateway::driver::datagram::{DatagramOpening, DatagramOutput, Opened, Peer};
 use junction_gateway::driver::{ConnectRequest, Session};
+use junction_gateway::mountpoint::{render, Placeholders};
 use junction_types::{now_ms, ClientInfo};
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -68,14 +69,31 @@ impl Lwm2mOpening {
         info.is_superuser = shared.is_superuser;
         info.clean_start = false;
         self.moved = Some((msg, shared));
-        let settings = &self.proto.settings;
         Opened::Connect(ConnectRequest {
             info,
             password: None,
-            listener_mountpoint: settings.listener_mountpoint.clone(),
-            limits: settings.session,
+            // It rendered when the device registered.
+            listener_mountpoint: self.mountpoint(&ep),
+            limits: self.proto.settings.session,
             resume: true,
         })
+    }
+
+    /// The mountpoint template (the listener's, else the gateway's) with
+    /// `${endpoint_name}` rendered; the framework renders the other placeholders. `None`
+    /// when the endpoint name would widen or move it (`+`, `#`, `/`).
+    fn mountpoint(&self, ep: &str) -> Option<String> {
+        let template = match &self.proto.settings.listener_mountpoint {
+            Some(m) => m.clone(),
+            None => self.proto.ctx.settings().mountpoint.clone(),
+        };
+        let vars = Placeholders {
+            clientid: None,
+            username: None,
+            endpoint_name: Some(ep),
+            zone: None,
+        };
+        render(&template, &vars).ok()
     }
 
     fn info(
@@ -86,9 +104,13 @@ impl Lwm2mOpening {
         lifetime: u32,
         version: String,
     ) -> ClientInfo {
+        // The endpoint name only where it is not the client id (a `device_id`): the API
+        // shows the client id otherwise, and the lifetime is the keepalive. An empty map
+        // allocates nothing; one entry costs a B-tree node, per copy of the info.
         let mut extras = serde_json::Map::new();
-        extras.insert("endpoint_name".into(), ep.into());
-        extras.insert("lifetime".into(), lifetime.into());
+        if ep != &*clientid {
+            extras.insert("endpoint_name".into(), ep.into());
+        }
         ClientInfo {
             clientid,
             username,
@@ -151,11 +173,19 @@ impl DatagramOpening for Lwm2mOpening {
             registration.lifetime,
             registration.version().to_string(),
         );
+        let Some(mountpoint) = self.mountpoint(ep) else {
+            self.answer(
+                &msg,
+                Code::BAD_REQUEST,
+                "Login Failed: client_identifier_not_valid",
+            );
+            return Err(());
+        };
         self.first = Some((msg.clone(), registration));
         Ok(Some(Opened::Connect(ConnectRequest {
             info,
             password,
-            listener_mountpoint: settings.listener_mountpoint.clone(),
+            listener_mountpoint: Some(mountpoint),
             limits: settings.session,
             resume: false,
         })))

@@ -5,8 +5,7 @@
 use junction_codec_coap::link_format::{self, Limits};
 use serde_json::{Map, Value as Json};
 
-/// The query keys a registration stores as they are (with `lt` as an integer); any other
-/// key a device sends is kept too, as EMQX keeps it.
+/// The versions the `lwm2m` query may name.
 const VERSIONS: &[&str] = &["1.0", "1", "1.1", "1.2"];
 
 /// NB-IoT APNs whose devices sleep (power saving mode), as EMQX lists them: their
@@ -32,8 +31,9 @@ pub struct Registration {
     pub alternate_path: String,
     /// The object and instance links, `/3/0`, without the alternate path.
     pub objects: Vec<String>,
-    /// Every query parameter (`lt` as sent), in the order first seen.
-    pub params: Map<String, Json>,
+    /// Every query parameter (`lt` as sent), in the order first seen: a short list, not
+    /// a map (a registration is held per device, for as long as it lives).
+    pub params: Vec<(Box<str>, Box<str>)>,
 }
 
 /// Why a REGISTER or an UPDATE is refused: 4.00 with this text.
@@ -89,11 +89,11 @@ impl Registration {
             return Err(Refused::new("invalid lwm2m version"));
         }
         let (alternate_path, objects) = object_list(payload)?;
-        let mut params = Map::new();
+        let mut params: Vec<(Box<str>, Box<str>)> = Vec::with_capacity(query.len());
         for (k, v) in query {
-            params
-                .entry(k.to_string())
-                .or_insert_with(|| Json::String(v.to_string()));
+            if !params.iter().any(|(key, _)| &**key == *k) {
+                params.push(((*k).into(), (*v).into()));
+            }
         }
         Ok(Registration {
             endpoint: endpoint.to_string(),
@@ -126,9 +126,12 @@ impl Registration {
         }
         for (k, v) in query {
             // The endpoint name is the registration's: an UPDATE does not rename it.
-            if *k != "ep" {
-                self.params
-                    .insert(k.to_string(), Json::String(v.to_string()));
+            if *k == "ep" {
+                continue;
+            }
+            match self.params.iter_mut().find(|(key, _)| &**key == *k) {
+                Some((_, value)) => *value = (*v).into(),
+                None => self.params.push(((*k).into(), (*v).into())),
             }
         }
         let carried = objects.is_some();
@@ -147,28 +150,31 @@ impl Registration {
         self.endpoint = endpoint;
     }
 
+    /// The value of query parameter `key`.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| &**v)
+    }
+
     /// The binding (`b`), `U` if none.
     pub fn binding(&self) -> &str {
-        self.params.get("b").and_then(Json::as_str).unwrap_or("U")
+        self.param("b").unwrap_or("U")
     }
 
     /// Whether the device sleeps between uplinks: a queue-mode binding (`UQ`, `SQ`,
     /// `UQS`) or an NB-IoT power-saving APN.
     pub fn queue_mode(&self) -> bool {
         let b = self.binding();
-        let apn = self.params.get("apn").and_then(Json::as_str);
+        let apn = self.param("apn");
         // LwM2M 1.1 says queue mode with the `Q` parameter instead of in the binding.
-        b.contains('Q')
-            || self.params.contains_key("Q")
-            || apn.is_some_and(|a| PSM_APNS.contains(&a))
+        b.contains('Q') || self.param("Q").is_some() || apn.is_some_and(|a| PSM_APNS.contains(&a))
     }
 
     /// The LwM2M version the device registered with.
     pub fn version(&self) -> &str {
-        self.params
-            .get("lwm2m")
-            .and_then(Json::as_str)
-            .unwrap_or("1.0")
+        self.param("lwm2m").unwrap_or("1.0")
     }
 
     /// A device path (`/3/0/1`) as the device serves it, under its alternate path.
@@ -182,7 +188,11 @@ impl Registration {
     /// The event EMQX publishes on the register and update topics: `msgType` and every
     /// parameter, `lt` as an integer, the alternate path and the object list.
     pub fn event(&self, msg_type: &str) -> Json {
-        let mut data = self.params.clone();
+        let mut data: Map<String, Json> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_string(), Json::String(v.to_string())))
+            .collect();
         data.insert("ep".into(), Json::String(self.endpoint.clone()));
         data.insert("lt".into(), Json::from(self.lifetime));
         data.insert(

@@ -234,7 +234,6 @@ fn negative_qos_publish(
         shared.settings.listener_mountpoint.as_deref(),
         &info.clientid,
         None,
-        None,
     );
     let allowed = !ctx.authn_required(&peer.listener)
         && ctx.check_topic_name(&name).is_ok()

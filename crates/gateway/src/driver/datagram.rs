@@ -11,6 +11,7 @@
 //! answers an unknown peer is never larger than what it sent.
 
 use super::dtls::{self, Accept};
+use super::peer_queue::{peer_queue, PeerReceiver, PeerSender, SendError};
 use super::{CloseReason, ConnectRequest, Session};
 use crate::call::{CallBox, ClientCall};
 use crate::ctx::{Admission, GatewayCtx};
@@ -24,7 +25,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -218,7 +218,7 @@ struct Listener<P: DatagramProtocol> {
     id: Arc<str>,
     sockport: u16,
     /// Peer address → (task id, its queue).
-    peers: Mutex<HashMap<SocketAddr, (u64, mpsc::Sender<Bytes>)>>,
+    peers: Mutex<HashMap<SocketAddr, (u64, PeerSender)>>,
     next_task: AtomicU64,
 }
 
@@ -249,7 +249,7 @@ impl<P: DatagramProtocol> Listener<P> {
 
     /// Start the task of a new peer, with its first plain datagram if any.
     fn spawn_peer(self: &Arc<Self>, peer: Peer, first: Option<Bytes>, link: Link) {
-        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        let (tx, rx) = peer_queue(PEER_QUEUE);
         let task = self.next_task.fetch_add(1, Ordering::Relaxed);
         if let Some(d) = first {
             let _ = tx.try_send(d);
@@ -400,23 +400,29 @@ async fn recv_loop<P: DatagramProtocol>(l: Arc<Listener<P>>) {
             }
         }
         let datagram = Bytes::copy_from_slice(&buf[..n]);
-        let tx = l.peers.lock().get(&addr).map(|(_, tx)| tx.clone());
-        let datagram = match tx {
-            Some(tx) => match tx.try_send(datagram) {
-                Ok(()) => continue,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    l.ctx.metrics.packets_dropped.inc();
-                    continue;
-                }
-                Err(mpsc::error::TrySendError::Closed(d)) => {
-                    let mut peers = l.peers.lock();
-                    if peers.get(&addr).is_some_and(|(_, t)| t.same_channel(&tx)) {
-                        peers.remove(&addr);
+        // Queued under the table's lock: the sender is not cloned (its drop is what
+        // tells the task that the listener forgot the peer).
+        let datagram = {
+            let mut peers = l.peers.lock();
+            let (datagram, task_gone) = match peers.get(&addr) {
+                None => (Some(datagram), false),
+                Some((_, tx)) => match tx.try_send(datagram) {
+                    Ok(()) => (None, false),
+                    Err(SendError::Full) => {
+                        l.ctx.metrics.packets_dropped.inc();
+                        (None, false)
                     }
-                    d
-                }
-            },
-            None => datagram,
+                    // The peer's task ended: this is a new peer's first datagram.
+                    Err(SendError::Closed(d)) => (Some(d), true),
+                },
+            };
+            if task_gone {
+                peers.remove(&addr);
+            }
+            datagram
+        };
+        let Some(datagram) = datagram else {
+            continue;
         };
         let peer = Peer {
             addr,
@@ -559,7 +565,7 @@ async fn run_peer<P: DatagramProtocol>(
     l: Arc<Listener<P>>,
     peer: Peer,
     task: u64,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: PeerReceiver,
     mut link: Link,
 ) {
     let addr = peer.addr;
@@ -576,7 +582,7 @@ async fn run_peer<P: DatagramProtocol>(
 }
 
 /// Receive the next datagram before `deadline`.
-async fn recv_until(rx: &mut mpsc::Receiver<Bytes>, deadline: Instant) -> Option<Bytes> {
+async fn recv_until(rx: &mut PeerReceiver, deadline: Instant) -> Option<Bytes> {
     tokio::time::timeout_at(deadline, rx.recv())
         .await
         .ok()
@@ -586,7 +592,7 @@ async fn recv_until(rx: &mut mpsc::Receiver<Bytes>, deadline: Instant) -> Option
 async fn handshake<P: DatagramProtocol>(
     l: &Arc<Listener<P>>,
     mut peer: Peer,
-    rx: &mut mpsc::Receiver<Bytes>,
+    rx: &mut PeerReceiver,
     link: &mut Link,
 ) -> Option<(PeerDriver<P>, Arc<CallBox>)> {
     let idle = l.ctx.settings().idle_timeout;
@@ -698,7 +704,7 @@ struct PeerDriver<P: DatagramProtocol> {
 }
 
 impl<P: DatagramProtocol> PeerDriver<P> {
-    async fn run(&mut self, rx: &mut mpsc::Receiver<Bytes>, calls: Arc<CallBox>) -> CloseReason {
+    async fn run(&mut self, rx: &mut PeerReceiver, calls: Arc<CallBox>) -> CloseReason {
         self.flush().await;
         let far = || Instant::now() + Duration::from_secs(86400 * 365);
         let timer = tokio::time::sleep_until(self.channel.next_timer().unwrap_or_else(far));

@@ -14,6 +14,7 @@
 
 pub mod datagram;
 pub mod dtls;
+mod peer_queue;
 pub mod stream;
 
 use crate::client::ConnStats;
