@@ -13,5 +13,5 @@ pub mod hello;
 pub mod listener;
 pub mod server;
 
-pub use listener::listener_endpoint;
+pub use listener::{listener_endpoint, start_datagram};
 pub use server::{ConfigError, OpensslEndpoint, ServerConfig, DEFAULT_CIPHERS};

@@ -1,11 +1,36 @@
 //! The DTLS server of a gateway's `dtls` listener, from its `dtls_options` and the
-//! node's PSK identities: one builder for every datagram gateway.
+//! node's PSK identities, and the one start path of every datagram gateway's listeners
+//! (`udp`, or `dtls` with that server).
 
 use crate::{OpensslEndpoint, ServerConfig};
-use junction_config::{GatewayListener, SslVerify};
+use anyhow::Context;
+use junction_config::{GatewayListener, ListenerType, SslVerify};
+use junction_gateway::driver::datagram::{self, DatagramProtocol};
 use junction_gateway::driver::dtls::Endpoint;
-use junction_gateway::GatewayCtx;
+use junction_gateway::listener_opts::{bind_of, udp_settings};
+use junction_gateway::{GatewayCtx, Listening};
 use std::sync::Arc;
+
+/// Start listener `id` (`<gateway>:<kind>:<name>`) of a datagram gateway around
+/// `protocol`: bound as `l` says, with its UDP options, and over DTLS when `kind` is
+/// `dtls`.
+pub async fn start_datagram<P: DatagramProtocol>(
+    ctx: Arc<GatewayCtx>,
+    protocol: Arc<P>,
+    kind: ListenerType,
+    id: String,
+    l: &GatewayListener,
+) -> anyhow::Result<Box<dyn Listening>> {
+    let bind = bind_of(&id, l)?;
+    let dtls = match kind {
+        ListenerType::Dtls => Some(listener_endpoint(&ctx, &id, l)?),
+        _ => None,
+    };
+    let handle = datagram::start(ctx, protocol, id.clone(), bind, udp_settings(l), dtls)
+        .await
+        .with_context(|| format!("listener {id}: cannot bind {bind}"))?;
+    Ok(Box::new(handle))
+}
 
 /// The DTLS server of listener `id` (`<gateway>:dtls:<name>`): the node's PSK identities
 /// (`psk_authentication`) and the listener's `dtls_options`. Errors name the listener

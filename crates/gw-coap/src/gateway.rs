@@ -2,10 +2,8 @@
 
 use crate::config::{CoapConfig, KEY_STATUS};
 use crate::protocol::{CoapProtocol, CoapSettings};
-use anyhow::Context;
 use junction_config::authn::AuthnConfig;
 use junction_config::{ConfigError, GatewayListener, GatewayListeners, KeyTable, ListenerType};
-use junction_gateway::listener_opts::{bind_of, udp_settings};
 use junction_gateway::{common_settings, CommonSettings, Gateway, GatewayCtx, Listening};
 use std::sync::Arc;
 
@@ -62,7 +60,6 @@ impl Gateway for Coap {
         l: &GatewayListener,
     ) -> anyhow::Result<Box<dyn Listening>> {
         let id = format!("{}:{}:{name}", Self::NAME, kind.as_str());
-        let bind = bind_of(&id, l)?;
         let settings = Arc::new(CoapSettings {
             heartbeat: c.heartbeat.as_std(),
             connection_required: c.connection_required,
@@ -72,21 +69,7 @@ impl Gateway for Coap {
             listener_mountpoint: l.mountpoint.clone(),
             session: ctx.settings().session,
         });
-        let dtls = match kind {
-            ListenerType::Dtls => Some(junction_dtls::listener_endpoint(&ctx, &id, l)?),
-            _ => None,
-        };
         let protocol = Arc::new(CoapProtocol::new(ctx.clone(), settings));
-        let handle = junction_gateway::driver::datagram::start(
-            ctx,
-            protocol,
-            id.clone(),
-            bind,
-            udp_settings(l),
-            dtls,
-        )
-        .await
-        .with_context(|| format!("listener {id}: cannot bind {bind}"))?;
-        Ok(Box::new(handle))
+        junction_dtls::start_datagram(ctx, protocol, kind, id, l).await
     }
 }

@@ -4,10 +4,8 @@ use crate::config::{Lwm2mConfig, KEY_STATUS};
 use crate::objects::Objects;
 use crate::protocol::{Lwm2mProtocol, Lwm2mSettings};
 use crate::registration::Lifetimes;
-use anyhow::Context;
 use junction_config::authn::AuthnConfig;
 use junction_config::{ConfigError, GatewayListener, GatewayListeners, KeyTable, ListenerType};
-use junction_gateway::listener_opts::{bind_of, udp_settings};
 use junction_gateway::{
     common_settings, CommonSettings, Gateway, GatewayCtx, GatewayResources, Listening,
 };
@@ -85,7 +83,6 @@ impl Gateway for Lwm2m {
         l: &GatewayListener,
     ) -> anyhow::Result<Box<dyn Listening>> {
         let id = format!("{}:{}:{name}", Self::NAME, kind.as_str());
-        let bind = bind_of(&id, l)?;
         let objects = objects_of(&ctx, c)?;
         let settings = Arc::new(Lwm2mSettings {
             lifetimes: Lifetimes {
@@ -99,22 +96,8 @@ impl Gateway for Lwm2m {
             listener_mountpoint: l.mountpoint.clone(),
             session: ctx.settings().session,
         });
-        let dtls = match kind {
-            ListenerType::Dtls => Some(junction_dtls::listener_endpoint(&ctx, &id, l)?),
-            _ => None,
-        };
         let protocol = Arc::new(Lwm2mProtocol::new(ctx.clone(), settings, objects));
-        let handle = junction_gateway::driver::datagram::start(
-            ctx,
-            protocol,
-            id.clone(),
-            bind,
-            udp_settings(l),
-            dtls,
-        )
-        .await
-        .with_context(|| format!("listener {id}: cannot bind {bind}"))?;
-        Ok(Box::new(handle))
+        junction_dtls::start_datagram(ctx, protocol, kind, id, l).await
     }
 }
 

@@ -2,10 +2,9 @@
 
 use crate::config::{MqttSnConfig, KEY_STATUS};
 use crate::MqttSnSettings;
-use anyhow::Context;
 use junction_config::authn::AuthnConfig;
 use junction_config::{ConfigError, GatewayListener, GatewayListeners, KeyTable, ListenerType};
-use junction_gateway::listener_opts::{bind_of, udp_settings};
+use junction_gateway::listener_opts::udp_settings;
 use junction_gateway::{common_settings, CommonSettings, Gateway, GatewayCtx, Listening};
 use std::sync::Arc;
 
@@ -62,7 +61,6 @@ impl Gateway for MqttSn {
         l: &GatewayListener,
     ) -> anyhow::Result<Box<dyn Listening>> {
         let id = format!("{}:{}:{name}", Self::NAME, kind.as_str());
-        let bind = bind_of(&id, l)?;
         let settings = Arc::new(MqttSnSettings {
             gateway_id: c.gateway_id,
             enable_qos3: c.enable_qos3,
@@ -79,17 +77,8 @@ impl Gateway for MqttSn {
             // ADVERTISE every 15 min to the interfaces' broadcast addresses.
             ..MqttSnSettings::default()
         });
-        let dtls = match kind {
-            ListenerType::Dtls => Some(junction_dtls::listener_endpoint(&ctx, &id, l)?),
-            _ => None,
-        };
-        let udp = settings.udp.clone();
         let protocol = Arc::new(crate::protocol::SnProtocol::new(ctx.clone(), settings));
-        let handle =
-            junction_gateway::driver::datagram::start(ctx, protocol, id.clone(), bind, udp, dtls)
-                .await
-                .with_context(|| format!("listener {id}: cannot bind {bind}"))?;
-        Ok(Box::new(handle))
+        junction_dtls::start_datagram(ctx, protocol, kind, id, l).await
     }
 }
 
