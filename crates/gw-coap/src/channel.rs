@@ -20,7 +20,7 @@ use bytes::Bytes;
 use junction_broker::hooks::Action;
 use junction_broker::Will;
 use junction_codec_coap::{
-    block2_slice, decode, option, Block, Block1Assembler, Block1Progress, Code, Endpoint, Incoming,
+    block2_slice, option, Block, Block1Assembler, Block1Progress, Code, Endpoint, Incoming,
     Message, MessageType, Params, TimeoutEvent, Token,
 };
 use junction_gateway::call::{CallError, ClientCall};
@@ -836,15 +836,10 @@ impl DatagramChannel for CoapChannel {
     }
 
     fn on_datagram(&mut self, datagram: Bytes, now: Instant) -> Result<(), CloseReason> {
-        match decode(datagram) {
-            Ok(msg) => {
-                self.proto.ctx.metrics.received(frame::COAP);
-                self.on_message(msg, now);
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, clientid = %self.session.info.clientid, "coap format error");
-                self.proto.ctx.metrics.packets_frame_error.inc();
-                if let Some(rst) = e.reset_reply() {
+        match crate::wire::decode_counted(&self.proto.ctx, frame::COAP, datagram) {
+            Ok(msg) => self.on_message(msg, now),
+            Err(rst) => {
+                if let Some(rst) = rst {
                     self.send(&rst, false);
                 }
             }
@@ -959,6 +954,7 @@ mod tests {
     use crate::opening::CoapOpening;
     use bytes::BytesMut;
     use junction_broker::{system_message, Broker};
+    use junction_codec_coap::decode;
     use junction_codec_coap::encode;
     use junction_gateway::driver::datagram::{DatagramOpening, Opened, Peer};
     use junction_gateway::{CommonSettings, GatewayCtx};

@@ -23,6 +23,7 @@ mod gateway;
 mod opening;
 mod protocol;
 pub mod request;
+pub mod wire;
 
 pub use config::CoapConfig;
 pub use gateway::Coap;

@@ -6,9 +6,9 @@ use crate::config::{DefaultQos, NotifyType};
 use crate::frame;
 use crate::opening::CoapOpening;
 use crate::request::{Query, Request};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use bytestring::ByteString;
-use junction_codec_coap::{decode, encode, Code, Message, MessageType};
+use junction_codec_coap::{Code, Message, MessageType};
 use junction_gateway::driver::datagram::{DatagramProtocol, Peer, Unconnected};
 use junction_gateway::GatewayCtx;
 use junction_session::SessionLimits;
@@ -77,13 +77,7 @@ impl CoapProtocol {
 
     /// Encode `msg`, counting it as a sent `coap` frame; `None` if it cannot be encoded.
     pub fn encode(&self, msg: &Message) -> Option<Bytes> {
-        let mut buf = BytesMut::new();
-        if encode(msg, &mut buf).is_err() {
-            self.ctx.metrics.delivery_dropped_too_large.inc();
-            return None;
-        }
-        self.ctx.metrics.sent(frame::COAP);
-        Some(buf.freeze())
+        crate::wire::encode_counted(&self.ctx, frame::COAP, msg)
     }
 
     /// A response to `request` with `code` and a diagnostic payload (RFC 7252 §5.5.2),
@@ -103,27 +97,11 @@ impl DatagramProtocol for CoapProtocol {
     type Opening = CoapOpening;
 
     fn unconnected(&self, peer: &Peer, datagram: &Bytes, reply: &mut Vec<Bytes>) -> Unconnected {
-        let msg = match decode(datagram.clone()) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(peer = %peer.addr, error = %e, "coap format error");
-                self.ctx.metrics.packets_frame_error.inc();
-                // A CON with a format error is rejected with a RST (RFC 7252 §4.2).
-                if let Some(rst) = e.reset_reply().and_then(|m| self.encode(&m)) {
-                    reply.push(rst);
-                }
-                return Unconnected::Handled;
-            }
+        let Some(msg) =
+            crate::wire::unsolicited_request(&self.ctx, frame::COAP, peer, datagram, reply)
+        else {
+            return Unconnected::Handled;
         };
-        self.ctx.metrics.received(frame::COAP);
-        if let Some(rst) = msg.ping_reply() {
-            reply.extend(self.encode(&rst));
-            return Unconnected::Handled;
-        }
-        if !msg.code.is_request() {
-            // A response or an ACK/RST for nothing this address has: ignored (§4.2/§4.3).
-            return Unconnected::Handled;
-        }
         if !self.settings.connection_required {
             return Unconnected::Open;
         }

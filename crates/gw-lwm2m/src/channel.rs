@@ -18,7 +18,7 @@ use bytes::Bytes;
 use junction_broker::hooks::Action;
 use junction_broker::Will;
 use junction_codec_coap::{
-    decode, Code, Endpoint, Incoming, Message, MessageType, Params, TimeoutEvent, Token,
+    Code, Endpoint, Incoming, Message, MessageType, Params, TimeoutEvent, Token,
 };
 use junction_codec_lwm2m::{
     decode_senml_cbor, decode_senml_json, emqx_content, untimed, ContentFormat,
@@ -727,15 +727,10 @@ impl DatagramChannel for Lwm2mChannel {
     }
 
     fn on_datagram(&mut self, datagram: Bytes, now: Instant) -> Result<(), CloseReason> {
-        match decode(datagram) {
-            Ok(msg) => {
-                self.proto.ctx.metrics.received(frame::COAP);
-                self.on_message(msg, now);
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, clientid = %self.session.info.clientid, "lwm2m format error");
-                self.proto.ctx.metrics.packets_frame_error.inc();
-                if let Some(rst) = e.reset_reply() {
+        match junction_gw_coap::wire::decode_counted(&self.proto.ctx, frame::COAP, datagram) {
+            Ok(msg) => self.on_message(msg, now),
+            Err(rst) => {
+                if let Some(rst) = rst {
                     self.send(&rst);
                 }
             }
@@ -830,6 +825,7 @@ mod tests {
     use crate::registration::Lifetimes;
     use bytes::BytesMut;
     use junction_broker::{system_message, Broker};
+    use junction_codec_coap::decode;
     use junction_codec_coap::{encode, option};
     use junction_gateway::driver::datagram::{DatagramOpening, Opened, Peer};
     use junction_gateway::{CommonSettings, GatewayCtx};

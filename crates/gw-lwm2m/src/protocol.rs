@@ -7,9 +7,9 @@ use crate::frame;
 use crate::objects::Objects;
 use crate::opening::Lwm2mOpening;
 use crate::registration::{Lifetimes, Registration};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use bytestring::ByteString;
-use junction_codec_coap::{decode, encode, Code, Message};
+use junction_codec_coap::{Code, Message};
 use junction_gateway::driver::datagram::{DatagramProtocol, Peer, Unconnected};
 use junction_gateway::GatewayCtx;
 use junction_session::SessionLimits;
@@ -87,13 +87,7 @@ impl Lwm2mProtocol {
 
     /// Encode `msg`, counting it as a sent `coap` frame; `None` if it cannot be encoded.
     pub fn encode(&self, msg: &Message) -> Option<Bytes> {
-        let mut buf = BytesMut::new();
-        if encode(msg, &mut buf).is_err() {
-            self.ctx.metrics.delivery_dropped_too_large.inc();
-            return None;
-        }
-        self.ctx.metrics.sent(frame::COAP);
-        Some(buf.freeze())
+        junction_gw_coap::wire::encode_counted(&self.ctx, frame::COAP, msg)
     }
 }
 
@@ -106,25 +100,15 @@ impl DatagramProtocol for Lwm2mProtocol {
     type Opening = Lwm2mOpening;
 
     fn unconnected(&self, peer: &Peer, datagram: &Bytes, reply: &mut Vec<Bytes>) -> Unconnected {
-        let msg = match decode(datagram.clone()) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(peer = %peer.addr, error = %e, "lwm2m format error");
-                self.ctx.metrics.packets_frame_error.inc();
-                if let Some(rst) = e.reset_reply().and_then(|m| self.encode(&m)) {
-                    reply.push(rst);
-                }
-                return Unconnected::Handled;
-            }
+        let Some(msg) = junction_gw_coap::wire::unsolicited_request(
+            &self.ctx,
+            frame::COAP,
+            peer,
+            datagram,
+            reply,
+        ) else {
+            return Unconnected::Handled;
         };
-        self.ctx.metrics.received(frame::COAP);
-        if let Some(rst) = msg.ping_reply() {
-            reply.extend(self.encode(&rst));
-            return Unconnected::Handled;
-        }
-        if !msg.code.is_request() {
-            return Unconnected::Handled;
-        }
         if is_register(&msg) || self.movable(peer, &msg).is_some() {
             return Unconnected::Open;
         }
