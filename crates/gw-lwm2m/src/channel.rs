@@ -292,21 +292,26 @@ impl Lwm2mChannel {
                     }
                 }
             }
-            Incoming::Reset { message_id, .. } => {
-                if self
-                    .inflight
-                    .as_ref()
-                    .is_some_and(|i| i.message_id == message_id)
-                {
-                    if let Some(sent) = self.inflight.take() {
-                        let data = json!({ "reqPath": sent.command.req_path });
-                        self.publish_response(&sent.command.published(Some("coap_reset"), data));
-                    }
-                }
-            }
+            Incoming::Reset { message_id, .. } => self.inflight_failed(message_id, "coap_reset"),
         }
         // An uplink wakes a device in queue mode: what waited goes now.
         self.pump(now);
+    }
+
+    /// The command in flight as `message_id` got a Reset or no answer at all: published
+    /// as `coap_reset` or `coap_timeout`, and the next one may go.
+    fn inflight_failed(&mut self, message_id: u16, msg_type: &str) {
+        if self
+            .inflight
+            .as_ref()
+            .is_none_or(|i| i.message_id != message_id)
+        {
+            return;
+        }
+        if let Some(sent) = self.inflight.take() {
+            let data = json!({ "reqPath": sent.command.req_path });
+            self.publish_response(&sent.command.published(Some(msg_type), data));
+        }
     }
 
     /// A request of the device's: the registration interface, and (LwM2M 1.1) Send.
@@ -759,18 +764,7 @@ impl DatagramChannel for Lwm2mChannel {
             match event {
                 TimeoutEvent::Retransmit(m) => self.send(&m),
                 TimeoutEvent::Failed { message_id, .. } => {
-                    if self
-                        .inflight
-                        .as_ref()
-                        .is_some_and(|i| i.message_id == message_id)
-                    {
-                        if let Some(sent) = self.inflight.take() {
-                            let data = json!({ "reqPath": sent.command.req_path });
-                            self.publish_response(
-                                &sent.command.published(Some("coap_timeout"), data),
-                            );
-                        }
-                    }
+                    self.inflight_failed(message_id, "coap_timeout")
                 }
             }
         }
