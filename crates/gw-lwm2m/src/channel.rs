@@ -457,16 +457,15 @@ impl Lwm2mChannel {
         let registry = self.proto.objects.snapshot();
         let data = command.result(msg, &registry);
         match command.kind {
-            Kind::Observe
+            Kind::Observe | Kind::ObserveComposite
                 if msg.code.is_success()
                     && (self.observations.len() < MAX_OBSERVATIONS
                         || self.observations.contains_key(&token)) =>
             {
                 self.observations.insert(token, command.clone());
             }
-            Kind::CancelObserve => {
-                let path = command.path;
-                self.observations.retain(|_, c| c.path != path);
+            Kind::CancelObserve | Kind::CancelObserveComposite => {
+                self.observations.retain(|_, c| !command.cancels(c));
             }
             _ => {}
         }
@@ -583,10 +582,10 @@ impl Lwm2mChannel {
             }
             let token = match command.kind {
                 // Cancelled with the observation's own token (RFC 7641 §3.6).
-                Kind::CancelObserve => self
+                Kind::CancelObserve | Kind::CancelObserveComposite => self
                     .observations
                     .iter()
-                    .find(|(_, c)| c.path == command.path)
+                    .find(|(_, c)| command.cancels(c))
                     .map(|(t, _)| *t)
                     .unwrap_or_else(|| self.new_token()),
                 _ => self.new_token(),
@@ -1162,6 +1161,50 @@ mod tests {
         assert!(s.channel.proto.movable(&peer, &update).is_some());
         let elsewhere = request(Code::POST, 9, &["rd", "dev2"], &[], b"");
         assert!(s.channel.proto.movable(&peer, &elsewhere).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_composite_observation_notifies_and_is_cancelled_with_its_token() {
+        let mut s = Script::open(settings(), REG, b"</3/0>,</1/0>").await;
+        s.output();
+        s.event();
+        let paths = json!(["/3/0/9", "/1/0/1"]);
+        s.command(
+            json!({"reqID": 4, "msgType": "observe-composite", "data": {"paths": paths}}),
+            10,
+        );
+        let [req] = &s.output()[..] else { panic!() };
+        assert_eq!(req.code, Code::FETCH);
+        assert_eq!(req.observe(), Some(0));
+        let senml = br#"[{"n":"/3/0/9","v":90},{"n":"/1/0/1","v":300}]"#;
+        let mut first = req.response(Code::CONTENT).with_payload(&senml[..]);
+        first.options.push_uint(option::CONTENT_FORMAT, 110);
+        first.options.push_uint(option::OBSERVE, 1);
+        s.send(&first, 20).unwrap();
+        let observed = s.events_of("observe-composite");
+        assert_eq!(observed[0]["data"]["reqPath"], "/3/0/9,/1/0/1");
+        assert_eq!(observed[0]["data"]["content"][1]["value"], 300);
+        // A notification (NON, the observation's token).
+        let mut n = Message::new(MessageType::NonConfirmable, Code::CONTENT, 7)
+            .with_token(req.token)
+            .with_payload(&br#"[{"n":"/3/0/9","v":80}]"#[..]);
+        n.options.push_uint(option::OBSERVE, 2);
+        n.options.push_uint(option::CONTENT_FORMAT, 110);
+        s.send(&n, 30).unwrap();
+        let notified = s.events_of("notify");
+        assert_eq!(notified[0]["seqNum"], 2);
+        assert_eq!(notified[0]["reqID"], 4);
+        assert_eq!(notified[0]["data"]["content"][0]["value"], 80);
+        // Cancelled with the same paths: FETCH Observe 1 with the observation's token.
+        s.command(
+            json!({"msgType": "cancel-observe-composite", "data": {"paths": paths}}),
+            40,
+        );
+        let [cancel] = &s.output()[..] else { panic!() };
+        assert_eq!(cancel.observe(), Some(1));
+        assert_eq!(cancel.token, req.token);
+        s.send(&cancel.response(Code::CONTENT), 50).unwrap();
+        assert!(s.channel.observations.is_empty());
     }
 
     #[tokio::test]

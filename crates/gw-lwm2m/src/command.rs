@@ -6,7 +6,8 @@
 //! but `data` is echoed in what is published about it. Beyond EMQX: `data.contentFormat`
 //! (`tlv`, `text`, `json`, `senml+json`, `senml+cbor`) chooses the payload format of a
 //! write or create and the format a read or observe asks for (Accept), and
-//! `read-composite` reads several paths at once (LwM2M 1.1 FETCH with a SenML list).
+//! `read-composite`, `observe-composite` and `cancel-observe-composite` name several
+//! paths at once (LwM2M 1.1: FETCH with a SenML list of names).
 
 use bytes::{Bytes, BytesMut};
 use junction_codec_coap::link_format::{self, Limits};
@@ -42,6 +43,10 @@ pub enum Kind {
     CancelObserve,
     /// FETCH of several paths (LwM2M 1.1 Read-Composite).
     ReadComposite,
+    /// FETCH of several paths, Observe 0 (LwM2M 1.1 Observe-Composite).
+    ObserveComposite,
+    /// FETCH of the same paths, Observe 1, with the observation's token.
+    CancelObserveComposite,
 }
 
 impl Kind {
@@ -57,13 +62,26 @@ impl Kind {
             "observe" => Kind::Observe,
             "cancel-observe" => Kind::CancelObserve,
             "read-composite" => Kind::ReadComposite,
+            "observe-composite" => Kind::ObserveComposite,
+            "cancel-observe-composite" => Kind::CancelObserveComposite,
             _ => return None,
         })
     }
 
     /// Whether a successful answer carries values to decode.
     fn has_values(self) -> bool {
-        matches!(self, Kind::Read | Kind::Observe | Kind::ReadComposite)
+        matches!(
+            self,
+            Kind::Read | Kind::Observe | Kind::ReadComposite | Kind::ObserveComposite
+        )
+    }
+
+    /// A composite operation: `data.paths` instead of `data.path`.
+    pub fn is_composite(self) -> bool {
+        matches!(
+            self,
+            Kind::ReadComposite | Kind::ObserveComposite | Kind::CancelObserveComposite
+        )
     }
 }
 
@@ -114,12 +132,18 @@ pub fn parse(
     };
     let data = command.remove("data").unwrap_or(Json::Null);
     let echo = command;
-    let req_path = data
-        .get("path")
-        .or_else(|| data.get("basePath"))
-        .and_then(Json::as_str)
-        .unwrap_or_default()
-        .to_string();
+    // A composite operation's `reqPath` is its paths, joined by commas.
+    let req_path = match data.get("path").or_else(|| data.get("basePath")) {
+        Some(p) => p.as_str().unwrap_or_default().to_string(),
+        None => match data.get("paths") {
+            Some(Json::Array(paths)) => paths
+                .iter()
+                .filter_map(Json::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => String::new(),
+        },
+    };
     let bad = |error: String| BadCommand {
         echo: echo.clone(),
         req_path: req_path.clone(),
@@ -131,7 +155,7 @@ pub fn parse(
     let (path_text, _) = req_path.split_once('?').unwrap_or((&req_path, ""));
     let path = match kind {
         // Its answer names full paths; the root object stands for "the device".
-        Kind::ReadComposite => Path::object(0).expect("object 0 is a path"),
+        k if k.is_composite() => Path::object(0).expect("object 0 is a path"),
         _ => Path::parse(path_text).map_err(|e| bad(e.to_string()))?,
     };
     Ok(Some(Command {
@@ -231,7 +255,7 @@ fn build(
                 .push_uint(option::CONTENT_FORMAT, u32::from(format.code()));
             m = m.with_payload(payload);
         }
-        Kind::ReadComposite => {
+        Kind::ReadComposite | Kind::ObserveComposite | Kind::CancelObserveComposite => {
             let Some(Json::Array(paths)) = data.get("paths") else {
                 return Err("paths is missing or not an array".into());
             };
@@ -245,6 +269,10 @@ fn build(
                 list.push(serde_json::json!({ "n": path.to_string() }));
             }
             m.code = Code::FETCH;
+            if kind != Kind::ReadComposite {
+                let cancel = kind == Kind::CancelObserveComposite;
+                m.options.push_uint(option::OBSERVE, u32::from(cancel));
+            }
             let senml = u32::from(ContentFormat::SenmlJson.code());
             m.options.push_uint(option::CONTENT_FORMAT, senml);
             m.options.push_uint(
@@ -328,6 +356,18 @@ fn encode(records: &[Record], base: &Path, format: ContentFormat) -> Result<Byte
 }
 
 impl Command {
+    /// Whether this (a cancel-observe) ends the observation `observe`: the same path, or
+    /// for a composite one the same paths.
+    pub fn cancels(&self, observe: &Command) -> bool {
+        match (self.kind, observe.kind) {
+            (Kind::CancelObserve, Kind::Observe) => self.path == observe.path,
+            (Kind::CancelObserveComposite, Kind::ObserveComposite) => {
+                self.req_path == observe.req_path
+            }
+            _ => false,
+        }
+    }
+
     /// The request to send, its path under the device's alternate path.
     pub fn message(&self, alternate_path: &str) -> Message {
         let mut m = self.request.clone();
