@@ -391,6 +391,11 @@ def test_lwm2m_clients_api_shows_endpoint_and_lifetime(tmp_path):
         assert r.status_code == 404 and r.json()["code"] == "CLIENT_NOT_FOUND"
 
         # Kicked through the API.
+        # An UPDATE with a new lifetime shows in the API.
+        assert d.update(query=["lt=600"]).code == Code.CHANGED
+        c = requests.get(api, auth=ADMIN, timeout=TIMEOUT).json()
+        assert c["lifetime"] == 600 and c["keepalive"] == 600
+
         r = requests.delete(api, auth=ADMIN, timeout=TIMEOUT)
         assert r.status_code == 204
         eventually("kicked", lambda: requests.get(api, auth=ADMIN, timeout=TIMEOUT).status_code == 404)

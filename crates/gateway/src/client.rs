@@ -160,6 +160,16 @@ impl ClientRegistry {
         entry.is_some_and(|(cell, conn_id)| cell.kick(conn_id, reason))
     }
 
+    /// A client's keepalive changed (an LwM2M UPDATE with a new lifetime): lookups show
+    /// the new one.
+    pub fn set_keepalive(&self, clientid: &str, conn_id: u64, keepalive: u32) {
+        if let Some(e) = self.clients.lock().get_mut(clientid) {
+            if e.conn_id == conn_id {
+                e.info.keepalive = keepalive;
+            }
+        }
+    }
+
     /// Stop refreshing a client's statistics: lookups show them as they are now
     /// (`enable_stats = false`).
     pub fn freeze_stats(&self, clientid: &str, conn_id: u64) {

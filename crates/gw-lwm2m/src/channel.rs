@@ -392,10 +392,15 @@ impl Lwm2mChannel {
         msg.response(Code::CHANGED)
     }
 
-    /// The lifetime is the client's keepalive (EMQX shows it so).
+    /// The lifetime is the client's keepalive (EMQX shows it so), in the API's view too.
     fn lifetime_changed(&mut self) {
         let lifetime = self.reg().lifetime;
         self.session.info.keepalive = lifetime;
+        self.proto.ctx.clients.set_keepalive(
+            &self.session.info.clientid,
+            self.session.conn_id,
+            lifetime,
+        );
     }
 
     /// A response (to a command) or a notification (of an observation).
