@@ -58,8 +58,10 @@ pub(crate) struct Observation {
     seq: u32,
     /// The block size exponent of its notifications.
     szx: u8,
-    /// The last notification sent block-wise, whose later blocks the client asks for.
-    last: Option<Bytes>,
+    /// The last notification sent block-wise, whose later blocks the client asks for,
+    /// and the ETag all its blocks carry (RFC 7959 §2.4: a client that sees another
+    /// ETag knows the representation changed between its blocks).
+    last: Option<(Bytes, u32)>,
 }
 
 /// What a CoAP client is beyond its address: shared by the connection that holds it and,
@@ -340,7 +342,7 @@ impl CoapChannel {
             .values()
             .find(|o| o.filter == path)
             .and_then(|o| o.last.clone());
-        let Some(body) = last else {
+        let Some((body, etag)) = last else {
             return refused(Code::NOT_FOUND, "no notification to continue");
         };
         match block2_slice(&body, wanted) {
@@ -349,6 +351,9 @@ impl CoapChannel {
                 if let Ok(value) = block.encode() {
                     response.options.set(option::BLOCK2, value);
                 }
+                response
+                    .options
+                    .set(option::ETAG, etag.to_be_bytes().to_vec());
                 response
             }
             Err(e) => refused(e.response_code(), "block out of range"),
@@ -626,7 +631,9 @@ impl CoapChannel {
                         }
                         m.options
                             .set_uint(option::SIZE2, payload.len().min(u32::MAX as usize) as u32);
-                        o.last = Some(payload.clone());
+                        // The Observe sequence numbers the representation: its ETag.
+                        m.options.set(option::ETAG, o.seq.to_be_bytes().to_vec());
+                        o.last = Some((payload.clone(), o.seq));
                     }
                     Err(_) => continue,
                 }
@@ -1259,6 +1266,8 @@ mod tests {
         assert_eq!((b.num, b.more, b.szx), (0, true, 6));
         assert_eq!(first.payload.len(), 1024);
         assert_eq!(first.options.get_uint(option::SIZE2), Some(Some(2500)));
+        // Every block of one representation carries its ETag (RFC 7959 §2.4).
+        let etag = first.options.get(option::ETAG).cloned().expect("an ETag");
         let mut got = first.payload.to_vec();
         for num in 1..3u32 {
             let mut m = request(
@@ -1284,9 +1293,15 @@ mod tests {
             let b = r.block2().unwrap().unwrap();
             assert_eq!(b.num, num);
             assert_eq!(b.more, num < 2);
+            assert_eq!(r.options.get(option::ETAG), Some(&etag));
             got.extend_from_slice(&r.payload);
         }
         assert_eq!(got, body.as_bytes());
+        // The next representation has another ETag.
+        let other: &'static str = Box::leak("y".repeat(2500).into_boxed_str());
+        s.publish("img/1", other, QoS::AtMostOnce, 30);
+        let [next] = &s.output()[..] else { panic!() };
+        assert_ne!(next.options.get(option::ETAG), Some(&etag));
     }
 
     #[tokio::test]
