@@ -115,6 +115,24 @@ impl DedupTable {
             }
             self.age.pop_front();
         }
+        if self.entries.is_empty() {
+            // An idle peer's table holds no memory (a map keeps its capacity otherwise).
+            self.entries = HashMap::new();
+            self.age = VecDeque::new();
+        }
+    }
+
+    /// When the oldest remembered Message ID expires, if any: the next [`purge`] that
+    /// frees something.
+    ///
+    /// [`purge`]: DedupTable::purge
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.age.iter().find_map(|(id, generation)| {
+            self.entries
+                .get(id)
+                .filter(|e| e.generation == *generation)
+                .map(|e| e.expires_at_ms)
+        })
     }
 
     /// Forgets the oldest live entry.

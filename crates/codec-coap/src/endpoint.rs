@@ -243,9 +243,23 @@ impl Endpoint {
         self.outgoing.remove(&message_id).is_some()
     }
 
-    /// When [`Endpoint::handle_timeout`] should next be called, if anything is pending.
+    /// When [`Endpoint::handle_timeout`] should next be called, if anything is pending:
+    /// a retransmission, or the end of what is remembered (a duplicate's cached response,
+    /// a NON's Reset match), so that an idle peer's memory is freed when it expires.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.outgoing.values().map(|o| o.deadline_ms).min()
+        let recent_non = self
+            .recent_non_order
+            .front()
+            .and_then(|id| self.recent_non.get(id))
+            .map(|(_, expires)| *expires);
+        [
+            self.outgoing.values().map(|o| o.deadline_ms).min(),
+            self.dedup.next_expiry(),
+            recent_non,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Handles every deadline at or before `now_ms`: CONs to retransmit, with the timeout
@@ -299,6 +313,10 @@ impl Endpoint {
                     self.recent_non_order.pop_front();
                 }
             }
+        }
+        if self.recent_non.is_empty() {
+            self.recent_non = HashMap::new();
+            self.recent_non_order = VecDeque::new();
         }
     }
 }
@@ -502,6 +520,25 @@ mod tests {
             Incoming::New,
             "lifetime over"
         );
+    }
+
+    #[test]
+    fn an_idle_peer_is_woken_when_what_it_remembers_expires_and_then_holds_nothing() {
+        let mut ep = Endpoint::new(Params::default(), 16, 0);
+        assert_eq!(
+            ep.poll_timeout(),
+            None,
+            "nothing pending, nothing remembered"
+        );
+        let req = request(MessageType::Confirmable, 3);
+        assert_eq!(ep.handle_incoming(&req, 1_000), Incoming::New);
+        ep.record_response(3, &req.response(Code::CONTENT));
+        // The cached response lives EXCHANGE_LIFETIME (247 s): the endpoint asks to be
+        // woken then.
+        assert_eq!(ep.poll_timeout(), Some(248_000));
+        assert!(ep.handle_timeout(248_000).is_empty());
+        assert!(ep.dedup.is_empty());
+        assert_eq!(ep.poll_timeout(), None);
     }
 
     #[test]
