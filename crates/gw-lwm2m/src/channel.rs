@@ -44,8 +44,10 @@ const MAX_QUEUE: usize = 64;
 const MAX_AWAITING: usize = 16;
 /// Observations one device may hold.
 const MAX_OBSERVATIONS: usize = 64;
-/// Results kept for the API's `lookup` (EMQX: 100).
+/// Results kept for the API's `lookup` (EMQX: 100), and at most this many octets of
+/// them: a device answering with large payloads does not make its cache large.
 const MAX_RESULTS: usize = 100;
+const MAX_RESULT_OCTETS: usize = 64 << 10;
 /// Objects auto-observe leaves alone: the management objects (EMQX's list).
 const NOT_AUTO_OBSERVED: &[u16] = &[0, 1, 2, 4, 5, 6, 7, 9, 15];
 
@@ -61,6 +63,8 @@ struct Outcome {
     path: String,
     action: String,
     data: Json,
+    /// Its size as JSON, counted against [`MAX_RESULT_OCTETS`].
+    octets: usize,
 }
 
 /// A registered device.
@@ -81,6 +85,7 @@ pub(crate) struct Lwm2mChannel {
     /// Observations by token: the observe command, for its notifications.
     observations: HashMap<Token, Command>,
     results: VecDeque<Outcome>,
+    results_octets: usize,
     next_token: u64,
     closing: Option<CloseReason>,
 }
@@ -107,6 +112,7 @@ impl Lwm2mChannel {
             awaiting: HashMap::new(),
             observations: HashMap::new(),
             results: VecDeque::new(),
+            results_octets: 0,
             next_token: seed.rotate_left(17),
             closing: None,
         }
@@ -485,10 +491,23 @@ impl Lwm2mChannel {
     }
 
     fn remember(&mut self, path: String, action: String, data: Json) {
-        if self.results.len() >= MAX_RESULTS {
-            self.results.pop_front();
+        let octets = path.len() + action.len() + data.to_string().len();
+        if octets > MAX_RESULT_OCTETS {
+            return;
         }
-        self.results.push_back(Outcome { path, action, data });
+        self.results_octets += octets;
+        self.results.push_back(Outcome {
+            path,
+            action,
+            data,
+            octets,
+        });
+        while self.results.len() > MAX_RESULTS || self.results_octets > MAX_RESULT_OCTETS {
+            match self.results.pop_front() {
+                Some(old) => self.results_octets -= old.octets,
+                None => break,
+            }
+        }
     }
 
     /// Commands delivered by the broker: each read, queued, and its delivery completed.
@@ -1210,6 +1229,30 @@ mod tests {
         assert_eq!(cancel.token, req.token);
         s.send(&cancel.response(Code::CONTENT), 50).unwrap();
         assert!(s.channel.observations.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_lookup_cache_is_bounded_in_count_and_octets() {
+        let mut s = Script::open(settings(), &["ep=dev1", "lt=600"], b"</3/0>").await;
+        s.output();
+        let big = "x".repeat(1000);
+        for i in 0..150u64 {
+            s.command(
+                json!({"msgType": "read", "data": {"path": "/3/0/0"}}),
+                10 + i,
+            );
+            let [req] = &s.output()[..] else { panic!() };
+            let answer = req
+                .response(Code::CONTENT)
+                .with_payload(Bytes::from(big.clone()));
+            s.send(&answer, 10 + i).unwrap();
+            s.output();
+        }
+        assert!(s.channel.results.len() <= MAX_RESULTS);
+        assert!(s.channel.results_octets <= MAX_RESULT_OCTETS);
+        assert!(s.channel.results.len() >= 50, "the latest are kept");
+        let found = s.channel.lookup("/3/0/0", "read");
+        assert_eq!(found["code"], "2.05");
     }
 
     #[tokio::test]

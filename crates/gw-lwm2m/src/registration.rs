@@ -20,6 +20,9 @@ const PSM_APNS: &[&str] = &[
 /// The objects a device may list: EMQX's 512 links (the CoRE limit) are plenty.
 const MAX_OBJECTS: usize = 512;
 
+/// The query parameters a registration keeps: UPDATEs may add keys, but not without end.
+const MAX_PARAMS: usize = 32;
+
 /// A registration: who the device is, for how long, and what it serves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Registration {
@@ -89,6 +92,9 @@ impl Registration {
             return Err(Refused::new("invalid lwm2m version"));
         }
         let (alternate_path, objects) = object_list(payload)?;
+        if query.len() > MAX_PARAMS {
+            return Err(Refused(format!("more than {MAX_PARAMS} query parameters")));
+        }
         let mut params: Vec<(Box<str>, Box<str>)> = Vec::with_capacity(query.len());
         for (k, v) in query {
             if !params.iter().any(|(key, _)| &**key == *k) {
@@ -121,6 +127,13 @@ impl Registration {
         } else {
             Some(object_list(payload)?)
         };
+        let added = query
+            .iter()
+            .filter(|(k, _)| *k != "ep" && self.param(k).is_none())
+            .count();
+        if self.params.len() + added > MAX_PARAMS {
+            return Err(Refused(format!("more than {MAX_PARAMS} query parameters")));
+        }
         if let Some(lt) = lifetime {
             self.lifetime = lt;
         }
@@ -339,6 +352,22 @@ mod tests {
         assert_eq!(r.endpoint, "d");
         assert!(r.queue_mode());
         assert_eq!(r.event("update")["data"]["lt"], 789);
+    }
+
+    #[test]
+    fn updates_cannot_grow_the_parameters_without_end() {
+        let mut r = Registration::register(&[("ep", "d"), ("lt", "60")], b"", LIMITS).unwrap();
+        let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+        let mut refused = 0;
+        for k in &keys {
+            if r.update(&[(k.as_str(), "v")], b"", LIMITS).is_err() {
+                refused += 1;
+            }
+        }
+        assert_eq!(r.params.len(), MAX_PARAMS);
+        assert_eq!(refused, 40 - (MAX_PARAMS - 2));
+        // A known key is still updated.
+        assert!(r.update(&[("lt", "90")], b"", LIMITS).is_ok());
     }
 
     #[test]
