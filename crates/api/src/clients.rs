@@ -602,20 +602,26 @@ pub(crate) async fn request(
     ctx.request(&clientid, body, timeout)
         .await
         .map(Json)
-        .map_err(|e| match e {
-            CallError::ClientNotFound => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "CLIENT_NOT_FOUND",
-                "Client not found",
-            ),
-            CallError::Timeout => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "CLIENT_NOT_RESPONSE",
-                "the device did not answer in time",
-            ),
-            CallError::Unsupported => {
-                ApiError::bad_request(format!("{name} clients take no requests"))
-            }
-            other => ApiError::bad_request(other.to_string()),
-        })
+        .map_err(|e| device_call_error(&name, e))
+}
+
+/// A call to a device (CoAP's request, LwM2M's commands) that failed, as EMQX answers
+/// it: 404 `CLIENT_NOT_FOUND`, 504 `CLIENT_NOT_RESPONSE`, 400 otherwise.
+pub(crate) fn device_call_error(gateway: &str, e: CallError) -> ApiError {
+    match e {
+        CallError::ClientNotFound => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "CLIENT_NOT_FOUND",
+            "Client not found",
+        ),
+        CallError::Timeout => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "CLIENT_NOT_RESPONSE",
+            "the device did not answer in time",
+        ),
+        CallError::Unsupported => {
+            ApiError::bad_request(format!("{gateway} clients take no requests"))
+        }
+        other => ApiError::bad_request(other.to_string()),
+    }
 }

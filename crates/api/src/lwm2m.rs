@@ -7,14 +7,14 @@
 //! * `GET|POST /gateways/{name}/objects`, `GET|DELETE /gateways/{name}/objects/{id}`:
 //!   the definitions values are typed with, changed without a restart.
 
-use crate::clients::gateway;
+use crate::clients::{device_call_error, gateway};
 use crate::error::ApiError;
 use crate::extract::{Body, Q};
 use crate::ApiState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use junction_gateway::{CallError, GatewayCtx, GatewayResources};
+use junction_gateway::{GatewayCtx, GatewayResources};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -43,26 +43,10 @@ impl CommandQuery {
     }
 }
 
-fn call_error(e: CallError) -> ApiError {
-    match e {
-        CallError::ClientNotFound => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "CLIENT_NOT_FOUND",
-            "Client not found",
-        ),
-        CallError::Timeout => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "CLIENT_NOT_RESPONSE",
-            "the client's connection did not answer in time",
-        ),
-        other => ApiError::bad_request(other.to_string()),
-    }
-}
-
 async fn call(ctx: &GatewayCtx, clientid: &str, body: Value) -> Result<Value, ApiError> {
     ctx.request(clientid, body, CALL_TIMEOUT)
         .await
-        .map_err(call_error)
+        .map_err(|e| device_call_error(ctx.name, e))
 }
 
 async fn command(

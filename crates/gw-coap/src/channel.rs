@@ -26,7 +26,7 @@ use junction_codec_coap::{
 use junction_gateway::call::{CallError, ClientCall};
 use junction_gateway::driver::datagram::{DatagramChannel, DatagramOutput};
 use junction_gateway::driver::{CloseReason, Session};
-use junction_session::{AckResult, Outbound, SubOptions};
+use junction_session::{Outbound, SubOptions};
 use junction_types::{now_ms, QoS};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -555,22 +555,7 @@ impl CoapChannel {
     /// Free the in-flight slot of delivery `packet_id` and move the next queued message
     /// into the outbox; true if a slot was freed.
     fn complete(&mut self, packet_id: Option<u16>) -> bool {
-        let Some(packet_id) = packet_id else {
-            return false;
-        };
-        let r = self.session.cell.lock().session.puback(packet_id);
-        let AckResult::Completed(d) = r else {
-            return false;
-        };
-        self.proto.ctx.acked(&self.session.info, Some(&d.message));
-        let mut dropped = Vec::new();
-        {
-            let mut guard = self.session.cell.lock();
-            let st = &mut *guard;
-            st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
-        }
-        self.proto.ctx.count_dropped(dropped);
-        true
+        packet_id.is_some_and(|id| self.session.ack_delivery(id))
     }
 
     /// Send what the session has for the client, as notifications. Deliveries nothing

@@ -26,7 +26,7 @@ use junction_codec_lwm2m::{
 use junction_gateway::call::{CallError, ClientCall};
 use junction_gateway::driver::datagram::{DatagramChannel, DatagramOutput};
 use junction_gateway::driver::{CloseReason, Session};
-use junction_session::{AckResult, Outbound, SubOptions};
+use junction_session::{Outbound, SubOptions};
 use junction_types::{now_ms, MessageProperties, QoS};
 use serde_json::{json, Value as Json};
 use std::collections::{HashMap, VecDeque};
@@ -544,21 +544,9 @@ impl Lwm2mChannel {
 
     /// Free the in-flight slot of a delivery: the command is the gateway's now.
     fn complete(&mut self, packet_id: Option<u16>) {
-        let Some(packet_id) = packet_id else {
-            return;
-        };
-        let r = self.session.cell.lock().session.puback(packet_id);
-        let AckResult::Completed(d) = r else {
-            return;
-        };
-        self.proto.ctx.acked(&self.session.info, Some(&d.message));
-        let mut dropped = Vec::new();
-        {
-            let mut guard = self.session.cell.lock();
-            let st = &mut *guard;
-            st.session.dequeue(now_ms(), &mut st.outbox, &mut dropped);
+        if let Some(id) = packet_id {
+            self.session.ack_delivery(id);
         }
-        self.proto.ctx.count_dropped(dropped);
     }
 
     fn enqueue_json(&mut self, body: &Json, expires: Option<u64>) -> bool {

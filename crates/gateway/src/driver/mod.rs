@@ -118,3 +118,26 @@ pub struct Session {
     /// The connection's counters (shared with the registry).
     pub stats: Arc<ConnStats>,
 }
+
+impl Session {
+    /// The client acknowledged delivery `packet_id` (a PUBACK, a CoAP ACK of a
+    /// confirmable notification, a command the gateway took over): its in-flight slot is
+    /// freed, `message.acked` runs, and the next queued message moves into the outbox.
+    /// True if a slot was freed (the caller then sends what the outbox holds).
+    pub fn ack_delivery(&self, packet_id: u16) -> bool {
+        let r = self.cell.lock().session.puback(packet_id);
+        let junction_session::AckResult::Completed(d) = r else {
+            return false;
+        };
+        self.ctx.acked(&self.info, Some(&d.message));
+        let mut dropped = Vec::new();
+        {
+            let mut guard = self.cell.lock();
+            let st = &mut *guard;
+            st.session
+                .dequeue(junction_types::now_ms(), &mut st.outbox, &mut dropped);
+        }
+        self.ctx.count_dropped(dropped);
+        true
+    }
+}
