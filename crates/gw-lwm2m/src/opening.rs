@@ -193,6 +193,11 @@ impl DatagramOpening for Lwm2mOpening {
 
     /// EMQX's answer: 4.00 "Login Failed: <reason>".
     fn refused(&mut self, reason: &str) {
+        // A registration that could not move: 4.04, and the device registers again.
+        if let Some((request, _)) = self.moved.take() {
+            self.answer(&request, Code::NOT_FOUND, "");
+            return;
+        }
         if let Some((request, _)) = self.first.take() {
             self.answer(
                 &request,
