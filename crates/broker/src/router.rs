@@ -1,9 +1,8 @@
 //! The router: which sessions subscribe to which filters, including shared subscriptions.
 
 use crate::cell::SessionCell;
-use ahash::AHashMap;
 use junction_session::SubOptions;
-use junction_topic::Trie;
+use junction_topic::{SeededMap, Trie};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -52,9 +51,9 @@ pub struct ShareGroup {
 #[derive(Debug, Default)]
 pub struct FilterEntry {
     /// Plain subscribers by session id.
-    pub subscribers: AHashMap<u64, Subscriber>,
+    pub subscribers: SeededMap<u64, Subscriber>,
     /// Share groups by name.
-    pub groups: AHashMap<Box<str>, ShareGroup>,
+    pub groups: SeededMap<Box<str>, ShareGroup>,
 }
 
 impl FilterEntry {

@@ -2,8 +2,10 @@
 //! and a filter trie used by the router.
 
 pub mod mountpoint;
+mod seeded;
 mod trie;
 
+pub use seeded::{Seeded, SeededMap};
 pub use trie::Trie;
 
 /// Why a topic name or filter is not valid.

@@ -5,7 +5,7 @@
 //! `/` levels must not overflow a stack when it is inserted, matched, removed, visited or
 //! dropped. Walks keep their own stack on the heap (inline for the common shallow case).
 
-use ahash::AHashMap;
+use crate::SeededMap;
 use smallvec::SmallVec;
 
 /// A map from topic filters to values of type `T`, searchable by topic name.
@@ -18,19 +18,21 @@ pub struct Trie<T> {
 #[derive(Debug)]
 struct Node<T> {
     /// Children by literal level.
-    children: AHashMap<Box<str>, Node<T>>,
+    children: SeededMap<Box<str>, Node<T>>,
     /// Child for a `+` level.
     plus: Option<Box<Node<T>>>,
-    /// Value of a filter ending in `#` at this point.
-    hash: Option<T>,
+    /// Value of a filter ending in `#` at this point. Values are boxed: a node is stored
+    /// inline in its parent's map, whose buckets (at least four) would otherwise each
+    /// hold two values' room, filled or not.
+    hash: Option<Box<T>>,
     /// Value of a filter ending exactly here.
-    value: Option<T>,
+    value: Option<Box<T>>,
 }
 
 impl<T> Default for Node<T> {
     fn default() -> Self {
         Node {
-            children: AHashMap::new(),
+            children: SeededMap::default(),
             plus: None,
             hash: None,
             value: None,
@@ -157,7 +159,7 @@ impl<T> Trie<T> {
         if slot.is_none() {
             self.len += 1;
         }
-        slot.get_or_insert_with(T::default)
+        slot.get_or_insert_with(Box::default)
     }
 
     /// The value for exactly `filter`, if any.
@@ -168,9 +170,9 @@ impl<T> Trie<T> {
             node = node.child_mut(level)?;
         }
         if hash {
-            node.hash.as_mut()
+            node.hash.as_deref_mut()
         } else {
-            node.value.as_mut()
+            node.value.as_deref_mut()
         }
     }
 
@@ -182,9 +184,9 @@ impl<T> Trie<T> {
             node = node.child(level)?;
         }
         if hash {
-            node.hash.as_ref()
+            node.hash.as_deref()
         } else {
-            node.value.as_ref()
+            node.value.as_deref()
         }
     }
 
@@ -215,11 +217,12 @@ impl<T> Trie<T> {
             for level in levels.iter() {
                 node = node.child_mut(level)?;
             }
-            return if hash {
+            let value = if hash {
                 node.hash.take()
             } else {
                 node.value.take()
             };
+            return value.map(|b| *b);
         }
         // Second pass: detach the now useless branch below `prune_from`, then take the
         // value out of its deepest node. The branch's remaining nodes are empty and are
@@ -233,11 +236,12 @@ impl<T> Trie<T> {
         for level in &levels[prune_from + 1..] {
             leaf = leaf.child_mut(level)?;
         }
-        if hash {
+        let value = if hash {
             leaf.hash.take()
         } else {
             leaf.value.take()
-        }
+        };
+        value.map(|b| *b)
     }
 
     /// Call `f(filter_value)` for every filter that matches topic `name`.
