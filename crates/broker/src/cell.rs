@@ -6,6 +6,7 @@ use futures_util::task::AtomicWaker;
 use junction_session::{Delivery, DropReason, Dropped, Outbound, Session};
 use junction_types::QoS;
 use parking_lot::{Mutex, MutexGuard};
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -40,12 +41,18 @@ impl KickWait {
 
     /// The reason, once (a dropped sender counts as an administrative kick).
     pub async fn wait(&mut self) -> KickReason {
+        std::future::poll_fn(|cx| self.poll_kicked(cx)).await
+    }
+
+    /// [`KickWait::wait`] for a caller that polls by hand (a driver that serves many
+    /// connections from one task, with a waker per connection).
+    pub fn poll_kicked(&mut self, cx: &mut Context<'_>) -> Poll<KickReason> {
         let Some(rx) = self.0.as_mut() else {
-            return std::future::pending().await;
+            return Poll::Pending;
         };
-        let kicked = rx.await.unwrap_or(KickReason::Administrative);
+        let kicked = std::task::ready!(std::pin::Pin::new(rx).poll(cx));
         self.0 = None;
-        kicked
+        Poll::Ready(kicked.unwrap_or(KickReason::Administrative))
     }
 }
 
@@ -338,6 +345,12 @@ impl SessionCell {
     /// Wait until the outbox has something (or was poked).
     pub async fn notified(&self) {
         std::future::poll_fn(|cx| self.notify.poll(cx)).await
+    }
+
+    /// [`SessionCell::notified`] for a caller that polls by hand: ready if the outbox was
+    /// poked since the last call, else `cx`'s waker is the one woken next.
+    pub fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.notify.poll(cx)
     }
 
     /// Wake the connection's task.

@@ -12,6 +12,7 @@
 
 use super::dtls::{self, Accept};
 use super::peer_queue::{peer_queue, PeerReceiver, PeerSender, SendError};
+use super::served::{Handoff, Table};
 use super::{CloseReason, ConnectRequest, Session};
 use crate::call::{CallBox, ClientCall};
 use crate::ctx::{Admission, GatewayCtx};
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -207,9 +209,30 @@ pub trait DatagramChannel: Send + 'static {
     fn on_close(&mut self, reason: CloseReason) -> (Option<Will>, u32);
 }
 
+/// The connected channel type of protocol `P`.
+pub(super) type ChannelOf<P> = <<P as DatagramProtocol>::Opening as DatagramOpening>::Channel;
+
+/// What the listener knows of a peer address.
+pub(super) enum PeerEntry {
+    /// Its opening task (by id) and that task's queue.
+    Opening(u64, PeerSender),
+    /// Connected: served by the listener's task under this key.
+    Connected(u64),
+}
+
+impl PeerEntry {
+    /// The opening task's id.
+    pub(super) fn task(&self) -> Option<u64> {
+        match self {
+            PeerEntry::Opening(task, _) => Some(*task),
+            PeerEntry::Connected(_) => None,
+        }
+    }
+}
+
 /// What one listener's tasks share.
-struct Listener<P: DatagramProtocol> {
-    ctx: Arc<GatewayCtx>,
+pub(super) struct Listener<P: DatagramProtocol> {
+    pub(super) ctx: Arc<GatewayCtx>,
     protocol: Arc<P>,
     socket: Arc<UdpSocket>,
     settings: UdpSettings,
@@ -217,14 +240,18 @@ struct Listener<P: DatagramProtocol> {
     dtls: Option<Arc<dyn dtls::Endpoint>>,
     id: Arc<str>,
     sockport: u16,
-    /// Peer address → (task id, its queue).
-    peers: Mutex<HashMap<SocketAddr, (u64, PeerSender)>>,
+    /// Peer address → its opening task or its key among the connected peers.
+    pub(super) peers: Mutex<HashMap<SocketAddr, PeerEntry>>,
     next_task: AtomicU64,
+    /// Where opening tasks hand their admitted peers to the listener's task.
+    handoffs: mpsc::UnboundedSender<Handoff<ChannelOf<P>>>,
+    /// Set when the listener stops.
+    stop: Notify,
 }
 
 impl<P: DatagramProtocol> Listener<P> {
     /// Send one datagram to `peer`, counting it.
-    async fn send(&self, peer: SocketAddr, datagram: &[u8]) -> bool {
+    pub(super) async fn send(&self, peer: SocketAddr, datagram: &[u8]) -> bool {
         match self.socket.send_to(datagram, peer).await {
             Ok(n) => {
                 self.ctx.count_sent(n);
@@ -247,21 +274,23 @@ impl<P: DatagramProtocol> Listener<P> {
         !full && new_peers.as_mut().is_none_or(|r| r.take().is_none())
     }
 
-    /// Start the task of a new peer, with its first plain datagram if any.
+    /// Start the opening task of a new peer, with its first plain datagram if any.
     fn spawn_peer(self: &Arc<Self>, peer: Peer, first: Option<Bytes>, link: Link) {
         let (tx, rx) = peer_queue(PEER_QUEUE);
         let task = self.next_task.fetch_add(1, Ordering::Relaxed);
         if let Some(d) = first {
             let _ = tx.try_send(d);
         }
-        self.peers.lock().insert(peer.addr, (task, tx));
+        self.peers
+            .lock()
+            .insert(peer.addr, PeerEntry::Opening(task, tx));
         tokio::spawn(run_peer(self.clone(), peer, task, rx, link));
     }
 
-    /// Remove a task's peer entry if it is still that task's.
+    /// Remove an opening task's peer entry if it is still that task's.
     fn remove_peer(&self, peer: SocketAddr, task: u64) {
         let mut peers = self.peers.lock();
-        if peers.get(&peer).is_some_and(|(t, _)| *t == task) {
+        if peers.get(&peer).and_then(PeerEntry::task) == Some(task) {
             peers.remove(&peer);
         }
     }
@@ -288,16 +317,16 @@ impl std::fmt::Debug for DatagramListener {
 }
 
 impl DatagramListener {
-    /// Stop receiving; every peer task sees its queue close and ends.
+    /// Stop receiving: opening tasks see their queue close and end; the listener's task
+    /// closes every connected peer and ends.
     pub fn stop(&self) {
-        self.task.abort();
         if let Some(b) = &self.beside {
             b.abort();
         }
         (self.stop_peers)();
     }
 
-    /// Stop and wait for the receive loop (and what runs beside it) to end.
+    /// Stop and wait for the listener's task (and what runs beside it) to end.
     pub async fn shutdown(self) {
         self.stop();
         while !self.task.is_finished() || self.beside.as_ref().is_some_and(|b| !b.is_finished()) {
@@ -353,6 +382,7 @@ pub async fn start<P: DatagramProtocol>(
     let socket = Arc::new(bind_udp(bind, &settings)?);
     let local_addr = socket.local_addr()?;
     let beside = protocol.started(socket.clone(), ctx.clone());
+    let (handoffs, handed) = mpsc::unbounded_channel();
     let listener = Arc::new(Listener {
         ctx,
         protocol,
@@ -363,9 +393,19 @@ pub async fn start<P: DatagramProtocol>(
         sockport: local_addr.port(),
         peers: Mutex::new(HashMap::new()),
         next_task: AtomicU64::new(1),
+        handoffs,
+        stop: Notify::new(),
     });
-    let task = tokio::spawn(recv_loop(listener.clone()));
-    let stop_peers = Box::new(move || listener.peers.lock().clear());
+    let task = tokio::spawn(serve(listener.clone(), handed));
+    let stop_peers = Box::new(move || {
+        // Opening tasks see their queue close; connected peers are closed by the
+        // listener's task, which then ends.
+        listener
+            .peers
+            .lock()
+            .retain(|_, entry| matches!(entry, PeerEntry::Connected(_)));
+        listener.stop.notify_one();
+    });
     Ok(DatagramListener {
         id,
         local_addr,
@@ -375,110 +415,179 @@ pub async fn start<P: DatagramProtocol>(
     })
 }
 
-async fn recv_loop<P: DatagramProtocol>(l: Arc<Listener<P>>) {
+/// Datagrams read in one turn of the listener's loop before ready peers and timers run.
+const RECV_BATCH: usize = 64;
+
+/// The listener's task: reads datagrams, serves connected peers, takes over admitted ones.
+async fn serve<P: DatagramProtocol>(
+    l: Arc<Listener<P>>,
+    mut handed: mpsc::UnboundedReceiver<Handoff<ChannelOf<P>>>,
+) {
     let mut buf = vec![0u8; l.settings.buffer.clamp(64, 65_536)];
     let mut new_peers = l.settings.max_new_peers_per_sec.map(RateLimiter::new);
     let mut reply = Vec::new();
+    let mut table = Table::new();
+    let ready = table.ready.clone();
+    let far = Instant::now() + Duration::from_secs(86400 * 365);
+    let timer = tokio::time::sleep_until(far);
+    tokio::pin!(timer);
     loop {
-        let (n, addr) = match l.socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                // ICMP port unreachable and the like surface here on some systems.
-                tracing::debug!(error = %e, "datagram recv error");
-                continue;
-            }
-        };
-        if !l.settings.access.allows(addr.ip()) {
-            tracing::debug!(peer = %addr, "datagram denied by access_rules");
-            continue;
+        let next = table.next_deadline().unwrap_or(far);
+        if next != timer.deadline() {
+            timer.as_mut().reset(next);
         }
-        l.ctx.count_received(n);
-        if let Some((request, answer)) = &l.settings.health_check {
-            if buf[..n] == request[..] {
-                let _ = l.socket.send_to(answer, addr).await;
-                continue;
-            }
-        }
-        let datagram = Bytes::copy_from_slice(&buf[..n]);
-        // Queued under the table's lock: the sender is not cloned (its drop is what
-        // tells the task that the listener forgot the peer).
-        let datagram = {
-            let mut peers = l.peers.lock();
-            let (datagram, task_gone) = match peers.get(&addr) {
-                None => (Some(datagram), false),
-                Some((_, tx)) => match tx.try_send(datagram) {
-                    Ok(()) => (None, false),
-                    Err(SendError::Full) => {
-                        l.ctx.metrics.packets_dropped.inc();
-                        (None, false)
-                    }
-                    // The peer's task ended: this is a new peer's first datagram.
-                    Err(SendError::Closed(d)) => (Some(d), true),
-                },
-            };
-            if task_gone {
-                peers.remove(&addr);
-            }
-            datagram
-        };
-        let Some(datagram) = datagram else {
-            continue;
-        };
-        let peer = Peer {
-            addr,
-            listener: l.id.clone(),
-            sockport: l.sockport,
-            identity: None,
-        };
-        if let Some(endpoint) = &l.dtls {
-            // Over DTLS nothing is answered in the clear: the address proves itself with
-            // the cookie exchange first, and gets a session within the listener's limits.
-            let admit = l.has_room(&mut new_peers);
-            match endpoint.accept(addr, &datagram, admit) {
-                Accept::Reply(hvr) => {
-                    l.ctx.metrics.packets_hello_verify_sent.inc();
-                    l.send(addr, &hvr).await;
-                }
-                Accept::Drop => {
-                    l.ctx.metrics.packets_dropped.inc();
-                }
-                Accept::Session(session, out) => {
-                    for record in &out {
-                        l.send(addr, record).await;
-                    }
-                    l.spawn_peer(peer, None, Link::Dtls(session));
+        tokio::select! {
+            biased;
+            _ = l.stop.notified() => break,
+            h = handed.recv() => {
+                if let Some(h) = h {
+                    table.admit(&l, h).await;
                 }
             }
-            continue;
-        }
-        match l.protocol.unconnected(&peer, &datagram, &mut reply) {
-            Unconnected::Handled => {
-                for r in reply.drain(..) {
-                    // No amplification towards an address nobody has proved.
-                    if r.len() <= datagram.len() {
-                        l.send(addr, &r).await;
-                    } else {
-                        l.ctx.metrics.packets_dropped.inc();
-                    }
-                }
-            }
-            Unconnected::Open => {
-                reply.clear();
-                // `max_connections` and `max_conn_rate` bound the tasks: past them the
-                // datagram is dropped and the client retries later, as over TCP.
-                if !l.has_room(&mut new_peers) {
-                    l.ctx.metrics.packets_dropped.inc();
-                    tracing::debug!(peer = %addr, "peer over max_connections or max_conn_rate: dropped");
+            r = l.socket.readable() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "datagram socket not readable");
                     continue;
                 }
-                l.spawn_peer(peer, Some(datagram), Link::Plain);
+                for _ in 0..RECV_BATCH {
+                    let (n, addr) = match l.socket.try_recv_from(&mut buf) {
+                        Ok(r) => r,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            // ICMP port unreachable and the like surface here on some
+                            // systems.
+                            tracing::debug!(error = %e, "datagram recv error");
+                            continue;
+                        }
+                    };
+                    on_datagram(&l, &mut table, &buf[..n], addr, &mut new_peers, &mut reply).await;
+                }
             }
+            () = ready.wait() => {}
+            () = &mut timer => {}
+        }
+        while let Ok(h) = handed.try_recv() {
+            table.admit(&l, h).await;
+        }
+        table.turn(&l).await;
+    }
+    table.close_all(&l).await;
+}
+
+/// Where a datagram goes.
+enum Route {
+    /// Into an opening task's queue (or dropped, the queue being full).
+    Queued,
+    /// To a connected peer.
+    Connected(u64, Bytes),
+    /// An address the listener does not know.
+    New(Bytes),
+}
+
+/// One datagram read from the socket.
+async fn on_datagram<P: DatagramProtocol>(
+    l: &Arc<Listener<P>>,
+    table: &mut Table<ChannelOf<P>>,
+    data: &[u8],
+    addr: SocketAddr,
+    new_peers: &mut Option<RateLimiter>,
+    reply: &mut Vec<Bytes>,
+) {
+    if !l.settings.access.allows(addr.ip()) {
+        tracing::debug!(peer = %addr, "datagram denied by access_rules");
+        return;
+    }
+    l.ctx.count_received(data.len());
+    if let Some((request, answer)) = &l.settings.health_check {
+        if data == &request[..] {
+            let _ = l.socket.send_to(answer, addr).await;
+            return;
+        }
+    }
+    let datagram = Bytes::copy_from_slice(data);
+    // Queued under the table's lock: the sender is not cloned (its drop is what tells the
+    // task that the listener forgot the peer).
+    let route = {
+        let mut peers = l.peers.lock();
+        match peers.get(&addr) {
+            None => Route::New(datagram),
+            Some(PeerEntry::Connected(key)) => Route::Connected(*key, datagram),
+            Some(PeerEntry::Opening(_, tx)) => match tx.try_send(datagram) {
+                Ok(()) => Route::Queued,
+                Err(SendError::Full) => {
+                    l.ctx.metrics.packets_dropped.inc();
+                    Route::Queued
+                }
+                // The peer's task ended: this is a new peer's first datagram.
+                Err(SendError::Closed(d)) => {
+                    peers.remove(&addr);
+                    Route::New(d)
+                }
+            },
+        }
+    };
+    let datagram = match route {
+        Route::Queued => return,
+        Route::Connected(key, d) => {
+            table.on_datagram(l, key, d).await;
+            return;
+        }
+        Route::New(d) => d,
+    };
+    let peer = Peer {
+        addr,
+        listener: l.id.clone(),
+        sockport: l.sockport,
+        identity: None,
+    };
+    if let Some(endpoint) = &l.dtls {
+        // Over DTLS nothing is answered in the clear: the address proves itself with the
+        // cookie exchange first, and gets a session within the listener's limits.
+        let admit = l.has_room(new_peers);
+        match endpoint.accept(addr, &datagram, admit) {
+            Accept::Reply(hvr) => {
+                l.ctx.metrics.packets_hello_verify_sent.inc();
+                l.send(addr, &hvr).await;
+            }
+            Accept::Drop => {
+                l.ctx.metrics.packets_dropped.inc();
+            }
+            Accept::Session(session, out) => {
+                for record in &out {
+                    l.send(addr, record).await;
+                }
+                l.spawn_peer(peer, None, Link::Dtls(session));
+            }
+        }
+        return;
+    }
+    match l.protocol.unconnected(&peer, &datagram, reply) {
+        Unconnected::Handled => {
+            for r in reply.drain(..) {
+                // No amplification towards an address nobody has proved.
+                if r.len() <= datagram.len() {
+                    l.send(addr, &r).await;
+                } else {
+                    l.ctx.metrics.packets_dropped.inc();
+                }
+            }
+        }
+        Unconnected::Open => {
+            reply.clear();
+            // `max_connections` and `max_conn_rate` bound the peers: past them the
+            // datagram is dropped and the client retries later, as over TCP.
+            if !l.has_room(new_peers) {
+                l.ctx.metrics.packets_dropped.inc();
+                tracing::debug!(peer = %addr, "peer over max_connections or max_conn_rate: dropped");
+                return;
+            }
+            l.spawn_peer(peer, Some(datagram), Link::Plain);
         }
     }
 }
 
 /// How a peer's datagrams travel: as they are, or inside its DTLS session.
-enum Link {
+pub(super) enum Link {
     Plain,
     Dtls(Box<dyn dtls::Session>),
 }
@@ -486,7 +595,7 @@ enum Link {
 impl Link {
     /// The plain datagrams in `datagram` (over DTLS: its application data, after sending
     /// the records the session answers with).
-    async fn open_up<P: DatagramProtocol>(
+    pub(super) async fn open_up<P: DatagramProtocol>(
         &mut self,
         l: &Listener<P>,
         addr: SocketAddr,
@@ -518,7 +627,7 @@ impl Link {
     }
 
     /// Send one plain datagram (over DTLS: as records). False if it could not be sent.
-    async fn send<P: DatagramProtocol>(
+    pub(super) async fn send<P: DatagramProtocol>(
         &mut self,
         l: &Listener<P>,
         addr: SocketAddr,
@@ -549,7 +658,7 @@ impl Link {
         }
     }
 
-    async fn close<P: DatagramProtocol>(&mut self, l: &Listener<P>, addr: SocketAddr) {
+    pub(super) async fn close<P: DatagramProtocol>(&mut self, l: &Listener<P>, addr: SocketAddr) {
         if let Link::Dtls(session) = self {
             let mut out = Vec::new();
             session.close(&mut out);
@@ -560,7 +669,8 @@ impl Link {
     }
 }
 
-/// One peer's task: the opening dialogue, the connect pipeline, the channel.
+/// One peer's opening task: the dialogue and the connect pipeline; an admitted peer is
+/// handed to the listener's task.
 async fn run_peer<P: DatagramProtocol>(
     l: Arc<Listener<P>>,
     peer: Peer,
@@ -569,15 +679,30 @@ async fn run_peer<P: DatagramProtocol>(
     mut link: Link,
 ) {
     let addr = peer.addr;
-    let connected = Box::pin(handshake(&l, peer, &mut rx, &mut link)).await;
-    if let Some((mut driver, calls)) = connected {
-        driver.link = link;
-        let reason = driver.run(&mut rx, calls).await;
-        l.remove_peer(addr, task);
-        Box::pin(driver.finish(reason)).await;
-    } else {
+    let Some((channel, kick, calls)) = Box::pin(handshake(&l, peer, &mut rx, &mut link)).await
+    else {
         link.close(&l, addr).await;
         l.remove_peer(addr, task);
+        return;
+    };
+    let handoff = Handoff {
+        addr,
+        task,
+        channel,
+        kick,
+        calls,
+        link,
+        rx,
+    };
+    if let Err(mpsc::error::SendError(handoff)) = l.handoffs.send(handoff) {
+        // The listener's task has ended: the client goes as if its socket had.
+        l.remove_peer(addr, task);
+        let mut channel = handoff.channel;
+        let (will, expiry) = channel.on_close(CloseReason::SockClosed);
+        let session = channel.session();
+        session
+            .ctx
+            .close(session, CloseReason::SockClosed, will, expiry);
     }
 }
 
@@ -594,7 +719,7 @@ async fn handshake<P: DatagramProtocol>(
     mut peer: Peer,
     rx: &mut PeerReceiver,
     link: &mut Link,
-) -> Option<(PeerDriver<P>, Arc<CallBox>)> {
+) -> Option<(ChannelOf<P>, KickWait, Arc<CallBox>)> {
     let idle = l.ctx.settings().idle_timeout;
     let idle = if idle.is_zero() {
         DEFAULT_IDLE_TIMEOUT
@@ -680,122 +805,7 @@ async fn handshake<P: DatagramProtocol>(
         }
     };
     let channel = opening.admitted(session, Instant::now());
-    Some((
-        PeerDriver {
-            l: l.clone(),
-            addr: peer.addr,
-            channel,
-            kick,
-            link: Link::Plain,
-            plain: Vec::new(),
-        },
-        calls,
-    ))
-}
-
-/// A connected peer's task.
-struct PeerDriver<P: DatagramProtocol> {
-    l: Arc<Listener<P>>,
-    addr: SocketAddr,
-    channel: <P::Opening as DatagramOpening>::Channel,
-    kick: KickWait,
-    link: Link,
-    plain: Vec<Bytes>,
-}
-
-impl<P: DatagramProtocol> PeerDriver<P> {
-    async fn run(&mut self, rx: &mut PeerReceiver, calls: Arc<CallBox>) -> CloseReason {
-        self.flush().await;
-        let far = || Instant::now() + Duration::from_secs(86400 * 365);
-        let timer = tokio::time::sleep_until(self.channel.next_timer().unwrap_or_else(far));
-        tokio::pin!(timer);
-        let mut fired = false;
-        loop {
-            let step = tokio::select! {
-                biased;
-                kicked = self.kick.wait() => Err(CloseReason::Kicked(kicked)),
-                d = rx.recv() => match d {
-                    None => Err(CloseReason::SockClosed),
-                    Some(d) => self.on_datagram(d).await,
-                },
-                _ = self.channel.session().cell.notified() => {
-                    for call in calls.take() {
-                        self.channel.on_call(call);
-                    }
-                    self.channel.on_deliveries(Instant::now())
-                }
-                _ = &mut timer => {
-                    fired = true;
-                    self.channel.on_timer(Instant::now())
-                }
-            };
-            self.flush().await;
-            if let Err(reason) = step {
-                return reason;
-            }
-            if std::mem::take(&mut self.channel.output().congested) {
-                // Let the subscriber's task write before the next datagram is routed.
-                tokio::task::yield_now().await;
-            }
-            // A deadline that moved later (a keepalive pushed back by every datagram) is
-            // not re-armed: the timer fires at the earlier one, the channel finds nothing
-            // due and names the later one. One early wake-up per period is cheaper than
-            // re-arming on every datagram.
-            let next = self.channel.next_timer().unwrap_or_else(far);
-            if std::mem::take(&mut fired) || next < timer.deadline() {
-                timer.as_mut().reset(next);
-            }
-        }
-    }
-
-    async fn on_datagram(&mut self, d: Bytes) -> Result<(), CloseReason> {
-        let stats = &self.channel.session().stats;
-        stats.recv_oct.fetch_add(d.len() as u64, Ordering::Relaxed);
-        let mut plain = std::mem::take(&mut self.plain);
-        let opened = self.link.open_up(&self.l, self.addr, d, &mut plain).await;
-        let mut result = opened;
-        for d in plain.drain(..) {
-            if result.is_ok() {
-                result = self.channel.on_datagram(d, Instant::now());
-            }
-        }
-        self.plain = plain;
-        result
-    }
-
-    /// Send the output: after the ack barrier if it holds acknowledgements (which are
-    /// dropped if the barrier fails: the client sends again).
-    async fn flush(&mut self) {
-        let out = self.channel.output();
-        if std::mem::take(&mut out.ack) {
-            if let Some(barrier) = self.l.ctx.ack_barrier() {
-                if let Err(e) = barrier().await {
-                    tracing::error!(error = %e, "commit before acknowledging failed");
-                    self.channel.output().datagrams.retain(|(_, ack)| !ack);
-                }
-            }
-        }
-        let mut datagrams = std::mem::take(&mut self.channel.output().datagrams);
-        for (d, _) in datagrams.drain(..) {
-            if self.link.send(&self.l, self.addr, &d).await {
-                let stats = &self.channel.session().stats;
-                stats.send_oct.fetch_add(d.len() as u64, Ordering::Relaxed);
-            }
-        }
-        // The emptied vector keeps its capacity for the next step.
-        self.channel.output().datagrams = datagrams;
-    }
-
-    async fn finish(mut self, reason: CloseReason) {
-        if reason != CloseReason::SockClosed {
-            self.channel.goodbye(reason);
-            self.flush().await;
-            self.link.close(&self.l, self.addr).await;
-        }
-        let (will, expiry) = self.channel.on_close(reason);
-        let session = self.channel.session();
-        session.ctx.close(session, reason, will, expiry);
-    }
+    Some((channel, kick, calls))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 pub mod datagram;
 pub mod dtls;
 mod peer_queue;
+mod served;
 pub mod stream;
 
 use crate::client::ConnStats;

@@ -103,6 +103,13 @@ impl PeerReceiver {
     }
 }
 
+impl PeerReceiver {
+    /// The next datagram already queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        self.0.state.lock().items.pop_front()
+    }
+}
+
 impl Drop for PeerReceiver {
     fn drop(&mut self) {
         let mut s = self.0.state.lock();
