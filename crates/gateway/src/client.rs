@@ -73,8 +73,8 @@ pub struct SessionFigures {
 /// A connected client as the registry keeps it.
 #[derive(Debug)]
 pub struct ClientEntry {
-    /// Its info.
-    pub info: ClientInfo,
+    /// Its info, shared with the connection.
+    pub info: Arc<ClientInfo>,
     /// Its counters, shared with the connection task.
     pub stats: Arc<ConnStats>,
     /// Its session: a kick goes to the connection attached to it (the broker's kick, so
@@ -114,7 +114,7 @@ impl ClientRegistry {
     /// to go (`discarded`), as EMQX's channel manager does for clean sessions.
     pub fn insert(
         &self,
-        info: ClientInfo,
+        info: Arc<ClientInfo>,
         stats: Arc<ConnStats>,
         conn_id: u64,
         cell: Arc<SessionCell>,
@@ -160,12 +160,12 @@ impl ClientRegistry {
         entry.is_some_and(|(cell, conn_id)| cell.kick(conn_id, reason))
     }
 
-    /// A client's keepalive changed (an LwM2M UPDATE with a new lifetime): lookups show
-    /// the new one.
-    pub fn set_keepalive(&self, clientid: &str, conn_id: u64, keepalive: u32) {
-        if let Some(e) = self.clients.lock().get_mut(clientid) {
+    /// A client's info changed (an LwM2M UPDATE with a new lifetime, shown as its
+    /// keepalive): lookups show the new one.
+    pub fn set_info(&self, conn_id: u64, info: Arc<ClientInfo>) {
+        if let Some(e) = self.clients.lock().get_mut(&*info.clientid) {
             if e.conn_id == conn_id {
-                e.info.keepalive = keepalive;
+                e.info = info;
             }
         }
     }
@@ -205,7 +205,7 @@ impl ClientRegistry {
         self.clients
             .lock()
             .get(clientid)
-            .map(|e| (e.info.clone(), e.stats_now()))
+            .map(|e| ((*e.info).clone(), e.stats_now()))
     }
 
     /// The session figures of a connected client.
@@ -219,7 +219,7 @@ impl ClientRegistry {
         let (info, stats, cell, max) = {
             let map = self.clients.lock();
             let e = map.get(clientid)?;
-            (e.info.clone(), e.stats_now(), e.cell.clone(), max_of(e))
+            ((*e.info).clone(), e.stats_now(), e.cell.clone(), max_of(e))
         };
         Some(ClientView {
             info,
@@ -249,7 +249,7 @@ impl ClientRegistry {
                     continue;
                 }
                 if total >= skip && picked.len() < take {
-                    picked.push((e.info.clone(), e.stats_now(), e.cell.clone(), max_of(e)));
+                    picked.push(((*e.info).clone(), e.stats_now(), e.cell.clone(), max_of(e)));
                 }
                 total += 1;
             }
@@ -271,7 +271,7 @@ impl ClientRegistry {
         self.clients
             .lock()
             .values()
-            .map(|e| e.info.clone())
+            .map(|e| (*e.info).clone())
             .collect()
     }
 }

@@ -726,7 +726,7 @@ impl GatewayCtx {
     /// A client is connected: register it, count it and publish its `$SYS` event.
     pub fn connected(
         &self,
-        info: ClientInfo,
+        info: Arc<ClientInfo>,
         stats: Arc<ConnStats>,
         conn_id: u64,
         cell: Arc<SessionCell>,
@@ -738,7 +738,7 @@ impl GatewayCtx {
     /// ([`ClientCall`]) on `calls`.
     pub fn connected_with_calls(
         &self,
-        info: ClientInfo,
+        info: Arc<ClientInfo>,
         stats: Arc<ConnStats>,
         conn_id: u64,
         cell: Arc<SessionCell>,
@@ -777,7 +777,7 @@ impl GatewayCtx {
     /// Returns where the connection task finds its calls.
     pub fn admit(
         &self,
-        info: &ClientInfo,
+        info: &Arc<ClientInfo>,
         stats: Arc<ConnStats>,
         conn_id: u64,
         cell: Arc<SessionCell>,
@@ -902,11 +902,13 @@ impl GatewayCtx {
         );
         self.session_opened(&info, opened.session_present);
         let stats = Arc::new(ConnStats::default());
+        // One copy of the client's info, shared by the connection and the registry.
+        let info = Arc::new(info);
         let calls = self.admit(&info, stats.clone(), conn_id, opened.cell.clone());
         Ok(Admission {
             session: Session {
                 ctx: self.clone(),
-                info: Box::new(info),
+                info,
                 cell: opened.cell,
                 mountpoint,
                 conn_id,
@@ -1193,7 +1195,12 @@ mod tests {
             .unwrap();
         let (tx, rx) = oneshot::channel();
         let opened = c.open_session(&"g1".into(), true, 0, SessionLimits::default(), 9, tx);
-        c.connected(info("g1"), Arc::new(ConnStats::default()), 9, opened.cell);
+        c.connected(
+            info("g1").into(),
+            Arc::new(ConnStats::default()),
+            9,
+            opened.cell,
+        );
         assert_eq!(c.clients.len(), 1);
         assert_eq!(c.clients.list()[0].clientid, "g1");
         assert!(c.clients.kick("g1", KickReason::Administrative));
@@ -1226,7 +1233,7 @@ mod tests {
                 .store(1, std::sync::atomic::Ordering::Relaxed);
             let (tx, _rx) = oneshot::channel();
             let opened = c.open_session(&"s1".into(), true, 0, SessionLimits::default(), 1, tx);
-            c.connected(info("s1"), stats.clone(), 1, opened.cell);
+            c.connected(info("s1").into(), stats.clone(), 1, opened.cell);
             stats
                 .recv_pkt
                 .store(5, std::sync::atomic::Ordering::Relaxed);
@@ -1242,10 +1249,20 @@ mod tests {
         let limits = SessionLimits::default();
         let (tx1, rx1) = oneshot::channel();
         let first = c.open_session(&"dup".into(), false, 60, limits, 1, tx1);
-        c.connected(info("dup"), Arc::new(ConnStats::default()), 1, first.cell);
+        c.connected(
+            info("dup").into(),
+            Arc::new(ConnStats::default()),
+            1,
+            first.cell,
+        );
         let (tx2, _rx2) = oneshot::channel();
         let second = c.open_session(&"dup".into(), false, 60, limits, 2, tx2);
-        c.connected(info("dup"), Arc::new(ConnStats::default()), 2, second.cell);
+        c.connected(
+            info("dup").into(),
+            Arc::new(ConnStats::default()),
+            2,
+            second.cell,
+        );
         assert_eq!(rx1.await, Ok(KickReason::TakenOver));
         // The first connection's goodbye must not unregister the second.
         assert!(!c.clients.remove("dup", 1));

@@ -29,7 +29,7 @@ use junction_gateway::driver::{CloseReason, Session};
 use junction_session::{Outbound, SubOptions};
 use junction_types::{now_ms, MessageProperties, QoS};
 use serde_json::{json, Value as Json};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,11 +79,11 @@ pub(crate) struct Lwm2mChannel {
     /// The registration, shared with the listener's table of them.
     shared: Arc<Registered>,
     queue: VecDeque<Command>,
-    inflight: Option<InFlight>,
+    inflight: Option<Box<InFlight>>,
     /// Commands acknowledged empty, by token: their response comes separately.
-    awaiting: HashMap<Token, Command>,
+    awaiting: BTreeMap<Token, Command>,
     /// Observations by token: the observe command, for its notifications.
-    observations: HashMap<Token, Command>,
+    observations: BTreeMap<Token, Command>,
     results: VecDeque<Outcome>,
     results_octets: usize,
     next_token: u64,
@@ -109,8 +109,8 @@ impl Lwm2mChannel {
             shared,
             queue: VecDeque::new(),
             inflight: None,
-            awaiting: HashMap::new(),
-            observations: HashMap::new(),
+            awaiting: BTreeMap::new(),
+            observations: BTreeMap::new(),
             results: VecDeque::new(),
             results_octets: 0,
             next_token: seed.rotate_left(17),
@@ -401,12 +401,13 @@ impl Lwm2mChannel {
     /// The lifetime is the client's keepalive (EMQX shows it so), in the API's view too.
     fn lifetime_changed(&mut self) {
         let lifetime = self.reg().lifetime;
-        self.session.info.keepalive = lifetime;
-        self.proto.ctx.clients.set_keepalive(
-            &self.session.info.clientid,
-            self.session.conn_id,
-            lifetime,
-        );
+        if self.session.info.keepalive != lifetime {
+            Arc::make_mut(&mut self.session.info).keepalive = lifetime;
+            self.proto
+                .ctx
+                .clients
+                .set_info(self.session.conn_id, self.session.info.clone());
+        }
     }
 
     /// A response (to a command) or a notification (of an observation).
@@ -607,11 +608,11 @@ impl Lwm2mChannel {
             match self.endpoint.send_confirmable(m, self.ms(now)) {
                 Ok(m) => {
                     self.send(&m);
-                    self.inflight = Some(InFlight {
+                    self.inflight = Some(Box::new(InFlight {
                         message_id: m.message_id,
                         token,
                         command,
-                    });
+                    }));
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "lwm2m command dropped");

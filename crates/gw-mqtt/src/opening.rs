@@ -274,7 +274,7 @@ impl Opening for MqttOpening {
         }
         let props = self.connack_properties(&asked, &session.info.clientid);
         let v5 = asked.version.is_v5();
-        let publisher = Arc::new((*session.info).clone());
+        let publisher = session.info.clone();
         let will = asked.will.as_ref().map(|w| Will {
             message: Message {
                 id: 0,

@@ -107,7 +107,7 @@ pub struct Session {
     /// The gateway the client is connected to.
     pub ctx: Arc<crate::GatewayCtx>,
     /// The client (mountpoint rendered, `is_superuser` from authentication).
-    pub info: Box<ClientInfo>,
+    pub info: Arc<ClientInfo>,
     /// Its broker session.
     pub cell: Arc<SessionCell>,
     /// Its mountpoint.
