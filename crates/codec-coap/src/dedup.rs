@@ -13,8 +13,9 @@ struct Entry {
     expires_at_ms: u64,
     /// Insertion number, to tell this entry's slot in the age queue from stale ones.
     generation: u64,
-    /// The response sent, once there is one.
-    response: Option<Message>,
+    /// The response sent, once there is one (boxed: most entries never get one, and a
+    /// table of a few entries is kept per peer).
+    response: Option<Box<Message>>,
 }
 
 /// What the table knew about a Message ID.
@@ -62,7 +63,7 @@ impl DedupTable {
     pub fn check(&mut self, message_id: u16, now_ms: u64, lifetime_ms: u64) -> Seen {
         if let Some(entry) = self.entries.get(&message_id) {
             if now_ms < entry.expires_at_ms {
-                return Seen::Duplicate(entry.response.clone());
+                return Seen::Duplicate(entry.response.as_deref().cloned());
             }
             self.entries.remove(&message_id);
         }
@@ -96,7 +97,7 @@ impl DedupTable {
     pub fn record_response(&mut self, message_id: u16, response: Message) -> bool {
         match self.entries.get_mut(&message_id) {
             Some(entry) => {
-                entry.response = Some(response);
+                entry.response = Some(Box::new(response));
                 true
             }
             None => false,

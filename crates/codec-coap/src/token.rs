@@ -6,7 +6,7 @@ use std::fmt;
 pub const MAX_TOKEN_LEN: usize = 8;
 
 /// A Token of at most 8 octets, stored inline so it is `Copy` and cannot be too long.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Token {
     len: u8,
     bytes: [u8; MAX_TOKEN_LEN],

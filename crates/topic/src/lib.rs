@@ -1,6 +1,7 @@
 //! MQTT topic names and topic filters: validation, matching, shared-subscription syntax
 //! and a filter trie used by the router.
 
+mod children;
 pub mod mountpoint;
 mod seeded;
 mod trie;

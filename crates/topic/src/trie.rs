@@ -5,7 +5,7 @@
 //! `/` levels must not overflow a stack when it is inserted, matched, removed, visited or
 //! dropped. Walks keep their own stack on the heap (inline for the common shallow case).
 
-use crate::SeededMap;
+use crate::children::Children;
 use smallvec::SmallVec;
 
 /// A map from topic filters to values of type `T`, searchable by topic name.
@@ -18,7 +18,7 @@ pub struct Trie<T> {
 #[derive(Debug)]
 struct Node<T> {
     /// Children by literal level.
-    children: SeededMap<Box<str>, Node<T>>,
+    children: Children<Node<T>>,
     /// Child for a `+` level.
     plus: Option<Box<Node<T>>>,
     /// Value of a filter ending in `#` at this point. Values are boxed: a node is stored
@@ -32,7 +32,7 @@ struct Node<T> {
 impl<T> Default for Node<T> {
     fn default() -> Self {
         Node {
-            children: SeededMap::default(),
+            children: Children::default(),
             plus: None,
             hash: None,
             value: None,
@@ -92,10 +92,11 @@ impl<T> Drop for Node<T> {
         if self.children.is_empty() && self.plus.is_none() {
             return;
         }
-        let mut stack: Vec<Node<T>> = self.children.drain().map(|(_, c)| c).collect();
+        let mut stack: Vec<Node<T>> = Vec::new();
+        self.children.drain_into(&mut stack);
         stack.extend(self.plus.take().map(|b| *b));
         while let Some(mut node) = stack.pop() {
-            stack.extend(node.children.drain().map(|(_, c)| c));
+            node.children.drain_into(&mut stack);
             stack.extend(node.plus.take().map(|b| *b));
             // `node` now has no children: its drop returns at once.
         }
@@ -148,7 +149,7 @@ impl<T> Trie<T> {
             node = if level == "+" {
                 node.plus.get_or_insert_with(Default::default)
             } else {
-                node.children.entry(level.into()).or_default()
+                node.children.get_or_insert(level)
             };
         }
         let slot = if hash {
@@ -268,7 +269,7 @@ impl<T> Trie<T> {
                     }
                 }
                 Some(level) => {
-                    if let Some(c) = node.children.get(*level) {
+                    if let Some(c) = node.children.get(level) {
                         stack.push((c, depth + 1));
                     }
                     if !skip_wild {
@@ -307,9 +308,8 @@ impl<T> Trie<T> {
             if let Some(p) = &node.plus {
                 stack.push((p, depth + 1, here, "+"));
             }
-            for (l, child) in &node.children {
-                stack.push((child, depth + 1, here, l));
-            }
+            node.children
+                .for_each(|l, child| stack.push((child, depth + 1, here, l)));
         }
     }
 }
@@ -411,7 +411,7 @@ mod tests {
         assert_eq!(t.remove("a/b"), Some(1));
         assert_eq!(t.get("a/b/#"), Some(&2));
         assert_eq!(t.remove("a/b/#"), Some(2));
-        assert!(t.root.children["a"].children.is_empty());
+        assert!(t.root.children.get("a").unwrap().children.is_empty());
         assert_eq!(t.remove("#"), Some(4));
         assert_eq!(t.remove("a/+/c"), Some(3));
         assert!(t.root.is_empty());
