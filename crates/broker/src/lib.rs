@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod metrics;
 pub mod retained;
 pub mod router;
+pub mod subscribers;
 pub mod sys;
 
 #[cfg(test)]

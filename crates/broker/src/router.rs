@@ -1,6 +1,7 @@
 //! The router: which sessions subscribe to which filters, including shared subscriptions.
 
 use crate::cell::SessionCell;
+use crate::subscribers::Subscribers;
 use junction_session::SubOptions;
 use junction_topic::{SeededMap, Trie};
 use serde::{Deserialize, Serialize};
@@ -51,7 +52,7 @@ pub struct ShareGroup {
 #[derive(Debug, Default)]
 pub struct FilterEntry {
     /// Plain subscribers by session id.
-    pub subscribers: SeededMap<u64, Subscriber>,
+    pub subscribers: Subscribers,
     /// Share groups by name.
     pub groups: SeededMap<Box<str>, ShareGroup>,
 }
@@ -91,7 +92,7 @@ impl Router {
     pub fn add(&mut self, filter: &str, group: Option<&str>, sub: Subscriber) -> bool {
         let entry = self.trie.entry(filter);
         let existed = match group {
-            None => entry.subscribers.insert(sub.cell.id, sub).is_some(),
+            None => entry.subscribers.insert(sub),
             Some(g) => {
                 let group = entry.groups.entry(g.into()).or_default();
                 match group.members.iter_mut().find(|m| m.cell.id == sub.cell.id) {
@@ -118,7 +119,7 @@ impl Router {
             return false;
         };
         let removed = match group {
-            None => entry.subscribers.remove(&session_id).is_some(),
+            None => entry.subscribers.remove(session_id),
             Some(g) => match entry.groups.get_mut(g) {
                 Some(grp) => {
                     let before = grp.members.len();

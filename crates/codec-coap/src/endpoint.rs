@@ -7,7 +7,7 @@
 //! or MAX_RETRANSMIT is reached (§4.2). Randomness (first timeout, first Message ID) comes
 //! from a seed the caller gives, so runs are reproducible.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::dedup::{DedupTable, Seen};
 use crate::message::Message;
@@ -89,7 +89,7 @@ pub struct Endpoint {
     limit: usize,
     outgoing: BTreeMap<u16, Outgoing>,
     /// Recently sent NONs (Message ID → Token, expiry), so a RST can be matched.
-    recent_non: HashMap<u16, (Token, u64)>,
+    recent_non: BTreeMap<u16, (Token, u64)>,
     recent_non_order: VecDeque<u16>,
     next_message_id: u16,
     rng: SplitMix64,
@@ -107,7 +107,7 @@ impl Endpoint {
             dedup: DedupTable::new(capacity),
             limit: capacity.min(usize::from(u16::MAX)),
             outgoing: BTreeMap::new(),
-            recent_non: HashMap::new(),
+            recent_non: BTreeMap::new(),
             recent_non_order: VecDeque::new(),
             next_message_id,
             rng,
@@ -315,7 +315,7 @@ impl Endpoint {
             }
         }
         if self.recent_non.is_empty() {
-            self.recent_non = HashMap::new();
+            self.recent_non = BTreeMap::new();
             self.recent_non_order = VecDeque::new();
         }
     }
