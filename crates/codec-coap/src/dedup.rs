@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::message::Message;
+use bytes::Bytes;
 
 /// One remembered Message ID.
 #[derive(Debug, Clone)]
@@ -13,9 +13,9 @@ struct Entry {
     expires_at_ms: u64,
     /// Insertion number, to tell this entry's slot in the age queue from stale ones.
     generation: u64,
-    /// The response sent, once there is one (boxed: most entries never get one, and a
-    /// table of a few entries is kept per peer).
-    response: Option<Box<Message>>,
+    /// The response sent, once there is one, as it was sent (a few dozen octets, where
+    /// the decoded message with its options took several allocations).
+    response: Option<Box<[u8]>>,
 }
 
 /// What the table knew about a Message ID.
@@ -24,7 +24,7 @@ pub enum Seen {
     /// Not seen within its lifetime; now remembered.
     New,
     /// Seen before; carries the response sent to it, if any.
-    Duplicate(Option<Message>),
+    Duplicate(Option<Bytes>),
 }
 
 /// Recently seen Message IDs of one peer, at most `capacity` of them; when full, the
@@ -63,7 +63,7 @@ impl DedupTable {
     pub fn check(&mut self, message_id: u16, now_ms: u64, lifetime_ms: u64) -> Seen {
         if let Some(entry) = self.entries.get(&message_id) {
             if now_ms < entry.expires_at_ms {
-                return Seen::Duplicate(entry.response.as_deref().cloned());
+                return Seen::Duplicate(entry.response.as_deref().map(Bytes::copy_from_slice));
             }
             self.entries.remove(&message_id);
         }
@@ -94,10 +94,10 @@ impl DedupTable {
     }
 
     /// Remembers `response` as the answer to `message_id`; false if it is not remembered.
-    pub fn record_response(&mut self, message_id: u16, response: Message) -> bool {
+    pub fn record_response(&mut self, message_id: u16, response: &[u8]) -> bool {
         match self.entries.get_mut(&message_id) {
             Some(entry) => {
-                entry.response = Some(Box::new(response));
+                entry.response = Some(response.into());
                 true
             }
             None => false,
@@ -169,10 +169,10 @@ mod tests {
     #[test]
     fn a_recorded_response_comes_back_with_the_duplicate() {
         let mut table = DedupTable::new(8);
-        let ack = Message::empty_ack(5);
-        assert!(!table.record_response(5, ack.clone()));
+        let ack = Bytes::from_static(&[0x60, 0, 0, 5]);
+        assert!(!table.record_response(5, &ack));
         table.check(5, 0, 1_000);
-        assert!(table.record_response(5, ack.clone()));
+        assert!(table.record_response(5, &ack));
         assert_eq!(table.check(5, 10, 1_000), Seen::Duplicate(Some(ack)));
     }
 

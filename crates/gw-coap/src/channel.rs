@@ -156,12 +156,16 @@ impl CoapChannel {
 
     fn send(&mut self, msg: &Message, ack: bool) {
         if let Some(b) = self.proto.encode(msg) {
-            self.session.stats.send_pkt.fetch_add(1, Ordering::Relaxed);
-            if ack {
-                self.dout.push_ack(b);
-            } else {
-                self.dout.push(b);
-            }
+            self.send_encoded(b, ack);
+        }
+    }
+
+    fn send_encoded(&mut self, b: Bytes, ack: bool) {
+        self.session.stats.send_pkt.fetch_add(1, Ordering::Relaxed);
+        if ack {
+            self.dout.push_ack(b);
+        } else {
+            self.dout.push(b);
         }
     }
 
@@ -198,10 +202,13 @@ impl CoapChannel {
         if response.message_type == MessageType::NonConfirmable {
             response = self.endpoint.send_non_response(response, self.ms(now));
         }
+        let Some(b) = self.proto.encode(&response) else {
+            return;
+        };
         if request.message_type == MessageType::Confirmable {
-            self.endpoint.record_response(request.message_id, &response);
+            self.endpoint.record_response(request.message_id, &b);
         }
-        self.send(&response, ack);
+        self.send_encoded(b, ack);
     }
 
     fn on_message(&mut self, msg: Message, now: Instant) {
@@ -222,7 +229,7 @@ impl CoapChannel {
                 self.answered(&msg);
             }
             Incoming::Ping(rst) => self.send(&rst, false),
-            Incoming::Duplicate(Some(response)) => self.send(&response, false),
+            Incoming::Duplicate(Some(response)) => self.send_encoded(response, false),
             Incoming::Duplicate(None) | Incoming::Ignore => {}
             Incoming::Acknowledged { message_id, .. } => {
                 if let Some(packet_id) = self.confirmable.remove(&message_id) {

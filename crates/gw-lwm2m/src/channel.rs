@@ -132,9 +132,13 @@ impl Lwm2mChannel {
 
     fn send(&mut self, msg: &Message) {
         if let Some(b) = self.proto.encode(msg) {
-            self.session.stats.send_pkt.fetch_add(1, Ordering::Relaxed);
-            self.dout.push(b);
+            self.send_encoded(b);
         }
+    }
+
+    fn send_encoded(&mut self, b: Bytes) {
+        self.session.stats.send_pkt.fetch_add(1, Ordering::Relaxed);
+        self.dout.push(b);
     }
 
     /// Send `response` to `request`, remembered for a duplicate of a CON.
@@ -142,10 +146,13 @@ impl Lwm2mChannel {
         if response.message_type == MessageType::NonConfirmable {
             response = self.endpoint.send_non_response(response, self.ms(now));
         }
+        let Some(b) = self.proto.encode(&response) else {
+            return;
+        };
         if request.message_type == MessageType::Confirmable {
-            self.endpoint.record_response(request.message_id, &response);
+            self.endpoint.record_response(request.message_id, &b);
         }
-        self.send(&response);
+        self.send_encoded(b);
     }
 
     /// The REGISTER that opened the channel: 2.01 with the location, the command topic
@@ -276,7 +283,7 @@ impl Lwm2mChannel {
             }
             Incoming::New => self.answer_or_notification(&msg),
             Incoming::Ping(rst) => self.send(&rst),
-            Incoming::Duplicate(Some(response)) => self.send(&response),
+            Incoming::Duplicate(Some(response)) => self.send_encoded(response),
             Incoming::Duplicate(None) | Incoming::Ignore => {}
             Incoming::Acknowledged { message_id, .. } => {
                 if self
