@@ -58,6 +58,30 @@ struct InFlight {
     command: Command,
 }
 
+/// What a device has been asked: commands queued, in flight, awaited and observed, and
+/// the latest results. A registered device that is never commanded keeps none of it.
+#[derive(Default)]
+struct Commands {
+    queue: VecDeque<Command>,
+    inflight: Option<InFlight>,
+    /// Commands acknowledged empty, by token: their response comes separately.
+    awaiting: BTreeMap<Token, Command>,
+    /// Observations by token: the observe command, for its notifications.
+    observations: BTreeMap<Token, Command>,
+    results: VecDeque<Outcome>,
+    results_octets: usize,
+}
+
+/// No commands, for reading a device that has none.
+static NO_COMMANDS: Commands = Commands {
+    queue: VecDeque::new(),
+    inflight: None,
+    awaiting: BTreeMap::new(),
+    observations: BTreeMap::new(),
+    results: VecDeque::new(),
+    results_octets: 0,
+};
+
 /// One command's result, for `lookup`.
 struct Outcome {
     path: String,
@@ -78,14 +102,8 @@ pub(crate) struct Lwm2mChannel {
     last_recv: Instant,
     /// The registration, shared with the listener's table of them.
     shared: Arc<Registered>,
-    queue: VecDeque<Command>,
-    inflight: Option<Box<InFlight>>,
-    /// Commands acknowledged empty, by token: their response comes separately.
-    awaiting: BTreeMap<Token, Command>,
-    /// Observations by token: the observe command, for its notifications.
-    observations: BTreeMap<Token, Command>,
-    results: VecDeque<Outcome>,
-    results_octets: usize,
+    /// What the device has been asked; allocated with its first command.
+    cmds: Option<Box<Commands>>,
     next_token: u64,
     closing: Option<CloseReason>,
 }
@@ -107,12 +125,7 @@ impl Lwm2mChannel {
             base: now,
             last_recv: now,
             shared,
-            queue: VecDeque::new(),
-            inflight: None,
-            awaiting: BTreeMap::new(),
-            observations: BTreeMap::new(),
-            results: VecDeque::new(),
-            results_octets: 0,
+            cmds: None,
             next_token: seed.rotate_left(17),
             closing: None,
         }
@@ -120,6 +133,16 @@ impl Lwm2mChannel {
 
     fn ms(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.base).as_millis() as u64
+    }
+
+    /// What the device has been asked (nothing, if it never was).
+    fn cmds(&self) -> &Commands {
+        self.cmds.as_deref().unwrap_or(&NO_COMMANDS)
+    }
+
+    /// What the device has been asked, made on first use.
+    fn cmds_mut(&mut self) -> &mut Commands {
+        self.cmds.get_or_insert_with(Box::default)
     }
 
     fn reg(&self) -> parking_lot::MutexGuard<'_, Registration> {
@@ -287,17 +310,18 @@ impl Lwm2mChannel {
             Incoming::Duplicate(None) | Incoming::Ignore => {}
             Incoming::Acknowledged { message_id, .. } => {
                 if self
+                    .cmds()
                     .inflight
                     .as_ref()
                     .is_some_and(|i| i.message_id == message_id)
                 {
-                    if let Some(sent) = self.inflight.take() {
+                    if let Some(sent) = self.cmds_mut().inflight.take() {
                         if msg.code.is_empty() {
                             // A separate response will follow (RFC 7252 §5.2.2).
                             let data = json!({ "reqPath": sent.command.req_path });
                             self.publish_response(&sent.command.published(Some("ack"), data));
-                            if self.awaiting.len() < MAX_AWAITING {
-                                self.awaiting.insert(sent.token, sent.command);
+                            if self.cmds().awaiting.len() < MAX_AWAITING {
+                                self.cmds_mut().awaiting.insert(sent.token, sent.command);
                             }
                         } else {
                             self.answered(sent.token, sent.command, &msg);
@@ -315,13 +339,14 @@ impl Lwm2mChannel {
     /// as `coap_reset` or `coap_timeout`, and the next one may go.
     fn inflight_failed(&mut self, message_id: u16, msg_type: &str) {
         if self
+            .cmds()
             .inflight
             .as_ref()
             .is_none_or(|i| i.message_id != message_id)
         {
             return;
         }
-        if let Some(sent) = self.inflight.take() {
+        if let Some(sent) = self.cmds_mut().inflight.take() {
             let data = json!({ "reqPath": sent.command.req_path });
             self.publish_response(&sent.command.published(Some(msg_type), data));
         }
@@ -422,8 +447,9 @@ impl Lwm2mChannel {
         if !msg.code.is_response() {
             return;
         }
+        let cmds = self.cmds();
         let known =
-            self.awaiting.contains_key(&msg.token) || self.observations.contains_key(&msg.token);
+            cmds.awaiting.contains_key(&msg.token) || cmds.observations.contains_key(&msg.token);
         if !known {
             // Nothing asked for this (an observation cancelled meanwhile): a Reset stops
             // it (RFC 7641 §3.6).
@@ -435,18 +461,18 @@ impl Lwm2mChannel {
         if msg.message_type == MessageType::Confirmable {
             self.send(&Message::empty_ack(msg.message_id));
         }
-        if let Some(command) = self.awaiting.remove(&msg.token) {
+        if let Some(command) = self.cmds_mut().awaiting.remove(&msg.token) {
             self.answered(msg.token, command, msg);
             return;
         }
-        let Some(command) = self.observations.get(&msg.token).cloned() else {
+        let Some(command) = self.cmds().observations.get(&msg.token).cloned() else {
             return;
         };
         match msg.observe() {
             Some(seq) => self.notify(&command, seq, msg),
             None => {
                 // A response without Observe ends the observation (RFC 7641 §3.2).
-                self.observations.remove(&msg.token);
+                self.cmds_mut().observations.remove(&msg.token);
                 let registry = self.proto.objects.snapshot();
                 let data = command.result(msg, &registry);
                 self.publish_response(&command.published(None, data));
@@ -478,13 +504,15 @@ impl Lwm2mChannel {
         match command.kind {
             Kind::Observe | Kind::ObserveComposite
                 if msg.code.is_success()
-                    && (self.observations.len() < MAX_OBSERVATIONS
-                        || self.observations.contains_key(&token)) =>
+                    && (self.cmds().observations.len() < MAX_OBSERVATIONS
+                        || self.cmds().observations.contains_key(&token)) =>
             {
-                self.observations.insert(token, command.clone());
+                self.cmds_mut().observations.insert(token, command.clone());
             }
             Kind::CancelObserve | Kind::CancelObserveComposite => {
-                self.observations.retain(|_, c| !command.cancels(c));
+                self.cmds_mut()
+                    .observations
+                    .retain(|_, c| !command.cancels(c));
             }
             _ => {}
         }
@@ -503,16 +531,17 @@ impl Lwm2mChannel {
         if octets > MAX_RESULT_OCTETS {
             return;
         }
-        self.results_octets += octets;
-        self.results.push_back(Outcome {
+        let cmds = self.cmds_mut();
+        cmds.results_octets += octets;
+        cmds.results.push_back(Outcome {
             path,
             action,
             data,
             octets,
         });
-        while self.results.len() > MAX_RESULTS || self.results_octets > MAX_RESULT_OCTETS {
-            match self.results.pop_front() {
-                Some(old) => self.results_octets -= old.octets,
+        while cmds.results.len() > MAX_RESULTS || cmds.results_octets > MAX_RESULT_OCTETS {
+            match cmds.results.pop_front() {
+                Some(old) => cmds.results_octets -= old.octets,
                 None => break,
             }
         }
@@ -565,8 +594,8 @@ impl Lwm2mChannel {
     fn enqueue_payload(&mut self, payload: &[u8], expires: Option<u64>) -> bool {
         let registry = self.proto.objects.snapshot();
         match command::parse(payload, &registry, expires) {
-            Ok(Some(cmd)) if self.queue.len() < MAX_QUEUE => {
-                self.queue.push_back(cmd);
+            Ok(Some(cmd)) if self.cmds().queue.len() < MAX_QUEUE => {
+                self.cmds_mut().queue.push_back(cmd);
                 true
             }
             Ok(_) => {
@@ -592,8 +621,8 @@ impl Lwm2mChannel {
 
     /// Send the next command if none is in flight and the device is awake.
     fn pump(&mut self, now: Instant) {
-        while self.inflight.is_none() && !self.asleep(now) {
-            let Some(command) = self.queue.pop_front() else {
+        while self.cmds().inflight.is_none() && !self.asleep(now) {
+            let Some(command) = self.cmds.as_mut().and_then(|c| c.queue.pop_front()) else {
                 return;
             };
             if command.expires_at_ms.is_some_and(|t| now_ms() >= t) {
@@ -603,6 +632,7 @@ impl Lwm2mChannel {
             let token = match command.kind {
                 // Cancelled with the observation's own token (RFC 7641 §3.6).
                 Kind::CancelObserve | Kind::CancelObserveComposite => self
+                    .cmds()
                     .observations
                     .iter()
                     .find(|(_, c)| command.cancels(c))
@@ -615,11 +645,11 @@ impl Lwm2mChannel {
             match self.endpoint.send_confirmable(m, self.ms(now)) {
                 Ok(m) => {
                     self.send(&m);
-                    self.inflight = Some(Box::new(InFlight {
+                    self.cmds_mut().inflight = Some(InFlight {
                         message_id: m.message_id,
                         token,
                         command,
-                    }));
+                    });
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "lwm2m command dropped");
@@ -670,8 +700,8 @@ impl Lwm2mChannel {
                 let registry = self.proto.objects.snapshot();
                 let bytes = command.to_string();
                 match command::parse(bytes.as_bytes(), &registry, None) {
-                    Ok(Some(cmd)) if self.queue.len() < MAX_QUEUE => {
-                        self.queue.push_back(cmd);
+                    Ok(Some(cmd)) if self.cmds().queue.len() < MAX_QUEUE => {
+                        self.cmds_mut().queue.push_back(cmd);
                         Ok(json!({}))
                     }
                     Ok(Some(_)) => Err(CallError::Refused("too many commands waiting".into())),
@@ -688,6 +718,7 @@ impl Lwm2mChannel {
     fn lookup(&self, path: &str, action: &str) -> Json {
         let clientid = self.session.info.clientid.to_string();
         let found = self
+            .cmds()
             .results
             .iter()
             .rev()
@@ -1224,7 +1255,7 @@ mod tests {
         assert_eq!(cancel.observe(), Some(1));
         assert_eq!(cancel.token, req.token);
         s.send(&cancel.response(Code::CONTENT), 50).unwrap();
-        assert!(s.channel.observations.is_empty());
+        assert!(s.channel.cmds().observations.is_empty());
     }
 
     #[tokio::test]
@@ -1244,9 +1275,9 @@ mod tests {
             s.send(&answer, 10 + i).unwrap();
             s.output();
         }
-        assert!(s.channel.results.len() <= MAX_RESULTS);
-        assert!(s.channel.results_octets <= MAX_RESULT_OCTETS);
-        assert!(s.channel.results.len() >= 50, "the latest are kept");
+        assert!(s.channel.cmds().results.len() <= MAX_RESULTS);
+        assert!(s.channel.cmds().results_octets <= MAX_RESULT_OCTETS);
+        assert!(s.channel.cmds().results.len() >= 50, "the latest are kept");
         let found = s.channel.lookup("/3/0/0", "read");
         assert_eq!(found["code"], "2.05");
     }
@@ -1261,9 +1292,9 @@ mod tests {
                 10,
             );
         }
-        assert!(s.channel.queue.len() <= MAX_QUEUE);
+        assert!(s.channel.cmds().queue.len() <= MAX_QUEUE);
         // Not JSON, not an object: dropped without an answer.
         s.command(json!("not a command"), 20);
-        assert!(s.channel.queue.len() <= MAX_QUEUE);
+        assert!(s.channel.cmds().queue.len() <= MAX_QUEUE);
     }
 }
