@@ -207,7 +207,7 @@ pub struct Session {
     /// How many queued deliveries are QoS 0: a full queue looks for a QoS 0 victim only
     /// when it holds one, so a queue full of QoS 1/2 messages drops in constant time.
     mqueue_qos0: usize,
-    awaiting_rel: HashMap<u16, u64>,
+    awaiting_rel: BTreeMap<u16, u64>,
     next_packet_id: u16,
     /// Deliveries the full queue dropped (a figure for the API, not kept).
     #[serde(skip)]
@@ -241,7 +241,7 @@ impl Session {
             mqueue_head: 0,
             mqueue_epoch: 0,
             mqueue_qos0: 0,
-            awaiting_rel: HashMap::new(),
+            awaiting_rel: BTreeMap::new(),
             next_packet_id: 1,
             mqueue_dropped: 0,
         }
