@@ -5,6 +5,8 @@ Node, and paho-mqtt on the application side."""
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 
 import requests
@@ -636,19 +638,26 @@ class NodeDevice:
         self.proc = subprocess.Popen(["node", str(NODE_DIR / "lwm2m_client.js"), HOST, str(port), ep],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, bufsize=1)
+        # Lines are read by a thread: a select() on the pipe cannot see lines that one
+        # read already buffered (two lines written at once), which made `event` miss one.
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
 
     def event(self, name: str) -> dict:
-        import select
-
         deadline = time.monotonic() + TIMEOUT
         while True:
             left = deadline - time.monotonic()
             assert left > 0, f"no {name} event from the node device"
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if not ready:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
                 continue
-            line = self.proc.stdout.readline()
-            assert line, f"the node device exited: {self.proc.stderr.read()}"
+            assert line is not None, f"the node device exited: {self.proc.stderr.read()}"
             try:
                 e = json.loads(line)
             except ValueError:
@@ -671,9 +680,9 @@ class NodeDevice:
 def test_lwm2m_with_the_lwm2m_node_lib_client(tmp_path):
     """lwm2m-node-lib's client (npm; chosen because it is a complete LwM2M 1.0 device
     stack any project can install from the npm registry and run on Debian's Node):
-    register, read, write in plain text, execute, observe with its notifications, and
-    de-register, which it sends from a new UDP port (each of its requests opens its own
-    socket), so the registration moves with it."""
+    register, read, write in plain text, execute, observe with its notifications, then
+    update and de-register, which it sends from new UDP ports (each of its requests
+    opens its own socket), so the registration moves with them."""
     xml_dir = tmp_path / "xml"
     xml_dir.mkdir()
     (xml_dir / "3303.xml").write_text(TEMPERATURE_XML)
@@ -712,6 +721,15 @@ def test_lwm2m_with_the_lwm2m_node_lib_client(tmp_path):
         got = app.m.drain_until_match(notified_42, what="a notification of 42")[-1]
         assert got.topic == f"lwm2m/{ep}/up/notify" and js(got)["reqID"] == "o1"
 
+        api = f"{b.api}/gateways/lwm2m/clients/{ep}"
+        port_before = requests.get(api, auth=ADMIN, timeout=TIMEOUT).json()["port"]
+        dev.tell("update")
+        dev.event("updated")
+        eventually("the registration moved to the update's port",
+                   lambda: requests.get(api, auth=ADMIN, timeout=TIMEOUT).json().get("port") != port_before)
+        # Commands follow it.
+        app.command("read", {"path": "/3/0/0"}, reqID="r2")
+        assert app.next("read")[1]["data"]["content"] == [{"path": "/3/0/0", "value": "Telefonica"}]
         dev.close()
 
         # De-register (a second device: after an update this client sends its
