@@ -61,7 +61,7 @@ struct InFlight {
 /// What a device has been asked: commands queued, in flight, awaited and observed, and
 /// the latest results. A registered device that is never commanded keeps none of it.
 #[derive(Default)]
-struct Commands {
+pub(crate) struct Commands {
     queue: VecDeque<Command>,
     inflight: Option<InFlight>,
     /// Commands acknowledged empty, by token: their response comes separately.
@@ -70,6 +70,48 @@ struct Commands {
     observations: BTreeMap<Token, Command>,
     results: VecDeque<Outcome>,
     results_octets: usize,
+}
+
+impl Commands {
+    /// Take in what a device was asked at its previous address (`older`): it comes
+    /// first, within the same bounds.
+    fn absorb(&mut self, older: Box<Commands>) {
+        let Commands {
+            mut queue,
+            inflight,
+            awaiting,
+            observations,
+            results,
+            results_octets,
+        } = *older;
+        // A command sent to the old address and not answered there goes again.
+        if let Some(sent) = inflight {
+            queue.push_front(sent.command);
+        }
+        queue.append(&mut self.queue);
+        queue.truncate(MAX_QUEUE);
+        self.queue = queue;
+        for (token, command) in awaiting {
+            if self.awaiting.len() < MAX_AWAITING {
+                self.awaiting.entry(token).or_insert(command);
+            }
+        }
+        for (token, command) in observations {
+            if self.observations.len() < MAX_OBSERVATIONS {
+                self.observations.entry(token).or_insert(command);
+            }
+        }
+        for r in results.into_iter().rev() {
+            self.results.push_front(r);
+        }
+        self.results_octets += results_octets;
+        while self.results.len() > MAX_RESULTS || self.results_octets > MAX_RESULT_OCTETS {
+            match self.results.pop_front() {
+                Some(old) => self.results_octets -= old.octets,
+                None => break,
+            }
+        }
+    }
 }
 
 /// No commands, for reading a device that has none.
@@ -143,6 +185,26 @@ impl Lwm2mChannel {
     /// What the device has been asked, made on first use.
     fn cmds_mut(&mut self) -> &mut Commands {
         self.cmds.get_or_insert_with(Box::default)
+    }
+
+    /// The registration moved here from another address: take over what the channel
+    /// there was asked (its observations, awaited responses, queued commands), left in
+    /// the shared registration as it closed. True if there was something.
+    fn adopt(&mut self) -> bool {
+        let Some(older) = self.shared.handover.lock().take() else {
+            return false;
+        };
+        match &mut self.cmds {
+            None => {
+                let mut older = older;
+                if let Some(sent) = older.inflight.take() {
+                    older.queue.push_front(sent.command);
+                }
+                self.cmds = Some(older);
+            }
+            Some(mine) => mine.absorb(older),
+        }
+        true
     }
 
     fn reg(&self) -> parking_lot::MutexGuard<'_, Registration> {
@@ -782,6 +844,7 @@ impl DatagramChannel for Lwm2mChannel {
     }
 
     fn on_datagram(&mut self, datagram: Bytes, now: Instant) -> Result<(), CloseReason> {
+        self.adopt();
         match junction_gw_coap::wire::decode_counted(&self.proto.ctx, frame::COAP, datagram) {
             Ok(msg) => self.on_message(msg, now),
             Err(rst) => {
@@ -797,15 +860,24 @@ impl DatagramChannel for Lwm2mChannel {
     }
 
     fn on_deliveries(&mut self, now: Instant) -> Result<(), CloseReason> {
+        if self.adopt() {
+            self.pump(now);
+        }
         self.drain_outbox(now);
         Ok(())
     }
 
     fn on_call(&mut self, call: ClientCall) {
+        if self.adopt() {
+            self.pump(Instant::now());
+        }
         self.answer_call(call, Instant::now());
     }
 
     fn on_timer(&mut self, now: Instant) -> Result<(), CloseReason> {
+        if self.adopt() {
+            self.pump(now);
+        }
         // A De-register that moved the registration here closes at once.
         if let Some(reason) = self.closing.take() {
             return Err(reason);
@@ -843,7 +915,17 @@ impl DatagramChannel for Lwm2mChannel {
     /// No will; the session (the command subscription) ends with the registration,
     /// unless the registration moved to a new address.
     fn on_close(&mut self, reason: CloseReason) -> (Option<Will>, u32) {
-        if !reason.taken_over() {
+        if reason.taken_over() {
+            // The registration moved: the channel at the new address takes over what
+            // this one was asked.
+            if let Some(cmds) = self.cmds.take() {
+                let mut handover = self.shared.handover.lock();
+                match handover.as_mut() {
+                    Some(waiting) => waiting.absorb(cmds),
+                    None => *handover = Some(cmds),
+                }
+            }
+        } else {
             let ep = self.reg().endpoint.clone();
             let mut registrations = self.proto.registrations.lock();
             if registrations
@@ -1256,6 +1338,74 @@ mod tests {
         assert_eq!(cancel.token, req.token);
         s.send(&cancel.response(Code::CONTENT), 50).unwrap();
         assert!(s.channel.cmds().observations.is_empty());
+    }
+
+    #[tokio::test]
+    async fn observations_and_unanswered_commands_move_with_the_registration() {
+        let mut s = Script::open(settings(), REG, b"</3/0>").await;
+        s.output();
+        s.event();
+        s.command(
+            json!({"reqID": 1, "msgType": "observe", "data": {"path": "/3/0/9"}}),
+            10,
+        );
+        let [observe] = &s.output()[..] else { panic!() };
+        let mut first = observe.response(Code::CONTENT).with_payload(&b"87"[..]);
+        first.options.push_uint(option::CONTENT_FORMAT, 0);
+        first.options.push_uint(option::OBSERVE, 1);
+        s.send(&first, 20).unwrap();
+        assert_eq!(s.events_of("observe").len(), 1);
+        // A read goes out and gets no answer at the old address.
+        s.command(
+            json!({"reqID": 2, "msgType": "read", "data": {"path": "/3/0/0"}}),
+            30,
+        );
+        let [read] = &s.output()[..] else { panic!() };
+        assert_eq!(read.code, Code::GET);
+
+        // The device's UPDATE from a new address moves the registration there.
+        let proto = s.channel.proto.clone();
+        let ctx = proto.ctx.clone();
+        let peer = Peer {
+            addr: "127.0.0.1:6000".parse().unwrap(),
+            listener: "lwm2m:udp:default".into(),
+            sockport: 5783,
+            identity: None,
+        };
+        let mut opening = Lwm2mOpening::new(proto, peer.clone());
+        let update = request(Code::POST, 50, &["rd", "dev1"], &[], b"");
+        let Ok(Some(Opened::Connect(req))) = opening.open(bytes(&update), &peer) else {
+            panic!("an UPDATE from a new address moves the registration")
+        };
+        let admission = ctx.connect(req).await.expect("admitted");
+        let mut moved = opening.admitted(admission.session, s.at(60));
+        // The channel at the old address is told it was taken over, and closes.
+        let _ = s
+            .channel
+            .on_close(CloseReason::Kicked(junction_broker::KickReason::TakenOver));
+
+        // A notification now comes from the new address: it is the observation's.
+        let mut n = Message::new(MessageType::NonConfirmable, Code::CONTENT, 7)
+            .with_token(observe.token)
+            .with_payload(&b"42"[..]);
+        n.options.push_uint(option::OBSERVE, 2);
+        n.options.push_uint(option::CONTENT_FORMAT, 0);
+        moved.on_datagram(bytes(&n), s.at(70)).unwrap();
+        let notified = s.events_of("notify");
+        assert_eq!(notified.len(), 1, "published, not answered with a Reset");
+        assert_eq!(notified[0]["reqID"], 1);
+        assert_eq!(notified[0]["data"]["content"][0]["value"], 42);
+        // The unanswered read goes again, from the new channel.
+        let sent: Vec<Message> = std::mem::take(&mut moved.output().datagrams)
+            .into_iter()
+            .map(|(d, _)| decode(d).unwrap())
+            .collect();
+        assert!(sent.iter().all(|m| m.message_type != MessageType::Reset));
+        let again = sent
+            .iter()
+            .find(|m| m.code == Code::GET)
+            .expect("the read is sent again");
+        assert_eq!(again.uri_path().as_deref(), Some("3/0/0"));
     }
 
     #[tokio::test]

@@ -221,6 +221,7 @@ impl DatagramOpening for Lwm2mOpening {
             clientid: session.info.clientid.clone(),
             username: session.info.username.clone(),
             is_superuser: session.info.is_superuser,
+            handover: parking_lot::Mutex::new(None),
         });
         let mut channel = Lwm2mChannel::new(self.proto, session, self.dout, shared, now);
         channel.registered(&request, now);

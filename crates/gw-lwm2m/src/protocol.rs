@@ -2,6 +2,7 @@
 //! may only register (`POST /rd?ep=…`); anything else gets 4.04, as its registration is
 //! not known here.
 
+use crate::channel::Commands;
 use crate::config::{Translators, UpdateCondition};
 use crate::frame;
 use crate::objects::Objects;
@@ -45,6 +46,9 @@ pub(crate) struct Registered {
     pub clientid: ByteString,
     pub username: Option<ByteString>,
     pub is_superuser: bool,
+    /// What the channel at the previous address was asked, left as it closed for the
+    /// channel at the new one (a registration that moved).
+    pub handover: Mutex<Option<Box<Commands>>>,
 }
 
 /// What a listener's clients share.
