@@ -189,8 +189,12 @@ class Client:
         clean_session: bool = True,
         tls: dict | None = None,
         host: str = HOST,
+        bind_address: str = "",
     ) -> None:
         self.host = host
+        # A local address to connect from (127.0.0.2 is another host to the broker's
+        # rules, on the same loopback).
+        self.bind_address = bind_address
         self.port = port
         self.protocol = protocol
         self.client_id = client_id or unique("py")
@@ -264,7 +268,8 @@ class Client:
         self._connected.clear()
         self._disconnected.clear()
         self.connack = None
-        self.c.connect(self.host, self.port, keepalive=keepalive, **kwargs)
+        self.c.connect(self.host, self.port, keepalive=keepalive,
+                       bind_address=self.bind_address, **kwargs)
         self.c.loop_start()
         self._loop = True
         if not self._connected.wait(TIMEOUT):
@@ -286,6 +291,14 @@ class Client:
 
     def subscribe(self, topic: str, qos: int = 0, **kwargs) -> list:
         """Subscribe and wait for the SUBACK; fail on a refusal code."""
+        codes = self.subscribe_codes(topic, qos, **kwargs)
+        for code in codes:
+            if code.is_failure:
+                raise MqttError(f"{self.client_id}: SUBACK refused {topic}: {code}")
+        return codes
+
+    def subscribe_codes(self, topic: str, qos: int = 0, **kwargs) -> list:
+        """Subscribe and return the SUBACK's reason codes, refusals included."""
         if self.protocol == mqtt.MQTTv5:
             from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -296,11 +309,7 @@ class Client:
         with self._cv:
             if not self._cv.wait_for(lambda: mid in self._subacks, TIMEOUT):
                 raise MqttError(f"{self.client_id}: no SUBACK for {topic}")
-            codes = self._subacks.pop(mid)
-        for code in codes:
-            if code.is_failure:
-                raise MqttError(f"{self.client_id}: SUBACK refused {topic}: {code}")
-        return codes
+            return self._subacks.pop(mid)
 
     def publish(self, topic, payload=None, qos=0, retain=False, properties=None):
         """Publish and wait until the flow completes (sent for QoS 0, PUBACK for QoS 1,

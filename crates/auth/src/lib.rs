@@ -11,6 +11,8 @@
 //!   ignore, the client is refused with `not_authorized`.
 
 pub mod access;
+pub mod acl;
+pub mod authz;
 pub mod builtin;
 
 pub use builtin::{BuiltInDatabase, ImportReport, User};

@@ -18,16 +18,9 @@ pub fn default_verdict(action: Action, topic: &str) -> AuthzResult {
     }
 }
 
-/// May the client do `action` on `topic` (as the client wrote it)? `client` builds the
-/// client's info, and is called only when a `client.authorize` handler needs it, so the
-/// publish path allocates nothing while no one hooks in.
-pub fn authorize(
-    hooks: &Hooks,
-    is_superuser: bool,
-    action: Action,
-    topic: &str,
-    client: impl FnOnce() -> ClientInfo,
-) -> bool {
+/// May `client` do `action` on `topic` (as the client wrote it)?
+pub fn authorize(hooks: &Hooks, client: &ClientInfo, action: Action, topic: &str) -> bool {
+    let is_superuser = client.is_superuser;
     if is_superuser {
         return true;
     }
@@ -40,6 +33,6 @@ pub fn authorize(
         topic: topic.to_string(),
         result: verdict,
     };
-    hooks.client_authorize.run(&client(), &mut args);
+    hooks.client_authorize.run(client, &mut args);
     args.result == AuthzResult::Allow
 }

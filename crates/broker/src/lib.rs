@@ -691,16 +691,15 @@ impl Broker {
         let visible = publisher
             .and_then(|p| will.topic.strip_prefix(p.mountpoint.as_str()))
             .unwrap_or(&will.topic);
-        let allowed = access::authorize(
-            &self.hooks,
-            publisher.is_some_and(|p| p.is_superuser),
-            action,
-            visible,
-            || match publisher {
-                Some(p) => p.clone(),
-                None => ClientInfo::restored(will.from.clone()),
-            },
-        );
+        let restored;
+        let client = match publisher {
+            Some(p) => p,
+            None => {
+                restored = ClientInfo::restored(will.from.clone());
+                &restored
+            }
+        };
+        let allowed = access::authorize(&self.hooks, client, action, visible);
         if !allowed {
             self.metrics.messages_dropped.inc();
             self.metrics.messages_dropped_not_authorized.inc();

@@ -56,12 +56,15 @@ pub const KEY_STATUS: &[(&str, KeyStatus)] = &[
         "authentication[].bootstrap_type",
         H("bootstrap_reads_plain_csv_and_hashed_json"),
     ),
-    // -- authorization (sources come later) ----------------------------------------------
+    // -- authorization ---------------------------------------------------------------------
     (
         "authorization.sources",
-        U("[{type = file, path = \"acl.conf\"}]"),
+        H("file_sources_in_order_then_no_match"),
     ),
-    ("authorization.no_match", U("deny")),
+    (
+        "authorization.no_match",
+        H("file_sources_in_order_then_no_match"),
+    ),
     ("authorization.deny_action", U("disconnect")),
     ("authorization.cache.enable", U("false")),
     ("authorization.cache.max_size", U("64")),

@@ -87,7 +87,7 @@ pub struct Config {
     /// The MQTT authentication chain (`mqtt:global`), tried in order. Default `[]`:
     /// clients are let in.
     pub authentication: Vec<authn::AuthnConfig>,
-    /// Central authorization, `authorization { … }` (sources not supported yet).
+    /// Central authorization, `authorization { … }`.
     pub authorization: AuthorizationConfig,
     /// TLS-PSK identities for DTLS listeners, `psk_authentication { … }`.
     pub psk_authentication: PskAuthentication,

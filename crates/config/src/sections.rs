@@ -316,11 +316,11 @@ pub struct PrometheusConfig {
     pub enable_basic_auth: bool,
 }
 
-/// `authorization { … }` (EMQX's keys): the central authorization sources. The sources
-/// themselves come with a later release: a non-empty `sources` list, and any setting that
-/// only matters with sources or changes the verdict, are refused by name ("not supported
-/// yet"). What applies today is the built-in rule (`$SYS/` is published by the broker only)
-/// and the `client.authorize` hook.
+/// `authorization { … }` (EMQX's keys): the central authorization sources, checked in
+/// order for every publish and subscribe of every protocol (`junction_auth::authz`).
+/// Served today: `file` sources (EMQX's `acl.conf`), `no_match`. `deny_action =
+/// disconnect` and cache settings other than the defaults are refused by name (a denied
+/// request is refused and the connection kept; every check runs the rules).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthorizationConfig {
@@ -331,8 +331,11 @@ pub struct AuthorizationConfig {
     pub deny_action: DenyAction,
     /// Cache of source verdicts per client.
     pub cache: AuthzCache,
-    /// Ordered sources (`file`, `built_in_database`, `http`, …). Default `[]`.
-    pub sources: Vec<serde_json::Value>,
+    /// Ordered sources (`{type = file, enable = true, path = "acl.conf"}`; a relative
+    /// path is read from the configuration file's directory). Without the key, the
+    /// default `acl.conf` (EMQX's shipped rules) applies; `sources = []` has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<serde_json::Value>>,
 }
 
 impl Default for AuthorizationConfig {
@@ -341,7 +344,7 @@ impl Default for AuthorizationConfig {
             no_match: AuthzVerdict::Allow,
             deny_action: DenyAction::Ignore,
             cache: AuthzCache::default(),
-            sources: Vec::new(),
+            sources: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::error::ConfigError;
 use crate::gateway::GatewayListener;
 use crate::listener::{Piggyback, SslOptions, TcpOptions};
 use crate::mqtt::{MqueueDefaultPriority, PeerCertAs};
-use crate::sections::{AuthzCache, AuthzVerdict, DenyAction};
+use crate::sections::{AuthzCache, DenyAction};
 use crate::tree::render_path;
 use crate::Config;
 
@@ -118,18 +118,6 @@ fn refuse_psk(config: &Config) -> Result<(), ConfigError> {
 
 fn refuse_authorization(config: &Config) -> Result<(), ConfigError> {
     let authz = &config.authorization;
-    if !authz.sources.is_empty() {
-        return Err(not_supported(
-            "authorization.sources",
-            "authorization sources come with a later release",
-        ));
-    }
-    if authz.no_match != AuthzVerdict::Allow {
-        return Err(not_supported(
-            "authorization.no_match",
-            "without sources every request is allowed",
-        ));
-    }
     if authz.deny_action != DenyAction::Ignore {
         return Err(not_supported(
             "authorization.deny_action",
@@ -146,7 +134,7 @@ fn refuse_authorization(config: &Config) -> Result<(), ConfigError> {
         if differs {
             return Err(not_supported(
                 format!("authorization.cache.{key}"),
-                "there are no source verdicts to cache",
+                "verdicts are not cached yet: every check runs the rules",
             ));
         }
     }

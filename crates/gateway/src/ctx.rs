@@ -484,13 +484,7 @@ impl GatewayCtx {
     /// `client.authorize` has the last word.
     pub fn authorize(&self, info: &ClientInfo, action: Action, topic: &str) -> bool {
         tally!(self, client_authorize);
-        let allowed = junction_auth::access::authorize(
-            &self.broker.hooks,
-            info.is_superuser,
-            action,
-            topic,
-            || info.clone(),
-        );
+        let allowed = junction_auth::access::authorize(&self.broker.hooks, info, action, topic);
         if allowed {
             tally!(self, authorization_allow);
         } else {

@@ -78,6 +78,19 @@ impl Server {
             &broker,
         )?;
         broker.start_sys();
+        // Central authorization: the `file` sources (or the default acl.conf), for every
+        // protocol through `client.authorize`. A relative path is read from the
+        // configuration file's directory.
+        let base = path
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        Arc::new(junction_auth::authz::Authorization::from_config(
+            &config.authorization,
+            base,
+        )?)
+        .install(&broker.hooks);
         let authn = Arc::new(AuthnChains::default());
         authn.set_user_store(Arc::new(users::StoredUsers(durable.store.clone())));
         // The file's chain, or the one the API changed and the data file keeps.
