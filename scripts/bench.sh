@@ -20,6 +20,8 @@
 #     BENCH_SCENARIOS="p2p-q0 fanout-q0" scripts/bench.sh
 #                                         # before and after a change, in one run: the
 #                                         # `junction` binary of another revision
+#   BENCH_BROKERS="junction junction_noacl junction_acl1k" BENCH_SCENARIOS="p2p-q0 gw-mqtt" \
+#     scripts/bench.sh   (authorization: the default acl.conf, none, 1,000 rules)
 #   BENCH_BROKERS="junction junction_ack mosquitto mosquitto_persist" \
 #     BENCH_SCENARIOS="mem-q1 persist-q1" scripts/bench.sh
 #                                         # QoS 1 to persistent sessions: both durability
@@ -48,7 +50,8 @@ CLK_TCK=$(getconf CLK_TCK)
 JUNCTION="${CARGO_TARGET_DIR:-$ROOT/target}/release/junction"
 PERSIST_MESSAGES=${BENCH_PERSIST_MESSAGES:-200000}
 declare -A PORT=([junction]=18831 [mosquitto]=18832 [rumqttd]=18833 [junction_1t]=18834
-    [junction_ack]=18837 [mosquitto_persist]=18838 [floor]=18839 [junction_base]=18840)
+    [junction_ack]=18837 [mosquitto_persist]=18838 [floor]=18839 [junction_base]=18840
+    [junction_noacl]=18843 [junction_acl1k]=18844)
 FLOOR="$ROOT/target/bench-floor"
 # Junction's gateway listeners (gateway.stomp.listeners.tcp.default,
 # gateway.mqttsn.listeners.udp.default and gateway.coap.listeners.udp.default), moved off
@@ -183,6 +186,23 @@ start_junction_base() {
 # plain `junction` commits in batches every 10 ms (the default).
 start_junction_ack() {
     JUNCTION_DURABLE_SESSIONS__COMMIT_BEFORE_ACK=true start_junction "$@"
+}
+
+# Junction without authorization sources (`authorization.sources = []`): plain
+# `junction` runs the default acl.conf on every publish and subscribe.
+start_junction_noacl() {
+    JUNCTION_AUTHORIZATION__SOURCES='[]' start_junction "$@"
+}
+
+# Junction with an acl.conf of 1,000 rules (per user name, none matching the load's
+# clients) and a last `{allow, all}`: every publish is checked against all of them.
+start_junction_acl1k() {
+    local acl="$WORK/acl1k.conf"
+    for i in $(seq 1 1000); do
+        echo "{allow, {username, \"user-$i\"}, publish, [\"devices/$i/#\"]}."
+    done >"$acl"
+    echo "{allow, all}." >>"$acl"
+    JUNCTION_AUTHORIZATION__SOURCES="[{type = file, path = \"$acl\"}]" start_junction "$@"
 }
 
 # Mosquitto with its persistence on: it keeps everything in memory and writes the whole

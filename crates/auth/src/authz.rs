@@ -113,8 +113,17 @@ impl Authorization {
         self.no_match
     }
 
-    /// Check every request on `hooks`' `client.authorize`, after the built-in rule.
+    /// True if every request is allowed whatever it is (no sources, `no_match = allow`).
+    pub fn allows_everything(&self) -> bool {
+        self.sources.is_empty() && self.no_match == AuthzResult::Allow
+    }
+
+    /// Check every request on `hooks`' `client.authorize`, after the built-in rule. With
+    /// nothing to check, no handler is added (the publish path then skips the hook).
     pub fn install(self: Arc<Self>, hooks: &Hooks) {
+        if self.allows_everything() {
+            return;
+        }
         let handler = move |client: &ClientInfo, args: &mut AuthorizeArgs| {
             if args.result == AuthzResult::Allow {
                 args.result = self.check(client, args);
@@ -220,5 +229,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(none.check(&remote, &args("$SYS/#")), AuthzResult::Allow);
+        assert!(none.allows_everything() && !default.allows_everything());
     }
 }
