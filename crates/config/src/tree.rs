@@ -101,6 +101,9 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "api_key",
     "prometheus",
     "gateway",
+    "durable_sessions",
+    "authentication",
+    "authorization",
     "psk_authentication",
 ];
 
@@ -481,6 +484,31 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_top_level_section_can_be_set_from_the_environment() {
+        // A section missing here made its JUNCTION_* variables be ignored as if they
+        // belonged to something else (durable_sessions, authentication, authorization).
+        let sections = serde_json::to_value(crate::Config::default()).unwrap();
+        let sections = sections.as_object().unwrap();
+        for key in sections.keys() {
+            assert!(
+                ROOT_KEYS.contains(&key.as_str()),
+                "{key} is not in ROOT_KEYS"
+            );
+        }
+        let env = [
+            ("JUNCTION_DURABLE_SESSIONS__COMMIT_BEFORE_ACK", "true"),
+            (
+                "JUNCTION_AUTHORIZATION__SOURCES",
+                "[{type = file, path = \"acl.conf\"}]",
+            ),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = crate::Config::from_str_with_env("", env.to_vec()).unwrap();
+        assert!(c.durable_sessions.commit_before_ack);
+        assert_eq!(c.authorization.sources.map(|s| s.len()), Some(1));
+    }
 
     #[test]
     fn env_values_read_as_hocon_or_verbatim() {
