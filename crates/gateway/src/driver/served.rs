@@ -131,8 +131,9 @@ impl<C: DatagramChannel> Table<C> {
         }
     }
 
-    /// Take over a peer the opening task admitted. False if the listener forgot the peer
-    /// meanwhile (it stopped, or the address started over): it is closed.
+    /// Take over a peer the opening task admitted, with the datagrams that waited in its
+    /// queue. A peer the listener forgot meanwhile (it stopped, or the address started
+    /// over) is closed in this turn's flush.
     pub(super) async fn admit<P: DatagramProtocol>(
         &mut self,
         l: &Listener<P>,
